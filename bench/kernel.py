@@ -1,0 +1,315 @@
+#!/usr/bin/env python3
+"""Kernel benchmark: ferrocell against the peer kernels installed here.
+
+Run it from the repository root after scripts/setup:
+
+    .venv/bin/python bench/kernel.py [--quick]
+
+Everything is measured the way a notebook client sees it, with jupyter_client
+over ZeroMQ:
+
+* start: from starting the kernel process to a ready client (kernel_info_reply
+  answered, IOPub flowing), median of several starts, warm compile cache;
+* first cell: the first cell of a fresh kernel (execute_request to
+  execute_reply), median over those starts;
+* warm cell: `N + 1` with a new N each time, median;
+* re-run: the same unchanged cell again, median;
+* 2nd vs last cell of a session where every cell defines a new function and
+  calls it: does a cell's cost grow with the session?
+* idle memory: resident memory of the kernel and all its child processes.
+
+Peers: evcxr (a kernelspec named `evcxr`, or one that runs evcxr_jupyter) and
+ipykernel (`python3`) when they are installed; otherwise "not measured".
+The ferrocell kernel measured is target/release/ferrocell, with a private
+cache and history directory that are removed afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from queue import Empty
+
+from jupyter_client.kernelspec import KernelSpecManager
+from jupyter_client.manager import KernelManager
+
+REPO = Path(__file__).resolve().parents[1]
+BINARY = REPO / "target" / "release" / "ferrocell"
+TIMEOUT = 300
+
+RUST = {
+    "first": "{n} * 2",
+    "trivial": "{n} + 1",
+    "rerun": "let v: Vec<u64> = (1..=100).collect();\nv.iter().sum::<u64>()",
+    "fn": "fn f_{i}() -> usize {{ {i} }}\nf_{i}() + 1",
+}
+PYTHON = {
+    "first": "{n} * 2",
+    "trivial": "{n} + 1",
+    "rerun": "v = list(range(1, 101))\nsum(v)",
+    "fn": "def f_{i}():\n    return {i}\nf_{i}() + 1",
+}
+
+
+class CellFailed(RuntimeError):
+    pass
+
+
+# --- talking to a kernel -------------------------------------------------------------
+
+
+def start(name: str, env: dict) -> tuple[KernelManager, object, float]:
+    km = KernelManager(kernel_name=name)
+    t0 = time.perf_counter()
+    km.start_kernel(env=env)
+    kc = km.client()
+    kc.start_channels()
+    kc.wait_for_ready(timeout=TIMEOUT)
+    return km, kc, time.perf_counter() - t0
+
+
+def stop(km: KernelManager, kc) -> None:
+    try:
+        kc.stop_channels()
+    finally:
+        km.shutdown_kernel(now=False)
+
+
+def execute(kc, code: str) -> float:
+    """Seconds from execute_request to execute_reply; waits for idle afterwards."""
+    t0 = time.perf_counter()
+    msg_id = kc.execute(code, allow_stdin=False)
+    deadline = t0 + TIMEOUT
+    while True:
+        reply = kc.get_shell_msg(timeout=max(0.0, deadline - time.perf_counter()))
+        if reply["parent_header"].get("msg_id") == msg_id:
+            break
+    elapsed = time.perf_counter() - t0
+    while True:
+        try:
+            msg = kc.get_iopub_msg(timeout=max(0.0, deadline - time.perf_counter()))
+        except Empty:
+            break
+        if (msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "status"
+                and msg["content"]["execution_state"] == "idle"):
+            break
+    if reply["content"]["status"] != "ok":
+        content = reply["content"]
+        raise CellFailed(f"{code!r}: {content.get('ename')}: {content.get('evalue')}")
+    return elapsed
+
+
+def tree_rss_mib(pid: int) -> float:
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry)] = int(stat[stat.rindex(")") + 2:].split()[1])
+    pids, frontier = [pid], [pid]
+    while frontier:
+        current = frontier.pop()
+        for child, parent in parents.items():
+            if parent == current and child not in pids:
+                pids.append(child)
+                frontier.append(child)
+    total_kib = 0
+    for p in pids:
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total_kib += int(line.split()[1])
+        except OSError:
+            pass
+    return total_kib / 1024
+
+
+# --- one kernel's figures ------------------------------------------------------------
+
+
+def measure(name: str, codes: dict, env: dict, reps: dict, log) -> dict:
+    figures: dict[str, float] = {}
+    fresh = random.Random()
+
+    def new_n() -> int:
+        return fresh.randrange(10**6, 10**12)
+
+    # Warm whatever cache the kernel has (ferrocell's prelude, evcxr's build dir).
+    km, kc, _ = start(name, env)
+    try:
+        execute(kc, codes["trivial"].format(n=new_n()))
+    finally:
+        stop(km, kc)
+
+    starts, firsts = [], []
+    for _ in range(reps["starts"]):
+        km, kc, elapsed = start(name, env)
+        starts.append(elapsed)
+        try:
+            firsts.append(execute(kc, codes["first"].format(n=new_n())))
+        finally:
+            stop(km, kc)
+    figures["start"] = statistics.median(starts)
+    figures["first"] = statistics.median(firsts)
+    log(f"  {name}: start {figures['start']:.3f} s, first cell {figures['first']:.3f} s")
+
+    km, kc, _ = start(name, env)
+    try:
+        execute(kc, codes["trivial"].format(n=new_n()))
+        figures["trivial"] = statistics.median(
+            execute(kc, codes["trivial"].format(n=new_n())) for _ in range(reps["cells"]))
+        execute(kc, codes["rerun"])
+        figures["rerun"] = statistics.median(
+            execute(kc, codes["rerun"]) for _ in range(reps["cells"]))
+        time.sleep(1.0)
+        figures["memory"] = tree_rss_mib(km.provisioner.process.pid)
+    finally:
+        stop(km, kc)
+    log(f"  {name}: warm cell {figures['trivial']:.3f} s, re-run {figures['rerun']:.3f} s, "
+        f"memory {figures['memory']:.1f} MiB")
+
+    km, kc, _ = start(name, env)
+    try:
+        times = [execute(kc, codes["fn"].format(i=i)) for i in range(1, reps["session"] + 1)]
+    finally:
+        stop(km, kc)
+    figures["second"] = times[1]
+    figures["last"] = times[-1]
+    figures["growth"] = times[-1] / times[1]
+    log(f"  {name}: 2nd cell {times[1]:.3f} s, cell {len(times)} {times[-1]:.3f} s")
+    return figures
+
+
+# --- finding the kernels -------------------------------------------------------------
+
+
+def ferrocell_environment(root: Path) -> dict:
+    """Install the current build's kernelspec privately; return the environment to use."""
+    if not BINARY.is_file():
+        sys.exit(f"{BINARY} not found: run scripts/setup (or cargo build --release) first")
+    prefix = root / "prefix"
+    subprocess.run([str(BINARY), "install", "--prefix", str(prefix)], check=True,
+                   capture_output=True)
+    for sub in ("cache", "data", "runtime"):
+        (root / sub).mkdir()
+    env = dict(os.environ)
+    jupyter_path = [str(prefix / "share" / "jupyter"), str(REPO / ".venv" / "share" / "jupyter")]
+    if env.get("JUPYTER_PATH"):
+        jupyter_path.append(env["JUPYTER_PATH"])
+    env["JUPYTER_PATH"] = os.pathsep.join(jupyter_path)
+    env["JUPYTER_RUNTIME_DIR"] = str(root / "runtime")
+    env["FERROCELL_CACHE"] = str(root / "cache")
+    env["FERROCELL_DATA_DIR"] = str(root / "data")
+    # jupyter_client reads JUPYTER_PATH from this process's environment.
+    os.environ.update({k: env[k] for k in ("JUPYTER_PATH", "JUPYTER_RUNTIME_DIR")})
+    return env
+
+
+def find_peers() -> dict[str, str | None]:
+    specs = KernelSpecManager().get_all_specs()
+    evcxr = None
+    if "evcxr" in specs:
+        evcxr = "evcxr"
+    else:
+        for name, info in specs.items():
+            argv = info["spec"].get("argv", [])
+            if argv and "evcxr" in Path(argv[0]).name:
+                evcxr = name
+                break
+    ipykernel = None
+    if "python3" in specs:
+        argv = " ".join(specs["python3"]["spec"].get("argv", []))
+        if "ipykernel" in argv:
+            ipykernel = "python3"
+    return {"evcxr": evcxr, "ipykernel": ipykernel}
+
+
+# --- the table -----------------------------------------------------------------------
+
+
+def fmt_seconds(value: float) -> str:
+    return f"{value * 1000:.0f} ms" if value < 10 else f"{value:.1f} s"
+
+
+def table(results: dict[str, dict | str | None], reps: dict) -> str:
+    rows = [
+        ("start → kernel_info_reply (median of {starts})", "start", fmt_seconds),
+        ("first cell (median of {starts})", "first", fmt_seconds),
+        ("warm cell `N + 1` (median of {cells})", "trivial", fmt_seconds),
+        ("re-run of an unchanged cell (median of {cells})", "rerun", fmt_seconds),
+        ("2nd cell of a session (fn item + call)", "second", fmt_seconds),
+        ("{session}th cell of a session", "last", fmt_seconds),
+        ("{session}th ÷ 2nd cell", "growth", lambda v: f"{v:.2f}×"),
+        ("idle memory, kernel + children", "memory", lambda v: f"{v:.0f} MiB"),
+    ]
+    out = ["| figure | ferrocell | evcxr | ipykernel | ratio |", "|---|---|---|---|---|"]
+    for label, key, show in rows:
+        cells = []
+        for kernel in ("ferrocell", "evcxr", "ipykernel"):
+            res = results.get(kernel)
+            if isinstance(res, dict) and key in res:
+                cells.append(show(res[key]))
+            elif isinstance(res, str):
+                cells.append(res)
+            else:
+                cells.append("not measured")
+        ours = results.get("ferrocell")
+        peers = [r[key] for k, r in results.items()
+                 if k != "ferrocell" and isinstance(r, dict) and key in r]
+        if isinstance(ours, dict) and key in ours and peers and ours[key] > 0:
+            ratio = f"{min(peers) / ours[key]:.1f}×"
+        else:
+            ratio = "—"
+        out.append(f"| {label.format(**reps)} | " + " | ".join(cells) + f" | {ratio} |")
+    return "\n".join(out)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions")
+    args = parser.parse_args()
+    reps = ({"starts": 2, "cells": 5, "session": 20} if args.quick
+            else {"starts": 5, "cells": 20, "session": 100})
+
+    def log(text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+    root = Path(tempfile.mkdtemp(prefix="ferrocell-bench-"))
+    try:
+        env = ferrocell_environment(root)
+        peers = find_peers()
+        results: dict[str, dict | str | None] = {}
+        kernels = [("ferrocell", "ferrocell", RUST), ("evcxr", peers["evcxr"], RUST),
+                   ("ipykernel", peers["ipykernel"], PYTHON)]
+        for label, name, codes in kernels:
+            if name is None:
+                results[label] = "not measured"
+                continue
+            log(f"measuring {label} (kernelspec {name})")
+            try:
+                results[label] = measure(name, codes, env, reps, log)
+            except Exception as err:  # a broken peer must not hide the other figures
+                log(f"  {label} failed: {err}")
+                results[label] = "failed"
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+    print(table(results, reps))
+    print()
+    print("ratio: the best measured peer's figure ÷ ferrocell's (above 1×: ferrocell is "
+          "faster or smaller). Times are execute_request → execute_reply as a client sees "
+          f"them; {os.cpu_count()} CPUs, {'quick' if args.quick else 'full'} run.")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,213 @@
+//! The runner: a child process of the kernel that loads compiled cells and runs them.
+//!
+//! The main thread reads commands from the kernel; each cell runs on its own thread,
+//! so that input replies and interrupts are heard while it runs. A ticker flushes
+//! Rust's line-buffered stdout so that `print!` without a newline shows up at once.
+//! The runner binary interposes libc's `write` for fds 1 and 2 and hands the bytes to
+//! [`capture_write`], which puts them on the kernel channel in order with everything
+//! else.
+
+use crate::channel::{self, tag};
+use crate::json;
+use std::ffi::{c_char, c_int, c_void, CString};
+use std::io::Write;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Condvar, Mutex};
+use std::time::Duration;
+
+static RUNNING: AtomicBool = AtomicBool::new(false);
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+static INPUT: Mutex<Option<Result<String, String>>> = Mutex::new(None);
+static INPUT_READY: Condvar = Condvar::new();
+static PANIC_INFO: Mutex<Option<String>> = Mutex::new(None);
+static FAILURE: Mutex<Option<String>> = Mutex::new(None);
+
+#[link(name = "dl")]
+extern "C" {
+    fn dlopen(filename: *const c_char, flags: c_int) -> *mut c_void;
+    fn dlsym(handle: *mut c_void, symbol: *const c_char) -> *mut c_void;
+    fn dlerror() -> *const c_char;
+}
+const RTLD_NOW: c_int = 2;
+const RTLD_GLOBAL: c_int = 0x100;
+
+pub(crate) fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::Relaxed)
+}
+
+/// Called by the runner binary's `write`/`writev` for fds 1 and 2. Returns false when
+/// the bytes should go to the real fd instead (no kernel channel).
+pub fn capture_write(fd: i32, bytes: &[u8]) -> bool {
+    let t = if fd == 2 { tag::STDERR } else { tag::STDOUT };
+    channel::send(t, bytes)
+}
+
+pub(crate) fn send_result(text: &str) {
+    let mut msg = String::from("{\"text/plain\":");
+    json::push_str(&mut msg, text);
+    msg.push('}');
+    channel::send(tag::RESULT, msg.as_bytes());
+}
+
+/// Blocks the cell until the kernel answers an input request.
+pub(crate) fn wait_for_input() -> Result<String, String> {
+    let mut slot = INPUT.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        if let Some(answer) = slot.take() {
+            return answer;
+        }
+        slot = INPUT_READY.wait(slot).unwrap_or_else(|e| e.into_inner());
+    }
+}
+
+fn answer_input(answer: Result<String, String>) {
+    *INPUT.lock().unwrap_or_else(|e| e.into_inner()) = Some(answer);
+    INPUT_READY.notify_all();
+}
+
+/// Records a `?` error that reached the top of a cell; it is reported instead of
+/// success when the cell returns.
+pub fn fail(error: &dyn std::fmt::Display) {
+    let mut msg = String::from("{\"message\":");
+    json::push_str(&mut msg, &error.to_string());
+    msg.push('}');
+    *FAILURE.lock().unwrap_or_else(|e| e.into_inner()) = Some(msg);
+}
+
+fn install_panic_hook() {
+    panic::set_hook(Box::new(|info| {
+        let message = if let Some(s) = info.payload().downcast_ref::<&str>() {
+            (*s).to_string()
+        } else if let Some(s) = info.payload().downcast_ref::<String>() {
+            s.clone()
+        } else {
+            "Box<dyn Any>".to_string()
+        };
+        let mut msg = String::from("{\"message\":");
+        json::push_str(&mut msg, &message);
+        if let Some(loc) = info.location() {
+            msg.push_str(",\"file\":");
+            json::push_str(&mut msg, loc.file());
+            msg.push_str(&format!(
+                ",\"line\":{},\"column\":{}",
+                loc.line(),
+                loc.column()
+            ));
+        }
+        let thread = std::thread::current();
+        msg.push_str(",\"thread\":");
+        json::push_str(&mut msg, thread.name().unwrap_or("<unnamed>"));
+        msg.push('}');
+        *PANIC_INFO.lock().unwrap_or_else(|e| e.into_inner()) = Some(msg);
+    }));
+}
+
+fn last_dl_error() -> String {
+    unsafe {
+        let e = dlerror();
+        if e.is_null() {
+            "unknown dlopen error".into()
+        } else {
+            std::ffi::CStr::from_ptr(e).to_string_lossy().into_owned()
+        }
+    }
+}
+
+/// Loads `lib` and returns its entry point `symbol`.
+fn load(lib: &str, symbol: &str) -> Result<fn(), String> {
+    let path = CString::new(lib).map_err(|e| e.to_string())?;
+    let sym = CString::new(symbol).map_err(|e| e.to_string())?;
+    unsafe {
+        // Cell libraries stay loaded for the life of the runner: later cells link to
+        // their items, and unloading Rust code with live statics is unsound.
+        let handle = dlopen(path.as_ptr(), RTLD_NOW | RTLD_GLOBAL);
+        if handle.is_null() {
+            return Err(last_dl_error());
+        }
+        let f = dlsym(handle, sym.as_ptr());
+        if f.is_null() {
+            return Err(last_dl_error());
+        }
+        // The entry point is `pub fn()` compiled by the same rustc as this runner.
+        Ok(std::mem::transmute::<*mut c_void, fn()>(f))
+    }
+}
+
+fn run_cell(entry: fn()) {
+    INTERRUPTED.store(false, Ordering::Relaxed);
+    RUNNING.store(true, Ordering::Release);
+    let outcome = panic::catch_unwind(AssertUnwindSafe(entry));
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    RUNNING.store(false, Ordering::Release);
+    match outcome {
+        Ok(()) => match FAILURE.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            Some(failure) => {
+                channel::send(tag::CELL_ERROR, failure.as_bytes());
+            }
+            None => {
+                channel::send(tag::DONE, b"");
+            }
+        },
+        Err(_) => {
+            let info = PANIC_INFO
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take()
+                .unwrap_or_else(|| "{\"message\":\"panic\"}".into());
+            channel::send(tag::PANIC, info.as_bytes());
+        }
+    }
+}
+
+/// Flushes Rust's stdout buffer while a cell runs, so partial lines stream.
+fn start_flusher() {
+    std::thread::Builder::new()
+        .name("ferrocell-flush".into())
+        .spawn(|| loop {
+            std::thread::sleep(Duration::from_millis(25));
+            if RUNNING.load(Ordering::Acquire) {
+                let _ = std::io::stdout().flush();
+            }
+        })
+        .expect("spawn flusher");
+}
+
+/// The runner's main loop. Exits when the kernel closes the channel.
+pub fn main() {
+    install_panic_hook();
+    let Some(mut reader) = channel::reader() else {
+        eprintln!("ferrocell runner: started without a kernel channel (FERROCELL_RUNNER unset)");
+        std::process::exit(2);
+    };
+    start_flusher();
+    channel::send(tag::READY, std::process::id().to_string().as_bytes());
+    while let Some((t, payload)) = channel::read_frame(&mut reader) {
+        match t {
+            tag::RUN => {
+                let text = String::from_utf8_lossy(&payload).into_owned();
+                let (lib, symbol) = text.split_once('\0').unwrap_or((&text, ""));
+                match load(lib, symbol) {
+                    Ok(entry) => {
+                        let spawned = std::thread::Builder::new()
+                            .name("cell".into())
+                            .stack_size(256 << 20)
+                            .spawn(move || run_cell(entry));
+                        if let Err(e) = spawned {
+                            channel::send(tag::LOAD_ERROR, e.to_string().as_bytes());
+                        }
+                    }
+                    Err(e) => {
+                        channel::send(tag::LOAD_ERROR, e.as_bytes());
+                    }
+                }
+            }
+            tag::INPUT_REPLY => answer_input(Ok(String::from_utf8_lossy(&payload).into_owned())),
+            tag::INPUT_DENIED => answer_input(Err(String::from_utf8_lossy(&payload).into_owned())),
+            tag::INTERRUPT => INTERRUPTED.store(true, Ordering::Relaxed),
+            _ => {}
+        }
+    }
+    std::process::exit(0);
+}

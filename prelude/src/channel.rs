@@ -1,0 +1,80 @@
+//! The framed channel between the runner and the kernel (a Unix socket on fd 3).
+//!
+//! Every frame is `[tag: u8][len: u32 LE][payload]`. User stdout and stderr travel on
+//! the same channel as displays and results, so the kernel sees them in exactly the
+//! order the cell produced them.
+
+use std::io::{Read, Write};
+use std::os::unix::io::FromRawFd;
+use std::os::unix::net::UnixStream;
+use std::sync::{Mutex, OnceLock};
+
+/// The file descriptor the kernel hands the runner its channel on.
+pub const CHANNEL_FD: i32 = 3;
+
+/// Frame tags. Runner → kernel below 100, kernel → runner from 100.
+pub mod tag {
+    pub const STDOUT: u8 = 1;
+    pub const STDERR: u8 = 2;
+    pub const DISPLAY: u8 = 3;
+    pub const CLEAR_OUTPUT: u8 = 4;
+    pub const RESULT: u8 = 5;
+    pub const PANIC: u8 = 6;
+    pub const DONE: u8 = 7;
+    pub const INPUT_REQUEST: u8 = 8;
+    pub const LOAD_ERROR: u8 = 9;
+    pub const READY: u8 = 10;
+    pub const CELL_ERROR: u8 = 11;
+
+    pub const RUN: u8 = 101;
+    pub const INPUT_REPLY: u8 = 102;
+    pub const INPUT_DENIED: u8 = 103;
+    pub const INTERRUPT: u8 = 104;
+}
+
+struct Channel {
+    writer: Mutex<UnixStream>,
+}
+
+static CHANNEL: OnceLock<Option<Channel>> = OnceLock::new();
+
+fn channel() -> Option<&'static Channel> {
+    CHANNEL
+        .get_or_init(|| {
+            // Only the runner sets this; a prelude used elsewhere (tests) has no channel.
+            std::env::var_os("FERROCELL_RUNNER")?;
+            let stream = unsafe { UnixStream::from_raw_fd(CHANNEL_FD) };
+            Some(Channel {
+                writer: Mutex::new(stream),
+            })
+        })
+        .as_ref()
+}
+
+/// Sends one frame to the kernel. Returns false when there is no channel (the prelude
+/// is not running inside a runner), so callers can fall back to plain stdout.
+pub fn send(tag: u8, payload: &[u8]) -> bool {
+    let Some(ch) = channel() else { return false };
+    let mut w = ch.writer.lock().unwrap_or_else(|e| e.into_inner());
+    let mut head = [0u8; 5];
+    head[0] = tag;
+    head[1..].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+    // A kernel that went away leaves nothing to report to; the runner exits on EOF.
+    let _ = w.write_all(&head).and_then(|_| w.write_all(payload));
+    true
+}
+
+/// A second handle on the channel for the runner's command loop.
+pub fn reader() -> Option<UnixStream> {
+    channel()?.writer.lock().ok()?.try_clone().ok()
+}
+
+/// Reads one frame; `None` at end of stream.
+pub fn read_frame(r: &mut impl Read) -> Option<(u8, Vec<u8>)> {
+    let mut head = [0u8; 5];
+    r.read_exact(&mut head).ok()?;
+    let len = u32::from_le_bytes([head[1], head[2], head[3], head[4]]) as usize;
+    let mut payload = vec![0u8; len];
+    r.read_exact(&mut payload).ok()?;
+    Some((head[0], payload))
+}

@@ -1,0 +1,482 @@
+//! Splitting a cell into items, statements and a trailing value.
+//!
+//! Items (fn, struct, impl, …) become crate-level code of the cell's library and are
+//! made `pub` so that later cells can use them; statements become the body of the
+//! cell's entry function; a final expression without `;` is the cell's value. Every
+//! piece keeps the line and column it had in the cell, so that rustc's diagnostics
+//! and panic locations can be mapped back.
+
+use proc_macro2::LineColumn;
+use syn::spanned::Spanned;
+
+/// A piece of the cell's text with where it started in the cell.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snippet {
+    /// The text, already rewritten (visibility added) where needed.
+    pub text: String,
+    /// 1-based line in the cell where the text starts.
+    pub line: usize,
+    /// 0-based column (in characters) where the text starts.
+    pub column: usize,
+}
+
+/// A top-level item of the cell.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Item {
+    pub snippet: Snippet,
+    /// The names the item defines (for redefinition).
+    pub names: Vec<String>,
+    /// For `impl` blocks: what identifies the block for replacement.
+    pub impl_key: Option<ImplKey>,
+    /// For `impl` blocks: every identifier named in its header (trait and type), to
+    /// find the earlier cells that defined them.
+    pub mentions: Vec<String>,
+}
+
+/// Identifies an impl block: the same trait for the same type replaces the older one,
+/// and so does an inherent impl that redefines any of the same methods.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImplKey {
+    pub trait_path: Option<String>,
+    pub self_ty: String,
+    pub methods: Vec<String>,
+}
+
+/// A parsed cell.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ParsedCell {
+    pub items: Vec<Item>,
+    pub statements: Vec<Snippet>,
+    pub value: Option<Snippet>,
+    /// The statements use `?`, so the body runs in a closure returning a `Result`.
+    pub uses_try: bool,
+}
+
+/// A syntax error, with its place in the cell.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SyntaxError {
+    pub message: String,
+    pub line: usize,
+    pub column: usize,
+}
+
+/// Byte offsets of each line start, to turn span line/columns into slices.
+struct LineIndex<'a> {
+    src: &'a str,
+    starts: Vec<usize>,
+}
+
+impl<'a> LineIndex<'a> {
+    fn new(src: &'a str) -> Self {
+        let mut starts = vec![0];
+        starts.extend(src.match_indices('\n').map(|(i, _)| i + 1));
+        LineIndex { src, starts }
+    }
+
+    /// proc-macro2 lines are 1-based, columns count characters.
+    fn offset(&self, lc: LineColumn) -> usize {
+        let start = self.starts[(lc.line - 1).min(self.starts.len() - 1)];
+        let line = &self.src[start..];
+        start
+            + line
+                .char_indices()
+                .nth(lc.column)
+                .map(|(i, _)| i)
+                .unwrap_or(line.len())
+    }
+}
+
+/// The wrapper around the cell so that syn can parse statements and items together.
+const OPEN: &str = "{\n";
+
+/// Parses a cell's Rust code.
+pub fn parse(code: &str) -> Result<ParsedCell, SyntaxError> {
+    let wrapped = format!("{OPEN}{code}\n}}");
+    let block: syn::Block = syn::parse_str(&wrapped).map_err(|e| {
+        let start = e.span().start();
+        SyntaxError {
+            message: e.to_string(),
+            line: start.line.saturating_sub(1).max(1),
+            column: start.column,
+        }
+    })?;
+    let index = LineIndex::new(&wrapped);
+    let mut cell = ParsedCell::default();
+    let count = block.stmts.len();
+    for (i, stmt) in block.stmts.iter().enumerate() {
+        let last = i + 1 == count;
+        match stmt {
+            syn::Stmt::Item(item) => cell.items.push(make_item(item, &index)),
+            syn::Stmt::Expr(expr, None) if last && !diverges(expr) => {
+                cell.value = Some(snippet(expr.span(), &index, &[]));
+                cell.uses_try |= uses_try(stmt);
+            }
+            syn::Stmt::Macro(m)
+                if last && m.semi_token.is_none() && !is_diverging_macro(&m.mac) =>
+            {
+                cell.value = Some(snippet(m.span(), &index, &[]));
+                cell.uses_try |= uses_try(stmt);
+            }
+            other => {
+                cell.uses_try |= uses_try(other);
+                let mut s = snippet(other.span(), &index, &[]);
+                let open_end = matches!(other, syn::Stmt::Expr(_, None))
+                    || matches!(other, syn::Stmt::Macro(m) if m.semi_token.is_none());
+                if open_end {
+                    s.text.push(';');
+                }
+                cell.statements.push(s);
+            }
+        }
+    }
+    Ok(cell)
+}
+
+/// Cuts the text of a span out of the wrapped source, inserting `edits` (byte offset,
+/// text) on the way, and records its position in the cell.
+fn snippet(span: proc_macro2::Span, index: &LineIndex, edits: &[(usize, String)]) -> Snippet {
+    let start = index.offset(span.start());
+    let end = index.offset(span.end());
+    let mut text = String::new();
+    let mut at = start;
+    let mut edits: Vec<_> = edits
+        .iter()
+        .filter(|(o, _)| *o >= start && *o <= end)
+        .collect();
+    edits.sort_by_key(|(o, _)| *o);
+    for (offset, insert) in edits {
+        text.push_str(&index.src[at..*offset]);
+        text.push_str(insert);
+        at = *offset;
+    }
+    text.push_str(&index.src[at..end]);
+    Snippet {
+        text,
+        line: span.start().line - 1,
+        column: span.start().column,
+    }
+}
+
+/// Where an item's own tokens start, after its outer attributes.
+fn head_offset(attrs: &[syn::Attribute], whole: proc_macro2::Span, index: &LineIndex) -> usize {
+    let after = match attrs
+        .iter()
+        .filter(|a| matches!(a.style, syn::AttrStyle::Outer))
+        .last()
+    {
+        Some(a) => index.offset(a.span().end()),
+        None => return index.offset(whole.start()),
+    };
+    let rest = &index.src[after..];
+    after + (rest.len() - rest.trim_start().len())
+}
+
+fn is_inherited(vis: &syn::Visibility) -> bool {
+    matches!(vis, syn::Visibility::Inherited)
+}
+
+fn tokens(t: &impl quote::ToTokens) -> String {
+    t.to_token_stream().to_string()
+}
+
+fn idents_in(t: &impl quote::ToTokens, out: &mut Vec<String>) {
+    fn walk(ts: proc_macro2::TokenStream, out: &mut Vec<String>) {
+        for tt in ts {
+            match tt {
+                proc_macro2::TokenTree::Ident(i) => out.push(i.to_string()),
+                proc_macro2::TokenTree::Group(g) => walk(g.stream(), out),
+                _ => {}
+            }
+        }
+    }
+    walk(t.to_token_stream(), out);
+}
+
+fn use_names(tree: &syn::UseTree, out: &mut Vec<String>) {
+    match tree {
+        syn::UseTree::Path(p) => use_names(&p.tree, out),
+        syn::UseTree::Name(n) => out.push(n.ident.to_string()),
+        syn::UseTree::Rename(r) => out.push(r.rename.to_string()),
+        syn::UseTree::Glob(_) => {}
+        syn::UseTree::Group(g) => g.items.iter().for_each(|t| use_names(t, out)),
+    }
+}
+
+fn make_item(item: &syn::Item, index: &LineIndex) -> Item {
+    let mut edits: Vec<(usize, String)> = Vec::new();
+    let mut names = Vec::new();
+    let mut impl_key = None;
+    let mut mentions = Vec::new();
+    let span = item.span();
+    let make_pub = |attrs: &[syn::Attribute], vis: &syn::Visibility, edits: &mut Vec<_>| {
+        if is_inherited(vis) {
+            edits.push((head_offset(attrs, span, index), "pub ".to_string()));
+        }
+    };
+    match item {
+        syn::Item::Fn(f) => {
+            names.push(f.sig.ident.to_string());
+            make_pub(&f.attrs, &f.vis, &mut edits);
+        }
+        syn::Item::Struct(s) => {
+            names.push(s.ident.to_string());
+            make_pub(&s.attrs, &s.vis, &mut edits);
+            for field in s.fields.iter() {
+                if is_inherited(&field.vis) {
+                    edits.push((
+                        head_offset(&field.attrs, field.span(), index),
+                        "pub ".into(),
+                    ));
+                }
+            }
+        }
+        syn::Item::Enum(e) => {
+            names.push(e.ident.to_string());
+            make_pub(&e.attrs, &e.vis, &mut edits);
+        }
+        syn::Item::Union(u) => {
+            names.push(u.ident.to_string());
+            make_pub(&u.attrs, &u.vis, &mut edits);
+        }
+        syn::Item::Trait(t) => {
+            names.push(t.ident.to_string());
+            make_pub(&t.attrs, &t.vis, &mut edits);
+        }
+        syn::Item::Type(t) => {
+            names.push(t.ident.to_string());
+            make_pub(&t.attrs, &t.vis, &mut edits);
+        }
+        syn::Item::Const(c) => {
+            names.push(c.ident.to_string());
+            make_pub(&c.attrs, &c.vis, &mut edits);
+        }
+        syn::Item::Static(s) => {
+            names.push(s.ident.to_string());
+            make_pub(&s.attrs, &s.vis, &mut edits);
+        }
+        syn::Item::Mod(m) => {
+            names.push(m.ident.to_string());
+            make_pub(&m.attrs, &m.vis, &mut edits);
+        }
+        syn::Item::Use(u) => {
+            use_names(&u.tree, &mut names);
+            make_pub(&u.attrs, &u.vis, &mut edits);
+        }
+        syn::Item::Macro(m) => {
+            if let Some(ident) = &m.ident {
+                names.push(ident.to_string());
+                let exported = m.attrs.iter().any(|a| a.path().is_ident("macro_export"));
+                if !exported {
+                    edits.push((
+                        head_offset(&m.attrs, span, index),
+                        "#[macro_export] ".into(),
+                    ));
+                }
+            }
+        }
+        syn::Item::Impl(i) => {
+            let methods: Vec<String> = i
+                .items
+                .iter()
+                .filter_map(|it| match it {
+                    syn::ImplItem::Fn(f) => Some(f.sig.ident.to_string()),
+                    syn::ImplItem::Const(c) => Some(c.ident.to_string()),
+                    _ => None,
+                })
+                .collect();
+            if i.trait_.is_none() {
+                for it in &i.items {
+                    match it {
+                        syn::ImplItem::Fn(f) if is_inherited(&f.vis) => {
+                            edits.push((head_offset(&f.attrs, f.span(), index), "pub ".into()))
+                        }
+                        syn::ImplItem::Const(c) if is_inherited(&c.vis) => {
+                            edits.push((head_offset(&c.attrs, c.span(), index), "pub ".into()))
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            idents_in(&i.self_ty, &mut mentions);
+            if let Some((_, path, _)) = &i.trait_ {
+                idents_in(path, &mut mentions);
+            }
+            impl_key = Some(ImplKey {
+                trait_path: i.trait_.as_ref().map(|(_, p, _)| tokens(p)),
+                self_ty: tokens(&i.self_ty),
+                methods,
+            });
+        }
+        _ => {}
+    }
+    Item {
+        snippet: snippet(span, index, &edits),
+        names,
+        impl_key,
+        mentions,
+    }
+}
+
+fn is_diverging_macro(m: &syn::Macro) -> bool {
+    m.path.segments.last().is_some_and(|s| {
+        matches!(
+            s.ident.to_string().as_str(),
+            "panic" | "unreachable" | "todo" | "unimplemented"
+        )
+    })
+}
+
+/// Whether a final expression obviously never returns (`panic!()`, `loop {}`,
+/// `std::process::abort()`): its type `!` cannot be shown, so it runs as a statement.
+fn diverges(expr: &syn::Expr) -> bool {
+    match expr {
+        syn::Expr::Macro(m) => is_diverging_macro(&m.mac),
+        syn::Expr::Loop(l) => {
+            struct Break(bool);
+            impl<'a> syn::visit::Visit<'a> for Break {
+                fn visit_expr_break(&mut self, _: &'a syn::ExprBreak) {
+                    self.0 = true;
+                }
+                fn visit_expr_closure(&mut self, _: &'a syn::ExprClosure) {}
+                fn visit_item(&mut self, _: &'a syn::Item) {}
+            }
+            let mut b = Break(false);
+            syn::visit::visit_block(&mut b, &l.body);
+            !b.0
+        }
+        syn::Expr::Call(c) => match &*c.func {
+            syn::Expr::Path(p) => p
+                .path
+                .segments
+                .last()
+                .is_some_and(|s| matches!(s.ident.to_string().as_str(), "abort" | "exit")),
+            _ => false,
+        },
+        syn::Expr::Return(_) | syn::Expr::Break(_) | syn::Expr::Continue(_) => true,
+        syn::Expr::Block(b) => b
+            .block
+            .stmts
+            .last()
+            .is_some_and(|s| matches!(s, syn::Stmt::Expr(e, None) if diverges(e))),
+        syn::Expr::Unsafe(b) => b
+            .block
+            .stmts
+            .last()
+            .is_some_and(|s| matches!(s, syn::Stmt::Expr(e, None) if diverges(e))),
+        _ => false,
+    }
+}
+
+/// Whether a statement uses `?` outside nested closures, functions and async blocks.
+fn uses_try(stmt: &syn::Stmt) -> bool {
+    struct Finder(bool);
+    impl<'a> syn::visit::Visit<'a> for Finder {
+        fn visit_expr_try(&mut self, _: &'a syn::ExprTry) {
+            self.0 = true;
+        }
+        fn visit_expr_closure(&mut self, _: &'a syn::ExprClosure) {}
+        fn visit_expr_async(&mut self, _: &'a syn::ExprAsync) {}
+        fn visit_item(&mut self, _: &'a syn::Item) {}
+        fn visit_macro(&mut self, m: &'a syn::Macro) {
+            // `println!("{}", x?)` and friends: look inside as expressions if they parse.
+            if let Ok(args) = m.parse_body_with(
+                syn::punctuated::Punctuated::<syn::Expr, syn::Token![,]>::parse_terminated,
+            ) {
+                for a in &args {
+                    syn::visit::visit_expr(self, a);
+                }
+            }
+        }
+    }
+    let mut f = Finder(false);
+    syn::visit::visit_stmt(&mut f, stmt);
+    f.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_items_statements_and_value() {
+        let c = parse("fn f() -> i32 { 1 }\nlet x = f();\nx + 1").unwrap();
+        assert_eq!(c.items.len(), 1);
+        assert_eq!(c.items[0].snippet.text, "pub fn f() -> i32 { 1 }");
+        assert_eq!(c.items[0].names, vec!["f"]);
+        assert_eq!(c.statements[0].text, "let x = f();");
+        assert_eq!(c.statements[0].line, 2);
+        let v = c.value.unwrap();
+        assert_eq!((v.text.as_str(), v.line, v.column), ("x + 1", 3, 0));
+    }
+
+    #[test]
+    fn makes_struct_fields_and_methods_public() {
+        let c = parse("#[derive(Debug)]\nstruct P { x: i32, pub y: i32 }\nimpl P { fn new() -> P { P { x: 1, y: 2 } } }").unwrap();
+        assert_eq!(
+            c.items[0].snippet.text,
+            "#[derive(Debug)]\npub struct P { pub x: i32, pub y: i32 }"
+        );
+        assert_eq!(
+            c.items[1].snippet.text,
+            "impl P { pub fn new() -> P { P { x: 1, y: 2 } } }"
+        );
+        let key = c.items[1].impl_key.as_ref().unwrap();
+        assert_eq!(key.methods, vec!["new"]);
+        assert_eq!(c.items[1].mentions, vec!["P"]);
+    }
+
+    #[test]
+    fn trait_impls_keep_private_methods_and_macros_are_exported() {
+        let c = parse("impl std::fmt::Display for P { fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result { Ok(()) } }\nmacro_rules! m { () => { 1 } }").unwrap();
+        assert!(c.items[0].snippet.text.contains("{ fn fmt"));
+        assert!(c.items[0].mentions.contains(&"Display".to_string()));
+        assert!(c.items[1]
+            .snippet
+            .text
+            .starts_with("#[macro_export] macro_rules!"));
+    }
+
+    #[test]
+    fn trailing_macro_is_the_value_and_semicolon_is_not() {
+        assert!(parse("vec![1, 2]").unwrap().value.is_some());
+        assert!(parse("println!(\"x\");").unwrap().value.is_none());
+        assert!(parse("let a = 1;").unwrap().value.is_none());
+    }
+
+    #[test]
+    fn diverging_tails_are_statements() {
+        for code in [
+            "panic!(\"x\")",
+            "loop {}",
+            "std::process::abort()",
+            "unsafe { std::process::abort() }",
+        ] {
+            let c = parse(code).unwrap();
+            assert!(c.value.is_none(), "{code}");
+            assert_eq!(c.statements.len(), 1, "{code}");
+        }
+        assert!(parse("loop { break 3 }").unwrap().value.is_some());
+    }
+
+    #[test]
+    fn finds_question_mark_outside_closures() {
+        assert!(parse("let n: i32 = \"4\".parse()?;").unwrap().uses_try);
+        assert!(
+            !parse("let f = |s: &str| s.parse::<i32>().ok()?;")
+                .unwrap()
+                .uses_try
+        );
+    }
+
+    #[test]
+    fn syntax_error_has_cell_line() {
+        let e = parse("let a = 1;\nlet = 7q;").unwrap_err();
+        assert_eq!(e.line, 2);
+    }
+
+    #[test]
+    fn unicode_columns_slice_correctly() {
+        let c = parse("let s = \"héllo\"; s.len()").unwrap();
+        assert_eq!(c.value.unwrap().text, "s.len()");
+    }
+}

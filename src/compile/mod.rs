@@ -1,0 +1,13 @@
+//! Turning a cell into native code: parse it, generate a crate, build it with rustc
+//! into a shared library (cached by content hash), and map rustc's diagnostics back
+//! to the cell's own lines.
+
+pub mod cell;
+pub mod diagnostics;
+pub mod prelude;
+pub mod rustc;
+pub mod session;
+pub mod toolchain;
+
+pub use session::{BuiltCell, CompileError, Session};
+pub use toolchain::Toolchain;

@@ -1,0 +1,177 @@
+//! Building the `ferrocell` prelude library and the runner executable.
+//!
+//! Both are built once per toolchain and prelude version with the same rustc as the
+//! cells, so runner and cells share one libstd; the result is cached on disk.
+
+use super::rustc::{self, RustcFailure};
+use super::toolchain::Toolchain;
+use sha2::{Digest, Sha256};
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+/// The prelude's source files, as embedded in the kernel binary.
+const SOURCES: &[(&str, &str)] = &[
+    ("lib.rs", include_str!("../../prelude/src/lib.rs")),
+    ("channel.rs", include_str!("../../prelude/src/channel.rs")),
+    ("display.rs", include_str!("../../prelude/src/display.rs")),
+    ("input.rs", include_str!("../../prelude/src/input.rs")),
+    ("json.rs", include_str!("../../prelude/src/json.rs")),
+    ("__runner.rs", include_str!("../../prelude/src/__runner.rs")),
+    ("__value.rs", include_str!("../../prelude/src/__value.rs")),
+];
+const RUNNER: &str = include_str!("../../prelude/runner.rs");
+
+/// A built prelude: the library cells link and the runner that loads them.
+#[derive(Debug, Clone)]
+pub struct Prelude {
+    pub dir: PathBuf,
+    pub lib: PathBuf,
+    pub runner: PathBuf,
+    /// Changes whenever the prelude's source changes; part of every cell's cache key.
+    pub id: String,
+}
+
+/// Why the prelude could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum PreludeError {
+    #[error("cannot write the prelude into {dir}: {source}")]
+    Io { dir: String, source: std::io::Error },
+    #[error("building the ferrocell prelude failed: {0}")]
+    Build(String),
+}
+
+fn source_id(toolchain: &Toolchain) -> String {
+    let mut h = Sha256::new();
+    h.update(toolchain.id.as_bytes());
+    for (name, text) in SOURCES {
+        h.update(name.as_bytes());
+        h.update(text.as_bytes());
+    }
+    h.update(RUNNER.as_bytes());
+    hex::encode(&h.finalize()[..8])
+}
+
+fn failure(f: RustcFailure) -> PreludeError {
+    match f {
+        RustcFailure::Errors(d) => PreludeError::Build(
+            d.iter()
+                .map(|d| d.rendered.clone().unwrap_or_else(|| d.message.clone()))
+                .collect::<Vec<_>>()
+                .join("\n"),
+        ),
+        RustcFailure::Crashed(s) => PreludeError::Build(s),
+        RustcFailure::Spawn(e) => PreludeError::Build(e.to_string()),
+        RustcFailure::TimedOut => PreludeError::Build("rustc timed out".into()),
+    }
+}
+
+/// The rustc flags every dynamically linked piece (prelude, runner, cells) shares.
+pub fn common_flags(toolchain: &Toolchain, rpath: &[&Path]) -> Vec<OsString> {
+    let rpath: Vec<String> = rpath
+        .iter()
+        .map(|p| p.display().to_string())
+        .chain([toolchain.target_libdir.display().to_string()])
+        .collect();
+    [
+        "--edition=2021".into(),
+        "-C".into(),
+        "prefer-dynamic".into(),
+        "-C".into(),
+        "debuginfo=0".into(),
+        "--error-format=json".into(),
+        "-C".into(),
+        format!("link-arg=-Wl,-rpath,{}", rpath.join(":")),
+    ]
+    .into_iter()
+    .map(OsString::from)
+    .collect()
+}
+
+/// Returns the built prelude for this toolchain, building it first if needed.
+pub async fn ensure(toolchain: &Toolchain, cache: &Path) -> Result<Prelude, PreludeError> {
+    let id = source_id(toolchain);
+    let root = cache.join(&toolchain.id);
+    let dir = root.join(format!("prelude-{id}"));
+    let prelude = Prelude {
+        lib: dir.join("libferrocell.so"),
+        runner: dir.join("ferrocell-runner"),
+        dir: dir.clone(),
+        id,
+    };
+    if prelude.runner.is_file() && prelude.lib.is_file() {
+        return Ok(prelude);
+    }
+    let io = |source| PreludeError::Io {
+        dir: root.display().to_string(),
+        source,
+    };
+    std::fs::create_dir_all(&root).map_err(io)?;
+    // Build in a private directory and rename it into place, so that a kernel that
+    // dies half-way, or two kernels building at once, never leave a broken prelude.
+    let tmp = tempfile::Builder::new()
+        .prefix("building-prelude-")
+        .tempdir_in(&root)
+        .map_err(io)?;
+    let src = tmp.path().join("src");
+    std::fs::create_dir_all(&src).map_err(io)?;
+    for (name, text) in SOURCES {
+        std::fs::write(src.join(name), text).map_err(io)?;
+    }
+    std::fs::write(tmp.path().join("runner.rs"), RUNNER).map_err(io)?;
+    let lib = tmp.path().join("libferrocell.so");
+    let mut args = common_flags(toolchain, &[&dir]);
+    args.extend(
+        [
+            "--crate-name",
+            "ferrocell",
+            "--crate-type",
+            "dylib",
+            "-C",
+            "opt-level=2",
+            "-C",
+        ]
+        .map(OsString::from),
+    );
+    args.push(format!("metadata=ferrocell-{}", prelude.id).into());
+    args.push("-o".into());
+    args.push(lib.clone().into());
+    args.push(src.join("lib.rs").into());
+    let build = async {
+        rustc::run(&toolchain.rustc, args).await.map_err(failure)?;
+        let mut args = common_flags(toolchain, &[&dir]);
+        args.extend(
+            [
+                "--crate-type",
+                "bin",
+                "-C",
+                "opt-level=2",
+                "-C",
+                "link-arg=-Wl,--export-dynamic-symbol=write",
+                "-C",
+                "link-arg=-Wl,--export-dynamic-symbol=writev",
+                "-L",
+            ]
+            .map(OsString::from),
+        );
+        args.push(tmp.path().into());
+        args.push("--extern".into());
+        args.push(format!("ferrocell={}", lib.display()).into());
+        args.push("-o".into());
+        args.push(tmp.path().join("ferrocell-runner").into());
+        args.push(tmp.path().join("runner.rs").into());
+        rustc::run(&toolchain.rustc, args).await.map_err(failure)
+    };
+    build.await?;
+    let built = tmp.keep();
+    if std::fs::rename(&built, &dir).is_err() {
+        // Another kernel finished first; use its copy.
+        let _ = std::fs::remove_dir_all(&built);
+    }
+    if !prelude.runner.is_file() {
+        return Err(PreludeError::Build(format!(
+            "the runner is missing from {}",
+            dir.display()
+        )));
+    }
+    Ok(prelude)
+}

@@ -1,0 +1,120 @@
+//! Finding and checking the rustc that compiles cells.
+
+use sha2::{Digest, Sha256};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How long `rustc -vV` may take before the toolchain counts as broken.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A working rustc and the facts about it that cells depend on.
+#[derive(Debug, Clone)]
+pub struct Toolchain {
+    pub rustc: PathBuf,
+    /// The first line of `rustc -vV`, e.g. `rustc 1.95.0 (59807616e 2026-04-14)`.
+    pub version: String,
+    pub host: String,
+    /// Where libstd's shared library lives; cells and the runner load it from there.
+    pub target_libdir: PathBuf,
+    /// A short hash of everything above: separates caches of different toolchains.
+    pub id: String,
+}
+
+/// What is wrong with the toolchain, in words for the notebook.
+#[derive(Debug, thiserror::Error)]
+pub enum ToolchainError {
+    #[error("rustc was not found ({0}). Install Rust from https://rustup.rs, or point FERROCELL_RUSTC at a rustc.")]
+    NotFound(String),
+    #[error(
+        "rustc at {path} did not answer `rustc -vV` within {secs} s; the toolchain looks broken"
+    )]
+    Hung { path: String, secs: u64 },
+    #[error("rustc at {path} is not usable: {detail}")]
+    Broken { path: String, detail: String },
+}
+
+fn locate() -> Result<PathBuf, ToolchainError> {
+    if let Some(p) = std::env::var_os("FERROCELL_RUSTC") {
+        let p = PathBuf::from(p);
+        return if p.is_file() {
+            Ok(p)
+        } else {
+            Err(ToolchainError::NotFound(format!(
+                "FERROCELL_RUSTC={} does not exist",
+                p.display()
+            )))
+        };
+    }
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
+    if let Some(home) = dirs::home_dir() {
+        dirs.push(home.join(".cargo/bin"));
+    }
+    dirs.into_iter()
+        .map(|d| d.join("rustc"))
+        .find(|p| p.is_file())
+        .ok_or_else(|| ToolchainError::NotFound("no `rustc` on PATH or in ~/.cargo/bin".into()))
+}
+
+async fn ask(rustc: &PathBuf, args: &[&str]) -> Result<String, ToolchainError> {
+    let path = rustc.display().to_string();
+    let run = tokio::process::Command::new(rustc)
+        .args(args)
+        .kill_on_drop(true)
+        .stdin(std::process::Stdio::null())
+        .output();
+    let out = tokio::time::timeout(PROBE_TIMEOUT, run)
+        .await
+        .map_err(|_| ToolchainError::Hung {
+            path: path.clone(),
+            secs: PROBE_TIMEOUT.as_secs(),
+        })?
+        .map_err(|e| ToolchainError::Broken {
+            path: path.clone(),
+            detail: e.to_string(),
+        })?;
+    if !out.status.success() {
+        return Err(ToolchainError::Broken {
+            path,
+            detail: format!(
+                "`rustc {}` failed ({}): {}",
+                args.join(" "),
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+impl Toolchain {
+    /// Finds rustc and checks that it answers like one.
+    pub async fn probe() -> Result<Toolchain, ToolchainError> {
+        let rustc = locate()?;
+        let path = rustc.display().to_string();
+        let vv = ask(&rustc, &["-vV"]).await?;
+        let version = vv.lines().next().unwrap_or("").trim().to_string();
+        let host = vv
+            .lines()
+            .find_map(|l| l.strip_prefix("host: "))
+            .map(str::trim)
+            .map(String::from);
+        let (true, Some(host)) = (version.starts_with("rustc "), host) else {
+            return Err(ToolchainError::Broken {
+                path,
+                detail: format!("`rustc -vV` printed {:?}, not a rustc version", vv.trim()),
+            });
+        };
+        let libdir = ask(&rustc, &["--print", "target-libdir"]).await?;
+        let target_libdir = PathBuf::from(libdir.trim());
+        let id = hex::encode(&Sha256::digest(vv.as_bytes())[..6]);
+        Ok(Toolchain {
+            rustc,
+            version,
+            host,
+            target_libdir,
+            id,
+        })
+    }
+}

@@ -1,0 +1,6 @@
+//! Executing compiled cells: the runner child process and the protocol spoken with it.
+
+pub mod frames;
+pub mod runner;
+
+pub use runner::{CellEvent, Runner, RunnerExit};

@@ -1,0 +1,346 @@
+//! The runner process: spawning it, sending it cells, and turning its frames into
+//! events.
+//!
+//! The runner gets its channel as fd 3 (a Unix socket pair). Its own fds 1 and 2 are
+//! pipes too, read here, for output that bypasses Rust's std (child processes, C
+//! code); what Rust code prints arrives through the channel, in order.
+
+use super::frames::{self, tag};
+use crate::compile::prelude::Prelude;
+use crate::protocol::messages::MimeBundle;
+use serde::Deserialize;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::time::Duration;
+use tokio::io::AsyncReadExt;
+use tokio::net::unix::OwnedWriteHalf;
+use tokio::sync::mpsc;
+
+/// How long a new runner may take to say it is ready.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Something a running cell did.
+#[derive(Debug)]
+pub enum CellEvent {
+    Stdout(Vec<u8>),
+    Stderr(Vec<u8>),
+    Display {
+        id: String,
+        update: bool,
+        data: MimeBundle,
+    },
+    ClearOutput {
+        wait: bool,
+    },
+    /// The cell's value.
+    Result(MimeBundle),
+    InputRequest {
+        prompt: String,
+        password: bool,
+    },
+    /// The cell finished normally. This and the ones below end a cell.
+    Done,
+    Panic(PanicReport),
+    /// A `?` error reached the top of the cell.
+    Failed(String),
+    /// The library could not be loaded.
+    LoadError(String),
+    /// The runner process ended.
+    Exited(RunnerExit),
+}
+
+impl CellEvent {
+    /// Whether the cell is over after this event.
+    pub fn is_final(&self) -> bool {
+        matches!(
+            self,
+            CellEvent::Done
+                | CellEvent::Panic(_)
+                | CellEvent::Failed(_)
+                | CellEvent::LoadError(_)
+                | CellEvent::Exited(_)
+        )
+    }
+}
+
+/// Where and why a cell panicked.
+#[derive(Debug, Clone, Deserialize)]
+pub struct PanicReport {
+    pub message: String,
+    pub file: Option<String>,
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    pub thread: Option<String>,
+}
+
+/// How the runner process ended, in words.
+#[derive(Debug, Clone)]
+pub struct RunnerExit(pub String);
+
+#[derive(Deserialize)]
+struct DisplayFrame {
+    id: String,
+    update: bool,
+    data: MimeBundle,
+}
+
+#[derive(Deserialize)]
+struct InputFrame {
+    prompt: String,
+    password: bool,
+}
+
+#[derive(Deserialize)]
+struct MessageFrame {
+    message: String,
+}
+
+enum Internal {
+    Event(CellEvent),
+    ChannelClosed,
+}
+
+/// A live runner process.
+pub struct Runner {
+    child: tokio::process::Child,
+    writer: OwnedWriteHalf,
+    events: mpsc::UnboundedReceiver<Internal>,
+    /// The channel closed; only the exit status is left to collect.
+    closed: bool,
+    pub pid: u32,
+}
+
+fn describe(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    if let Some(sig) = status.signal() {
+        let name = nix::sys::signal::Signal::try_from(sig)
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_else(|_| format!("signal {sig}"));
+        let what = match name.as_str() {
+            "SIGSEGV" => " (segmentation fault)",
+            "SIGABRT" => " (abort)",
+            "SIGKILL" => " (killed; out of memory, or stopped by the kernel)",
+            "SIGBUS" => " (bus error)",
+            "SIGFPE" => " (arithmetic fault)",
+            "SIGILL" => " (illegal instruction)",
+            _ => "",
+        };
+        format!("killed by signal {name}{what}")
+    } else {
+        match status.code() {
+            Some(c) => format!("exited with status {c}"),
+            None => "ended".to_string(),
+        }
+    }
+}
+
+fn decode(t: u8, payload: Vec<u8>) -> Option<CellEvent> {
+    let text = || String::from_utf8_lossy(&payload).into_owned();
+    Some(match t {
+        tag::STDOUT => CellEvent::Stdout(payload),
+        tag::STDERR => CellEvent::Stderr(payload),
+        tag::DISPLAY => match serde_json::from_slice::<DisplayFrame>(&payload) {
+            Ok(d) => CellEvent::Display {
+                id: d.id,
+                update: d.update,
+                data: d.data,
+            },
+            Err(e) => CellEvent::Stderr(
+                format!("ferrocell: a display was not valid JSON ({e}); was display_json given JSON text?\n")
+                    .into_bytes(),
+            ),
+        },
+        tag::CLEAR_OUTPUT => CellEvent::ClearOutput {
+            wait: payload.first() == Some(&1),
+        },
+        tag::RESULT => CellEvent::Result(serde_json::from_slice(&payload).ok()?),
+        tag::INPUT_REQUEST => {
+            let f: InputFrame = serde_json::from_slice(&payload).ok()?;
+            CellEvent::InputRequest {
+                prompt: f.prompt,
+                password: f.password,
+            }
+        }
+        tag::DONE => CellEvent::Done,
+        tag::PANIC => CellEvent::Panic(serde_json::from_slice(&payload).unwrap_or(PanicReport {
+            message: text(),
+            file: None,
+            line: None,
+            column: None,
+            thread: None,
+        })),
+        tag::CELL_ERROR => CellEvent::Failed(
+            serde_json::from_slice::<MessageFrame>(&payload)
+                .map(|m| m.message)
+                .unwrap_or_else(|_| text()),
+        ),
+        tag::LOAD_ERROR => CellEvent::LoadError(text()),
+        _ => return None,
+    })
+}
+
+fn pipe_to_events(
+    mut pipe: impl tokio::io::AsyncRead + Unpin + Send + 'static,
+    tx: mpsc::UnboundedSender<Internal>,
+    stderr: bool,
+) {
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 16 * 1024];
+        while let Ok(n) = pipe.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            let bytes = buf[..n].to_vec();
+            let ev = if stderr {
+                CellEvent::Stderr(bytes)
+            } else {
+                CellEvent::Stdout(bytes)
+            };
+            if tx.send(Internal::Event(ev)).is_err() {
+                break;
+            }
+        }
+    });
+}
+
+impl Runner {
+    /// Starts a runner and waits until it is ready for cells.
+    pub async fn spawn(prelude: &Prelude) -> Result<Runner, String> {
+        let (ours, theirs) =
+            std::os::unix::net::UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
+        let theirs: OwnedFd = theirs.into();
+        let fd = theirs.as_raw_fd();
+        let mut cmd = tokio::process::Command::new(&prelude.runner);
+        cmd.env("FERROCELL_RUNNER", "1")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        // SAFETY: only async-signal-safe calls (dup2, fcntl, prctl) between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                if fd == 3 {
+                    let flags = nix::libc::fcntl(3, nix::libc::F_GETFD);
+                    nix::libc::fcntl(3, nix::libc::F_SETFD, flags & !nix::libc::FD_CLOEXEC);
+                } else if nix::libc::dup2(fd, 3) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // The runner must not outlive the kernel.
+                nix::libc::prctl(nix::libc::PR_SET_PDEATHSIG, nix::libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", prelude.runner.display()))?;
+        drop(theirs);
+        let pid = child.id().unwrap_or(0);
+        ours.set_nonblocking(true).map_err(|e| e.to_string())?;
+        let stream = tokio::net::UnixStream::from_std(ours).map_err(|e| e.to_string())?;
+        let (mut reader, writer) = stream.into_split();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut stderr = child.stderr.take().expect("piped");
+        let stdout = child.stdout.take().expect("piped");
+        pipe_to_events(stdout, tx.clone(), false);
+
+        let ready = tokio::time::timeout(START_TIMEOUT, frames::read(&mut reader)).await;
+        match ready {
+            Ok(Ok(Some((tag::READY, _)))) => {}
+            other => {
+                let mut err = Vec::new();
+                let _ = tokio::time::timeout(Duration::from_secs(1), stderr.read_to_end(&mut err))
+                    .await;
+                let _ = child.start_kill();
+                let status = match tokio::time::timeout(Duration::from_secs(2), child.wait()).await
+                {
+                    Ok(Ok(s)) => describe(s),
+                    _ => "did not exit".into(),
+                };
+                let why = match other {
+                    Err(_) => format!("no answer within {} s", START_TIMEOUT.as_secs()),
+                    _ => status,
+                };
+                return Err(format!(
+                    "the runner did not start ({why}): {}",
+                    String::from_utf8_lossy(&err).trim()
+                ));
+            }
+        }
+        pipe_to_events(stderr, tx.clone(), true);
+        tokio::spawn(async move {
+            loop {
+                match frames::read(&mut reader).await {
+                    Ok(Some((t, payload))) => {
+                        if let Some(ev) = decode(t, payload) {
+                            if tx.send(Internal::Event(ev)).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    _ => {
+                        let _ = tx.send(Internal::ChannelClosed);
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Runner {
+            child,
+            writer,
+            events: rx,
+            closed: false,
+            pid,
+        })
+    }
+
+    /// Starts running a compiled cell; its events follow from [`Runner::next_event`].
+    pub async fn start(&mut self, lib: &std::path::Path, symbol: &str) -> std::io::Result<()> {
+        let payload = format!("{}\0{}", lib.display(), symbol);
+        frames::write(&mut self.writer, tag::RUN, payload.as_bytes()).await
+    }
+
+    /// The next event of the running cell. After the runner died this is
+    /// `Exited`, once, with how it ended.
+    /// Cancel-safe: a call dropped while waiting for the exit status is picked up
+    /// by the next one.
+    pub async fn next_event(&mut self) -> CellEvent {
+        let next = if self.closed {
+            None
+        } else {
+            self.events.recv().await
+        };
+        match next {
+            Some(Internal::Event(ev)) => ev,
+            Some(Internal::ChannelClosed) | None => {
+                self.closed = true;
+                let status =
+                    match tokio::time::timeout(Duration::from_secs(2), self.child.wait()).await {
+                        Ok(Ok(s)) => describe(s),
+                        _ => {
+                            let _ = self.child.start_kill();
+                            "closed its channel".into()
+                        }
+                    };
+                CellEvent::Exited(RunnerExit(status))
+            }
+        }
+    }
+
+    /// Answers an input request of the cell.
+    pub async fn answer_input(&mut self, answer: Result<String, String>) -> std::io::Result<()> {
+        match answer {
+            Ok(v) => frames::write(&mut self.writer, tag::INPUT_REPLY, v.as_bytes()).await,
+            Err(e) => frames::write(&mut self.writer, tag::INPUT_DENIED, e.as_bytes()).await,
+        }
+    }
+
+    /// Asks the cell to stop (it can see this through `interrupted()`).
+    pub async fn interrupt(&mut self) {
+        let _ = frames::write(&mut self.writer, tag::INTERRUPT, b"").await;
+    }
+
+    /// Kills the runner and waits for it.
+    pub async fn kill(mut self) {
+        let _ = self.child.start_kill();
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.child.wait()).await;
+    }
+}

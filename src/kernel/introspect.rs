@@ -1,0 +1,406 @@
+//! Completion, inspection and the is-complete check.
+//!
+//! Cursor positions in the protocol count Unicode code points; Rust strings are
+//! indexed by bytes, so every position is converted on the way in and out.
+
+use crate::magics;
+
+/// Rust keywords offered for completion.
+const KEYWORDS: &[&str] = &[
+    "as", "async", "await", "break", "const", "continue", "crate", "dyn", "else", "enum", "extern",
+    "false", "fn", "for", "if", "impl", "in", "let", "loop", "match", "mod", "move", "mut", "pub",
+    "ref", "return", "self", "Self", "static", "struct", "super", "trait", "true", "type",
+    "unsafe", "use", "where", "while",
+];
+
+/// The prelude's functions and types, with their one-line docs for inspection.
+pub const PRELUDE: &[(&str, &str, &str)] = &[
+    (
+        "display_html",
+        "fn display_html(html: impl AsRef<str>) -> DisplayId",
+        "Shows HTML as rich output (display_data, text/html).",
+    ),
+    (
+        "display_markdown",
+        "fn display_markdown(markdown: impl AsRef<str>) -> DisplayId",
+        "Shows Markdown (text/markdown).",
+    ),
+    (
+        "display_svg",
+        "fn display_svg(svg: impl AsRef<str>) -> DisplayId",
+        "Shows an SVG image (image/svg+xml).",
+    ),
+    (
+        "display_png",
+        "fn display_png(png: impl AsRef<[u8]>) -> DisplayId",
+        "Shows a PNG image from its bytes (image/png).",
+    ),
+    (
+        "display_json",
+        "fn display_json(json_text: impl AsRef<str>) -> DisplayId",
+        "Shows JSON given as JSON text (application/json).",
+    ),
+    (
+        "display_text",
+        "fn display_text(text: impl AsRef<str>) -> DisplayId",
+        "Shows plain text as a display rather than as stdout.",
+    ),
+    (
+        "display_mime",
+        "fn display_mime(mime: &str, data: impl AsRef<str>) -> DisplayId",
+        "Shows data under any MIME type (binary types as base64).",
+    ),
+    (
+        "update_display",
+        "fn update_display(id: &DisplayId, mime: &str, data: impl AsRef<str>)",
+        "Replaces the content of an earlier display in place.",
+    ),
+    (
+        "clear_output",
+        "fn clear_output(wait: bool)",
+        "Clears the cell's output; with wait, when the next output arrives.",
+    ),
+    (
+        "input",
+        "fn input(prompt: &str) -> String",
+        "Asks the notebook user for a line of text.",
+    ),
+    (
+        "password",
+        "fn password(prompt: &str) -> String",
+        "Like input, but what is typed stays hidden.",
+    ),
+    (
+        "interrupted",
+        "fn interrupted() -> bool",
+        "True once the user asked to interrupt the running cell.",
+    ),
+    (
+        "DisplayId",
+        "struct DisplayId(pub String)",
+        "Names a display so that update_display can replace it.",
+    ),
+];
+
+/// A few std items documented for inspection.
+const STD_DOCS: &[(&str, &str)] = &[
+    ("Vec", "std::vec::Vec<T>: a contiguous growable array type. `vec![1, 2, 3]`, `Vec::with_capacity(n)`, `v.push(x)`."),
+    ("String", "std::string::String: a UTF-8 encoded, growable string. `String::from(\"a\")`, `s.push_str(\"b\")`."),
+    ("HashMap", "std::collections::HashMap<K, V>: a hash map. `let mut m = HashMap::new(); m.insert(k, v);`"),
+    ("Option", "std::option::Option<T>: `Some(T)` or `None`."),
+    ("Result", "std::result::Result<T, E>: `Ok(T)` or `Err(E)`; `?` returns the error early."),
+    ("Box", "std::boxed::Box<T>: a pointer type for heap allocation."),
+    ("Arc", "std::sync::Arc<T>: a thread-safe reference-counted pointer."),
+    ("Mutex", "std::sync::Mutex<T>: a mutual exclusion primitive for shared data."),
+    ("println", "println!: prints to stdout with a newline; streams to the notebook live."),
+];
+
+/// A few std paths for completion after `::`.
+const STD_PATHS: &[&str] = &[
+    "std::collections::HashMap",
+    "std::collections::HashSet",
+    "std::collections::BTreeMap",
+    "std::collections::BTreeSet",
+    "std::collections::VecDeque",
+    "std::collections::BinaryHeap",
+    "std::sync::Arc",
+    "std::sync::Mutex",
+    "std::sync::RwLock",
+    "std::sync::mpsc",
+    "std::sync::atomic",
+    "std::thread::spawn",
+    "std::thread::sleep",
+    "std::thread::scope",
+    "std::time::Duration",
+    "std::time::Instant",
+    "std::mem::swap",
+    "std::mem::replace",
+    "std::mem::take",
+    "std::mem::size_of",
+    "std::fmt::Display",
+    "std::fmt::Debug",
+    "std::fmt::Write",
+    "std::io::Write",
+    "std::io::Read",
+    "std::fs::read_to_string",
+    "std::fs::write",
+    "std::iter::repeat",
+    "std::iter::once",
+    "std::cmp::Ordering",
+    "std::cmp::max",
+    "std::cmp::min",
+    "std::rc::Rc",
+    "std::cell::RefCell",
+    "std::cell::Cell",
+    "std::env::var",
+    "std::env::args",
+    "std::process::Command",
+];
+
+fn byte_offset(s: &str, code_points: usize) -> usize {
+    s.char_indices()
+        .nth(code_points)
+        .map(|(i, _)| i)
+        .unwrap_or(s.len())
+}
+
+fn code_points(s: &str, byte: usize) -> usize {
+    s[..byte].chars().count()
+}
+
+fn is_ident_char(c: char) -> bool {
+    c.is_alphanumeric() || c == '_'
+}
+
+/// Completion result: matches and the code-point range they replace.
+pub struct Completion {
+    pub matches: Vec<String>,
+    pub start: usize,
+    pub end: usize,
+}
+
+/// Completes the word before the cursor from session items, the prelude, keywords,
+/// std paths and magics.
+pub fn complete(code: &str, cursor: Option<usize>, items: &[String]) -> Completion {
+    let end = cursor.map(|c| byte_offset(code, c)).unwrap_or(code.len());
+    let before = &code[..end];
+    // A magic at the start of a line.
+    let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
+    let line = &before[line_start..];
+    if line.starts_with('%') || line.starts_with(':') {
+        if !line.contains(char::is_whitespace) {
+            let matches = magics::NAMES
+                .iter()
+                .flat_map(|m| [format!("%{m}"), format!("%%{m}"), format!(":{m}")])
+                .filter(|m| m.starts_with(line) && magics::is_spelling(m))
+                .collect();
+            return Completion {
+                matches,
+                start: code_points(code, line_start),
+                end: code_points(code, end),
+            };
+        }
+    }
+    let word_start = before
+        .char_indices()
+        .rev()
+        .take_while(|(_, c)| is_ident_char(*c) || *c == ':')
+        .last()
+        .map(|(i, _)| i)
+        .unwrap_or(end);
+    let word = &before[word_start..];
+    let mut matches: Vec<String> = Vec::new();
+    if let Some(split) = word.rfind("::") {
+        let (path, prefix) = (&word[..split + 2], &word[split + 2..]);
+        for p in STD_PATHS {
+            if let Some(rest) = p.strip_prefix(path) {
+                let seg = rest.split("::").next().unwrap_or("");
+                if seg.starts_with(prefix) && !seg.is_empty() {
+                    matches.push(seg.to_string());
+                }
+            }
+        }
+        let start = word_start + split + 2;
+        dedup(&mut matches);
+        return Completion {
+            matches,
+            start: code_points(code, start),
+            end: code_points(code, end),
+        };
+    }
+    if word.is_empty() {
+        return Completion {
+            matches,
+            start: code_points(code, end),
+            end: code_points(code, end),
+        };
+    }
+    let candidates = items
+        .iter()
+        .map(String::as_str)
+        .chain(PRELUDE.iter().map(|p| p.0))
+        .chain(KEYWORDS.iter().copied())
+        .chain([
+            "std",
+            "core",
+            "alloc",
+            "println",
+            "print",
+            "eprintln",
+            "format",
+            "vec",
+            "assert",
+            "assert_eq",
+        ]);
+    matches.extend(
+        candidates
+            .filter(|c| c.starts_with(word) && *c != word)
+            .map(String::from),
+    );
+    dedup(&mut matches);
+    Completion {
+        matches,
+        start: code_points(code, word_start),
+        end: code_points(code, end),
+    }
+}
+
+fn dedup(v: &mut Vec<String>) {
+    let mut seen = std::collections::HashSet::new();
+    v.retain(|m| seen.insert(m.clone()));
+}
+
+/// The identifier under (or just before) the cursor.
+pub fn word_at(code: &str, cursor: Option<usize>) -> &str {
+    let at = cursor.map(|c| byte_offset(code, c)).unwrap_or(code.len());
+    let start = code[..at]
+        .char_indices()
+        .rev()
+        .take_while(|(_, c)| is_ident_char(*c))
+        .last()
+        .map(|(i, _)| i)
+        .unwrap_or(at);
+    let end = code[at..]
+        .char_indices()
+        .find(|(_, c)| !is_ident_char(*c))
+        .map(|(i, _)| at + i)
+        .unwrap_or(code.len());
+    &code[start..end]
+}
+
+/// Documentation for a prelude or std name.
+pub fn docs(name: &str) -> Option<String> {
+    if let Some((_, sig, doc)) = PRELUDE.iter().find(|p| p.0 == name) {
+        return Some(format!("{sig}\n\n{doc}\n\n(ferrocell prelude)"));
+    }
+    STD_DOCS
+        .iter()
+        .find(|d| d.0 == name)
+        .map(|d| d.1.to_string())
+}
+
+/// `complete`, `incomplete` (with an indent) or `invalid`.
+pub fn is_complete(code: &str) -> (&'static str, Option<String>) {
+    if magics::starts_with_magic(code) {
+        return ("complete", None);
+    }
+    let mut depth: Vec<char> = Vec::new();
+    let mut chars = code.chars().peekable();
+    let mut last_token: Option<char> = None;
+    while let Some(c) = chars.next() {
+        match c {
+            '/' if chars.peek() == Some(&'/') => {
+                while chars.peek().is_some_and(|c| *c != '\n') {
+                    chars.next();
+                }
+                continue;
+            }
+            '/' if chars.peek() == Some(&'*') => {
+                chars.next();
+                let mut closed = false;
+                while let Some(c) = chars.next() {
+                    if c == '*' && chars.peek() == Some(&'/') {
+                        chars.next();
+                        closed = true;
+                        break;
+                    }
+                }
+                if !closed {
+                    return ("incomplete", Some(String::new()));
+                }
+                continue;
+            }
+            '"' => {
+                let mut closed = false;
+                while let Some(c) = chars.next() {
+                    match c {
+                        '\\' => {
+                            chars.next();
+                        }
+                        '"' => {
+                            closed = true;
+                            break;
+                        }
+                        _ => {}
+                    }
+                }
+                if !closed {
+                    return ("incomplete", Some(String::new()));
+                }
+            }
+            '(' | '[' | '{' => depth.push(c),
+            ')' | ']' | '}' => {
+                let want = match c {
+                    ')' => '(',
+                    ']' => '[',
+                    _ => '{',
+                };
+                if depth.pop() != Some(want) {
+                    return ("invalid", None);
+                }
+            }
+            _ => {}
+        }
+        if !c.is_whitespace() {
+            last_token = Some(c);
+        }
+    }
+    if !depth.is_empty() {
+        return ("incomplete", Some("    ".repeat(depth.len())));
+    }
+    let trimmed = code.trim_end();
+    let trailing_op = [
+        "+", "-", "*", "/", "%", "=", "&&", "||", "&", "|", "^", "<<", ">>", ",", ".", "->", "=>",
+        "::",
+    ]
+    .iter()
+    .any(|op| trimmed.ends_with(op));
+    if trailing_op && last_token.is_some() {
+        return ("incomplete", Some(String::new()));
+    }
+    if trimmed.is_empty() {
+        return ("complete", None);
+    }
+    match crate::compile::cell::parse(code) {
+        Ok(_) => ("complete", None),
+        Err(_) => ("invalid", None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn completes_prelude_items_and_std_paths() {
+        let c = complete("display_ht", None, &[]);
+        assert_eq!(c.matches, vec!["display_html"]);
+        assert_eq!((c.start, c.end), (0, 10));
+        let c = complete("std::mem::swa", None, &[]);
+        assert_eq!(c.matches, vec!["swap"]);
+        let c = complete("let é = my_f", None, &["my_fn".into()]);
+        assert_eq!(c.matches, vec!["my_fn"]);
+        assert_eq!(c.start, 8);
+        assert!(complete("%ls", None, &[])
+            .matches
+            .contains(&"%lsmagic".to_string()));
+    }
+
+    #[test]
+    fn is_complete_cases() {
+        assert_eq!(is_complete("fn f() {").0, "incomplete");
+        assert_eq!(is_complete("let s = \"abc").0, "incomplete");
+        assert_eq!(is_complete("1 +").0, "incomplete");
+        assert_eq!(is_complete("let x = 1;").0, "complete");
+        assert_eq!(is_complete("fn f() {}").0, "complete");
+        assert_eq!(is_complete("let = 7q;").0, "invalid");
+        assert_eq!(is_complete("}").0, "invalid");
+        assert_eq!(is_complete("let s = \"}\"; // {").0, "complete");
+    }
+
+    #[test]
+    fn word_at_cursor() {
+        assert_eq!(word_at("let v: Vec<u8>", Some(8)), "Vec");
+        assert_eq!(word_at("display_html", None), "display_html");
+    }
+}

@@ -1,0 +1,118 @@
+//! The kernel process: binds the five Jupyter sockets and runs one task per socket.
+//!
+//! - IOPub ([`iopub`]) owns the XPUB socket, the current parents and stream batching;
+//! - shell ([`shell`]) reads requests into a queue that one executor works through in
+//!   order (so `stop_on_error` can abort what is queued);
+//! - control ([`control`]) answers at once, even while a cell runs: interrupt,
+//!   shutdown, kernel_info;
+//! - stdin ([`stdin`]) asks the client for input on behalf of a cell;
+//! - heartbeat ([`heartbeat`]) echoes.
+
+pub mod control;
+pub mod execute;
+pub mod heartbeat;
+pub mod history;
+pub mod info;
+pub mod introspect;
+pub mod iopub;
+pub mod outputs;
+pub mod shell;
+pub mod stdin;
+
+use crate::protocol::{ConnectionInfo, Signer};
+use anyhow::Context;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use zeromq::{RepSocket, RouterSocket, Socket, XPubSocket};
+
+/// Where compiled cells and the prelude are cached.
+pub fn cache_dir() -> PathBuf {
+    std::env::var_os("FERROCELL_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| dirs::cache_dir().map(|d| d.join("ferrocell")))
+        .unwrap_or_else(|| std::env::temp_dir().join("ferrocell-cache"))
+}
+
+/// Where the history of all sessions is kept.
+pub fn history_file() -> Option<PathBuf> {
+    std::env::var_os("FERROCELL_DATA_DIR")
+        .map(PathBuf::from)
+        .or_else(|| dirs::data_dir().map(|d| d.join("ferrocell")))
+        .map(|d| d.join("history.jsonl"))
+}
+
+async fn bind<S: Socket>(
+    socket: &mut S,
+    info: &ConnectionInfo,
+    port: u16,
+    what: &str,
+) -> anyhow::Result<()> {
+    let endpoint = info.endpoint(port);
+    socket
+        .bind(&endpoint)
+        .await
+        .with_context(|| format!("cannot bind the {what} socket to {endpoint}"))?;
+    Ok(())
+}
+
+/// Runs the kernel for a connection file until a shutdown request.
+pub async fn run(connection_file: &Path) -> anyhow::Result<()> {
+    let info = ConnectionInfo::from_file(connection_file)?;
+    let signer = Arc::new(Signer::new(&info.key));
+    // One session id per kernel process: clients notice restarts by its change.
+    let session = uuid::Uuid::new_v4().to_string();
+
+    let mut iopub_socket = XPubSocket::new();
+    bind(&mut iopub_socket, &info, info.iopub_port, "iopub").await?;
+    let mut shell_socket = RouterSocket::new();
+    bind(&mut shell_socket, &info, info.shell_port, "shell").await?;
+    let mut control_socket = RouterSocket::new();
+    bind(&mut control_socket, &info, info.control_port, "control").await?;
+    let mut stdin_socket = RouterSocket::new();
+    bind(&mut stdin_socket, &info, info.stdin_port, "stdin").await?;
+    let mut hb_socket = RepSocket::new();
+    bind(&mut hb_socket, &info, info.hb_port, "heartbeat").await?;
+
+    let iopub = iopub::spawn(iopub_socket, signer.clone(), session.clone());
+    heartbeat::spawn(hb_socket);
+    let stdin = stdin::spawn(stdin_socket, signer.clone(), session.clone());
+    let (interrupt_tx, interrupt_rx) = tokio::sync::watch::channel(0u64);
+    let interrupt_tx = Arc::new(interrupt_tx);
+
+    let executor = execute::Executor::new(
+        cache_dir(),
+        history::History::open(history_file()),
+        iopub.clone(),
+        stdin,
+        interrupt_rx,
+    );
+    let (shutdown_tx, mut shutdown_rx) = tokio::sync::mpsc::channel::<()>(1);
+    shell::spawn(
+        shell_socket,
+        signer.clone(),
+        session.clone(),
+        iopub.clone(),
+        executor,
+        shutdown_tx.clone(),
+    );
+    control::spawn(
+        control_socket,
+        signer,
+        session,
+        iopub,
+        interrupt_tx.clone(),
+        shutdown_tx,
+    );
+
+    // A client that sends SIGINT anyway gets the same interrupt as the message.
+    let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    loop {
+        tokio::select! {
+            _ = sigint.recv() => { interrupt_tx.send_modify(|n| *n += 1); }
+            _ = sigterm.recv() => break,
+            _ = shutdown_rx.recv() => break,
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,168 @@
+//! Turning a cell's raw stdout/stderr bytes into notebook output.
+//!
+//! Bytes are decoded as UTF-8 incrementally (a character split across two writes is
+//! kept until it is whole). On stdout, evcxr's convention for rich output is read:
+//! a block `EVCXR_BEGIN_CONTENT mime/type` … `EVCXR_END_CONTENT` becomes a display.
+
+/// A piece of decoded output.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Piece {
+    Text(String),
+    Display { mime: String, data: String },
+}
+
+const BEGIN: &str = "EVCXR_BEGIN_CONTENT";
+const END: &str = "EVCXR_END_CONTENT";
+
+/// Incremental UTF-8 decoding.
+#[derive(Default)]
+pub struct Utf8 {
+    pending: Vec<u8>,
+}
+
+impl Utf8 {
+    /// Decodes what is complete; invalid bytes become U+FFFD.
+    pub fn feed(&mut self, bytes: &[u8]) -> String {
+        self.pending.extend_from_slice(bytes);
+        let mut out = String::new();
+        loop {
+            match std::str::from_utf8(&self.pending) {
+                Ok(s) => {
+                    out.push_str(s);
+                    self.pending.clear();
+                    return out;
+                }
+                Err(e) => {
+                    let good = e.valid_up_to();
+                    out.push_str(std::str::from_utf8(&self.pending[..good]).expect("valid prefix"));
+                    match e.error_len() {
+                        Some(bad) => {
+                            out.push('\u{FFFD}');
+                            self.pending.drain(..good + bad);
+                        }
+                        None => {
+                            self.pending.drain(..good);
+                            return out;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whatever is left at the end of a cell.
+    pub fn finish(&mut self) -> String {
+        let s = String::from_utf8_lossy(&self.pending).into_owned();
+        self.pending.clear();
+        s
+    }
+}
+
+/// Stdout decoding with evcxr content blocks.
+#[derive(Default)]
+pub struct Stdout {
+    utf8: Utf8,
+    /// Text not yet sent: only ever a partial line that could start a block.
+    held: String,
+    block: Option<(String, String)>,
+}
+
+impl Stdout {
+    pub fn feed(&mut self, bytes: &[u8]) -> Vec<Piece> {
+        let text = self.utf8.feed(bytes);
+        self.held.push_str(&text);
+        self.drain(false)
+    }
+
+    pub fn finish(&mut self) -> Vec<Piece> {
+        let rest = self.utf8.finish();
+        self.held.push_str(&rest);
+        let mut out = self.drain(true);
+        if let Some((mime, data)) = self.block.take() {
+            out.push(Piece::Text(format!("{BEGIN} {mime}\n{data}")));
+        }
+        if !self.held.is_empty() {
+            out.push(Piece::Text(std::mem::take(&mut self.held)));
+        }
+        out
+    }
+
+    fn drain(&mut self, at_end: bool) -> Vec<Piece> {
+        let mut out = Vec::new();
+        let mut text = String::new();
+        loop {
+            let Some(nl) = self.held.find('\n') else {
+                break;
+            };
+            let line: String = self.held.drain(..=nl).collect();
+            let bare = line.trim_end_matches(['\n', '\r']);
+            match &mut self.block {
+                Some((_, data)) => {
+                    if bare == END {
+                        let (mime, data) = self.block.take().expect("in block");
+                        if !text.is_empty() {
+                            out.push(Piece::Text(std::mem::take(&mut text)));
+                        }
+                        out.push(Piece::Display {
+                            mime,
+                            data: data.strip_suffix('\n').unwrap_or(&data).to_string(),
+                        });
+                    } else {
+                        data.push_str(&line);
+                    }
+                }
+                None => match bare.strip_prefix(BEGIN) {
+                    Some(mime) if mime.starts_with(' ') => {
+                        self.block = Some((mime.trim().to_string(), String::new()));
+                    }
+                    _ => text.push_str(&line),
+                },
+            }
+        }
+        // A partial line streams at once unless it may be the start of a block.
+        if self.block.is_none() && !at_end {
+            let could_begin = BEGIN.starts_with(self.held.as_str()) || self.held.starts_with(BEGIN);
+            if !could_begin {
+                text.push_str(&std::mem::take(&mut self.held));
+            }
+        }
+        if !text.is_empty() {
+            out.push(Piece::Text(text));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utf8_split_across_writes() {
+        let mut d = Utf8::default();
+        let bytes = "é".as_bytes();
+        assert_eq!(d.feed(&bytes[..1]), "");
+        assert_eq!(d.feed(&bytes[1..]), "é");
+        assert_eq!(d.feed(&[0xff, b'a']), "\u{FFFD}a");
+    }
+
+    #[test]
+    fn partial_lines_stream_and_blocks_become_displays() {
+        let mut s = Stdout::default();
+        assert_eq!(s.feed(b"50%\r"), vec![Piece::Text("50%\r".into())]);
+        assert_eq!(s.feed(b"EVCXR_BEGIN"), vec![]);
+        let out = s.feed(b"_CONTENT text/html\n<b>x</b>\nEVCXR_END_CONTENT\nafter\n");
+        assert_eq!(
+            out,
+            vec![
+                Piece::Display {
+                    mime: "text/html".into(),
+                    data: "<b>x</b>".into()
+                },
+                Piece::Text("after\n".into())
+            ]
+        );
+        assert_eq!(s.feed(b"EVC"), vec![]);
+        assert_eq!(s.finish(), vec![Piece::Text("EVC".into())]);
+    }
+}

@@ -1,0 +1,286 @@
+//! The shell channel: requests are read into a queue by one task and handled in
+//! order by another, which owns the [`Executor`].
+
+use super::execute::Executor;
+use super::info::kernel_info;
+use super::introspect;
+use super::iopub::{Channel, Iopub};
+use crate::protocol::messages::*;
+use crate::protocol::{Header, Message, Signer};
+use serde_json::{Map, Value};
+use std::collections::VecDeque;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+use zeromq::{RouterSendHalf, RouterSocket, SocketRecv, SocketSend, ZmqMessage};
+
+/// Sends signed replies to the client that asked.
+#[derive(Clone)]
+pub struct Replier {
+    socket: RouterSendHalf,
+    signer: Arc<Signer>,
+    session: String,
+}
+
+impl Replier {
+    pub fn new(socket: RouterSendHalf, signer: Arc<Signer>, session: String) -> Self {
+        Replier {
+            socket,
+            signer,
+            session,
+        }
+    }
+
+    pub async fn reply<C: Content>(&mut self, to: &Message, content: &C) {
+        let header = Header::new(C::MSG_TYPE, &self.session);
+        let frames = self
+            .signer
+            .encode(&to.identities, &header, Some(&to.header), content);
+        match ZmqMessage::try_from(frames) {
+            Ok(msg) => {
+                if let Err(e) = self.socket.send(msg).await {
+                    tracing::warn!("reply {} not sent: {e}", C::MSG_TYPE);
+                }
+            }
+            Err(e) => tracing::warn!("reply {} not framed: {e}", C::MSG_TYPE),
+        }
+    }
+}
+
+/// Reads a ROUTER socket, verifies each message and passes the good ones on. Bad
+/// ones are logged and dropped; the loop never ends on a peer's error.
+pub fn spawn_reader(
+    mut socket: zeromq::RouterRecvHalf,
+    signer: Arc<Signer>,
+    what: &'static str,
+) -> mpsc::UnboundedReceiver<Message> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            match socket.recv().await {
+                Ok(raw) => match signer.decode(raw.into_vec()) {
+                    Ok(msg) => {
+                        if tx.send(msg).is_err() {
+                            break;
+                        }
+                    }
+                    Err(e) => tracing::warn!("dropped a {what} message: {e}"),
+                },
+                Err(e) => tracing::debug!("{what} recv: {e}"),
+            }
+        }
+    });
+    rx
+}
+
+struct Shell {
+    replier: Replier,
+    iopub: Iopub,
+    executor: Executor,
+    queue: mpsc::UnboundedReceiver<Message>,
+    deferred: VecDeque<Message>,
+    shutdown: mpsc::Sender<()>,
+}
+
+/// Starts the shell reader and the executor loop.
+pub fn spawn(
+    socket: RouterSocket,
+    signer: Arc<Signer>,
+    session: String,
+    iopub: Iopub,
+    executor: Executor,
+    shutdown: mpsc::Sender<()>,
+) {
+    let (send, recv) = socket.split();
+    let queue = spawn_reader(recv, signer.clone(), "shell");
+    let mut shell = Shell {
+        replier: Replier::new(send, signer, session),
+        iopub,
+        executor,
+        queue,
+        deferred: VecDeque::new(),
+        shutdown,
+    };
+    tokio::spawn(async move {
+        loop {
+            let msg = match shell.deferred.pop_front() {
+                Some(m) => m,
+                None => match shell.queue.recv().await {
+                    Some(m) => m,
+                    None => break,
+                },
+            };
+            shell.handle(msg).await;
+        }
+    });
+}
+
+impl Shell {
+    async fn handle(&mut self, msg: Message) {
+        self.iopub.busy(Channel::Shell, &msg.header);
+        let mut abort_queue = false;
+        match msg.header.msg_type.as_str() {
+            "kernel_info_request" => self.replier.reply(&msg, &kernel_info()).await,
+            "execute_request" => abort_queue = self.execute(&msg).await,
+            "complete_request" => self.complete(&msg).await,
+            "inspect_request" => self.inspect(&msg).await,
+            "is_complete_request" => self.is_complete(&msg).await,
+            "history_request" => self.history(&msg).await,
+            "comm_info_request" => {
+                let _ = msg.content_as::<CommInfoRequest>();
+                let reply = CommInfoReply {
+                    status: "ok",
+                    comms: Map::new(),
+                };
+                self.replier.reply(&msg, &reply).await
+            }
+            "comm_open" => {
+                // No comm targets exist yet: say so by closing the comm at once.
+                if let Ok(open) = msg.content_as::<CommOpen>() {
+                    tracing::info!("comm_open for unknown target {:?}", open.target_name);
+                    self.iopub.publish(
+                        Channel::Shell,
+                        &CommClose {
+                            comm_id: open.comm_id,
+                            data: Map::new(),
+                        },
+                    );
+                }
+            }
+            "shutdown_request" => {
+                // Deprecated on shell, still honoured.
+                let restart = msg
+                    .content_as::<ShutdownRequest>()
+                    .map(|r| r.restart)
+                    .unwrap_or(false);
+                self.executor.stop().await;
+                self.replier
+                    .reply(
+                        &msg,
+                        &ShutdownReply {
+                            status: "ok",
+                            restart,
+                        },
+                    )
+                    .await;
+                self.iopub.idle(Channel::Shell);
+                self.iopub.flush().await;
+                let _ = self.shutdown.send(()).await;
+                return;
+            }
+            other => tracing::info!("no handler for shell message {other}"),
+        }
+        self.iopub.idle(Channel::Shell);
+        if abort_queue {
+            self.abort_queued().await;
+        }
+    }
+
+    /// Answers the execute requests already queued behind a failed cell as aborted
+    /// (the client asked for `stop_on_error`); other requests keep their place.
+    async fn abort_queued(&mut self) {
+        while let Ok(m) = self.queue.try_recv() {
+            if m.header.msg_type == "execute_request" {
+                self.iopub.busy(Channel::Shell, &m.header);
+                let reply = ExecuteReply {
+                    status: "aborted",
+                    execution_count: self.executor.count,
+                    payload: None,
+                    user_expressions: Some(Map::new()),
+                    error: None,
+                };
+                self.replier.reply(&m, &reply).await;
+                self.iopub.idle(Channel::Shell);
+            } else {
+                self.deferred.push_back(m);
+            }
+        }
+    }
+
+    /// Returns whether queued requests must be aborted.
+    async fn execute(&mut self, msg: &Message) -> bool {
+        let req = match msg.content_as::<ExecuteRequest>() {
+            Ok(r) => r,
+            Err(e) => {
+                let reply = ExecuteReply {
+                    status: "error",
+                    execution_count: self.executor.count,
+                    payload: None,
+                    user_expressions: Some(Map::new()),
+                    error: Some(ErrorContent {
+                        ename: "BadRequest".into(),
+                        evalue: e.to_string(),
+                        traceback: vec![format!("BadRequest: {e}")],
+                    }),
+                };
+                self.replier.reply(msg, &reply).await;
+                return false;
+            }
+        };
+        let reply = self.executor.execute(msg, &req).await;
+        // Outputs of the cell are on IOPub before its reply.
+        self.iopub.flush().await;
+        let failed = reply.status == "error";
+        self.replier.reply(msg, &reply).await;
+        failed && req.stop_on_error
+    }
+
+    async fn complete(&mut self, msg: &Message) {
+        let Ok(req) = msg.content_as::<CompleteRequest>() else {
+            return;
+        };
+        let items = self.executor.item_names();
+        let c = introspect::complete(&req.code, req.cursor_pos, &items);
+        let reply = CompleteReply {
+            status: "ok",
+            matches: c.matches,
+            cursor_start: c.start,
+            cursor_end: c.end,
+            metadata: Map::new(),
+        };
+        self.replier.reply(msg, &reply).await;
+    }
+
+    async fn inspect(&mut self, msg: &Message) {
+        let Ok(req) = msg.content_as::<InspectRequest>() else {
+            return;
+        };
+        let word = introspect::word_at(&req.code, req.cursor_pos);
+        let text = match self.executor.item_source(word) {
+            Some((cell, src)) => Some(format!("{src}\n\n(defined in cell [{cell}])")),
+            None => introspect::docs(word),
+        };
+        let mut data = Map::new();
+        if let Some(t) = &text {
+            data.insert("text/plain".into(), Value::String(t.clone()));
+        }
+        let reply = InspectReply {
+            status: "ok",
+            found: text.is_some(),
+            data,
+            metadata: Map::new(),
+        };
+        self.replier.reply(msg, &reply).await;
+    }
+
+    async fn is_complete(&mut self, msg: &Message) {
+        let Ok(req) = msg.content_as::<IsCompleteRequest>() else {
+            return;
+        };
+        let (status, indent) = introspect::is_complete(&req.code);
+        self.replier
+            .reply(msg, &IsCompleteReply { status, indent })
+            .await;
+    }
+
+    async fn history(&mut self, msg: &Message) {
+        let history = match msg.content_as::<HistoryRequest>() {
+            Ok(req) => self.executor.history.query(&req),
+            Err(_) => vec![],
+        };
+        let reply = HistoryReply {
+            status: "ok",
+            history,
+        };
+        self.replier.reply(msg, &reply).await;
+    }
+}

@@ -1,0 +1,73 @@
+//! The `ferrocell` command: the kernel itself and its helpers.
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "ferrocell",
+    version,
+    about = "A Jupyter kernel for Rust: cells compiled to native code"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the kernel (Jupyter starts this from the kernelspec).
+    Kernel {
+        /// The connection file Jupyter wrote.
+        #[arg(long, short = 'f')]
+        connection_file: PathBuf,
+    },
+    /// Install the kernelspec so that Jupyter offers "Rust (ferrocell)".
+    Install {
+        /// Into ~/.local/share/jupyter (the default).
+        #[arg(long, conflicts_with_all = ["sys_prefix", "prefix"])]
+        user: bool,
+        /// Into the active Python environment.
+        #[arg(long, conflicts_with = "prefix")]
+        sys_prefix: bool,
+        /// Into PREFIX/share/jupyter.
+        #[arg(long, value_name = "PREFIX")]
+        prefix: Option<PathBuf>,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Kernel { connection_file } => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
+            rt.block_on(ferrocell::kernel::run(&connection_file))?;
+            // Leave without waiting for background tasks; the runner dies with us.
+            std::process::exit(0);
+        }
+        Command::Install {
+            user: _,
+            sys_prefix,
+            prefix,
+        } => {
+            use ferrocell::install::Target;
+            let target = match (sys_prefix, prefix) {
+                (_, Some(p)) => Target::Prefix(p),
+                (true, None) => Target::SysPrefix,
+                _ => Target::User,
+            };
+            let dir = ferrocell::install::install(&target)?;
+            println!("Installed the ferrocell kernelspec in {}", dir.display());
+        }
+    }
+    Ok(())
+}

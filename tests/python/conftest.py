@@ -1,0 +1,58 @@
+"""Fixtures for the Python tests: every test talks to the real release binary
+over real ZeroMQ, through jupyter_client, with a private cache, history
+directory and kernelspec for the whole run."""
+
+from __future__ import annotations
+
+from collections import namedtuple
+from typing import Any, Callable
+
+import pytest
+
+import kernel_helpers as kh
+from kernel_helpers import run  # noqa: F401  (the helper tests use: run(kc, code, **kw))
+
+Kernel = namedtuple("Kernel", "km kc")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def ferrocell_environment() -> dict:
+    """Session-wide FERROCELL_CACHE / FERROCELL_DATA_DIR / JUPYTER_PATH, with the
+    kernelspec installed by `ferrocell install --prefix` and the prelude built."""
+    paths = kh.ensure_environment()
+    kh.warm_cache()
+    return paths
+
+
+@pytest.fixture
+def start_kernel(tmp_path) -> Callable[..., Kernel]:
+    """Factory: start_kernel(env={...}) starts one more kernel, stopped at teardown.
+
+    Each kernel gets its own history directory unless env names one."""
+    started: list[Kernel] = []
+
+    def start(env: dict[str, Any] | None = None, ready_timeout: float = 60) -> Kernel:
+        env = dict(env or {})
+        if "FERROCELL_DATA_DIR" not in env:
+            data = tmp_path / f"data-{len(started)}"
+            data.mkdir()
+            env["FERROCELL_DATA_DIR"] = str(data)
+        kernel = Kernel(*kh.start_kernel(env=env, ready_timeout=ready_timeout))
+        started.append(kernel)
+        return kernel
+
+    yield start
+    for kernel in reversed(started):
+        kh.stop_kernel(kernel.km, kernel.kc)
+
+
+@pytest.fixture
+def kernel(start_kernel) -> Kernel:
+    """A started KernelManager and its ready blocking client: `km, kc = kernel`."""
+    return start_kernel()
+
+
+@pytest.fixture
+def kc(kernel):
+    """Just the client of a fresh kernel."""
+    return kernel.kc

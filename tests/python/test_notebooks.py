@@ -1,0 +1,72 @@
+"""Every notebook in notebooks/ runs from top to bottom with nbclient (the
+engine behind nbconvert --execute and papermill) without an error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+import kernel_helpers as kh
+
+NOTEBOOKS = sorted((kh.REPO / "notebooks").glob("*.ipynb"))
+
+
+def execute(path: Path, tmp_path: Path):
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(nb, kernel_name="ferrocell", timeout=120, resources={
+        "metadata": {"path": str(tmp_path)}})
+    client.execute()
+    return nb
+
+
+def outputs_of(nb):
+    return [out for cell in nb.cells if cell.cell_type == "code" for out in cell.outputs]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_notebook_runs_without_errors(path, tmp_path):
+    committed = nbformat.read(path, as_version=4)
+    assert committed.metadata.kernelspec.name == "ferrocell"
+    assert committed.metadata.kernelspec.language == "rust"
+    for cell in committed.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None, (
+                f"{path.name} is committed with outputs")
+    nb = execute(path, tmp_path)
+    errors = [out for out in outputs_of(nb) if out.output_type == "error"]
+    assert errors == []
+    counts = [cell.execution_count for cell in nb.cells if cell.cell_type == "code"]
+    assert counts == list(range(1, len(counts) + 1))
+    assert nb.metadata.language_info.name == "rust"
+
+
+def test_tour_outputs(tmp_path):
+    nb = execute(kh.REPO / "notebooks" / "01-cells.ipynb", tmp_path)
+    code_cells = [cell for cell in nb.cells if cell.cell_type == "code"]
+
+    def result(cell):
+        results = [o for o in cell.outputs if o.output_type == "execute_result"]
+        assert len(results) == 1, cell.outputs
+        return results[0].data["text/plain"]
+
+    def stdout(cell):
+        return "".join(o.text for o in cell.outputs
+                       if o.output_type == "stream" and o.name == "stdout")
+
+    assert result(code_cells[0]) == "[2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47]"
+    assert code_cells[1].outputs == []
+    assert result(code_cells[2]) == "[0, 1, 1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144, 233, 377]"
+    assert code_cells[3].outputs == []
+    assert result(code_cells[4]) == "Complex { re: -3.0, im: 4.0 }"
+    assert stdout(code_cells[4]) == "|z|² = 5\n"
+    progress = stdout(code_cells[5])
+    assert progress.count("\r") == 21 and progress.endswith("100%\ndone\n")
+
+    displays = [o for cell in code_cells for o in cell.outputs if o.output_type == "display_data"]
+    by_mime = {mime: o.data[mime] for o in displays for mime in o.data}
+    assert "<table>" in by_mime["text/html"] and "<td>55</td>" in by_mime["text/html"]
+    assert by_mime["image/svg+xml"].startswith("<svg") and "<rect" in by_mime["image/svg+xml"]
+    assert "golden ratio" in by_mime["text/markdown"]
