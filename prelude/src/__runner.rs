@@ -96,6 +96,19 @@ fn install_panic_hook() {
             ));
         }
         let thread = std::thread::current();
+        if thread.name() != Some("cell") {
+            // A thread the cell started: say so the way Rust does, and let the cell
+            // decide what its panic means (a join error, usually).
+            let place = info
+                .location()
+                .map(|l| format!(" at {}:{}", l.file(), l.line()))
+                .unwrap_or_default();
+            eprintln!(
+                "thread '{}' panicked{place}:\n{message}",
+                thread.name().unwrap_or("<unnamed>")
+            );
+            return;
+        }
         msg.push_str(",\"thread\":");
         json::push_str(&mut msg, thread.name().unwrap_or("<unnamed>"));
         msg.push('}');

@@ -161,8 +161,7 @@ fn snippet(span: proc_macro2::Span, index: &LineIndex, edits: &[(usize, String)]
 fn head_offset(attrs: &[syn::Attribute], whole: proc_macro2::Span, index: &LineIndex) -> usize {
     let after = match attrs
         .iter()
-        .filter(|a| matches!(a.style, syn::AttrStyle::Outer))
-        .last()
+        .rfind(|a| matches!(a.style, syn::AttrStyle::Outer))
     {
         Some(a) => index.offset(a.span().end()),
         None => return index.offset(whole.start()),

@@ -184,6 +184,19 @@ impl Session {
                 }));
             }
         }
+        if parsed.items.iter().all(|i| self.is_current(i)) {
+            // Every item is already defined exactly so (an unchanged cell run again):
+            // only the statements need a library.
+            let base = self.chain.last().cloned();
+            let statements = ParsedCell {
+                items: vec![],
+                ..parsed.clone()
+            };
+            let (built, _) = self
+                .compile(&statements, &[], base.as_deref(), code)
+                .await?;
+            return Ok(Compiled::Cell(built));
+        }
         let new: Vec<LayerItem> = parsed
             .items
             .iter()
@@ -212,14 +225,39 @@ impl Session {
         Ok(Compiled::Cell(built))
     }
 
-    /// The first layer that must be rebuilt with the new items: the oldest one that
-    /// defines a type or trait an `impl` of the cell names (or none: a new layer).
+    /// Whether `item` is, to the letter, the current definition of its names.
+    fn is_current(&self, item: &Item) -> bool {
+        let found = self.chain.iter().rev().find_map(|l| {
+            l.items
+                .iter()
+                .rev()
+                .find(|i| match (&item.impl_key, &i.item.impl_key) {
+                    (Some(a), Some(b)) => a == b,
+                    (None, None) => !item.names.is_empty() && i.item.names == item.names,
+                    _ => false,
+                })
+        });
+        found.is_some_and(|i| i.item.snippet.text == item.snippet.text)
+    }
+
+    /// The first layer that must be rebuilt with the new items, or the chain's
+    /// length for a plain new layer. It is the oldest layer that either defines a type
+    /// or trait an `impl` of the cell names (Rust wants an impl in its type's crate),
+    /// or defines a name the cell redefines: later items that use the old
+    /// definition are rebuilt with the new one, as in a single block of code.
     fn merge_point(&self, items: &[Item]) -> usize {
         let own: HashSet<&str> = items
             .iter()
             .flat_map(|i| i.names.iter().map(String::as_str))
             .collect();
         let mut from = self.chain.len();
+        for item in items.iter().filter(|i| !self.is_current(i)) {
+            for name in &item.names {
+                if let Some(pos) = self.chain.iter().rposition(|l| l.defines(name)) {
+                    from = from.min(pos);
+                }
+            }
+        }
         for item in items.iter().filter(|i| i.impl_key.is_some()) {
             for name in item.mentions.iter().filter(|n| !own.contains(n.as_str())) {
                 if let Some(pos) = self.chain.iter().rposition(|l| l.defines(name)) {

@@ -381,12 +381,12 @@ impl Executor {
     fn panic_error(&self, built: &BuiltCell, p: &PanicReport) -> ErrorContent {
         let place = match (&p.file, p.line) {
             (Some(file), Some(line)) => {
-                let map = if PathBuf::from(file) == built.source_path {
+                let map = if std::path::Path::new(file) == built.source_path {
                     Some(&built.map)
                 } else {
                     self.session.as_ref().and_then(|s| {
                         s.source_maps()
-                            .find(|(path, _)| PathBuf::from(file) == **path)
+                            .find(|(path, _)| std::path::Path::new(file) == path.as_path())
                             .map(|(_, m)| m)
                     })
                 };

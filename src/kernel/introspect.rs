@@ -167,19 +167,17 @@ pub fn complete(code: &str, cursor: Option<usize>, items: &[String]) -> Completi
     // A magic at the start of a line.
     let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
     let line = &before[line_start..];
-    if line.starts_with('%') || line.starts_with(':') {
-        if !line.contains(char::is_whitespace) {
-            let matches = magics::NAMES
-                .iter()
-                .flat_map(|m| [format!("%{m}"), format!("%%{m}"), format!(":{m}")])
-                .filter(|m| m.starts_with(line) && magics::is_spelling(m))
-                .collect();
-            return Completion {
-                matches,
-                start: code_points(code, line_start),
-                end: code_points(code, end),
-            };
-        }
+    if (line.starts_with('%') || line.starts_with(':')) && !line.contains(char::is_whitespace) {
+        let matches = magics::NAMES
+            .iter()
+            .flat_map(|m| [format!("%{m}"), format!("%%{m}"), format!(":{m}")])
+            .filter(|m| m.starts_with(line) && magics::is_spelling(m))
+            .collect();
+        return Completion {
+            matches,
+            start: code_points(code, line_start),
+            end: code_points(code, end),
+        };
     }
     let word_start = before
         .char_indices()
@@ -328,6 +326,22 @@ pub fn is_complete(code: &str) -> (&'static str, Option<String>) {
                     return ("incomplete", Some(String::new()));
                 }
             }
+            '\'' => {
+                // A char literal ('x', '\n', '{') is skipped; a lifetime ('a) is not one.
+                let mut ahead = chars.clone();
+                match (ahead.next(), ahead.next()) {
+                    (Some('\\'), _) => {
+                        chars.next();
+                        chars.next();
+                        while chars.next().is_some_and(|c| c != '\'') {}
+                    }
+                    (Some(_), Some('\'')) => {
+                        chars.next();
+                        chars.next();
+                    }
+                    _ => {}
+                }
+            }
             '(' | '[' | '{' => depth.push(c),
             ')' | ']' | '}' => {
                 let want = match c {
@@ -396,6 +410,12 @@ mod tests {
         assert_eq!(is_complete("let = 7q;").0, "invalid");
         assert_eq!(is_complete("}").0, "invalid");
         assert_eq!(is_complete("let s = \"}\"; // {").0, "complete");
+        assert_eq!(is_complete("let c = '{';").0, "complete");
+        assert_eq!(is_complete("let c = '\\'';").0, "complete");
+        assert_eq!(
+            is_complete("fn f<'a>(x: &'a str) -> &'a str {").0,
+            "incomplete"
+        );
     }
 
     #[test]

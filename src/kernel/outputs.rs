@@ -90,10 +90,7 @@ impl Stdout {
     fn drain(&mut self, at_end: bool) -> Vec<Piece> {
         let mut out = Vec::new();
         let mut text = String::new();
-        loop {
-            let Some(nl) = self.held.find('\n') else {
-                break;
-            };
+        while let Some(nl) = self.held.find('\n') {
             let line: String = self.held.drain(..=nl).collect();
             let bare = line.trim_end_matches(['\n', '\r']);
             match &mut self.block {

@@ -117,10 +117,10 @@ pub fn spawn(
 impl Shell {
     async fn handle(&mut self, msg: Message) {
         self.iopub.busy(Channel::Shell, &msg.header);
-        let mut abort_queue = false;
+        let mut aborted = Vec::new();
         match msg.header.msg_type.as_str() {
             "kernel_info_request" => self.replier.reply(&msg, &kernel_info()).await,
-            "execute_request" => abort_queue = self.execute(&msg).await,
+            "execute_request" => aborted = self.execute(&msg).await,
             "complete_request" => self.complete(&msg).await,
             "inspect_request" => self.inspect(&msg).await,
             "is_complete_request" => self.is_complete(&msg).await,
@@ -170,34 +170,42 @@ impl Shell {
             other => tracing::info!("no handler for shell message {other}"),
         }
         self.iopub.idle(Channel::Shell);
-        if abort_queue {
-            self.abort_queued().await;
+        for m in aborted {
+            self.abort(&m).await;
         }
     }
 
-    /// Answers the execute requests already queued behind a failed cell as aborted
-    /// (the client asked for `stop_on_error`); other requests keep their place.
-    async fn abort_queued(&mut self) {
+    /// Takes the execute requests already queued behind a failed cell (the client
+    /// asked for `stop_on_error`); other requests keep their place in the queue.
+    /// Done before the failed cell's reply goes out, so that only requests sent
+    /// without waiting for it are aborted.
+    fn take_queued_executes(&mut self) -> Vec<Message> {
+        let mut taken = Vec::new();
         while let Ok(m) = self.queue.try_recv() {
             if m.header.msg_type == "execute_request" {
-                self.iopub.busy(Channel::Shell, &m.header);
-                let reply = ExecuteReply {
-                    status: "aborted",
-                    execution_count: self.executor.count,
-                    payload: None,
-                    user_expressions: Some(Map::new()),
-                    error: None,
-                };
-                self.replier.reply(&m, &reply).await;
-                self.iopub.idle(Channel::Shell);
+                taken.push(m);
             } else {
                 self.deferred.push_back(m);
             }
         }
+        taken
     }
 
-    /// Returns whether queued requests must be aborted.
-    async fn execute(&mut self, msg: &Message) -> bool {
+    async fn abort(&mut self, m: &Message) {
+        self.iopub.busy(Channel::Shell, &m.header);
+        let reply = ExecuteReply {
+            status: "aborted",
+            execution_count: self.executor.count,
+            payload: None,
+            user_expressions: Some(Map::new()),
+            error: None,
+        };
+        self.replier.reply(m, &reply).await;
+        self.iopub.idle(Channel::Shell);
+    }
+
+    /// Returns the queued requests to answer as aborted.
+    async fn execute(&mut self, msg: &Message) -> Vec<Message> {
         let req = match msg.content_as::<ExecuteRequest>() {
             Ok(r) => r,
             Err(e) => {
@@ -213,15 +221,19 @@ impl Shell {
                     }),
                 };
                 self.replier.reply(msg, &reply).await;
-                return false;
+                return vec![];
             }
         };
         let reply = self.executor.execute(msg, &req).await;
         // Outputs of the cell are on IOPub before its reply.
         self.iopub.flush().await;
-        let failed = reply.status == "error";
+        let aborted = if reply.status == "error" && req.stop_on_error {
+            self.take_queued_executes()
+        } else {
+            vec![]
+        };
         self.replier.reply(msg, &reply).await;
-        failed && req.stop_on_error
+        aborted
     }
 
     async fn complete(&mut self, msg: &Message) {

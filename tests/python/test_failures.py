@@ -146,7 +146,9 @@ def test_panic_on_another_thread_is_contained(kc):
 def test_runner_death_is_reported_and_recovered(kc, code, signal_name):
     ok(*run(kc, "fn survivor() -> i32 { 7 }\n#[derive(Debug)]\nstruct Kept { n: i32 }"))
     assert value(kc, "survivor()") == "7"
-    error = single_error(*run(kc, 'println!("about to die");\n' + code))
+    reply, outputs = run(kc, 'println!("about to die");\n' + code)
+    assert kh.stream_text(outputs) == "about to die\n"
+    error = single_error(reply, [m for m in outputs if m["msg_type"] != "stream"])
     assert error["ename"] == "RunnerDied"
     assert signal_name in error["evalue"], error["evalue"]
     assert value(kc, "survivor() * 6") == "42"
@@ -235,7 +237,9 @@ def test_missing_rustc_on_path(start_kernel, tmp_path):
     path = "/usr/bin:/bin"
     if shutil.which("rustc", path=path):
         pytest.skip("this machine has a rustc in /usr/bin or /bin")
-    _, kc = start_kernel(env={"FERROCELL_RUSTC": None, "PATH": path,
+    home = tmp_path / "home"  # no ~/.cargo/bin to fall back on either
+    home.mkdir()
+    _, kc = start_kernel(env={"FERROCELL_RUSTC": None, "PATH": path, "HOME": str(home),
                               "FERROCELL_CACHE": fresh_cache(tmp_path)})
     assert_still_answers(kc)
     reply, outputs = run(kc, unique_cell(), timeout=30)
