@@ -59,6 +59,8 @@ pub fn emit(text: String) {
 }
 
 #[cfg(test)]
+// The explicit borrows and unit values are what the generated code does.
+#[allow(clippy::needless_borrow, clippy::unit_arg, dead_code)]
 mod tests {
     use super::*;
 

@@ -13,6 +13,8 @@ mod json;
 #[doc(hidden)]
 pub mod __runner;
 #[doc(hidden)]
+pub mod __timing;
+#[doc(hidden)]
 pub mod __value;
 
 pub use display::{

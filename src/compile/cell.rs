@@ -50,6 +50,8 @@ pub struct ParsedCell {
     pub value: Option<Snippet>,
     /// The statements use `?`, so the body runs in a closure returning a `Result`.
     pub uses_try: bool,
+    /// Set by the session for `%time` / `%timeit`.
+    pub timing: super::session::Timing,
 }
 
 /// A syntax error, with its place in the cell.

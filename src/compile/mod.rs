@@ -9,5 +9,5 @@ pub mod rustc;
 pub mod session;
 pub mod toolchain;
 
-pub use session::{BuiltCell, CompileError, Session};
+pub use session::{BuiltCell, CompileError, Session, Timing};
 pub use toolchain::Toolchain;

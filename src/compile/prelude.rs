@@ -18,6 +18,7 @@ const SOURCES: &[(&str, &str)] = &[
     ("json.rs", include_str!("../../prelude/src/json.rs")),
     ("__runner.rs", include_str!("../../prelude/src/__runner.rs")),
     ("__value.rs", include_str!("../../prelude/src/__value.rs")),
+    ("__timing.rs", include_str!("../../prelude/src/__timing.rs")),
 ];
 const RUNNER: &str = include_str!("../../prelude/runner.rs");
 

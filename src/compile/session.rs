@@ -83,6 +83,17 @@ pub enum CompileError {
     Io(String),
 }
 
+/// How a cell's code is wrapped for the timing magics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Timing {
+    #[default]
+    None,
+    /// `%time`: CPU and wall time of one run.
+    Once,
+    /// `%timeit`: repeated runs of the whole body.
+    Repeat { loops: Option<u64>, runs: u32 },
+}
+
 /// What a cell compiles to.
 pub enum Compiled {
     /// Nothing to run (only comments or whitespace).
@@ -161,6 +172,16 @@ impl Session {
     /// Compiles a cell (or finds it in the cache). On success its items join the
     /// session. `cell` is its execution count, used to name earlier cells in errors.
     pub async fn build(&mut self, code: &str, cell: u64) -> Result<Compiled, CompileError> {
+        self.build_timed(code, cell, Timing::None).await
+    }
+
+    /// [`Session::build`], with the body wrapped for `%time` or `%timeit`.
+    pub async fn build_timed(
+        &mut self,
+        code: &str,
+        cell: u64,
+        timing: Timing,
+    ) -> Result<Compiled, CompileError> {
         let parsed = cell::parse(code).map_err(|e| CompileError::Code {
             summary: e.message.clone(),
             rendered: vec![diagnostics::render_syntax(
@@ -170,13 +191,20 @@ impl Session {
         if parsed.items.is_empty() && parsed.statements.is_empty() && parsed.value.is_none() {
             return Ok(Compiled::Empty);
         }
+        if timing != Timing::None && parsed.uses_try {
+            return Err(CompileError::Code {
+                summary: "`?` cannot be used in a timed cell".into(),
+                rendered: vec!["error: `?` cannot be used in a %time or %timeit cell; handle the error with match or unwrap".into()],
+            });
+        }
+        let parsed = ParsedCell { timing, ..parsed };
         if parsed.items.is_empty() {
             let base = self.chain.last().cloned();
             let (built, _) = self.compile(&parsed, &[], base.as_deref(), code).await?;
             return Ok(Compiled::Cell(built));
         }
         if let Some(head) = self.chain.last() {
-            if head.code == code && head.opt_level == self.opt_level {
+            if head.code == code && head.opt_level == self.opt_level && timing == Timing::None {
                 // Re-running the cell that made the newest layer changes nothing.
                 return Ok(Compiled::Cell(BuiltCell {
                     compiled: false,
@@ -290,6 +318,7 @@ impl Session {
             h.update(it.cell.to_le_bytes());
         }
         h.update(code.as_bytes());
+        h.update(format!("{:?}", parsed.timing).as_bytes());
         let key = hex::encode(&h.finalize()[..12]);
         let symbol = format!("__fc_run_{key}");
         let map = generate(parsed, items, base, &symbol, !items.is_empty());
@@ -432,6 +461,11 @@ fn generate(
     }
     m.glue(&format!("#[no_mangle]\npub fn {symbol}() {{"));
     let here = |line| Origin { cell: None, line };
+    match parsed.timing {
+        Timing::None => {}
+        Timing::Once => m.glue("let __fc_timer = ::ferrocell::__timing::Timer::start();"),
+        Timing::Repeat { .. } => m.glue("let mut __fc_body = || {"),
+    }
     if parsed.uses_try {
         m.glue("let __fc_result: ::std::result::Result<_, ::std::boxed::Box<dyn ::std::error::Error>> = (|| {");
     }
@@ -444,6 +478,21 @@ fn generate(
         None => m.glue("()"),
     }
     m.glue("};");
+    match parsed.timing {
+        Timing::None => {}
+        Timing::Once => m.glue("__fc_timer.report();"),
+        Timing::Repeat { loops, runs } => {
+            let loops = match loops {
+                Some(n) => format!("::std::option::Option::Some({n})"),
+                None => "::std::option::Option::None".into(),
+            };
+            m.glue(&format!(
+                "::std::hint::black_box(__fc_value);\n}};\n\
+                 ::ferrocell::__timing::timeit(&mut || __fc_body(), {loops}, {runs});\n\
+                 let __fc_value = ();"
+            ));
+        }
+    }
     if parsed.uses_try {
         m.glue("::std::result::Result::Ok(__fc_value)\n})();");
         m.glue("let __fc_value = match __fc_result { ::std::result::Result::Ok(v) => v, ::std::result::Result::Err(e) => { ::ferrocell::__runner::fail(&e); return; } };");

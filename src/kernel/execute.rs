@@ -7,7 +7,7 @@ use super::outputs::{self, Piece};
 use super::stdin::Stdin;
 use crate::compile::prelude::{self, Prelude};
 use crate::compile::session::Compiled;
-use crate::compile::{BuiltCell, CompileError, Session, Toolchain};
+use crate::compile::{BuiltCell, CompileError, Session, Timing, Toolchain};
 use crate::exec::runner::PanicReport;
 use crate::exec::{CellEvent, Runner};
 use crate::magics::{self, CellKind, Magic};
@@ -46,6 +46,15 @@ fn interrupted(detail: &str) -> ErrorContent {
         format!("the cell was interrupted{detail}"),
         vec![],
     )
+}
+
+/// Seconds as `%time` shows them (three significant digits, a fitting unit).
+fn format_seconds(s: f64) -> String {
+    match s {
+        s if s >= 1.0 => format!("{s:.2} s"),
+        s if s >= 1e-3 => format!("{:.1} ms", s * 1e3),
+        s => format!("{:.0} µs", s * 1e6),
+    }
 }
 
 /// Where a cell's outputs go: to IOPub, or (silent runs, user expressions) nowhere.
@@ -305,8 +314,9 @@ impl Executor {
         payload: &mut Vec<Value>,
         irq: &mut watch::Receiver<u64>,
     ) -> Result<(), ErrorContent> {
-        let code = match magics::parse(&req.code) {
-            CellKind::Rust(code) => code,
+        let mut timing = Timing::None;
+        let code: std::borrow::Cow<str> = match magics::parse(&req.code) {
+            CellKind::Rust(code) => code.into(),
             CellKind::Unknown(line) => {
                 return Err(error(
                     "UnknownMagic",
@@ -334,6 +344,8 @@ impl Executor {
                             s.opt_level = n;
                         }
                     }
+                    Magic::Time => timing = Timing::Once,
+                    Magic::Timeit { loops, runs } => timing = Timing::Repeat { loops, runs },
                 }
                 rest
             }
@@ -344,10 +356,19 @@ impl Executor {
         }
         let count = self.count;
         let session = self.session(irq).await?;
+        let started = std::time::Instant::now();
         let built = tokio::select! {
-            r = session.build(code, count) => r,
+            r = session.build_timed(&code, count, timing) => r,
             _ = irq.changed() => return Err(interrupted(" while it was compiling")),
         };
+        if let (Timing::Once, Ok(Compiled::Cell(b))) = (timing, &built) {
+            let took = if b.compiled {
+                format_seconds(started.elapsed().as_secs_f64())
+            } else {
+                "none (cached)".into()
+            };
+            sink.stdout(format!("Compile time: {took}\n").as_bytes());
+        }
         let built = match built {
             Ok(Compiled::Empty) => return Ok(()),
             Ok(Compiled::Cell(b)) => b,

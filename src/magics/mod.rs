@@ -2,11 +2,14 @@
 //! `%%name` line that applies to the whole cell.
 
 /// Every magic ferrocell knows, for completion and `%lsmagic`.
-pub const NAMES: &[&str] = &["help", "lsmagic", "opt"];
+pub const NAMES: &[&str] = &["help", "lsmagic", "opt", "time", "timeit"];
 
 /// Whether a spelling (with its `%`, `%%` or `:` prefix) is one the kernel accepts.
 pub fn is_spelling(s: &str) -> bool {
-    !s.starts_with("%%")
+    match s.strip_prefix("%%") {
+        Some(name) => matches!(name, "time" | "timeit"),
+        None => true,
+    }
 }
 
 /// A parsed magic.
@@ -18,6 +21,10 @@ pub enum Magic {
     LsMagic,
     /// `%opt` alone shows the level; `%opt N` sets it.
     Opt(Option<u8>),
+    /// `%time CODE` / `%%time`: CPU and wall time of the run, compile time apart.
+    Time,
+    /// `%timeit [-n N] [-r R] CODE` / `%%timeit`: repeated runs, IPython's report.
+    Timeit { loops: Option<u64>, runs: u32 },
 }
 
 /// What a cell is, once its magic line (if any) has been read.
@@ -25,8 +32,12 @@ pub enum Magic {
 pub enum CellKind<'a> {
     /// Plain Rust.
     Rust(&'a str),
-    /// A magic; `rest` is the code after the magic line.
-    Magic { magic: Magic, rest: &'a str },
+    /// A magic; `rest` is the code it applies to (for `%time`, `%timeit`: the rest
+    /// of the magic line and the lines after it).
+    Magic {
+        magic: Magic,
+        rest: std::borrow::Cow<'a, str>,
+    },
     /// A `%`/`:` line that is not a known magic.
     Unknown(String),
     /// A known magic with bad arguments.
@@ -40,17 +51,60 @@ pub fn starts_with_magic(code: &str) -> bool {
 }
 
 /// Reads the magic line of a cell.
-pub fn parse(code: &str) -> CellKind<'_> {
+pub fn parse<'a>(code: &'a str) -> CellKind<'a> {
     if !starts_with_magic(code) {
         return CellKind::Rust(code);
     }
     let t = code.trim_start();
     let (line, rest) = t.split_once('\n').unwrap_or((t, ""));
+    let cell_magic = line.starts_with("%%");
     let body = line.trim_start_matches(['%', ':']);
     let mut words = body.split_whitespace();
     let name = words.next().unwrap_or("");
     let args: Vec<&str> = words.collect();
+    if cell_magic && !matches!(name, "time" | "timeit") {
+        return CellKind::Unknown(line.trim().to_string());
+    }
+    // For the timing magics, what follows the name on the line is code too.
+    let after_name = || body.trim_start()[name.len()..].trim_start();
+    let timed = |line_code: &'a str| -> std::borrow::Cow<'a, str> {
+        match (line_code.is_empty(), rest.is_empty()) {
+            (true, _) => rest.into(),
+            (false, true) => line_code.into(),
+            (false, false) => format!("{line_code}\n{rest}").into(),
+        }
+    };
     let magic = match name {
+        "time" => {
+            return CellKind::Magic {
+                magic: Magic::Time,
+                rest: timed(after_name()),
+            }
+        }
+        "timeit" => {
+            let mut loops = None;
+            let mut runs = 7;
+            let mut code = after_name();
+            loop {
+                let mut parts = code.splitn(3, char::is_whitespace);
+                let (flag, value) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+                let parsed = match flag {
+                    "-n" => value.parse().map(|n: u64| loops = Some(n.max(1))).is_ok(),
+                    "-r" => value.parse().map(|r: u32| runs = r.max(1)).is_ok(),
+                    _ => break,
+                };
+                if !parsed {
+                    return CellKind::BadArgs(format!(
+                        "%timeit {flag} needs a positive number, not {value:?}"
+                    ));
+                }
+                code = parts.next().unwrap_or("").trim_start();
+            }
+            return CellKind::Magic {
+                magic: Magic::Timeit { loops, runs },
+                rest: timed(code),
+            };
+        }
         "help" => Magic::Help,
         "lsmagic" => Magic::LsMagic,
         "opt" => match args.as_slice() {
@@ -65,7 +119,10 @@ pub fn parse(code: &str) -> CellKind<'_> {
         },
         _ => return CellKind::Unknown(line.trim().to_string()),
     };
-    CellKind::Magic { magic, rest }
+    CellKind::Magic {
+        magic,
+        rest: rest.into(),
+    }
 }
 
 /// The text `%help` shows.
@@ -95,6 +152,9 @@ pub fn lsmagic_text() -> String {
         "  %help, :help        this help",
         "  %lsmagic            list the magics",
         "  %opt [0-3]          show or set rustc's optimisation level for cells",
+        "  %time CODE, %%time  CPU and wall time of one run (compile time shown apart)",
+        "  %timeit [-n N] [-r R] CODE, %%timeit",
+        "                      mean ± std. dev. over R runs of N loops (N chosen if not given)",
     ]
     .join("\n")
 }
@@ -121,10 +181,45 @@ mod tests {
             parse("%opt 2\nlet x = 1;"),
             CellKind::Magic {
                 magic: Magic::Opt(Some(2)),
-                rest: "let x = 1;"
-            }
+                rest
+            } if rest == "let x = 1;"
         ));
         assert!(matches!(parse("%opt 9"), CellKind::BadArgs(_)));
         assert!(matches!(parse("%frobnicate"), CellKind::Unknown(_)));
+        assert!(matches!(parse("%%help"), CellKind::Unknown(_)));
+        match parse("%timeit -n 10 -r 3 fib(20)") {
+            CellKind::Magic { magic, rest } => {
+                assert_eq!(
+                    magic,
+                    Magic::Timeit {
+                        loops: Some(10),
+                        runs: 3
+                    }
+                );
+                assert_eq!(rest, "fib(20)");
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse("%%timeit\nlet v = vec![1; 100];\nv.len()") {
+            CellKind::Magic { magic, rest } => {
+                assert_eq!(
+                    magic,
+                    Magic::Timeit {
+                        loops: None,
+                        runs: 7
+                    }
+                );
+                assert_eq!(rest, "let v = vec![1; 100];\nv.len()");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            parse("%time 1 + 1"),
+            CellKind::Magic {
+                magic: Magic::Time,
+                ..
+            }
+        ));
+        assert!(matches!(parse("%timeit -n x 1"), CellKind::BadArgs(_)));
     }
 }

@@ -31,13 +31,13 @@ def start_kernel(tmp_path) -> Callable[..., Kernel]:
     Each kernel gets its own history directory unless env names one."""
     started: list[Kernel] = []
 
-    def start(env: dict[str, Any] | None = None, ready_timeout: float = 60) -> Kernel:
+    def start(env: dict[str, Any] | None = None, ready_timeout: float = 60, **launch) -> Kernel:
         env = dict(env or {})
         if "FERROCELL_DATA_DIR" not in env:
             data = tmp_path / f"data-{len(started)}"
             data.mkdir()
             env["FERROCELL_DATA_DIR"] = str(data)
-        kernel = Kernel(*kh.start_kernel(env=env, ready_timeout=ready_timeout))
+        kernel = Kernel(*kh.start_kernel(env=env, ready_timeout=ready_timeout, **launch))
         started.append(kernel)
         return kernel
 

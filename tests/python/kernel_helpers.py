@@ -109,12 +109,14 @@ def kernel_env(overrides: dict[str, str | None] | None = None) -> dict[str, str]
 
 
 def start_kernel(
-    env: dict[str, str | None] | None = None, ready_timeout: float = 60
+    env: dict[str, str | None] | None = None, ready_timeout: float = 60, **launch: Any
 ) -> tuple[KernelManager, Any]:
-    """Start a ferrocell kernel and a blocking client that is ready to talk to it."""
+    """Start a ferrocell kernel and a blocking client that is ready to talk to it.
+
+    `launch` goes to the process launch (e.g. stderr=file to capture the kernel's log)."""
     ensure_environment()
     km = KernelManager(kernel_name=KERNEL_NAME)
-    km.start_kernel(env=kernel_env(env))
+    km.start_kernel(env=kernel_env(env), **launch)
     kc = km.client()
     kc.start_channels()
     try:

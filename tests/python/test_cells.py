@@ -361,3 +361,17 @@ def test_values_are_computed_fresh_on_rerun(kc):
     second = value(kc, code)
     assert first != second, "a cached cell must still run again"
     json.loads(first)
+
+
+def test_two_kernels_share_a_fresh_cache(start_kernel, tmp_path):
+    """Two notebooks opened at once on an empty cache both build what they need."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    kernels = [start_kernel(env={"FERROCELL_CACHE": str(cache)}) for _ in range(2)]
+    ids = [k.kc.execute(f"{i} + 40") for i, k in enumerate(kernels)]
+    for i, (kernel, msg_id) in enumerate(zip(kernels, ids)):
+        reply, outputs = kh.wait(kernel.kc, msg_id, timeout=kh.FIRST_CELL_TIMEOUT)
+        ok(reply, outputs)
+        assert result_text(outputs) == str(40 + i)
+    for kernel in kernels:
+        assert value(kernel.kc, "fn shared() -> u8 { 1 }\nshared()") == "1"

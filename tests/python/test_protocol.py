@@ -464,3 +464,6 @@ def test_restart(kernel):
     assert of_type(outputs, "error")[0]["content"]["ename"] == "CompileError"
     assert reply["content"]["execution_count"] == 1, "a new kernel counts from 1"
     assert kh.value(kc, "2 * 21") == "42"
+    # History survives the restart (same FERROCELL_DATA_DIR), under the old session.
+    found = history(kc, hist_access_type="search", pattern="before_restart()", n=10)
+    assert len(found) == 2 and found[0][0] != found[1][0]

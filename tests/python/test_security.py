@@ -210,3 +210,23 @@ def test_stdin_reply_must_be_signed(kernel):
     reply, outputs = kh.wait(kc, msg_id)
     kh.ok(reply, outputs)
     assert kh.result_text(outputs) == '"genuine"'
+
+
+def test_dropped_messages_are_logged(start_kernel, tmp_path):
+    """What the kernel drops it says so in its log (RUST_LOG), and goes on."""
+    log_path = tmp_path / "kernel.log"
+    with open(log_path, "w") as log:
+        km, kc = start_kernel(env={"RUST_LOG": "debug"}, stderr=log)
+        info = km.get_connection_info()
+        context = zmq.Context()
+        try:
+            session = session_for(info)
+            sock = dealer(info, context, "shell")
+            wrong = session_for(info, key=b"not-the-key")
+            _, frames = signed_frames(wrong)
+            assert_dropped(sock, session, frames)
+            assert_answers(sock, session)
+        finally:
+            context.destroy(linger=0)
+    text = log_path.read_text().lower()
+    assert any(word in text for word in ("signature", "hmac")), text[-2000:]

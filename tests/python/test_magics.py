@@ -1,0 +1,77 @@
+"""The timing magics and %opt, the way IPython users know them."""
+
+from __future__ import annotations
+
+import re
+
+from kernel_helpers import ok, result_text, run, stream_text
+
+TIMEIT = re.compile(
+    r"^\d+(\.\d+)? (s|ms|µs|ns) ± \d+(\.\d+)? (s|ms|µs|ns) per loop "
+    r"\(mean ± std\. dev\. of (\d+) runs?, ([\d,]+) loops? each\)$"
+)
+
+
+def test_timeit_line_form_with_loops_and_runs(kc):
+    ok(*run(kc, "fn fib(n: u64) -> u64 { if n < 2 { n } else { fib(n - 1) + fib(n - 2) } }"))
+    reply, outputs = run(kc, "%timeit -n 50 -r 3 fib(15)")
+    ok(reply, outputs)
+    line = stream_text(outputs).strip()
+    m = TIMEIT.match(line)
+    assert m, line
+    assert m.group(5) == "3" and m.group(6) == "50"
+    assert result_text(outputs) is None
+
+
+def test_timeit_cell_form_chooses_the_loop_count(kc):
+    reply, outputs = run(kc, "%%timeit\nlet v: Vec<u64> = (0..100).collect();\nv.iter().sum::<u64>()")
+    ok(reply, outputs)
+    m = TIMEIT.match(stream_text(outputs).strip())
+    assert m, stream_text(outputs)
+    assert m.group(5) == "7"
+    loops = int(m.group(6).replace(",", ""))
+    # A sub-microsecond body needs many loops to fill 0.2 s.
+    assert loops >= 1000
+
+
+def test_time_shows_cpu_wall_and_compile_time_and_keeps_the_value(kc):
+    reply, outputs = run(kc, "%%time\nlet s: u64 = (0..1000u64).sum();\ns")
+    ok(reply, outputs)
+    text = stream_text(outputs)
+    assert re.search(r"^Compile time: ", text, re.M), text
+    assert re.search(r"^CPU time: ", text, re.M), text
+    assert re.search(r"^Wall time: ", text, re.M), text
+    assert result_text(outputs) == "499500"
+    # The same cell again comes from the cache.
+    _, outputs = run(kc, "%%time\nlet s: u64 = (0..1000u64).sum();\ns")
+    assert "Compile time: none (cached)" in stream_text(outputs)
+
+
+def test_time_line_form(kc):
+    reply, outputs = run(kc, "%time 6 * 7")
+    ok(reply, outputs)
+    assert result_text(outputs) == "42"
+    assert "Wall time: " in stream_text(outputs)
+
+
+def test_bad_timeit_flags_are_a_clear_error(kc):
+    reply, outputs = run(kc, "%timeit -n lots 1 + 1")
+    assert reply["content"]["status"] == "error"
+    assert reply["content"]["ename"] == "MagicError"
+    assert "-n" in reply["content"]["evalue"]
+
+
+def test_opt_shows_and_sets_the_level(kc):
+    _, outputs = run(kc, "%opt")
+    assert stream_text(outputs).strip().startswith("opt-level ")
+    ok(*run(kc, "%opt 3"))
+    _, outputs = run(kc, "%opt")
+    assert stream_text(outputs).strip() == "opt-level 3"
+    assert result_text(run(kc, "%opt 0\n2 + 2")[1]) == "4"
+
+
+def test_unknown_magic_names_itself(kc):
+    reply, _ = run(kc, "%frobnicate 3")
+    assert reply["content"]["status"] == "error"
+    assert reply["content"]["ename"] == "UnknownMagic"
+    assert "%frobnicate" in reply["content"]["evalue"]
