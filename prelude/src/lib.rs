@@ -16,6 +16,8 @@ pub mod __runner;
 pub mod __timing;
 #[doc(hidden)]
 pub mod __value;
+#[doc(hidden)]
+pub mod __vars;
 
 pub use display::{
     clear_output, display_html, display_json, display_markdown, display_mime, display_png,

@@ -52,6 +52,14 @@ pub struct ParsedCell {
     pub uses_try: bool,
     /// Set by the session for `%time` / `%timeit`.
     pub timing: super::session::Timing,
+    /// Names bound by top-level `let` statements, in order (the cell's new variables).
+    pub bindings: Vec<String>,
+    /// Every identifier the statements and the value mention before the cell binds
+    /// it (to find which session variables the cell uses).
+    pub idents: std::collections::HashSet<String>,
+    /// The value is a plain variable or field path: shown by reference, so that
+    /// showing a variable does not move it out of the session.
+    pub value_is_place: bool,
 }
 
 /// A syntax error, with its place in the cell.
@@ -104,13 +112,34 @@ pub fn parse(code: &str) -> Result<ParsedCell, SyntaxError> {
     })?;
     let index = LineIndex::new(&wrapped);
     let mut cell = ParsedCell::default();
+    let mut idents = Vec::new();
     let count = block.stmts.len();
     for (i, stmt) in block.stmts.iter().enumerate() {
         let last = i + 1 == count;
+        // Names used before the cell binds them are the ones it needs from the
+        // session; a name the cell binds first is a new variable.
+        let mut used = Vec::new();
+        match stmt {
+            syn::Stmt::Item(_) => {}
+            syn::Stmt::Local(local) => {
+                if let Some(init) = &local.init {
+                    idents_in(&init.expr, &mut used);
+                    if let Some((_, diverge)) = &init.diverge {
+                        idents_in(diverge, &mut used);
+                    }
+                }
+            }
+            other => idents_in(other, &mut used),
+        }
+        idents.extend(used.into_iter().filter(|n| !cell.bindings.contains(n)));
+        if let syn::Stmt::Local(local) = stmt {
+            pattern_names(&local.pat, &mut cell.bindings);
+        }
         match stmt {
             syn::Stmt::Item(item) => cell.items.push(make_item(item, &index)),
             syn::Stmt::Expr(expr, None) if last && !diverges(expr) => {
                 cell.value = Some(snippet(expr.span(), &index, &[]));
+                cell.value_is_place = is_place(expr);
                 cell.uses_try |= uses_try(stmt);
             }
             syn::Stmt::Macro(m)
@@ -131,7 +160,40 @@ pub fn parse(code: &str) -> Result<ParsedCell, SyntaxError> {
             }
         }
     }
+    cell.idents = idents.into_iter().collect();
     Ok(cell)
+}
+
+/// `x`, `x.field`, `x.0`: a place that can be shown by reference.
+fn is_place(expr: &syn::Expr) -> bool {
+    match expr {
+        syn::Expr::Path(p) => p.qself.is_none() && p.path.get_ident().is_some(),
+        syn::Expr::Field(f) => is_place(&f.base),
+        syn::Expr::Paren(p) => is_place(&p.expr),
+        _ => false,
+    }
+}
+
+/// The variable names a `let` pattern binds.
+fn pattern_names(pat: &syn::Pat, out: &mut Vec<String>) {
+    match pat {
+        syn::Pat::Ident(i) => {
+            let name = i.ident.to_string();
+            out.retain(|n| *n != name);
+            out.push(name);
+            if let Some((_, sub)) = &i.subpat {
+                pattern_names(sub, out);
+            }
+        }
+        syn::Pat::Type(t) => pattern_names(&t.pat, out),
+        syn::Pat::Tuple(t) => t.elems.iter().for_each(|p| pattern_names(p, out)),
+        syn::Pat::TupleStruct(t) => t.elems.iter().for_each(|p| pattern_names(p, out)),
+        syn::Pat::Struct(s) => s.fields.iter().for_each(|f| pattern_names(&f.pat, out)),
+        syn::Pat::Slice(s) => s.elems.iter().for_each(|p| pattern_names(p, out)),
+        syn::Pat::Reference(r) => pattern_names(&r.pat, out),
+        syn::Pat::Paren(p) => pattern_names(&p.pat, out),
+        _ => {}
+    }
 }
 
 /// Cuts the text of a span out of the wrapped source, inserting `edits` (byte offset,
@@ -186,11 +248,35 @@ fn idents_in(t: &impl quote::ToTokens, out: &mut Vec<String>) {
             match tt {
                 proc_macro2::TokenTree::Ident(i) => out.push(i.to_string()),
                 proc_macro2::TokenTree::Group(g) => walk(g.stream(), out),
+                // `format!("{name}")` names a variable inside a string.
+                proc_macro2::TokenTree::Literal(l) => format_args_in(&l.to_string(), out),
                 _ => {}
             }
         }
     }
     walk(t.to_token_stream(), out);
+}
+
+/// Identifiers captured by inline format arguments (`{x}`, `{x:?}`) in a literal.
+fn format_args_in(literal: &str, out: &mut Vec<String>) {
+    if !literal.starts_with('"') && !literal.starts_with('r') {
+        return;
+    }
+    let mut rest = literal;
+    while let Some(open) = rest.find('{') {
+        rest = &rest[open + 1..];
+        if rest.starts_with('{') {
+            rest = &rest[1..];
+            continue;
+        }
+        let name: String = rest
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect();
+        if !name.is_empty() && !name.starts_with(|c: char| c.is_ascii_digit()) {
+            out.push(name);
+        }
+    }
 }
 
 fn use_names(tree: &syn::UseTree, out: &mut Vec<String>) {
@@ -473,6 +559,21 @@ mod tests {
     fn syntax_error_has_cell_line() {
         let e = parse("let a = 1;\nlet = 7q;").unwrap_err();
         assert_eq!(e.line, 2);
+    }
+
+    #[test]
+    fn finds_new_bindings_and_used_names() {
+        let c =
+            parse("let (a, mut b) = (1, 2);\nlet Point { x, .. } = p;\nlet a = a + q;\nb").unwrap();
+        assert_eq!(c.bindings, vec!["b", "x", "a"]);
+        assert!(c.idents.contains("p") && c.idents.contains("q"));
+        assert!(!c.idents.contains("a") && !c.idents.contains("b"));
+        assert!(c.value_is_place);
+        assert!(parse("let n = n + 1;").unwrap().idents.contains("n"));
+        let c = parse("println!(\"{a} {b:?} {{c}} {0}\", 1)").unwrap();
+        assert!(c.idents.contains("a") && c.idents.contains("b"));
+        assert!(!c.idents.contains("c"));
+        assert!(!parse("v.len()").unwrap().value_is_place);
     }
 
     #[test]

@@ -34,6 +34,8 @@ pub struct SourceMap {
     pub text: String,
     pieces: Vec<Piece>,
     line: usize,
+    /// Generated lines that stand for something (`put:x`), for reading errors.
+    tags: Vec<(usize, String)>,
 }
 
 impl SourceMap {
@@ -44,6 +46,20 @@ impl SourceMap {
             self.text.push('\n');
             self.line += 1;
         }
+    }
+
+    /// Appends one generated line with a tag that errors on it can be traced to.
+    pub fn tagged(&mut self, line: &str, tag: &str) {
+        self.glue(line);
+        self.tags.push((self.line, tag.to_string()));
+    }
+
+    /// The tag of a generated line, if it has one.
+    pub fn tag(&self, gen_line: usize) -> Option<&str> {
+        self.tags
+            .iter()
+            .find(|(l, _)| *l == gen_line)
+            .map(|(_, t)| t.as_str())
     }
 
     /// Appends code from a cell, indented to its original column so that columns map

@@ -8,6 +8,7 @@ pub mod prelude;
 pub mod rustc;
 pub mod session;
 pub mod toolchain;
+pub mod vars;
 
 pub use session::{BuiltCell, CompileError, Session, Timing};
 pub use toolchain::Toolchain;

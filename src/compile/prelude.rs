@@ -19,6 +19,7 @@ const SOURCES: &[(&str, &str)] = &[
     ("__runner.rs", include_str!("../../prelude/src/__runner.rs")),
     ("__value.rs", include_str!("../../prelude/src/__value.rs")),
     ("__timing.rs", include_str!("../../prelude/src/__timing.rs")),
+    ("__vars.rs", include_str!("../../prelude/src/__vars.rs")),
 ];
 const RUNNER: &str = include_str!("../../prelude/runner.rs");
 

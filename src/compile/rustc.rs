@@ -65,8 +65,18 @@ pub enum RustcFailure {
 /// Runs rustc with `args`. Dropping the future kills rustc, which is how an
 /// interrupt stops a compile.
 pub async fn run(rustc: &Path, args: Vec<OsString>) -> Result<(), RustcFailure> {
+    run_with_env(rustc, args, &[]).await
+}
+
+/// [`run`] with extra environment variables.
+pub async fn run_with_env(
+    rustc: &Path,
+    args: Vec<OsString>,
+    env: &[(&str, &str)],
+) -> Result<(), RustcFailure> {
     let child = tokio::process::Command::new(rustc)
         .args(&args)
+        .envs(env.iter().copied())
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

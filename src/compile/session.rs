@@ -15,11 +15,13 @@ use super::diagnostics::{self, Origin, SourceMap};
 use super::prelude::{self, Prelude};
 use super::rustc::{self, RustcFailure};
 use super::toolchain::Toolchain;
+use super::vars::{self, Var, Vars};
 use sha2::{Digest, Sha256};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::Mutex;
 
 /// A cell's item, with the execution count of the cell it came from.
 #[derive(Debug, Clone)]
@@ -33,9 +35,6 @@ struct LayerItem {
 struct Layer {
     key: String,
     items: Vec<LayerItem>,
-    /// The cell code that produced this layer, to recognise an unchanged re-run.
-    code: String,
-    opt_level: u8,
     built: BuiltCell,
 }
 
@@ -64,6 +63,8 @@ pub struct BuiltCell {
     pub map: Arc<SourceMap>,
     /// False when the library came from the cache.
     pub compiled: bool,
+    /// What running it does to the session's variables.
+    pub vars: VarOutcome,
 }
 
 /// Why a cell did not compile.
@@ -108,6 +109,12 @@ pub struct Session {
     cells_dir: PathBuf,
     chain: Vec<Arc<Layer>>,
     pub opt_level: u8,
+    vars: Vars,
+    /// Every layer library built in this session, by crate name: variables keep
+    /// their types' crates alive after a merge replaced them in the chain.
+    layer_libs: HashMap<String, PathBuf>,
+    /// Probed binding types by cell key, so an unchanged cell is not probed again.
+    probe_cache: Mutex<HashMap<String, Probed>>,
 }
 
 impl Session {
@@ -119,6 +126,9 @@ impl Session {
             cells_dir,
             chain: Vec::new(),
             opt_level: 1,
+            vars: Vars::new(),
+            layer_libs: HashMap::new(),
+            probe_cache: Mutex::new(HashMap::new()),
         }
     }
 
@@ -130,9 +140,10 @@ impl Session {
         &self.prelude
     }
 
-    /// Forgets all items (for `%reset`).
+    /// Forgets all items and variables (for `%reset`).
     pub fn clear(&mut self) {
         self.chain.clear();
+        self.vars.clear();
     }
 
     /// The source maps of every layer's library, to place panics in earlier cells.
@@ -200,17 +211,10 @@ impl Session {
         let parsed = ParsedCell { timing, ..parsed };
         if parsed.items.is_empty() {
             let base = self.chain.last().cloned();
-            let (built, _) = self.compile(&parsed, &[], base.as_deref(), code).await?;
+            let (built, _) = self
+                .compile(&parsed, &[], base.as_deref(), code, &[])
+                .await?;
             return Ok(Compiled::Cell(built));
-        }
-        if let Some(head) = self.chain.last() {
-            if head.code == code && head.opt_level == self.opt_level && timing == Timing::None {
-                // Re-running the cell that made the newest layer changes nothing.
-                return Ok(Compiled::Cell(BuiltCell {
-                    compiled: false,
-                    ..head.built.clone()
-                }));
-            }
         }
         if parsed.items.iter().all(|i| self.is_current(i)) {
             // Every item is already defined exactly so (an unchanged cell run again):
@@ -221,7 +225,7 @@ impl Session {
                 ..parsed.clone()
             };
             let (built, _) = self
-                .compile(&statements, &[], base.as_deref(), code)
+                .compile(&statements, &[], base.as_deref(), code, &[])
                 .await?;
             return Ok(Compiled::Cell(built));
         }
@@ -241,13 +245,16 @@ impl Session {
         items.extend(new);
         let items = without_replaced(items);
         let base = from.checked_sub(1).map(|i| self.chain[i].clone());
-        let (built, key) = self.compile(&parsed, &items, base.as_deref(), code).await?;
+        // Variables whose types come from the layers being rebuilt cannot follow.
+        let stale: Vec<String> = self.chain[from..].iter().map(|l| l.crate_name()).collect();
+        let (built, key) = self
+            .compile(&parsed, &items, base.as_deref(), code, &stale)
+            .await?;
         self.chain.truncate(from);
+        self.layer_libs.insert(crate_name(&key), built.lib.clone());
         self.chain.push(Arc::new(Layer {
             key,
             items,
-            code: code.to_string(),
-            opt_level: self.opt_level,
             built: built.clone(),
         }));
         Ok(Compiled::Cell(built))
@@ -296,12 +303,154 @@ impl Session {
         from
     }
 
+    /// The rustc arguments shared by the check pass and the real build of a cell.
+    fn cell_args(
+        &self,
+        name: &str,
+        metadata: &str,
+        base: Option<&Layer>,
+        plan: &VarPlan,
+    ) -> Vec<OsString> {
+        let mut args = prelude::common_flags(
+            &self.toolchain,
+            &[self.prelude.dir.as_path(), self.cells_dir.as_path()],
+        );
+        args.extend(
+            [
+                "--crate-type",
+                "dylib",
+                "-A",
+                "warnings",
+                "--crate-name",
+                name,
+            ]
+            .into_iter()
+            .map(OsString::from),
+        );
+        args.push("-C".into());
+        args.push(format!("metadata={metadata}").into());
+        args.push("-C".into());
+        args.push(format!("opt-level={}", self.opt_level).into());
+        for dir in [&self.prelude.dir, &self.cells_dir] {
+            args.push("-L".into());
+            args.push(format!("dependency={}", dir.display()).into());
+        }
+        args.push("--extern".into());
+        args.push(format!("ferrocell={}", self.prelude.lib.display()).into());
+        let mut crates: Vec<String> = base.map(|b| b.crate_name()).into_iter().collect();
+        for (_, ty) in &plan.take {
+            crates.extend(vars::crates_in(ty));
+        }
+        crates.sort();
+        crates.dedup();
+        for c in crates.into_iter().filter(|c| c != name) {
+            let lib = match (base, self.layer_libs.get(&c)) {
+                (Some(b), _) if b.crate_name() == c => b.built.lib.clone(),
+                (_, Some(lib)) => lib.clone(),
+                _ => continue,
+            };
+            args.push("--extern".into());
+            args.push(format!("{c}={}", lib.display()).into());
+        }
+        args
+    }
+
+    /// Learns the types of the cell's new bindings with a check-only build. Returns
+    /// each binding's type as rustc prints it, or why it cannot be kept.
+    async fn probe_types(
+        &self,
+        parsed: &ParsedCell,
+        items: &[LayerItem],
+        base: Option<&Layer>,
+        name: &str,
+        key: &str,
+        plan: &VarPlan,
+    ) -> Result<Probed, CompileError> {
+        let probes: Vec<String> = parsed.bindings.clone();
+        let map = generate(
+            parsed,
+            items,
+            base,
+            "__fc_check",
+            !items.is_empty(),
+            plan,
+            &probes,
+        );
+        let dir = tempfile::Builder::new()
+            .prefix("check-")
+            .tempdir_in(&self.cells_dir)
+            .map_err(|e| CompileError::Io(e.to_string()))?;
+        let src = dir.path().join(format!("{name}.rs"));
+        std::fs::write(&src, &map.text).map_err(|e| CompileError::Io(e.to_string()))?;
+        let mut args = self.cell_args(name, key, base, plan);
+        args.extend(
+            [
+                "--emit=metadata",
+                "-Z",
+                "trim-diagnostic-paths=no",
+                "--verbose",
+                "--out-dir",
+            ]
+            .map(OsString::from),
+        );
+        args.push(dir.path().into());
+        args.push(src.into());
+        let diags =
+            match rustc::run_with_env(&self.toolchain.rustc, args, &[("RUSTC_BOOTSTRAP", "1")])
+                .await
+            {
+                Ok(()) => vec![],
+                Err(RustcFailure::Errors(d)) => d,
+                Err(other) => return Err(failure(other, &map)),
+            };
+        let mut found: Vec<(String, Result<String, String>)> = probes
+            .iter()
+            .map(|p| (p.clone(), Err("rustc did not tell its type".to_string())))
+            .collect();
+        let mut real = Vec::new();
+        for d in diags {
+            let tag = d
+                .spans
+                .iter()
+                .find(|s| s.is_primary)
+                .and_then(|s| map.tag(s.line_start))
+                .and_then(|t| t.strip_prefix("probe:"))
+                .map(String::from);
+            match tag {
+                Some(var) => {
+                    let ty = match (
+                        d.code.as_ref().map(|c| c.code.as_str()),
+                        vars::probed_type(&d),
+                    ) {
+                        (Some("E0308"), Some(ty)) => Ok(ty),
+                        (Some("E0382"), _) => {
+                            Err("it was moved before the end of the cell".to_string())
+                        }
+                        _ => Err(d.message.clone()),
+                    };
+                    if let Some(slot) = found.iter_mut().find(|(n, _)| *n == var) {
+                        slot.1 = ty;
+                    }
+                }
+                None => real.push(d),
+            }
+        }
+        if !real.is_empty() {
+            return Err(CompileError::Code {
+                summary: real[0].message.clone(),
+                rendered: real.iter().map(|d| diagnostics::render(d, &map)).collect(),
+            });
+        }
+        Ok(found)
+    }
+
     async fn compile(
         &self,
         parsed: &ParsedCell,
         items: &[LayerItem],
         base: Option<&Layer>,
         code: &str,
+        stale_crates: &[String],
     ) -> Result<(BuiltCell, String), CompileError> {
         let mut h = Sha256::new();
         for part in [
@@ -319,87 +468,261 @@ impl Session {
         }
         h.update(code.as_bytes());
         h.update(format!("{:?}", parsed.timing).as_bytes());
+        let repeat = matches!(parsed.timing, Timing::Repeat { .. });
+
+        // Which session variables the cell uses, and which are stale (their type's
+        // crate is being rebuilt).
+        let mut plan = VarPlan::default();
+        let mut outcome = VarOutcome::default();
+        for (var, v) in &self.vars {
+            if vars::crates_in(&v.ty)
+                .iter()
+                .any(|c| stale_crates.contains(c))
+            {
+                plan.drop.push(var.clone());
+                outcome.removed.push(var.clone());
+                outcome.notes.push(format!(
+                    "`{var}` was dropped: its type was rebuilt with the items of this cell (define it again)"
+                ));
+            } else if parsed.idents.contains(var) {
+                plan.take.push((var.clone(), v.ty.clone()));
+            }
+        }
+        outcome.taken = plan.take.iter().map(|(n, _)| n.clone()).collect();
+        for (n, t) in &plan.take {
+            h.update(n.as_bytes());
+            h.update(t.as_bytes());
+        }
         let key = hex::encode(&h.finalize()[..12]);
-        let symbol = format!("__fc_run_{key}");
-        let map = generate(parsed, items, base, &symbol, !items.is_empty());
         let name = crate_name(&key);
-        let lib = self.cells_dir.join(format!("lib{name}.so"));
-        let source_path = self.cells_dir.join(format!("{name}.rs"));
-        let mut built = BuiltCell {
-            lib: lib.clone(),
-            symbol,
-            source_path: source_path.clone(),
-            map: Arc::new(map),
-            compiled: false,
-        };
-        if lib.is_file() {
-            return Ok((built, key));
+
+        // Put back what the cell took (unless it binds the name again) and what it binds.
+        let mut puts: Vec<(String, String, String)> = Vec::new(); // name, type here, type later
+        if !repeat {
+            for (n, t) in &plan.take {
+                if !parsed.bindings.contains(n) {
+                    puts.push((n.clone(), t.clone(), t.clone()));
+                }
+            }
+            if !parsed.bindings.is_empty() {
+                let cached = self
+                    .probe_cache
+                    .lock()
+                    .expect("probe cache")
+                    .get(&key)
+                    .cloned();
+                let probed = match cached {
+                    Some(p) => p,
+                    None => {
+                        let p = self
+                            .probe_types(parsed, items, base, &name, &key, &plan)
+                            .await?;
+                        self.probe_cache
+                            .lock()
+                            .expect("probe cache")
+                            .insert(key.clone(), p.clone());
+                        p
+                    }
+                };
+                for (var, ty) in probed {
+                    match ty.and_then(|t| vars::writable(&t, &name)) {
+                        Ok((here, later)) => puts.push((var, here, later)),
+                        Err(why) => {
+                            outcome.removed.push(var.clone());
+                            outcome
+                                .notes
+                                .push(format!("`{var}` is not kept for later cells: {why}"));
+                        }
+                    }
+                }
+            }
         }
-        let io = |e: std::io::Error| CompileError::Io(format!("{}: {e}", self.cells_dir.display()));
-        std::fs::create_dir_all(&self.cells_dir).map_err(io)?;
-        std::fs::write(&source_path, &built.map.text).map_err(io)?;
-        let tmp = tempfile::Builder::new()
-            .prefix("building-")
-            .tempdir_in(&self.cells_dir)
-            .map_err(io)?;
-        let out = tmp.path().join(format!("lib{name}.so"));
-        let mut args = prelude::common_flags(
-            &self.toolchain,
-            &[self.prelude.dir.as_path(), self.cells_dir.as_path()],
-        );
-        args.extend(
-            [
-                "--crate-type",
-                "dylib",
-                "--cap-lints",
-                "allow",
-                "--crate-name",
-            ]
-            .into_iter()
-            .map(OsString::from),
-        );
-        args.push(name.clone().into());
-        args.push("-C".into());
-        args.push(format!("metadata={key}").into());
-        args.push("-C".into());
-        args.push(format!("opt-level={}", self.opt_level).into());
-        for dir in [&self.prelude.dir, &self.cells_dir] {
-            args.push("-L".into());
-            args.push(format!("dependency={}", dir.display()).into());
-        }
-        args.push("--extern".into());
-        args.push(format!("ferrocell={}", self.prelude.lib.display()).into());
-        if let Some(b) = base {
-            args.push("--extern".into());
-            args.push(format!("{}={}", b.crate_name(), b.built.lib.display()).into());
-        }
-        args.push("-o".into());
-        args.push(out.clone().into());
-        args.push(source_path.into());
-        match rustc::run(&self.toolchain.rustc, args).await {
-            Ok(()) => {}
-            Err(RustcFailure::Errors(diags)) => {
-                return Err(CompileError::Code {
-                    summary: diags[0].message.clone(),
-                    rendered: diags
+
+        // Build; a put-back that does not compile (the value was moved, or borrows a
+        // local) is dropped with a note and the build retried.
+        for _attempt in 0..4 {
+            plan.put = puts
+                .iter()
+                .map(|(n, here, _)| (n.clone(), here.clone()))
+                .collect();
+            let mut hk = Sha256::new();
+            hk.update(key.as_bytes());
+            for (n, t) in &plan.put {
+                hk.update(n.as_bytes());
+                hk.update(t.as_bytes());
+            }
+            let lib_key = hex::encode(&hk.finalize()[..4]);
+            let symbol = format!("__fc_run_{key}_{lib_key}");
+            let map = generate(parsed, items, base, &symbol, !items.is_empty(), &plan, &[]);
+            // One file per set of put-backs: the crate name stays (types name it), the
+            // metadata and file differ.
+            let lib = self.cells_dir.join(format!("lib{name}-{lib_key}.so"));
+            let source_path = self.cells_dir.join(format!("{name}-{lib_key}.rs"));
+            let built = |compiled, outcome: &VarOutcome| BuiltCell {
+                lib: lib.clone(),
+                symbol: symbol.clone(),
+                source_path: source_path.clone(),
+                map: Arc::new(map.clone()),
+                compiled,
+                vars: outcome.clone(),
+            };
+            let mut final_outcome = outcome.clone();
+            final_outcome.kept = puts
+                .iter()
+                .map(|(n, _, later)| (n.clone(), Var { ty: later.clone() }))
+                .collect();
+            if lib.is_file() {
+                return Ok((built(false, &final_outcome), key));
+            }
+            let io =
+                |e: std::io::Error| CompileError::Io(format!("{}: {e}", self.cells_dir.display()));
+            std::fs::create_dir_all(&self.cells_dir).map_err(io)?;
+            std::fs::write(&source_path, &map.text).map_err(io)?;
+            let tmp = tempfile::Builder::new()
+                .prefix("building-")
+                .tempdir_in(&self.cells_dir)
+                .map_err(io)?;
+            let out = tmp.path().join(format!("lib{name}-{lib_key}.so"));
+            let mut args = self.cell_args(&name, &format!("{key}-{lib_key}"), base, &plan);
+            args.push("-o".into());
+            args.push(out.clone().into());
+            args.push(source_path.clone().into());
+            match rustc::run(&self.toolchain.rustc, args).await {
+                Ok(()) => {
+                    std::fs::rename(&out, &lib).map_err(io)?;
+                    return Ok((built(true, &final_outcome), key));
+                }
+                Err(RustcFailure::Errors(diags)) => {
+                    // The put-back may be the primary span (a moved value) or a
+                    // secondary one ("requires that `v` is borrowed for 'static").
+                    let failed: Vec<(String, Option<String>, String)> = diags
                         .iter()
-                        .map(|d| diagnostics::render(d, &built.map))
-                        .collect(),
-                })
+                        .filter_map(|d| {
+                            let var = d
+                                .spans
+                                .iter()
+                                .filter_map(|s| map.tag(s.line_start))
+                                .find_map(|t| t.strip_prefix("put:"))?;
+                            Some((
+                                var.to_string(),
+                                d.code.as_ref().map(|c| c.code.clone()),
+                                d.message.clone(),
+                            ))
+                        })
+                        .collect();
+                    const BORROWS: &[&str] =
+                        &["E0597", "E0716", "E0515", "E0521", "E0759", "E0506"];
+                    let is_borrow =
+                        |c: &Option<String>| c.as_deref().is_some_and(|c| BORROWS.contains(&c));
+                    // A borrow that cannot be kept also makes its referent look moved:
+                    // drop the borrows first and try again.
+                    let any_borrow = failed.iter().any(|(_, c, _)| is_borrow(c));
+                    let mut retry = false;
+                    for (var, code, message) in failed {
+                        if any_borrow && !is_borrow(&code) {
+                            continue;
+                        }
+                        let why = match code.as_deref() {
+                            Some("E0382") | Some("E0505") => {
+                                format!("`{var}` was moved by this cell, so it is no longer a session variable")
+                            }
+                            _ if is_borrow(&code) => format!(
+                                "`{var}` is not kept for later cells: it borrows from a value that does not outlive the cell"
+                            ),
+                            _ => format!("`{var}` is not kept for later cells: {message}"),
+                        };
+                        if puts.iter().any(|(n, _, _)| *n == var) {
+                            puts.retain(|(n, _, _)| *n != var);
+                            outcome.removed.push(var);
+                            outcome.notes.push(why);
+                            retry = true;
+                        }
+                    }
+                    if !retry {
+                        return Err(CompileError::Code {
+                            summary: diags[0].message.clone(),
+                            rendered: diags.iter().map(|d| diagnostics::render(d, &map)).collect(),
+                        });
+                    }
+                }
+                Err(other) => return Err(failure(other, &map)),
             }
-            Err(RustcFailure::Crashed(s)) => return Err(CompileError::Toolchain(s)),
-            Err(RustcFailure::Spawn(e)) => {
-                return Err(CompileError::Toolchain(format!(
-                    "cannot run {}: {e}",
-                    self.toolchain.rustc.display()
-                )))
-            }
-            Err(RustcFailure::TimedOut) => return Err(CompileError::TimedOut),
         }
-        std::fs::rename(&out, &lib).map_err(io)?;
-        built.compiled = true;
-        Ok((built, key))
+        Err(CompileError::Toolchain(
+            "the cell's variables could not be kept after several tries".into(),
+        ))
     }
+
+    /// Records what a cell that ran to its end did to the session's variables.
+    pub fn commit_vars(&mut self, outcome: &VarOutcome) {
+        for n in &outcome.removed {
+            self.vars.remove(n);
+        }
+        for (n, v) in &outcome.kept {
+            self.vars.insert(n.clone(), v.clone());
+        }
+    }
+
+    /// Forgets the variables a failed cell had taken out of the store (they were
+    /// dropped with the cell). Returns their names.
+    pub fn lose_vars(&mut self, outcome: &VarOutcome) -> Vec<String> {
+        let mut lost = Vec::new();
+        for n in outcome.taken.iter().chain(&outcome.removed) {
+            if self.vars.remove(n).is_some() {
+                lost.push(n.clone());
+            }
+        }
+        lost
+    }
+
+    /// Forgets every variable (the runner that held them is gone). Returns their names.
+    pub fn lose_all_vars(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.vars).into_keys().collect()
+    }
+
+    /// The session's variables and their types.
+    pub fn vars(&self) -> &Vars {
+        &self.vars
+    }
+}
+
+fn failure(f: RustcFailure, map: &SourceMap) -> CompileError {
+    match f {
+        RustcFailure::Errors(diags) => CompileError::Code {
+            summary: diags[0].message.clone(),
+            rendered: diags.iter().map(|d| diagnostics::render(d, map)).collect(),
+        },
+        RustcFailure::Crashed(s) => CompileError::Toolchain(s),
+        RustcFailure::Spawn(e) => CompileError::Toolchain(format!("cannot run rustc: {e}")),
+        RustcFailure::TimedOut => CompileError::TimedOut,
+    }
+}
+
+/// Each new binding's type as rustc printed it, or why it has none.
+type Probed = Vec<(String, Result<String, String>)>;
+
+/// What a cell's generated code does with session variables.
+#[derive(Debug, Clone, Default)]
+struct VarPlan {
+    /// Taken out of the store at the start: name and type.
+    take: Vec<(String, String)>,
+    /// Put back (or in) at the end: name and type as written in this crate.
+    put: Vec<(String, String)>,
+    /// Removed from the store at the start (stale).
+    drop: Vec<String>,
+}
+
+/// What a cell does to the session's variables once it has run.
+#[derive(Debug, Clone, Default)]
+pub struct VarOutcome {
+    /// Variables the cell takes out of the store when it starts.
+    pub taken: Vec<String>,
+    /// Variables in the store after the cell, with their types.
+    pub kept: Vec<(String, Var)>,
+    /// Variables the session no longer has.
+    pub removed: Vec<String>,
+    /// What to tell the user (why a variable is not kept).
+    pub notes: Vec<String>,
 }
 
 /// Drops items that a later item of the same merged layer redefines.
@@ -438,6 +761,8 @@ fn generate(
     base: Option<&Layer>,
     symbol: &str,
     is_layer: bool,
+    plan: &VarPlan,
+    probes: &[String],
 ) -> SourceMap {
     let mut m = SourceMap::default();
     m.glue("#![allow(warnings)]");
@@ -461,6 +786,15 @@ fn generate(
     }
     m.glue(&format!("#[no_mangle]\npub fn {symbol}() {{"));
     let here = |line| Origin { cell: None, line };
+    for var in &plan.drop {
+        m.glue(&format!("::ferrocell::__vars::remove({var:?});"));
+    }
+    for (var, ty) in &plan.take {
+        m.tagged(
+            &format!("let mut {var}: {ty} = ::ferrocell::__vars::take::<{ty}>({var:?});"),
+            &format!("take:{var}"),
+        );
+    }
     match parsed.timing {
         Timing::None => {}
         Timing::Once => m.glue("let __fc_timer = ::ferrocell::__timing::Timer::start();"),
@@ -472,12 +806,21 @@ fn generate(
     for s in &parsed.statements {
         m.code(&s.text, s.column, here(s.line));
     }
-    m.glue("let __fc_value = {");
+    for var in probes {
+        // A one-element tuple makes rustc print the element's full path in a note.
+        m.tagged(&format!("let _: () = ({var},);"), &format!("probe:{var}"));
+    }
+    let by_ref = parsed.value_is_place && parsed.timing == Timing::None && !parsed.uses_try;
+    m.glue(if by_ref {
+        "let __fc_value = &("
+    } else {
+        "let __fc_value = {"
+    });
     match &parsed.value {
         Some(v) => m.code(&v.text, v.column, here(v.line)),
         None => m.glue("()"),
     }
-    m.glue("};");
+    m.glue(if by_ref { ");" } else { "};" });
     match parsed.timing {
         Timing::None => {}
         Timing::Once => m.glue("__fc_timer.report();"),
@@ -493,7 +836,17 @@ fn generate(
             ));
         }
     }
+    let put_back = |m: &mut SourceMap| {
+        for (var, ty) in &plan.put {
+            m.tagged(
+                &format!("::ferrocell::__vars::put::<{ty}>({var:?}, {var});"),
+                &format!("put:{var}"),
+            );
+        }
+    };
     if parsed.uses_try {
+        // The bindings live in the closure: they are put back before it returns.
+        put_back(&mut m);
         m.glue("::std::result::Result::Ok(__fc_value)\n})();");
         m.glue("let __fc_value = match __fc_result { ::std::result::Result::Ok(v) => v, ::std::result::Result::Err(e) => { ::ferrocell::__runner::fail(&e); return; } };");
     }
@@ -502,9 +855,12 @@ fn generate(
          use ::ferrocell::__value::{ViaDebug as _, ViaTypeName as _, FallbackEvcxrDisplay as _};\n\
          let __fc_shown: ::ferrocell::__value::Shown = (&__fc_value).evcxr_display().into();\n\
          if !__fc_shown.0 { ::ferrocell::__value::emit((&::ferrocell::__value::Wrap(&__fc_value)).__fc_repr()); }\n\
-         }\n\
          }",
     );
+    if !parsed.uses_try {
+        put_back(&mut m);
+    }
+    m.glue("}");
     m
 }
 
@@ -544,7 +900,15 @@ mod tests {
     #[test]
     fn generated_code_maps_back_to_cell_lines() {
         let parsed = cell::parse("let a = 1;\n\na + 1").unwrap();
-        let m = generate(&parsed, &[], None, "__fc_run_x", false);
+        let m = generate(
+            &parsed,
+            &[],
+            None,
+            "__fc_run_x",
+            false,
+            &VarPlan::default(),
+            &[],
+        );
         let line = m.text.lines().position(|l| l.contains("a + 1")).unwrap() + 1;
         assert_eq!(
             m.origin(line),

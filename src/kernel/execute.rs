@@ -381,7 +381,46 @@ impl Executor {
             .run_built(&built, msg, req.allow_stdin, sink, irq)
             .await;
         sink.finish();
+        let r = self.settle_vars(&built, r);
+        for note in &built.vars.notes {
+            sink.stderr(format!("ferrocell: {note}\n").as_bytes());
+        }
+        sink.finish();
         r
+    }
+
+    /// Brings the session's variable table up to date after a cell ran: what it kept
+    /// on success; on failure, what went with the cell (or with the runner).
+    fn settle_vars(
+        &mut self,
+        built: &BuiltCell,
+        r: Result<(), ErrorContent>,
+    ) -> Result<(), ErrorContent> {
+        let runner_gone = self.runner.is_none();
+        let Some(session) = self.session.as_mut() else {
+            return r;
+        };
+        match r {
+            Ok(()) => {
+                session.commit_vars(&built.vars);
+                Ok(())
+            }
+            Err(mut e) => {
+                let lost = if runner_gone {
+                    session.lose_all_vars()
+                } else {
+                    session.lose_vars(&built.vars)
+                };
+                if !lost.is_empty() {
+                    e.traceback.push(format!(
+                        "Variables lost with the {}: {}",
+                        if runner_gone { "runner" } else { "cell" },
+                        lost.join(", ")
+                    ));
+                }
+                Err(e)
+            }
+        }
     }
 
     async fn runner(&mut self) -> Result<&mut Runner, ErrorContent> {
@@ -570,7 +609,8 @@ impl Executor {
             content: Value::Null,
             buffers: vec![],
         };
-        self.run_built(&built, &msg, false, &mut sink, irq).await?;
+        let r = self.run_built(&built, &msg, false, &mut sink, irq).await;
+        self.settle_vars(&built, r)?;
         Ok(sink.result.unwrap_or_else(|| {
             let mut m = Map::new();
             m.insert("text/plain".into(), Value::String("()".into()));

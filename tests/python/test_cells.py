@@ -369,7 +369,7 @@ def test_two_kernels_share_a_fresh_cache(start_kernel, tmp_path):
     cache.mkdir()
     kernels = [start_kernel(env={"FERROCELL_CACHE": str(cache)}) for _ in range(2)]
     ids = [k.kc.execute(f"{i} + 40") for i, k in enumerate(kernels)]
-    for i, (kernel, msg_id) in enumerate(zip(kernels, ids)):
+    for i, (kernel, msg_id) in enumerate(zip(kernels, ids, strict=True)):
         reply, outputs = kh.wait(kernel.kc, msg_id, timeout=kh.FIRST_CELL_TIMEOUT)
         ok(reply, outputs)
         assert result_text(outputs) == str(40 + i)

@@ -79,6 +79,15 @@ def test_kernel_works_after_compile_error(kc):
     assert value(kc, "still_here() + 1") == "6"
 
 
+def test_deny_by_default_lints_are_errors(kc):
+    """rustc's deny-by-default lints stay errors, as in any Rust program."""
+    for code, message in [("let x: u8 = 300;", "literal out of range"),
+                          ("let y = i32::MAX + 1;", "overflow")]:
+        error = single_error(*run(kc, code))
+        assert error["ename"] == "CompileError", code
+        assert message in error_text(error), code
+
+
 def test_warnings_do_not_fail_a_cell(kc):
     reply, outputs = run(kc, "let unused_variable = 1;\n2 + 2")
     ok(reply, outputs)

@@ -1,0 +1,77 @@
+//! The session's variables, kept in the runner between cells.
+//!
+//! A cell takes out the variables it uses (by value, with the type the kernel learnt
+//! from rustc) and puts back what it still owns at the end, so inside the cell they
+//! are ordinary local variables.
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// Values of any type. Only one cell runs at a time and the store is only touched
+/// from that cell's thread, so the values never actually cross threads.
+struct Store(HashMap<String, Box<dyn Any>>);
+// SAFETY: see above; access is serialised by the mutex and by cells running one at a time.
+unsafe impl Send for Store {}
+
+static STORE: Mutex<Option<Store>> = Mutex::new(None);
+
+fn with<R>(f: impl FnOnce(&mut HashMap<String, Box<dyn Any>>) -> R) -> R {
+    let mut guard = STORE.lock().unwrap_or_else(|e| e.into_inner());
+    let store = guard.get_or_insert_with(|| Store(HashMap::new()));
+    f(&mut store.0)
+}
+
+/// Takes a variable out of the store for the running cell.
+pub fn take<T: 'static>(name: &str) -> T {
+    let value = with(|m| m.remove(name));
+    match value.map(|b| b.downcast::<T>()) {
+        Some(Ok(v)) => *v,
+        Some(Err(b)) => {
+            with(|m| m.insert(name.to_string(), b));
+            panic!(
+                "ferrocell: the session variable `{name}` is not a {}",
+                std::any::type_name::<T>()
+            )
+        }
+        None => panic!("ferrocell: the session variable `{name}` is gone (the runner restarted)"),
+    }
+}
+
+/// Puts a variable back (or in, for the first time) at the end of a cell.
+pub fn put<T: 'static>(name: &str, value: T) {
+    with(|m| m.insert(name.to_string(), Box::new(value)));
+}
+
+/// Forgets a variable (for `%reset` and redefinitions).
+pub fn remove(name: &str) {
+    with(|m| m.remove(name));
+}
+
+/// Forgets every variable.
+pub fn clear() {
+    with(|m| m.clear());
+}
+
+/// The names of the variables the store holds.
+pub fn names() -> Vec<String> {
+    with(|m| m.keys().cloned().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn take_put_and_type_check() {
+        put("v", vec![1u8, 2]);
+        let mut v: Vec<u8> = take("v");
+        v.push(3);
+        put("v", v);
+        assert_eq!(take::<Vec<u8>>("v"), vec![1, 2, 3]);
+        put("n", 5i32);
+        assert!(std::panic::catch_unwind(|| take::<u64>("n")).is_err());
+        assert_eq!(take::<i32>("n"), 5);
+        assert!(names().is_empty());
+    }
+}

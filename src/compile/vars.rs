@@ -1,0 +1,182 @@
+//! Session variables: learning a new binding's type from rustc, and writing it so
+//! that later cells can name it.
+//!
+//! A check-only build of the cell with a probe `let _: () = name;` per new binding
+//! makes rustc state each binding's type (error E0308, "found `TYPE`"); with
+//! `-Z trim-diagnostic-paths=no` it prints full, nameable paths. Types that cannot be
+//! written back (closures, `impl Trait`, non-`'static` borrows, unfinished inference)
+//! are reported, not kept; a borrow is kept only if it is `'static`.
+
+use super::rustc::Diagnostic;
+use std::collections::BTreeMap;
+
+/// A variable the session keeps between cells.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Var {
+    /// The type as later cells write it (paths into cell crates are qualified).
+    pub ty: String,
+}
+
+/// The session's variables by name.
+pub type Vars = BTreeMap<String, Var>;
+
+/// The type rustc names in a probe's E0308 diagnostic. The probe is
+/// `let _: () = (name,);`, whose note reads "found tuple `(TYPE,)`".
+pub fn probed_type(d: &Diagnostic) -> Option<String> {
+    for child in &d.children {
+        for line in child.message.lines() {
+            let Some(rest) = line.trim_start().strip_prefix("found ") else {
+                continue;
+            };
+            let (start, end) = (rest.find('`')?, rest.rfind('`')?);
+            let tuple = rest.get(start + 1..end)?;
+            return tuple
+                .strip_prefix('(')
+                .and_then(|t| t.strip_suffix(",)"))
+                .map(String::from);
+        }
+    }
+    None
+}
+
+const PRIMITIVES: &[&str] = &[
+    "bool", "char", "str", "i8", "i16", "i32", "i64", "i128", "isize", "u8", "u16", "u32", "u64",
+    "u128", "usize", "f32", "f64",
+];
+const ROOTS: &[&str] = &["std", "core", "alloc", "ferrocell"];
+
+/// Turns a type as rustc printed it inside the cell's crate into one later cells can
+/// write: rustc's `{integer}`/`{float}` defaults filled in, and paths to the cell's own
+/// items prefixed with its crate. Returns why not, for types that cannot be kept.
+pub fn writable(printed: &str, own_crate: &str) -> Result<(String, String), String> {
+    let here = printed
+        .replace("{integer}", "i32")
+        .replace("{float}", "f64");
+    for (needle, why) in [
+        (
+            "{closure",
+            "it is a closure (box it as Box<dyn Fn…> to keep it)",
+        ),
+        ("{async", "it is an async block"),
+        ("{coroutine", "it is a coroutine"),
+        ("impl ", "its type is an `impl Trait`"),
+        ("{unknown}", "its type is not known"),
+    ] {
+        if here.contains(needle) {
+            return Err(why.into());
+        }
+    }
+    if here.contains(" {") && here.starts_with("fn(") || here.contains("} ") {
+        return Err("it is a function item (cast it to a fn pointer to keep it)".into());
+    }
+    let mut ty: syn::Type =
+        syn::parse_str(&here).map_err(|_| format!("its type `{here}` cannot be written"))?;
+    if contains_infer(&ty) {
+        return Err(format!("its type `{here}` is not fully known yet"));
+    }
+    // rustc prints `&'static str` as `&str`: a reference is written `'static`, and
+    // kept only if the cell's put-back compiles (a borrow of a local does not).
+    make_static(&mut ty);
+    let here = quote::ToTokens::to_token_stream(&ty).to_string();
+    qualify(&mut ty, own_crate);
+    let later = quote::ToTokens::to_token_stream(&ty).to_string();
+    Ok((here, later))
+}
+
+fn contains_infer(ty: &syn::Type) -> bool {
+    struct Find(bool);
+    impl<'a> syn::visit::Visit<'a> for Find {
+        fn visit_type_infer(&mut self, _: &'a syn::TypeInfer) {
+            self.0 = true;
+        }
+    }
+    let mut f = Find(false);
+    syn::visit::visit_type(&mut f, ty);
+    f.0
+}
+
+fn make_static(ty: &mut syn::Type) {
+    struct S;
+    impl syn::visit_mut::VisitMut for S {
+        fn visit_type_reference_mut(&mut self, r: &mut syn::TypeReference) {
+            if r.lifetime.is_none() {
+                r.lifetime = Some(syn::Lifetime::new(
+                    "'static",
+                    proc_macro2::Span::call_site(),
+                ));
+            }
+            syn::visit_mut::visit_type_reference_mut(self, r);
+        }
+    }
+    syn::visit_mut::visit_type_mut(&mut S, ty);
+}
+
+fn qualify(ty: &mut syn::Type, own_crate: &str) {
+    struct Q<'a>(&'a str);
+    impl syn::visit_mut::VisitMut for Q<'_> {
+        fn visit_type_path_mut(&mut self, p: &mut syn::TypePath) {
+            if p.qself.is_none() && p.path.leading_colon.is_none() {
+                let first = p
+                    .path
+                    .segments
+                    .first()
+                    .map(|s| s.ident.to_string())
+                    .unwrap_or_default();
+                let single = p.path.segments.len() == 1;
+                let external = ROOTS.contains(&first.as_str()) || first.starts_with("fc_");
+                if !(external || single && PRIMITIVES.contains(&first.as_str()) || first == "Self")
+                {
+                    let krate = syn::Ident::new(self.0, proc_macro2::Span::call_site());
+                    p.path.segments.insert(0, syn::PathSegment::from(krate));
+                }
+            }
+            syn::visit_mut::visit_type_path_mut(self, p);
+        }
+    }
+    syn::visit_mut::visit_type_mut(&mut Q(own_crate), ty);
+}
+
+/// The cell crates a type refers to (`fc_…`), which a later cell must link.
+pub fn crates_in(ty: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for (i, _) in ty.match_indices("fc_") {
+        let name: String = ty[i..]
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect();
+        if !out.contains(&name) {
+            out.push(name);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_types_for_later_cells() {
+        assert_eq!(writable("{integer}", "fc_a").unwrap().1, "i32");
+        let (here, later) = writable("std::vec::Vec<P>", "fc_a").unwrap();
+        assert_eq!(here.replace(' ', ""), "std::vec::Vec<P>");
+        assert_eq!(later.replace(' ', ""), "std::vec::Vec<fc_a::P>");
+        let later = writable(
+            "std::collections::HashMap<std::string::String, inner::Q>",
+            "fc_b",
+        )
+        .unwrap()
+        .1;
+        assert_eq!(
+            later.replace(' ', ""),
+            "std::collections::HashMap<std::string::String,fc_b::inner::Q>"
+        );
+        assert!(writable("{closure@cell.rs:3:9: 3:11}", "fc_a").is_err());
+        assert!(writable("std::vec::Vec<_>", "fc_a").is_err());
+        assert_eq!(
+            writable("&str", "fc_a").unwrap().1.replace(' ', ""),
+            "&'staticstr"
+        );
+        assert_eq!(crates_in("std::vec::Vec<fc_ab12::P>"), vec!["fc_ab12"]);
+    }
+}
