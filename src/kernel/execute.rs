@@ -48,6 +48,23 @@ fn interrupted(detail: &str) -> ErrorContent {
     )
 }
 
+/// A cell that prints the session's variables with their types and sizes (the
+/// size is measured where the values live, in the runner).
+fn vars_listing(vars: &crate::compile::vars::Vars) -> String {
+    if vars.is_empty() {
+        return String::new();
+    }
+    let width = vars.keys().map(|n| n.len()).max().unwrap_or(4).max(8);
+    let mut code = format!("println!(\"{{:<{width}}}  {{:>10}}  {{}}\", \"Variable\", \"Size\", \"Type\");\n");
+    for (name, var) in vars {
+        code.push_str(&format!(
+            "println!(\"{{:<{width}}}  {{:>10}}  {{}}\", {name:?}, format!(\"{{}} B\", ::std::mem::size_of_val(&{name})), {:?});\n",
+            var.ty.replace(' ', "")
+        ));
+    }
+    code
+}
+
 /// Seconds as `%time` shows them (three significant digits, a fitting unit).
 fn format_seconds(s: f64) -> String {
     match s {
@@ -344,6 +361,22 @@ impl Executor {
                             s.opt_level = n;
                         }
                     }
+                    Magic::Reset => {
+                        if let Some(s) = &mut self.session {
+                            s.clear();
+                        }
+                        if let Some(r) = self.runner.take() {
+                            r.kill().await;
+                        }
+                        sink.stdout(b"Session reset: every item and variable is gone.\n");
+                    }
+                    Magic::Vars => {
+                        let listing = self.session.as_ref().map(|s| vars_listing(s.vars()));
+                        match listing {
+                            Some(code) if !code.is_empty() => return self.run_listing(msg, &code, sink, irq).await,
+                            _ => sink.stdout(b"No variables.\n"),
+                        }
+                    }
                     Magic::Time => timing = Timing::Once,
                     Magic::Timeit { loops, runs } => timing = Timing::Repeat { loops, runs },
                 }
@@ -387,6 +420,26 @@ impl Executor {
         }
         sink.finish();
         r
+    }
+
+    /// Runs the generated cell that prints `%vars`.
+    async fn run_listing(
+        &mut self,
+        msg: &Message,
+        code: &str,
+        sink: &mut Sink,
+        irq: &mut watch::Receiver<u64>,
+    ) -> Result<(), ErrorContent> {
+        let count = self.count;
+        let session = self.session(irq).await?;
+        let built = match session.build(code, count).await {
+            Ok(Compiled::Cell(b)) => b,
+            Ok(Compiled::Empty) => return Ok(()),
+            Err(e) => return Err(error("VarsError", e.to_string(), vec![])),
+        };
+        let r = self.run_built(&built, msg, false, sink, irq).await;
+        sink.finish();
+        self.settle_vars(&built, r)
     }
 
     /// Brings the session's variable table up to date after a cell ran: what it kept

@@ -2,7 +2,7 @@
 //! `%%name` line that applies to the whole cell.
 
 /// Every magic ferrocell knows, for completion and `%lsmagic`.
-pub const NAMES: &[&str] = &["help", "lsmagic", "opt", "time", "timeit"];
+pub const NAMES: &[&str] = &["help", "lsmagic", "opt", "reset", "time", "timeit", "vars", "who"];
 
 /// Whether a spelling (with its `%`, `%%` or `:` prefix) is one the kernel accepts.
 pub fn is_spelling(s: &str) -> bool {
@@ -21,6 +21,10 @@ pub enum Magic {
     LsMagic,
     /// `%opt` alone shows the level; `%opt N` sets it.
     Opt(Option<u8>),
+    /// `%vars` / `%who`: the session's variables with type and size.
+    Vars,
+    /// `%reset`: forget every item and variable.
+    Reset,
     /// `%time CODE` / `%%time`: CPU and wall time of the run, compile time apart.
     Time,
     /// `%timeit [-n N] [-r R] CODE` / `%%timeit`: repeated runs, IPython's report.
@@ -106,6 +110,8 @@ pub fn parse<'a>(code: &'a str) -> CellKind<'a> {
             };
         }
         "help" => Magic::Help,
+        "vars" | "who" => Magic::Vars,
+        "reset" => Magic::Reset,
         "lsmagic" => Magic::LsMagic,
         "opt" => match args.as_slice() {
             [] => Magic::Opt(None),
@@ -152,6 +158,8 @@ pub fn lsmagic_text() -> String {
         "  %help, :help        this help",
         "  %lsmagic            list the magics",
         "  %opt [0-3]          show or set rustc's optimisation level for cells",
+        "  %vars, %who         the session's variables: name, type, size",
+        "  %reset              forget every item and variable (a fresh runner)",
         "  %time CODE, %%time  CPU and wall time of one run (compile time shown apart)",
         "  %timeit [-n N] [-r R] CODE, %%timeit",
         "                      mean ± std. dev. over R runs of N loops (N chosen if not given)",

@@ -75,3 +75,21 @@ def test_unknown_magic_names_itself(kc):
     assert reply["content"]["status"] == "error"
     assert reply["content"]["ename"] == "UnknownMagic"
     assert "%frobnicate" in reply["content"]["evalue"]
+
+
+def test_vars_lists_name_size_and_type_and_reset_clears(kc):
+    _, outputs = run(kc, "%vars")
+    assert stream_text(outputs).strip() == "No variables."
+    ok(*run(kc, 'let v = vec![1u8, 2, 3];\nlet name = String::from("x");\nfn helper() -> u8 { 1 }'))
+    _, outputs = run(kc, "%who")
+    lines = stream_text(outputs).strip().splitlines()
+    assert lines[0].split() == ["Variable", "Size", "Type"]
+    rows = {line.split()[0]: line.split() for line in lines[1:]}
+    assert rows["v"][-1] == "std::vec::Vec<u8>" and rows["v"][1:3] == ["24", "B"]
+    assert rows["name"][-1] == "std::string::String"
+    # Listing does not disturb the variables.
+    assert result_text(run(kc, "v.len()")[1]) == "3"
+    ok(*run(kc, "%reset"))
+    assert run(kc, "v.len()")[0]["content"]["status"] == "error"
+    assert run(kc, "helper()")[0]["content"]["status"] == "error"
+    assert stream_text(run(kc, "%vars")[1]).strip() == "No variables."
