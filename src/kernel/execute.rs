@@ -55,7 +55,8 @@ fn vars_listing(vars: &crate::compile::vars::Vars) -> String {
         return String::new();
     }
     let width = vars.keys().map(|n| n.len()).max().unwrap_or(4).max(8);
-    let mut code = format!("println!(\"{{:<{width}}}  {{:>10}}  {{}}\", \"Variable\", \"Size\", \"Type\");\n");
+    let mut code =
+        format!("println!(\"{{:<{width}}}  {{:>10}}  {{}}\", \"Variable\", \"Size\", \"Type\");\n");
     for (name, var) in vars {
         code.push_str(&format!(
             "println!(\"{{:<{width}}}  {{:>10}}  {{}}\", {name:?}, format!(\"{{}} B\", ::std::mem::size_of_val(&{name})), {:?});\n",
@@ -373,7 +374,9 @@ impl Executor {
                     Magic::Vars => {
                         let listing = self.session.as_ref().map(|s| vars_listing(s.vars()));
                         match listing {
-                            Some(code) if !code.is_empty() => return self.run_listing(msg, &code, sink, irq).await,
+                            Some(code) if !code.is_empty() => {
+                                return self.run_listing(msg, &code, sink, irq).await
+                            }
                             _ => sink.stdout(b"No variables.\n"),
                         }
                     }

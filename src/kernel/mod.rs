@@ -87,6 +87,7 @@ pub async fn run(connection_file: &Path) -> anyhow::Result<()> {
         interrupt_rx,
     );
     let (shutdown_tx, mut shutdown_rx) = tokio::sync::mpsc::channel::<()>(1);
+    let shutdown_tx_watch = shutdown_tx.clone();
     shell::spawn(
         shell_socket,
         signer.clone(),
@@ -103,6 +104,23 @@ pub async fn run(connection_file: &Path) -> anyhow::Result<()> {
         interrupt_tx.clone(),
         shutdown_tx,
     );
+
+    // Like ipykernel: a kernel whose launching client died goes too, instead of
+    // lingering with its runner.
+    if std::env::var_os("JPY_PARENT_PID").is_some() {
+        let parent = nix::unistd::getppid();
+        let shutdown = shutdown_tx_watch.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                if nix::unistd::getppid() != parent {
+                    tracing::warn!("the client that started this kernel is gone; exiting");
+                    let _ = shutdown.send(()).await;
+                    return;
+                }
+            }
+        });
+    }
 
     // A client that sends SIGINT anyway gets the same interrupt as the message.
     let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;

@@ -2,7 +2,9 @@
 //! `%%name` line that applies to the whole cell.
 
 /// Every magic ferrocell knows, for completion and `%lsmagic`.
-pub const NAMES: &[&str] = &["help", "lsmagic", "opt", "reset", "time", "timeit", "vars", "who"];
+pub const NAMES: &[&str] = &[
+    "help", "lsmagic", "opt", "reset", "time", "timeit", "vars", "who",
+];
 
 /// Whether a spelling (with its `%`, `%%` or `:` prefix) is one the kernel accepts.
 pub fn is_spelling(s: &str) -> bool {
