@@ -22,25 +22,41 @@ fn with<R>(f: impl FnOnce(&mut HashMap<String, Box<dyn Any>>) -> R) -> R {
     f(&mut store.0)
 }
 
+// The generic entry points below are instantiated in every cell that uses a
+// variable, so they stay tiny: the work is in these non-generic functions, compiled
+// once into the prelude.
+
+#[inline(never)]
+fn take_boxed(name: &str) -> Box<dyn Any> {
+    match with(|m| m.remove(name)) {
+        Some(b) => b,
+        None => panic!("ferrocell: the session variable `{name}` is gone (the runner restarted)"),
+    }
+}
+
+#[inline(never)]
+#[cold]
+fn wrong_type(name: &str, value: Box<dyn Any>, wanted: &'static str) -> ! {
+    with(|m| m.insert(name.to_string(), value));
+    panic!("ferrocell: the session variable `{name}` is not a {wanted}")
+}
+
+#[inline(never)]
+fn put_boxed(name: &str, value: Box<dyn Any>) {
+    with(|m| m.insert(name.to_string(), value));
+}
+
 /// Takes a variable out of the store for the running cell.
 pub fn take<T: 'static>(name: &str) -> T {
-    let value = with(|m| m.remove(name));
-    match value.map(|b| b.downcast::<T>()) {
-        Some(Ok(v)) => *v,
-        Some(Err(b)) => {
-            with(|m| m.insert(name.to_string(), b));
-            panic!(
-                "ferrocell: the session variable `{name}` is not a {}",
-                std::any::type_name::<T>()
-            )
-        }
-        None => panic!("ferrocell: the session variable `{name}` is gone (the runner restarted)"),
+    match take_boxed(name).downcast::<T>() {
+        Ok(v) => *v,
+        Err(b) => wrong_type(name, b, std::any::type_name::<T>()),
     }
 }
 
 /// Puts a variable back (or in, for the first time) at the end of a cell.
 pub fn put<T: 'static>(name: &str, value: T) {
-    with(|m| m.insert(name.to_string(), Box::new(value)));
+    put_boxed(name, Box::new(value));
 }
 
 /// Forgets a variable (for `%reset` and redefinitions).

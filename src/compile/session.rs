@@ -376,6 +376,8 @@ impl Session {
             plan,
             &probes,
         );
+        std::fs::create_dir_all(&self.cells_dir)
+            .map_err(|e| CompileError::Io(format!("{}: {e}", self.cells_dir.display())))?;
         let dir = tempfile::Builder::new()
             .prefix("check-")
             .tempdir_in(&self.cells_dir)

@@ -120,3 +120,11 @@ def test_rerunning_a_cell_that_defines_a_variable_hits_the_cache(kc):
     assert value(kc, code) == "1000"
     again = time.monotonic() - t0
     assert again < first / 2, (first, again)
+
+
+def test_a_first_cell_with_a_variable_in_an_empty_cache(start_kernel, tmp_path):
+    """A new user's very first cell may well be a `let`: nothing is built yet."""
+    cache = tmp_path / "empty-cache"
+    _, kc = start_kernel(env={"FERROCELL_CACHE": str(cache)})
+    ok(*run(kc, "let greeting = String::from(\"hi\");", timeout=180))
+    assert value(kc, "greeting.len()") == "2"
