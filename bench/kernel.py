@@ -50,12 +50,18 @@ RUST = {
     "trivial": "{n} + 1",
     "rerun": "let v: Vec<u64> = (1..=100).collect();\nv.iter().sum::<u64>()",
     "fn": "fn f_{i}() -> usize {{ {i} }}\nf_{i}() + 1",
+    "vars_setup": "let mut a: i64 = 0;\nlet mut b: Vec<i64> = Vec::new();\nlet mut c: u64 = 1;",
+    "vars3": "a += {n};\nb.push(a);\nc = c * 2 % 1000003;",
+    "new_var": "let x_{n} = vec![{n}u64];",
 }
 PYTHON = {
     "first": "{n} * 2",
     "trivial": "{n} + 1",
     "rerun": "v = list(range(1, 101))\nsum(v)",
     "fn": "def f_{i}():\n    return {i}\nf_{i}() + 1",
+    "vars_setup": "a = 0\nb = []\nc = 1",
+    "vars3": "a += {n}\nb.append(a)\nc = c * 2 % 1000003",
+    "new_var": "x_{n} = [{n}]",
 }
 
 
@@ -171,6 +177,12 @@ def measure(name: str, codes: dict, env: dict, reps: dict, log) -> dict:
         execute(kc, codes["rerun"])
         figures["rerun"] = statistics.median(
             execute(kc, codes["rerun"]) for _ in range(reps["cells"]))
+        execute(kc, codes["vars_setup"])
+        figures["vars3"] = statistics.median(
+            execute(kc, codes["vars3"].format(n=new_n())) for _ in range(reps["cells"]))
+        figures["vars3_ratio"] = figures["vars3"] / figures["trivial"]
+        figures["new_var"] = statistics.median(
+            execute(kc, codes["new_var"].format(n=new_n())) for _ in range(reps["cells"]))
         time.sleep(1.0)
         figures["memory"] = tree_rss_mib(km.provisioner.process.pid)
     finally:
@@ -258,6 +270,9 @@ def table(results: dict[str, dict | str | None], reps: dict) -> str:
         ("first cell (median of {starts})", "first", fmt_seconds),
         ("warm cell `N + 1` (median of {cells})", "trivial", fmt_seconds),
         ("re-run of an unchanged cell (median of {cells})", "rerun", fmt_seconds),
+        ("cell reading and updating 3 session variables (median of {cells})", "vars3", fmt_seconds),
+        ("… that cell ÷ the warm `N + 1` cell", "vars3_ratio", lambda v: f"{v:.2f}×"),
+        ("cell defining a new variable (median of {cells})", "new_var", fmt_seconds),
         ("2nd cell of a session (fn item + call; median of cells 2–6)", "second", fmt_seconds),
         ("{session}th cell of a session (median of the last 5)", "last", fmt_seconds),
         ("{session}th ÷ 2nd cell", "growth", lambda v: f"{v:.2f}×"),

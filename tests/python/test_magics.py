@@ -24,7 +24,8 @@ def test_timeit_line_form_with_loops_and_runs(kc):
 
 
 def test_timeit_cell_form_chooses_the_loop_count(kc):
-    reply, outputs = run(kc, "%%timeit\nlet v: Vec<u64> = (0..100).collect();\nv.iter().sum::<u64>()")
+    code = "%%timeit\nlet v: Vec<u64> = (0..100).collect();\nv.iter().sum::<u64>()"
+    reply, outputs = run(kc, code)
     ok(reply, outputs)
     m = TIMEIT.match(stream_text(outputs).strip())
     assert m, stream_text(outputs)

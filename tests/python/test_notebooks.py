@@ -70,3 +70,9 @@ def test_tour_outputs(tmp_path):
     assert "<table>" in by_mime["text/html"] and "<td>55</td>" in by_mime["text/html"]
     assert by_mime["image/svg+xml"].startswith("<svg") and "<rect" in by_mime["image/svg+xml"]
     assert "golden ratio" in by_mime["text/markdown"]
+
+    # Variables made in one cell are used and changed in the next.
+    assert code_cells[-3].outputs == []
+    assert result(code_cells[-2]) == "143"
+    listing = stdout(code_cells[-1])
+    assert "total" in listing and "u64" in listing
