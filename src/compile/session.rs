@@ -245,8 +245,19 @@ impl Session {
         items.extend(new);
         let items = without_replaced(items);
         let base = from.checked_sub(1).map(|i| self.chain[i].clone());
-        // Variables whose types come from the layers being rebuilt cannot follow.
-        let stale: Vec<String> = self.chain[from..].iter().map(|l| l.crate_name()).collect();
+        // Variables cannot follow when their type's layer is rebuilt, or when the
+        // cell defines their type anew: like evcxr, they are dropped, and named.
+        let rebuilt: Vec<String> = self.chain[from..].iter().map(|l| l.crate_name()).collect();
+        let redefined: Vec<&String> = parsed.items.iter().flat_map(|i| &i.names).collect();
+        let stale: Vec<String> = self
+            .vars
+            .iter()
+            .filter(|(_, v)| {
+                vars::crates_in(&v.ty).iter().any(|c| rebuilt.contains(c))
+                    || redefined.iter().any(|n| vars::names_type(&v.ty, n))
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
         let (built, key) = self
             .compile(&parsed, &items, base.as_deref(), code, &stale)
             .await?;
@@ -452,7 +463,7 @@ impl Session {
         items: &[LayerItem],
         base: Option<&Layer>,
         code: &str,
-        stale_crates: &[String],
+        stale_vars: &[String],
     ) -> Result<(BuiltCell, String), CompileError> {
         let mut h = Sha256::new();
         for part in [
@@ -472,19 +483,16 @@ impl Session {
         h.update(format!("{:?}", parsed.timing).as_bytes());
         let repeat = matches!(parsed.timing, Timing::Repeat { .. });
 
-        // Which session variables the cell uses, and which are stale (their type's
-        // crate is being rebuilt).
+        // Which session variables the cell uses, and which are stale (see `build`).
         let mut plan = VarPlan::default();
         let mut outcome = VarOutcome::default();
         for (var, v) in &self.vars {
-            if vars::crates_in(&v.ty)
-                .iter()
-                .any(|c| stale_crates.contains(c))
-            {
+            if stale_vars.contains(var) {
                 plan.drop.push(var.clone());
                 outcome.removed.push(var.clone());
                 outcome.notes.push(format!(
-                    "`{var}` was dropped: its type was rebuilt with the items of this cell (define it again)"
+                    "`{var}` was dropped: its type `{}` was redefined or rebuilt by this cell (define it again)",
+                    vars::display_type(&v.ty)
                 ));
             } else if parsed.idents.contains(var) {
                 plan.take.push((var.clone(), v.ty.clone()));

@@ -151,6 +151,50 @@ pub fn crates_in(ty: &str) -> Vec<String> {
     out
 }
 
+/// A kept type as a person reads it: no spaces from token printing, and no cell
+/// crate prefixes (`fc_…::P` is shown as `P`).
+pub fn display_type(ty: &str) -> String {
+    let compact = ty.replace(' ', "").replace(",", ", ");
+    let mut out = String::with_capacity(compact.len());
+    let mut rest = compact.as_str();
+    while let Some(i) = rest.find("fc_") {
+        let at_start = rest[..i]
+            .chars()
+            .last()
+            .is_none_or(|c| !(c.is_alphanumeric() || c == '_'));
+        let ident_len = rest[i..]
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .count();
+        if at_start && rest[i + ident_len..].starts_with("::") {
+            out.push_str(&rest[..i]);
+            rest = &rest[i + ident_len + 2..];
+        } else {
+            out.push_str(&rest[..i + ident_len]);
+            rest = &rest[i + ident_len..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Whether a kept type names a cell item called `name` (`fc_…::name` anywhere in it).
+pub fn names_type(ty: &str, name: &str) -> bool {
+    let compact = ty.replace(' ', "");
+    compact.match_indices("::").any(|(i, _)| {
+        let rest = &compact[i + 2..];
+        let ident: String = rest
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect();
+        ident == name
+            && compact[..i]
+                .rsplit(|c: char| !(c.is_alphanumeric() || c == '_'))
+                .next()
+                .is_some_and(|c| c.starts_with("fc_"))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,5 +222,12 @@ mod tests {
             "&'staticstr"
         );
         assert_eq!(crates_in("std::vec::Vec<fc_ab12::P>"), vec!["fc_ab12"]);
+        assert!(names_type("std :: vec :: Vec < fc_ab12 :: P >", "P"));
+        assert!(!names_type("std::vec::Vec<fc_ab12::Point>", "P"));
+        assert!(!names_type("std::vec::Vec<u8>", "Vec"));
+        assert_eq!(
+            display_type("std :: collections :: HashMap < u8 , fc_ab12 :: P >"),
+            "std::collections::HashMap<u8, P>"
+        );
     }
 }

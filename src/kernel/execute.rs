@@ -60,7 +60,7 @@ fn vars_listing(vars: &crate::compile::vars::Vars) -> String {
     for (name, var) in vars {
         code.push_str(&format!(
             "println!(\"{{:<{width}}}  {{:>10}}  {{}}\", {name:?}, format!(\"{{}} B\", ::std::mem::size_of_val(&{name})), {:?});\n",
-            var.ty.replace(' ', "")
+            crate::compile::vars::display_type(&var.ty)
         ));
     }
     code
@@ -226,12 +226,12 @@ impl Executor {
         }
     }
 
-    /// Names of the session's items, for completion.
+    /// Names of the session's variables and items, for completion.
     pub fn item_names(&self) -> Vec<String> {
-        self.session
-            .as_ref()
-            .map(|s| s.item_names())
-            .unwrap_or_default()
+        let Some(s) = self.session.as_ref() else {
+            return vec![];
+        };
+        s.vars().keys().cloned().chain(s.item_names()).collect()
     }
 
     /// The newest definition of an item, for inspection.

@@ -128,3 +128,21 @@ def test_a_first_cell_with_a_variable_in_an_empty_cache(start_kernel, tmp_path):
     _, kc = start_kernel(env={"FERROCELL_CACHE": str(cache)})
     ok(*run(kc, "let greeting = String::from(\"hi\");", timeout=180))
     assert value(kc, "greeting.len()") == "2"
+
+
+def test_redefining_a_struct_names_the_variables_it_drops(kc):
+    ok(*run(kc, "#[derive(Debug)]\nstruct Shape { w: i32 }"))
+    ok(*run(kc, "let sq = Shape { w: 2 };\nlet other = 5;"))
+    reply, outputs = run(kc, "#[derive(Debug)]\nstruct Shape { w: i32, h: i32 }")
+    ok(reply, outputs)
+    note = stream_text(outputs, "stderr")
+    assert "`sq` was dropped" in note and "`Shape`" in note
+    assert "other" not in note
+    assert value(kc, "other") == "5"
+    assert value(kc, "Shape { w: 1, h: 2 }") == "Shape { w: 1, h: 2 }"
+
+
+def test_completion_offers_session_variables(kc):
+    ok(*run(kc, "let velocity_kmh = 120;"))
+    reply = kc.complete("veloc", reply=True, timeout=10)
+    assert "velocity_kmh" in reply["content"]["matches"]
