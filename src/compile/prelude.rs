@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 const SOURCES: &[(&str, &str)] = &[
     ("lib.rs", include_str!("../../prelude/src/lib.rs")),
     ("channel.rs", include_str!("../../prelude/src/channel.rs")),
+    ("tags.rs", include_str!("../../prelude/src/tags.rs")),
     ("display.rs", include_str!("../../prelude/src/display.rs")),
     ("input.rs", include_str!("../../prelude/src/input.rs")),
     ("json.rs", include_str!("../../prelude/src/json.rs")),

@@ -1,0 +1,19 @@
+//! Frame tags of the runner channel. Runner → kernel below 100, kernel → runner from
+//! 100. The kernel includes this same file, so both sides always agree.
+
+pub const STDOUT: u8 = 1;
+pub const STDERR: u8 = 2;
+pub const DISPLAY: u8 = 3;
+pub const CLEAR_OUTPUT: u8 = 4;
+pub const RESULT: u8 = 5;
+pub const PANIC: u8 = 6;
+pub const DONE: u8 = 7;
+pub const INPUT_REQUEST: u8 = 8;
+pub const LOAD_ERROR: u8 = 9;
+pub const READY: u8 = 10;
+pub const CELL_ERROR: u8 = 11;
+
+pub const RUN: u8 = 101;
+pub const INPUT_REPLY: u8 = 102;
+pub const INPUT_DENIED: u8 = 103;
+pub const INTERRUPT: u8 = 104;
