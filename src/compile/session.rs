@@ -99,7 +99,7 @@ pub enum Timing {
 pub enum Compiled {
     /// Nothing to run (only comments or whitespace).
     Empty,
-    Cell(BuiltCell),
+    Cell(Box<BuiltCell>),
 }
 
 /// The session's compiled items and how new cells are built.
@@ -214,7 +214,7 @@ impl Session {
             let (built, _) = self
                 .compile(&parsed, &[], base.as_deref(), code, &[])
                 .await?;
-            return Ok(Compiled::Cell(built));
+            return Ok(Compiled::Cell(Box::new(built)));
         }
         if parsed.items.iter().all(|i| self.is_current(i)) {
             // Every item is already defined exactly so (an unchanged cell run again):
@@ -227,7 +227,7 @@ impl Session {
             let (built, _) = self
                 .compile(&statements, &[], base.as_deref(), code, &[])
                 .await?;
-            return Ok(Compiled::Cell(built));
+            return Ok(Compiled::Cell(Box::new(built)));
         }
         let new: Vec<LayerItem> = parsed
             .items
@@ -268,7 +268,7 @@ impl Session {
             items,
             built: built.clone(),
         }));
-        Ok(Compiled::Cell(built))
+        Ok(Compiled::Cell(Box::new(built)))
     }
 
     /// Whether `item` is, to the letter, the current definition of its names.
@@ -508,6 +508,14 @@ impl Session {
 
         // Put back what the cell took (unless it binds the name again) and what it binds.
         let mut puts: Vec<(String, String, String)> = Vec::new(); // name, type here, type later
+        if guards_panics(parsed) {
+            plan.keep = plan
+                .take
+                .iter()
+                .filter(|(n, _)| parsed.bindings.contains(n))
+                .cloned()
+                .collect();
+        }
         if !repeat {
             for (n, t) in &plan.take {
                 if !parsed.bindings.contains(n) {
@@ -581,6 +589,17 @@ impl Session {
                 .iter()
                 .map(|(n, _, later)| (n.clone(), Var { ty: later.clone() }))
                 .collect();
+            if guards_panics(parsed) {
+                let taken: Vec<&(String, String)> = plan.take.iter().collect();
+                final_outcome.kept_on_panic = taken
+                    .into_iter()
+                    .filter(|(n, _)| {
+                        plan.keep.iter().any(|(k, _)| k == n)
+                            || plan.put.iter().any(|(p, _)| p == n) && !parsed.bindings.contains(n)
+                    })
+                    .map(|(n, ty)| (n.clone(), Var { ty: ty.clone() }))
+                    .collect();
+            }
             if lib.is_file() {
                 return Ok((built(false, &final_outcome), key));
             }
@@ -628,6 +647,16 @@ impl Session {
                     // drop the borrows first and try again.
                     let any_borrow = failed.iter().any(|(_, c, _)| is_borrow(c));
                     let mut retry = false;
+                    // A taken variable the cell moved cannot be restored after a panic.
+                    let unkept: Vec<String> = diags
+                        .iter()
+                        .flat_map(|d| d.spans.iter().filter_map(|s| map.tag(s.line_start)))
+                        .filter_map(|t| t.strip_prefix("keep:").map(String::from))
+                        .collect();
+                    if !unkept.is_empty() {
+                        plan.keep.retain(|(n, _)| !unkept.contains(n));
+                        retry = true;
+                    }
                     for (var, code, message) in failed {
                         if any_borrow && !is_borrow(&code) {
                             continue;
@@ -685,6 +714,22 @@ impl Session {
         lost
     }
 
+    /// After a panic, the variables the cell took and could put back stay; the
+    /// others are gone with the cell. Returns the names of the lost ones.
+    pub fn settle_panic(&mut self, outcome: &VarOutcome) -> Vec<String> {
+        let mut lost = Vec::new();
+        for n in outcome.taken.iter().chain(&outcome.removed) {
+            let kept = outcome.kept_on_panic.iter().any(|(k, _)| k == n);
+            if !kept && self.vars.remove(n).is_some() && !lost.contains(n) {
+                lost.push(n.clone());
+            }
+        }
+        for (n, v) in &outcome.kept_on_panic {
+            self.vars.insert(n.clone(), v.clone());
+        }
+        lost
+    }
+
     /// Forgets every variable (the runner that held them is gone). Returns their names.
     pub fn lose_all_vars(&mut self) -> Vec<String> {
         std::mem::take(&mut self.vars).into_keys().collect()
@@ -720,6 +765,9 @@ struct VarPlan {
     put: Vec<(String, String)>,
     /// Removed from the store at the start (stale).
     drop: Vec<String>,
+    /// Taken variables the cell binds anew: put back with their old value and type if
+    /// the cell panics.
+    keep: Vec<(String, String)>,
 }
 
 /// What a cell does to the session's variables once it has run.
@@ -729,6 +777,8 @@ pub struct VarOutcome {
     pub taken: Vec<String>,
     /// Variables in the store after the cell, with their types.
     pub kept: Vec<(String, Var)>,
+    /// Variables in the store if the cell panics (what it took and did not move).
+    pub kept_on_panic: Vec<(String, Var)>,
     /// Variables the session no longer has.
     pub removed: Vec<String>,
     /// What to tell the user (why a variable is not kept).
@@ -805,6 +855,12 @@ fn generate(
             &format!("take:{var}"),
         );
     }
+    // A panic must not take the session's variables with it: the cell runs in a
+    // closure that borrows them, and they are put back whether it returns or panics.
+    let guarded = guards_panics(parsed) && !plan.take.is_empty();
+    if guarded {
+        m.glue("let __fc_caught = ::std::panic::catch_unwind(::std::panic::AssertUnwindSafe(|| {");
+    }
     match parsed.timing {
         Timing::None => {}
         Timing::Once => m.glue("let __fc_timer = ::ferrocell::__timing::Timer::start();"),
@@ -846,8 +902,10 @@ fn generate(
             ));
         }
     }
-    let put_back = |m: &mut SourceMap| {
-        for (var, ty) in &plan.put {
+    let taken = |n: &String| plan.take.iter().any(|(t, _)| t == n);
+    let rebound = |n: &String| parsed.bindings.contains(n);
+    let put_back = |m: &mut SourceMap, which: &dyn Fn(&String) -> bool| {
+        for (var, ty) in plan.put.iter().filter(|(v, _)| which(v)) {
             m.tagged(
                 &format!("::ferrocell::__vars::put::<{ty}>({var:?}, {var});"),
                 &format!("put:{var}"),
@@ -856,7 +914,7 @@ fn generate(
     };
     if parsed.uses_try {
         // The bindings live in the closure: they are put back before it returns.
-        put_back(&mut m);
+        put_back(&mut m, &|_| true);
         m.glue("::std::result::Result::Ok(__fc_value)\n})();");
         m.glue("let __fc_value = match __fc_result { ::std::result::Result::Ok(v) => v, ::std::result::Result::Err(e) => { ::ferrocell::__runner::fail(&e); return; } };");
     }
@@ -867,11 +925,30 @@ fn generate(
          if !__fc_shown.0 { ::ferrocell::__value::emit((&::ferrocell::__value::Wrap(&__fc_value)).__fc_repr()); }\n\
          }",
     );
-    if !parsed.uses_try {
-        put_back(&mut m);
+    if guarded {
+        // New bindings are put back inside the closure, taken variables after it.
+        put_back(&mut m, &|v| !taken(v) || rebound(v));
+        m.glue("}));");
+        put_back(&mut m, &|v| taken(v) && !rebound(v));
+        m.glue("if let ::std::result::Result::Err(__fc_panic) = __fc_caught {");
+        for (var, ty) in &plan.keep {
+            m.tagged(
+                &format!("::ferrocell::__vars::put::<{ty}>({var:?}, {var});"),
+                &format!("keep:{var}"),
+            );
+        }
+        m.glue("::std::panic::resume_unwind(__fc_panic);\n}");
+    } else if !parsed.uses_try {
+        put_back(&mut m, &|_| true);
     }
     m.glue("}");
     m
+}
+
+/// Whether the cell's code runs guarded against panics (plain cells; `?` cells and
+/// timed cells already run in closures of their own).
+fn guards_panics(parsed: &ParsedCell) -> bool {
+    parsed.timing == Timing::None && !parsed.uses_try
 }
 
 #[cfg(test)]

@@ -464,6 +464,8 @@ impl Executor {
             Err(mut e) => {
                 let lost = if runner_gone {
                     session.lose_all_vars()
+                } else if e.ename == "Panic" {
+                    session.settle_panic(&built.vars)
                 } else {
                     session.lose_vars(&built.vars)
                 };

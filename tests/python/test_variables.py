@@ -86,12 +86,25 @@ def test_a_moved_variable_is_gone_with_a_note(kc):
     assert reply["content"]["status"] == "error"
 
 
-def test_a_panic_reports_the_variables_it_took(kc):
-    ok(*run(kc, "let kept = 1;\nlet used = 2;"))
-    reply, outputs = run(kc, 'if used > 1 { panic!("no") }')
+def test_variables_survive_a_panic_with_the_changes_made_before_it(kc):
+    ok(*run(kc, "let kept = 1;\nlet mut used = 2;\nlet names = vec![String::from(\"a\")];"))
+    reply, _ = run(kc, 'used += 1;\nif names.len() == 1 { panic!("no") }')
     assert reply["content"]["ename"] == "Panic"
-    assert "Variables lost with the cell: used" in error_text(reply["content"])
+    assert "Variables lost" not in error_text(reply["content"])
+    assert value(kc, "used") == "3"
+    assert value(kc, "names") == '["a"]'
+    # A variable bound again before the panic keeps its old value.
+    reply, _ = run(kc, 'let used = "shadowed";\npanic!("again")')
+    assert reply["content"]["ename"] == "Panic"
+    assert value(kc, "used") == "3"
     assert value(kc, "kept") == "1"
+
+
+def test_a_variable_moved_before_a_panic_is_reported_lost(kc):
+    ok(*run(kc, "let data = vec![1, 2, 3];"))
+    reply, _ = run(kc, 'let total: i32 = data.into_iter().sum();\npanic!("after {total}")')
+    assert reply["content"]["ename"] == "Panic"
+    assert "Variables lost with the cell: data" in error_text(reply["content"])
 
 
 def test_a_crash_reports_every_variable_lost(kc):
