@@ -59,6 +59,13 @@ pub fn put<T: 'static>(name: &str, value: T) {
     put_boxed(name, Box::new(value));
 }
 
+/// Runs a cell's code and catches a panic, so that the cell can put its variables
+/// back before the panic goes on. Not generic, so cells do not each instantiate
+/// `catch_unwind`.
+pub fn guarded<'a>(body: Box<dyn FnOnce() + 'a>) -> Option<Box<dyn Any + Send>> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).err()
+}
+
 /// Forgets a variable (for `%reset` and redefinitions).
 pub fn remove(name: &str) {
     with(|m| m.remove(name));

@@ -859,7 +859,7 @@ fn generate(
     // closure that borrows them, and they are put back whether it returns or panics.
     let guarded = guards_panics(parsed) && !plan.take.is_empty();
     if guarded {
-        m.glue("let __fc_caught = ::std::panic::catch_unwind(::std::panic::AssertUnwindSafe(|| {");
+        m.glue("let __fc_caught = ::ferrocell::__vars::guarded(::std::boxed::Box::new(|| {");
     }
     match parsed.timing {
         Timing::None => {}
@@ -930,7 +930,7 @@ fn generate(
         put_back(&mut m, &|v| !taken(v) || rebound(v));
         m.glue("}));");
         put_back(&mut m, &|v| taken(v) && !rebound(v));
-        m.glue("if let ::std::result::Result::Err(__fc_panic) = __fc_caught {");
+        m.glue("if let ::std::option::Option::Some(__fc_panic) = __fc_caught {");
         for (var, ty) in &plan.keep {
             m.tagged(
                 &format!("::ferrocell::__vars::put::<{ty}>({var:?}, {var});"),
