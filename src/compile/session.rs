@@ -449,10 +449,7 @@ impl Session {
             }
         }
         if !real.is_empty() {
-            return Err(CompileError::Code {
-                summary: real[0].message.clone(),
-                rendered: real.iter().map(|d| diagnostics::render(d, &map)).collect(),
-            });
+            return Err(code_error(&real, &map));
         }
         Ok(found)
     }
@@ -678,10 +675,7 @@ impl Session {
                         }
                     }
                     if !retry {
-                        return Err(CompileError::Code {
-                            summary: diags[0].message.clone(),
-                            rendered: diags.iter().map(|d| diagnostics::render(d, &map)).collect(),
-                        });
+                        return Err(code_error(&diags, &map));
                     }
                 }
                 Err(other) => return Err(failure(other, &map)),
@@ -741,12 +735,17 @@ impl Session {
     }
 }
 
+/// rustc's errors (at least one), told against the cell's lines.
+fn code_error(diags: &[rustc::Diagnostic], map: &SourceMap) -> CompileError {
+    CompileError::Code {
+        summary: diags[0].message.clone(),
+        rendered: diags.iter().map(|d| diagnostics::render(d, map)).collect(),
+    }
+}
+
 fn failure(f: RustcFailure, map: &SourceMap) -> CompileError {
     match f {
-        RustcFailure::Errors(diags) => CompileError::Code {
-            summary: diags[0].message.clone(),
-            rendered: diags.iter().map(|d| diagnostics::render(d, map)).collect(),
-        },
+        RustcFailure::Errors(diags) => code_error(&diags, map),
         RustcFailure::Crashed(s) => CompileError::Toolchain(s),
         RustcFailure::Spawn(e) => CompileError::Toolchain(format!("cannot run rustc: {e}")),
         RustcFailure::TimedOut => CompileError::TimedOut,
