@@ -54,6 +54,8 @@ RUST = {
     "vars3": "a += {n};\nb.push(a);\nc = c * 2 % 1000003;",
     "new_var": "let x_{n} = vec![{n}u64];",
 }
+# ferrocell's warm-up also waits for its one-time serde build (snapshots).
+FERROCELL = dict(RUST, warm=":dep")
 PYTHON = {
     "first": "{n} * 2",
     "trivial": "{n} + 1",
@@ -150,9 +152,12 @@ def measure(name: str, codes: dict, env: dict, reps: dict, log) -> dict:
     def new_n() -> int:
         return fresh.randrange(10**5, 10**8)  # fits an i32, doubled too
 
-    # Warm whatever cache the kernel has (ferrocell's prelude, evcxr's build dir).
+    # Warm whatever cache the kernel has (ferrocell's prelude and serde build,
+    # evcxr's build dir).
     km, kc, _ = start(name, env)
     try:
+        if "warm" in codes:
+            execute(kc, codes["warm"])
         execute(kc, codes["trivial"].format(n=new_n()))
     finally:
         stop(km, kc)
@@ -302,6 +307,8 @@ def table(results: dict[str, dict | str | None], reps: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions")
+    parser.add_argument("--only", action="append", choices=["ferrocell", "evcxr", "ipykernel"],
+                        help="measure only this kernel (repeatable)")
     args = parser.parse_args()
     reps = ({"starts": 2, "cells": 5, "session": 20} if args.quick
             else {"starts": 5, "cells": 20, "session": 100})
@@ -314,9 +321,12 @@ def main() -> None:
         env = ferrocell_environment(root)
         peers = find_peers()
         results: dict[str, dict | str | None] = {}
-        kernels = [("ferrocell", "ferrocell", RUST), ("evcxr", peers["evcxr"], RUST),
+        kernels = [("ferrocell", "ferrocell", FERROCELL), ("evcxr", peers["evcxr"], RUST),
                    ("ipykernel", peers["ipykernel"], PYTHON)]
         for label, name, codes in kernels:
+            if args.only and label not in args.only:
+                results[label] = "not measured"
+                continue
             if name is None:
                 results[label] = "not measured"
                 continue

@@ -22,6 +22,12 @@ static INPUT: Mutex<Option<Result<String, String>>> = Mutex::new(None);
 static INPUT_READY: Condvar = Condvar::new();
 static PANIC_INFO: Mutex<Option<String>> = Mutex::new(None);
 static FAILURE: Mutex<Option<String>> = Mutex::new(None);
+static ARGS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// What the kernel passed along with the running library (a saver's variable names).
+pub fn args() -> Vec<String> {
+    ARGS.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
 
 #[link(name = "dl")]
 extern "C" {
@@ -200,7 +206,10 @@ pub fn main() {
         match t {
             tag::RUN => {
                 let text = String::from_utf8_lossy(&payload).into_owned();
-                let (lib, symbol) = text.split_once('\0').unwrap_or((&text, ""));
+                let mut parts = text.split('\0');
+                let lib = parts.next().unwrap_or("");
+                let symbol = parts.next().unwrap_or("");
+                *ARGS.lock().unwrap_or_else(|e| e.into_inner()) = parts.map(String::from).collect();
                 match load(lib, symbol) {
                     Ok(entry) => {
                         let spawned = std::thread::Builder::new()

@@ -66,14 +66,52 @@ pub fn guarded<'a>(body: Box<dyn FnOnce() + 'a>) -> Option<Box<dyn Any + Send>> 
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).err()
 }
 
-/// Forgets a variable (for `%reset` and redefinitions).
+/// Forgets a variable (for `%reset` and redefinitions), and its snapshot.
 pub fn remove(name: &str) {
     with(|m| m.remove(name));
+    snapshot(name, None);
 }
 
 /// Forgets every variable.
 pub fn clear() {
+    let names = names();
     with(|m| m.clear());
+    for n in names {
+        snapshot(&n, None);
+    }
+}
+
+/// Where snapshots go: a private directory of the kernel's (`FERROCELL_SNAPSHOTS`),
+/// or nowhere when the prelude runs outside a kernel.
+fn snapshot_dir() -> Option<&'static std::path::Path> {
+    static DIR: std::sync::OnceLock<Option<std::path::PathBuf>> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| std::env::var_os("FERROCELL_SNAPSHOTS").map(Into::into))
+        .as_deref()
+}
+
+/// Records the serialised value of a variable as it was put back, so that a new
+/// runner can get it back if this one dies; `None` (a type without serde support)
+/// removes an older snapshot. Written next to the final name and renamed over it, so
+/// a runner that dies half-way leaves the previous snapshot whole.
+pub fn snapshot(name: &str, bytes: Option<&[u8]>) {
+    let Some(dir) = snapshot_dir() else { return };
+    let path = dir.join(name);
+    match bytes {
+        Some(b) => {
+            let tmp = dir.join(format!(".{name}.tmp"));
+            if std::fs::write(&tmp, b).is_ok() {
+                let _ = std::fs::rename(&tmp, &path);
+            }
+        }
+        None => {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+}
+
+/// The snapshot of a variable, for restoring it in a new runner.
+pub fn snapshot_bytes(name: &str) -> Option<Vec<u8>> {
+    std::fs::read(snapshot_dir()?.join(name)).ok()
 }
 
 /// The names of the variables the store holds.

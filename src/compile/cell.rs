@@ -31,6 +31,9 @@ pub struct Item {
     /// For `impl` blocks: every identifier named in its header (trait and type), to
     /// find the earlier cells that defined them.
     pub mentions: Vec<String>,
+    /// A struct or enum that does not derive serde's traits itself: the kernel may
+    /// derive them, so that its values survive a runner restart.
+    pub derivable: bool,
 }
 
 /// Identifies an impl block: the same trait for the same type replaces the older one,
@@ -396,11 +399,20 @@ fn make_item(item: &syn::Item, index: &LineIndex) -> Item {
         }
         _ => {}
     }
+    let derivable = match item {
+        syn::Item::Struct(syn::ItemStruct { attrs, .. })
+        | syn::Item::Enum(syn::ItemEnum { attrs, .. }) => !attrs.iter().any(|a| {
+            let t = tokens(a);
+            t.contains("Serialize") || t.contains("Deserialize") || t.contains("serde")
+        }),
+        _ => false,
+    };
     Item {
         snippet: snippet(span, index, &edits),
         names,
         impl_key,
         mentions,
+        derivable,
     }
 }
 

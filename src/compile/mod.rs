@@ -3,6 +3,7 @@
 //! to the cell's own lines.
 
 pub mod cell;
+pub mod deps;
 pub mod diagnostics;
 pub mod prelude;
 pub mod rustc;

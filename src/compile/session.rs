@@ -11,6 +11,7 @@
 //! latest layer and changes nothing.
 
 use super::cell::{self, Item, ParsedCell};
+use super::deps::BuiltDeps;
 use super::diagnostics::{self, Origin, SourceMap};
 use super::prelude::{self, Prelude};
 use super::rustc::{self, RustcFailure};
@@ -28,6 +29,9 @@ use std::sync::Mutex;
 struct LayerItem {
     item: Item,
     cell: u64,
+    /// The kernel derives serde's traits for it (see [`Item::derivable`]); cleared
+    /// when its fields do not allow it.
+    serde: bool,
 }
 
 /// One library of items in the chain.
@@ -35,6 +39,8 @@ struct LayerItem {
 struct Layer {
     key: String,
     items: Vec<LayerItem>,
+    /// Crates this layer links in for the cells above it (a `:dep` layer's).
+    externs: Vec<String>,
     built: BuiltCell,
 }
 
@@ -65,6 +71,8 @@ pub struct BuiltCell {
     pub compiled: bool,
     /// What running it does to the session's variables.
     pub vars: VarOutcome,
+    /// Passed to the library when it runs (a saver's variable names).
+    pub args: Vec<String>,
 }
 
 /// Why a cell did not compile.
@@ -82,6 +90,9 @@ pub enum CompileError {
     TimedOut,
     #[error("{0}")]
     Io(String),
+    /// A dependency cannot join the session.
+    #[error("{0}")]
+    Deps(String),
 }
 
 /// How a cell's code is wrapped for the timing magics.
@@ -115,6 +126,30 @@ pub struct Session {
     layer_libs: HashMap<String, PathBuf>,
     /// Probed binding types by cell key, so an unchanged cell is not probed again.
     probe_cache: Mutex<HashMap<String, Probed>>,
+    /// The crates built for the session (`:dep`, and serde for snapshots).
+    deps: Option<BuiltDeps>,
+    /// Which build of each crate the chain's layers link in: a crate is linked into
+    /// one layer only, and a different build of it cannot join later.
+    embedded: HashMap<String, PathBuf>,
+    /// Where the runner writes variable snapshots, when it does.
+    snapshot_dir: Option<PathBuf>,
+}
+
+/// What one generated crate is made of.
+struct Unit<'a> {
+    parsed: &'a ParsedCell,
+    /// A layer's items (none for a cell that only runs statements).
+    items: Vec<LayerItem>,
+    base: Option<&'a Layer>,
+    /// Whether the crate is a layer, re-exporting its items to later cells.
+    is_layer: bool,
+    /// Crates the layer links in (`extern crate`).
+    externs: Vec<String>,
+    /// Types the code names beyond the variables it takes (a restore cell's).
+    types: Vec<String>,
+    /// Whether the code uses the snapshot helpers (a saver's or a restore's); they
+    /// make rustc load serde, so other cells go without.
+    glue: bool,
 }
 
 impl Session {
@@ -129,7 +164,96 @@ impl Session {
             vars: Vars::new(),
             layer_libs: HashMap::new(),
             probe_cache: Mutex::new(HashMap::new()),
+            deps: None,
+            embedded: HashMap::new(),
+            snapshot_dir: None,
         }
+    }
+
+    /// Tells the session where the runner keeps variable snapshots.
+    pub fn set_snapshot_dir(&mut self, dir: PathBuf) {
+        self.snapshot_dir = Some(dir);
+    }
+
+    /// Whether cells record snapshots of their variables (serde is built and the
+    /// runner has a place for them).
+    pub fn snapshots(&self) -> bool {
+        self.snapshot_dir.is_some() && self.deps.as_ref().is_some_and(|d| d.snapshots())
+    }
+
+    /// Whether the variable has a snapshot to restore it from.
+    pub fn has_snapshot(&self, name: &str) -> bool {
+        self.snapshot_dir
+            .as_ref()
+            .is_some_and(|d| d.join(name).is_file())
+    }
+
+    /// The crates built for the session so far.
+    pub fn deps(&self) -> Option<&BuiltDeps> {
+        self.deps.as_ref()
+    }
+
+    /// Makes a built set of crates usable from the next cell on: a new layer links
+    /// in the crates the chain does not have yet, and every later cell may name them.
+    pub async fn attach_deps(&mut self, built: BuiltDeps) -> Result<(), CompileError> {
+        let mut new = Vec::new();
+        for e in built.externs.iter().filter(|e| !e.proc_macro) {
+            match self.embedded.get(&e.name) {
+                Some(p) if *p == e.path => {}
+                Some(_) => {
+                    return Err(CompileError::Deps(format!(
+                        "`{}` is already loaded in this session as another build (another version or other features); restart the kernel to change it",
+                        e.name
+                    )))
+                }
+                None => new.push(e.name.clone()),
+            }
+        }
+        let previous = self.deps.replace(built.clone());
+        if new.is_empty() {
+            return Ok(());
+        }
+        let parsed = ParsedCell::default();
+        let base = self.chain.last().cloned();
+        let mut unit = Unit {
+            parsed: &parsed,
+            items: vec![],
+            base: base.as_deref(),
+            is_layer: true,
+            externs: new.clone(),
+            types: vec![],
+            glue: false,
+        };
+        let ident: String = built
+            .externs
+            .iter()
+            .map(|e| format!("{}={}\n", e.name, e.path.display()))
+            .collect();
+        let (built_layer, key) = match self.compile(&mut unit, &ident, &[]).await {
+            Ok(r) => r,
+            Err(e) => {
+                self.deps = previous;
+                return Err(match e {
+                    CompileError::Code { summary, rendered } => CompileError::Deps(format!(
+                        "the crates could not be linked into the session ({summary}); if an earlier :dep built them with other features, restart the kernel\n{}",
+                        rendered.join("\n")
+                    )),
+                    other => other,
+                });
+            }
+        };
+        for e in built.externs.iter().filter(|e| new.contains(&e.name)) {
+            self.embedded.insert(e.name.clone(), e.path.clone());
+        }
+        self.layer_libs
+            .insert(crate_name(&key), built_layer.lib.clone());
+        self.chain.push(Arc::new(Layer {
+            key,
+            items: vec![],
+            externs: new,
+            built: built_layer,
+        }));
+        Ok(())
     }
 
     pub fn toolchain(&self) -> &Toolchain {
@@ -141,9 +265,14 @@ impl Session {
     }
 
     /// Forgets all items and variables (for `%reset`).
-    pub fn clear(&mut self) {
+    pub async fn clear(&mut self) -> Result<(), CompileError> {
         self.chain.clear();
         self.vars.clear();
+        self.embedded.clear();
+        match self.deps.take() {
+            Some(d) => self.attach_deps(d).await,
+            None => Ok(()),
+        }
     }
 
     /// The source maps of every layer's library, to place panics in earlier cells.
@@ -209,32 +338,34 @@ impl Session {
             });
         }
         let parsed = ParsedCell { timing, ..parsed };
-        if parsed.items.is_empty() {
-            let base = self.chain.last().cloned();
-            let (built, _) = self
-                .compile(&parsed, &[], base.as_deref(), code, &[])
-                .await?;
-            return Ok(Compiled::Cell(Box::new(built)));
-        }
-        if parsed.items.iter().all(|i| self.is_current(i)) {
-            // Every item is already defined exactly so (an unchanged cell run again):
-            // only the statements need a library.
+        if parsed.items.is_empty() || parsed.items.iter().all(|i| self.is_current(i)) {
+            // No items, or every item is already defined exactly so (an unchanged
+            // cell run again): only the statements need a library.
             let base = self.chain.last().cloned();
             let statements = ParsedCell {
                 items: vec![],
                 ..parsed.clone()
             };
-            let (built, _) = self
-                .compile(&statements, &[], base.as_deref(), code, &[])
-                .await?;
+            let mut unit = Unit {
+                parsed: &statements,
+                items: vec![],
+                base: base.as_deref(),
+                is_layer: false,
+                externs: vec![],
+                types: vec![],
+                glue: false,
+            };
+            let (built, _) = self.compile(&mut unit, code, &[]).await?;
             return Ok(Compiled::Cell(Box::new(built)));
         }
+        let derive = self.snapshots();
         let new: Vec<LayerItem> = parsed
             .items
             .iter()
             .map(|i| LayerItem {
                 item: i.clone(),
                 cell,
+                serde: derive && i.derivable,
             })
             .collect();
         let from = self.merge_point(&parsed.items);
@@ -258,14 +389,28 @@ impl Session {
             })
             .map(|(name, _)| name.clone())
             .collect();
-        let (built, key) = self
-            .compile(&parsed, &items, base.as_deref(), code, &stale)
-            .await?;
+        // A merged layer links in what the layers it replaces linked in.
+        let externs: Vec<String> = self.chain[from..]
+            .iter()
+            .flat_map(|l| l.externs.iter().cloned())
+            .collect();
+        let mut unit = Unit {
+            parsed: &parsed,
+            items,
+            base: base.as_deref(),
+            is_layer: true,
+            externs,
+            types: vec![],
+            glue: false,
+        };
+        let (built, key) = self.compile(&mut unit, code, &stale).await?;
+        let Unit { items, externs, .. } = unit;
         self.chain.truncate(from);
         self.layer_libs.insert(crate_name(&key), built.lib.clone());
         self.chain.push(Arc::new(Layer {
             key,
             items,
+            externs,
             built: built.clone(),
         }));
         Ok(Compiled::Cell(Box::new(built)))
@@ -315,13 +460,8 @@ impl Session {
     }
 
     /// The rustc arguments shared by the check pass and the real build of a cell.
-    fn cell_args(
-        &self,
-        name: &str,
-        metadata: &str,
-        base: Option<&Layer>,
-        plan: &VarPlan,
-    ) -> Vec<OsString> {
+    fn cell_args(&self, name: &str, metadata: &str, unit: &Unit, plan: &VarPlan) -> Vec<OsString> {
+        let base = unit.base;
         let mut args = prelude::common_flags(
             &self.toolchain,
             &[self.prelude.dir.as_path(), self.cells_dir.as_path()],
@@ -348,8 +488,16 @@ impl Session {
         }
         args.push("--extern".into());
         args.push(format!("ferrocell={}", self.prelude.lib.display()).into());
+        if let Some(deps) = &self.deps {
+            args.push("-L".into());
+            args.push(format!("dependency={}", deps.dir.display()).into());
+            for e in &deps.externs {
+                args.push("--extern".into());
+                args.push(format!("{}={}", e.name, e.path.display()).into());
+            }
+        }
         let mut crates: Vec<String> = base.map(|b| b.crate_name()).into_iter().collect();
-        for (_, ty) in &plan.take {
+        for ty in plan.take.iter().map(|(_, t)| t).chain(&unit.types) {
             crates.extend(vars::crates_in(ty));
         }
         crates.sort();
@@ -370,23 +518,13 @@ impl Session {
     /// each binding's type as rustc prints it, or why it cannot be kept.
     async fn probe_types(
         &self,
-        parsed: &ParsedCell,
-        items: &[LayerItem],
-        base: Option<&Layer>,
+        unit: &Unit<'_>,
         name: &str,
         key: &str,
         plan: &VarPlan,
     ) -> Result<Probed, CompileError> {
-        let probes: Vec<String> = parsed.bindings.clone();
-        let map = generate(
-            parsed,
-            items,
-            base,
-            "__fc_check",
-            !items.is_empty(),
-            plan,
-            &probes,
-        );
+        let probes: Vec<String> = unit.parsed.bindings.clone();
+        let map = generate(unit, "__fc_check", plan, &probes, self.snapshots());
         std::fs::create_dir_all(&self.cells_dir)
             .map_err(|e| CompileError::Io(format!("{}: {e}", self.cells_dir.display())))?;
         let dir = tempfile::Builder::new()
@@ -395,7 +533,7 @@ impl Session {
             .map_err(|e| CompileError::Io(e.to_string()))?;
         let src = dir.path().join(format!("{name}.rs"));
         std::fs::write(&src, &map.text).map_err(|e| CompileError::Io(e.to_string()))?;
-        let mut args = self.cell_args(name, key, base, plan);
+        let mut args = self.cell_args(name, key, unit, plan);
         args.extend(
             [
                 "--emit=metadata",
@@ -445,6 +583,8 @@ impl Session {
                         slot.1 = ty;
                     }
                 }
+                // The build settles derives that the fields do not allow.
+                None if derive_failure(&d) && unit.items.iter().any(|i| i.serde) => {}
                 None => real.push(d),
             }
         }
@@ -456,12 +596,13 @@ impl Session {
 
     async fn compile(
         &self,
-        parsed: &ParsedCell,
-        items: &[LayerItem],
-        base: Option<&Layer>,
+        unit: &mut Unit<'_>,
         code: &str,
         stale_vars: &[String],
     ) -> Result<(BuiltCell, String), CompileError> {
+        let parsed = unit.parsed;
+        let base = unit.base;
+        let snapshots = self.snapshots();
         let mut h = Sha256::new();
         for part in [
             self.toolchain.id.as_str(),
@@ -472,10 +613,15 @@ impl Session {
             h.update(part.as_bytes());
             h.update([0]);
         }
-        for it in items {
+        for it in &unit.items {
             h.update(it.item.snippet.text.as_bytes());
             h.update(it.cell.to_le_bytes());
         }
+        for e in &unit.externs {
+            h.update(e.as_bytes());
+            h.update([0]);
+        }
+        h.update([u8::from(snapshots && unit.glue), u8::from(unit.is_layer)]);
         h.update(code.as_bytes());
         h.update(format!("{:?}", parsed.timing).as_bytes());
         let repeat = matches!(parsed.timing, Timing::Repeat { .. });
@@ -529,9 +675,7 @@ impl Session {
                 let probed = match cached {
                     Some(p) => p,
                     None => {
-                        let p = self
-                            .probe_types(parsed, items, base, &name, &key, &plan)
-                            .await?;
+                        let p = self.probe_types(&*unit, &name, &key, &plan).await?;
                         self.probe_cache
                             .lock()
                             .expect("probe cache")
@@ -555,7 +699,7 @@ impl Session {
 
         // Build; a put-back that does not compile (the value was moved, or borrows a
         // local) is dropped with a note and the build retried.
-        for _attempt in 0..4 {
+        for _attempt in 0..6 {
             plan.put = puts
                 .iter()
                 .map(|(n, here, _)| (n.clone(), here.clone()))
@@ -566,9 +710,12 @@ impl Session {
                 hk.update(n.as_bytes());
                 hk.update(t.as_bytes());
             }
+            for it in &unit.items {
+                hk.update([u8::from(it.serde)]);
+            }
             let lib_key = hex::encode(&hk.finalize()[..4]);
             let symbol = format!("__fc_run_{key}_{lib_key}");
-            let map = generate(parsed, items, base, &symbol, !items.is_empty(), &plan, &[]);
+            let map = generate(unit, &symbol, &plan, &[], snapshots);
             // One file per set of put-backs: the crate name stays (types name it), the
             // metadata and file differ.
             let lib = self.cells_dir.join(format!("lib{name}-{lib_key}.so"));
@@ -580,6 +727,7 @@ impl Session {
                 map: Arc::new(map.clone()),
                 compiled,
                 vars: outcome.clone(),
+                args: vec![],
             };
             let mut final_outcome = outcome.clone();
             final_outcome.kept = puts
@@ -609,7 +757,7 @@ impl Session {
                 .tempdir_in(&self.cells_dir)
                 .map_err(io)?;
             let out = tmp.path().join(format!("lib{name}-{lib_key}.so"));
-            let mut args = self.cell_args(&name, &format!("{key}-{lib_key}"), base, &plan);
+            let mut args = self.cell_args(&name, &format!("{key}-{lib_key}"), unit, &plan);
             args.push("-o".into());
             args.push(out.clone().into());
             args.push(source_path.clone().into());
@@ -619,6 +767,10 @@ impl Session {
                     return Ok((built(true, &final_outcome), key));
                 }
                 Err(RustcFailure::Errors(diags)) => {
+                    // Derived serde traits that the fields do not allow are dropped.
+                    if drop_failed_derives(&diags, &map, &mut unit.items) {
+                        continue;
+                    }
                     // The put-back may be the primary span (a moved value) or a
                     // secondary one ("requires that `v` is borrowed for 'static").
                     let failed: Vec<(String, Option<String>, String)> = diags
@@ -733,6 +885,89 @@ impl Session {
     pub fn vars(&self) -> &Vars {
         &self.vars
     }
+
+    /// A saver: a library that snapshots the variables of one type where they are,
+    /// in the runner; their names come with it when it runs. Cells themselves do not
+    /// serialise (each would compile serde's code for its types, which costs more
+    /// than the cell); the kernel runs savers after a cell that changed variables.
+    /// A saver names no layer, only the crates of its type, so one serves the whole
+    /// session, and later sessions, from the cache.
+    pub async fn build_saver(&mut self, ty: &str) -> Result<Option<BuiltCell>, CompileError> {
+        if !self.snapshots() {
+            return Ok(None);
+        }
+        let code = format!(
+            "for __fc_name in ::ferrocell::__runner::args() {{\n\
+             let __fc_v = ::ferrocell::__vars::take::<{ty}>(&__fc_name);\n\
+             {{ use __fc_snap::{{ViaSerde as _, NoSerde as _}}; (&__fc_snap::Save(&__fc_v)).__fc_save(&__fc_name); }}\n\
+             ::ferrocell::__vars::put::<{ty}>(&__fc_name, __fc_v);\n\
+             }}"
+        );
+        let mut parsed = cell::parse(&code).map_err(|e| CompileError::Code {
+            summary: e.message.clone(),
+            rendered: vec![e.message],
+        })?;
+        // It names no session variable; the names come at run time.
+        parsed.idents.clear();
+        let mut unit = Unit {
+            parsed: &parsed,
+            items: vec![],
+            base: None,
+            is_layer: false,
+            externs: vec![],
+            types: vec![ty.to_string()],
+            glue: true,
+        };
+        let (built, _) = self.compile(&mut unit, &code, &[]).await?;
+        Ok(Some(built))
+    }
+
+    /// Forgets one variable (it could not be restored).
+    pub fn forget_var(&mut self, name: &str) {
+        self.vars.remove(name);
+    }
+
+    /// A cell for a new runner that puts back every variable with a snapshot, by
+    /// deserialising it as its known type. Its value lists the names it restored.
+    /// `None` when no variable has a snapshot.
+    pub async fn build_restore(&mut self, cell: u64) -> Result<Option<BuiltCell>, CompileError> {
+        let vars: Vec<(String, String)> = self
+            .vars
+            .iter()
+            .filter(|(n, _)| self.has_snapshot(n))
+            .map(|(n, v)| (n.clone(), v.ty.clone()))
+            .collect();
+        if vars.is_empty() || !self.snapshots() {
+            return Ok(None);
+        }
+        let mut code =
+            String::from("{\nlet mut __fc_back: ::std::vec::Vec<&str> = ::std::vec::Vec::new();\n");
+        for (n, ty) in &vars {
+            code.push_str(&format!(
+                "if let ::std::option::Option::Some(__fc_v) = {{ use __fc_snap::{{ViaDeserialize as _, NoDeserialize as _}}; \
+                 (&__fc_snap::Load::<{ty}>(::std::marker::PhantomData)).__fc_load({n:?}) }} \
+                 {{ ::ferrocell::__vars::put::<{ty}>({n:?}, __fc_v); __fc_back.push({n:?}); }}\n"
+            ));
+        }
+        code.push_str("__fc_back\n}");
+        let parsed = cell::parse(&code).map_err(|e| CompileError::Code {
+            summary: e.message.clone(),
+            rendered: vec![e.message],
+        })?;
+        let base = self.chain.last().cloned();
+        let mut unit = Unit {
+            parsed: &parsed,
+            items: vec![],
+            base: base.as_deref(),
+            is_layer: false,
+            externs: vec![],
+            types: vars.into_iter().map(|(_, t)| t).collect(),
+            glue: true,
+        };
+        let _ = cell;
+        let (built, _) = self.compile(&mut unit, &code, &[]).await?;
+        Ok(Some(built))
+    }
 }
 
 /// rustc's errors (at least one), told against the cell's lines.
@@ -815,24 +1050,35 @@ fn without_replaced(items: Vec<LayerItem>) -> Vec<LayerItem> {
 /// Writes the crate for a cell: imports, items (for a layer), and the entry function
 /// holding the statements and the display of the value.
 fn generate(
-    parsed: &ParsedCell,
-    items: &[LayerItem],
-    base: Option<&Layer>,
+    unit: &Unit,
     symbol: &str,
-    is_layer: bool,
     plan: &VarPlan,
     probes: &[String],
+    snapshots: bool,
 ) -> SourceMap {
+    let parsed = unit.parsed;
     let mut m = SourceMap::default();
     m.glue("#![allow(warnings)]");
-    let vis = if is_layer { "pub " } else { "" };
-    match base {
+    let vis = if unit.is_layer { "pub " } else { "" };
+    match unit.base {
         Some(b) => m.glue(&format!("{vis}use {}::*;", b.crate_name())),
         None => m.glue(&format!("{vis}use ::ferrocell::prelude::*;")),
     }
-    let newest = items.iter().map(|i| i.cell).max();
-    for it in items {
+    for e in &unit.externs {
+        m.glue(&format!("extern crate {e};"));
+    }
+    if snapshots && unit.glue {
+        m.glue(SNAPSHOT_GLUE);
+    }
+    let newest = unit.items.iter().map(|i| i.cell).max();
+    for (index, it) in unit.items.iter().enumerate() {
         let origin_cell = (Some(it.cell) != newest).then_some(it.cell);
+        if it.serde {
+            m.tagged(
+                "#[derive(::serde::Serialize, ::serde::Deserialize)]",
+                &format!("derive:{index}"),
+            );
+        }
         let s = &it.item.snippet;
         m.code(
             &s.text,
@@ -944,6 +1190,83 @@ fn generate(
     m
 }
 
+/// Snapshot helpers compiled into each cell while snapshots are on. Which `__fc_save`
+/// and `__fc_load` a call resolves to depends on whether the concrete type has
+/// serde's traits (autoref specialisation), so cells never fail to compile for want
+/// of them.
+const SNAPSHOT_GLUE: &str = "mod __fc_snap {
+pub struct Save<'a, T: ?Sized>(pub &'a T);
+pub trait ViaSerde { fn __fc_save(&self, name: &str); }
+impl<'a, T: ::serde::Serialize + ?Sized> ViaSerde for Save<'a, T> {
+    fn __fc_save(&self, name: &str) {
+        let bytes = ::std::panic::catch_unwind(::std::panic::AssertUnwindSafe(|| ::__fc_bincode::serialize(self.0).ok())).ok().flatten();
+        ::ferrocell::__vars::snapshot(name, bytes.as_deref());
+    }
+}
+pub trait NoSerde { fn __fc_save(&self, name: &str); }
+impl<'a, T: ?Sized> NoSerde for &Save<'a, T> {
+    fn __fc_save(&self, name: &str) { ::ferrocell::__vars::snapshot(name, ::std::option::Option::None); }
+}
+pub struct Load<T>(pub ::std::marker::PhantomData<T>);
+pub trait ViaDeserialize<T> { fn __fc_load(&self, name: &str) -> ::std::option::Option<T>; }
+impl<T: ::serde::de::DeserializeOwned> ViaDeserialize<T> for Load<T> {
+    fn __fc_load(&self, name: &str) -> ::std::option::Option<T> { ::__fc_bincode::deserialize(&::ferrocell::__vars::snapshot_bytes(name)?).ok() }
+}
+pub trait NoDeserialize<T> { fn __fc_load(&self, name: &str) -> ::std::option::Option<T>; }
+impl<T> NoDeserialize<T> for &Load<T> {
+    fn __fc_load(&self, _: &str) -> ::std::option::Option<T> { ::std::option::Option::None }
+}
+}";
+
+/// Whether a rustc error is about serde's traits (a derive the fields do not allow).
+fn derive_failure(d: &rustc::Diagnostic) -> bool {
+    d.message.contains("Serialize") || d.message.contains("Deserialize")
+}
+
+/// Clears the derive of every item a serde error points into (or of all items when
+/// it points nowhere in particular). Returns whether there is anything to retry.
+fn drop_failed_derives(
+    diags: &[rustc::Diagnostic],
+    map: &SourceMap,
+    items: &mut [LayerItem],
+) -> bool {
+    if !items.iter().any(|i| i.serde) {
+        return false;
+    }
+    let failed: Vec<&rustc::Diagnostic> = diags.iter().filter(|d| derive_failure(d)).collect();
+    if failed.is_empty() {
+        return false;
+    }
+    let newest = items.iter().map(|i| i.cell).max();
+    let mut hit = HashSet::new();
+    for s in failed.iter().flat_map(|d| &d.spans) {
+        if let Some(i) = map
+            .tag(s.line_start)
+            .and_then(|t| t.strip_prefix("derive:"))
+            .and_then(|i| i.parse::<usize>().ok())
+        {
+            hit.insert(i);
+        } else if let Some(o) = map.origin(s.line_start) {
+            for (i, it) in items.iter().enumerate() {
+                let cell = (Some(it.cell) != newest).then_some(it.cell);
+                let first = it.item.snippet.line;
+                let last = first + it.item.snippet.text.lines().count();
+                if o.cell == cell && (first..last).contains(&o.line) {
+                    hit.insert(i);
+                }
+            }
+        }
+    }
+    let mut changed = false;
+    for (i, it) in items.iter_mut().enumerate() {
+        if it.serde && (hit.is_empty() || hit.contains(&i)) {
+            it.serde = false;
+            changed = true;
+        }
+    }
+    changed
+}
+
 /// Whether the cell's code runs guarded against panics (plain cells; `?` cells and
 /// timed cells already run in closures of their own).
 fn guards_panics(parsed: &ParsedCell) -> bool {
@@ -959,8 +1282,17 @@ mod tests {
             .unwrap()
             .items
             .into_iter()
-            .map(|item| LayerItem { item, cell })
+            .map(|item| LayerItem {
+                item,
+                cell,
+                serde: false,
+            })
             .collect()
+    }
+
+    #[test]
+    fn snapshot_glue_names_the_kernels_codec() {
+        assert!(SNAPSHOT_GLUE.contains(&format!("::{}::", super::super::deps::SNAPSHOT_CODEC)));
     }
 
     #[test]
@@ -986,15 +1318,16 @@ mod tests {
     #[test]
     fn generated_code_maps_back_to_cell_lines() {
         let parsed = cell::parse("let a = 1;\n\na + 1").unwrap();
-        let m = generate(
-            &parsed,
-            &[],
-            None,
-            "__fc_run_x",
-            false,
-            &VarPlan::default(),
-            &[],
-        );
+        let unit = Unit {
+            parsed: &parsed,
+            items: vec![],
+            base: None,
+            is_layer: false,
+            externs: vec![],
+            types: vec![],
+            glue: false,
+        };
+        let m = generate(&unit, "__fc_run_x", &VarPlan::default(), &[], false);
         let line = m.text.lines().position(|l| l.contains("a + 1")).unwrap() + 1;
         assert_eq!(
             m.origin(line),

@@ -204,13 +204,15 @@ fn pipe_to_events(
 
 impl Runner {
     /// Starts a runner and waits until it is ready for cells.
-    pub async fn spawn(prelude: &Prelude) -> Result<Runner, String> {
+    /// Starts a runner. Its cells write variable snapshots into `snapshots`.
+    pub async fn spawn(prelude: &Prelude, snapshots: &std::path::Path) -> Result<Runner, String> {
         let (ours, theirs) =
             std::os::unix::net::UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
         let theirs: OwnedFd = theirs.into();
         let fd = theirs.as_raw_fd();
         let mut cmd = tokio::process::Command::new(&prelude.runner);
         cmd.env("FERROCELL_RUNNER", "1")
+            .env("FERROCELL_SNAPSHOTS", snapshots)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
@@ -293,8 +295,17 @@ impl Runner {
     }
 
     /// Starts running a compiled cell; its events follow from [`Runner::next_event`].
-    pub async fn start(&mut self, lib: &std::path::Path, symbol: &str) -> std::io::Result<()> {
-        let payload = format!("{}\0{}", lib.display(), symbol);
+    pub async fn start(
+        &mut self,
+        lib: &std::path::Path,
+        symbol: &str,
+        args: &[String],
+    ) -> std::io::Result<()> {
+        let mut payload = format!("{}\0{}", lib.display(), symbol);
+        for a in args {
+            payload.push('\0');
+            payload.push_str(a);
+        }
         frames::write(&mut self.writer, tag::RUN, payload.as_bytes()).await
     }
 

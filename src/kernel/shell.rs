@@ -173,6 +173,8 @@ impl Shell {
         for m in aborted {
             self.abort(&m).await;
         }
+        // While the client shows the cell as done: snapshot what it changed.
+        self.executor.save_snapshots().await;
     }
 
     /// Takes the execute requests already queued behind a failed cell (the client

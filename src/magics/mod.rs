@@ -3,7 +3,7 @@
 
 /// Every magic ferrocell knows, for completion and `%lsmagic`.
 pub const NAMES: &[&str] = &[
-    "help", "lsmagic", "opt", "reset", "time", "timeit", "vars", "who",
+    "dep", "help", "lsmagic", "opt", "reset", "time", "timeit", "vars", "who",
 ];
 
 /// Whether a spelling (with its `%`, `%%` or `:` prefix) is one the kernel accepts.
@@ -48,6 +48,31 @@ pub enum CellKind<'a> {
     Unknown(String),
     /// A known magic with bad arguments.
     BadArgs(String),
+}
+
+/// Splits the `:dep` (or `%dep`) lines at the top of a cell from the code after them.
+/// Returns what follows `:dep` on each line, and the rest of the cell.
+pub fn split_deps(code: &str) -> (Vec<&str>, &str) {
+    let mut deps = Vec::new();
+    let mut rest = code;
+    loop {
+        let t = rest.trim_start();
+        let (line, after) = t.split_once('\n').unwrap_or((t, ""));
+        let spec = line
+            .strip_prefix(":dep")
+            .or_else(|| line.strip_prefix("%dep"))
+            .filter(|s| s.is_empty() || s.starts_with(char::is_whitespace));
+        match spec {
+            Some(spec) => {
+                deps.push(spec.trim());
+                rest = after;
+            }
+            None => {
+                let rest = if deps.is_empty() { code } else { rest };
+                return (deps, rest);
+            }
+        }
+    }
 }
 
 /// Whether the cell's first non-blank line is a magic line.
@@ -157,6 +182,7 @@ pub fn help_text() -> String {
 /// The text `%lsmagic` prints.
 pub fn lsmagic_text() -> String {
     [
+        "  :dep NAME = SPEC    add a crate (cargo syntax: \"1.0\" or { version, features, package, path })",
         "  %help, :help        this help",
         "  %lsmagic            list the magics",
         "  %opt [0-3]          show or set rustc's optimisation level for cells",
@@ -172,6 +198,16 @@ pub fn lsmagic_text() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dep_lines_come_off_the_top_of_a_cell() {
+        let (deps, rest) = split_deps(":dep regex = \"1\"\n%dep itoa\nlet x = 1;");
+        assert_eq!(deps, vec!["regex = \"1\"", "itoa"]);
+        assert_eq!(rest, "let x = 1;");
+        assert_eq!(split_deps("let x = 1;"), (vec![], "let x = 1;"));
+        assert_eq!(split_deps(":depx"), (vec![], ":depx"));
+        assert_eq!(split_deps(":dep a"), (vec!["a"], ""));
+    }
 
     #[test]
     fn parses_magics_and_leaves_rust_alone() {

@@ -82,16 +82,18 @@ def ensure_environment() -> dict[str, Path]:
 
 
 def warm_cache() -> None:
-    """Run one cell in a throwaway kernel so that the prelude is built (idempotent)."""
+    """Run cells in a throwaway kernel so that the prelude and the serde build for
+    snapshots are in the cache (idempotent). `:dep` alone waits for the serde build."""
     global _warm
     if _warm:
         return
     ensure_environment()
     km, kc = start_kernel()
     try:
-        reply, outputs = run(kc, "1 + 1", timeout=FIRST_CELL_TIMEOUT)
-        if reply["content"]["status"] != "ok":
-            raise RuntimeError(f"warming the cache failed: {reply['content']} {outputs}")
+        for code in (":dep", "1 + 1"):
+            reply, outputs = run(kc, code, timeout=FIRST_CELL_TIMEOUT)
+            if reply["content"]["status"] != "ok":
+                raise RuntimeError(f"warming the cache failed: {reply['content']} {outputs}")
     finally:
         stop_kernel(km, kc)
     _warm = True

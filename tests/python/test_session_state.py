@@ -1,0 +1,176 @@
+"""Session state that outlives a dead runner (snapshots), crates from `:dep`, and a
+long session whose cells do not grow."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+import time
+from pathlib import Path
+
+import kernel_helpers as kh
+from kernel_helpers import error_text, of_type, ok, run, stream_text, value
+
+DEP_TIMEOUT = 600  # a first `:dep` build downloads and compiles crates
+
+SEGFAULT = "unsafe { std::ptr::write_volatile(16usize as *mut i32, 1); }"
+
+
+def define_state(kc) -> None:
+    """Variables of many kinds, some serde can restore and some it cannot."""
+    ok(*run(kc, textwrap.dedent("""\
+        #[derive(Debug, Clone, PartialEq)]
+        struct Point { x: f64, y: f64 }
+        #[derive(Debug)]
+        enum Shape { Circle(f64), Poly(Vec<Point>) }
+        let v = vec![1, 2, 3];
+        let p = Point { x: 1.5, y: -2.0 };
+        let shapes = vec![Shape::Circle(0.5), Shape::Poly(vec![Point { x: 0.0, y: 1.0 }])];
+        let m: std::collections::HashMap<String, Vec<f64>> =
+            [("a".to_string(), vec![0.1, 0.2])].into_iter().collect();
+        let shared = std::sync::Arc::new(std::sync::Mutex::new(vec![7u8]));
+        let started = std::time::Instant::now();
+        let f: Box<dyn Fn(i32) -> i32> = Box::new(|x| x + 1);
+        let mut n = 10u64;
+        """)))
+    ok(*run(kc, "n += 1;"))
+
+
+def test_variables_survive_a_segfault_from_their_snapshots(kc):
+    define_state(kc)
+    # The crashing cell changes n first: the snapshot is of the last successful cell.
+    reply, outputs = run(kc, f"n += 100;\n{SEGFAULT}")
+    assert reply["content"]["status"] == "error"
+    [err] = of_type(outputs, "error")
+    text = error_text(err)
+    assert "SIGSEGV" in text
+    restored = next(line for line in text.splitlines() if line.startswith("Variables restored"))
+    for name in ("v", "p", "shapes", "m", "shared", "n"):
+        assert f" {name}" in restored.replace(",", " ") + " ", (name, restored)
+    lost = next(line for line in text.splitlines() if line.startswith("Variables lost"))
+    assert "started (`std::time::Instant` has no serde support)" in lost, lost
+    assert "f (" in lost, lost
+    # The restored values are those of the last successful cell.
+    assert value(kc, "n") == "11"
+    assert value(kc, "v.iter().sum::<i32>()") == "6"
+    assert value(kc, "p.clone()") == "Point { x: 1.5, y: -2.0 }"
+    assert value(kc, 'm["a"].clone()') == "[0.1, 0.2]"
+    assert value(kc, "shared.lock().unwrap().len()") == "1"
+    assert value(kc, "shapes.len()") == "2"
+    # Items are kept too; the lost variables are gone, not stale.
+    assert value(kc, "Point { x: 0.0, y: 0.0 } == p") == "false"
+    reply, outputs = run(kc, "started.elapsed()")
+    assert reply["content"]["status"] == "error"
+    assert "cannot find value `started`" in error_text(of_type(outputs, "error")[0])
+
+
+def test_variables_survive_an_abort_and_keep_changing(kc):
+    ok(*run(kc, "let mut total = 0u64;\nlet mut log: Vec<String> = Vec::new();"))
+    ok(*run(kc, 'total += 5;\nlog.push("five".into());'))
+    reply, outputs = run(kc, "std::process::abort();")
+    assert "SIGABRT" in error_text(of_type(outputs, "error")[0])
+    ok(*run(kc, 'total += 1;\nlog.push("six".into());'))
+    assert value(kc, "(total, log.clone())") == '(6, ["five", "six"])'
+    # A second crash restores what the cell after the first one made.
+    run(kc, SEGFAULT)
+    assert value(kc, "(total, log.len())") == "(6, 2)"
+
+
+def test_an_interrupt_that_kills_the_runner_restores_variables(kernel):
+    km, kc = kernel
+    ok(*run(kc, "let kept = vec![String::from(\"still here\")];"))
+    msg_id = kc.execute('println!("spinning");\nloop { std::hint::spin_loop(); }')
+    deadline = time.monotonic() + 60
+    while kh.next_iopub(kc, msg_id, deadline)["msg_type"] != "stream":
+        pass
+    km.interrupt_kernel()
+    reply = kh.shell_reply(kc, msg_id, time.monotonic() + 30)
+    assert reply["content"]["ename"] == "KeyboardInterrupt"
+    assert "kept" in " ".join(reply["content"]["traceback"])
+    assert value(kc, "kept[0].clone()") == '"still here"'
+
+
+def test_a_struct_whose_fields_have_no_serde_still_works(kc):
+    ok(*run(kc, textwrap.dedent("""\
+        struct Timer { start: std::time::Instant, label: String }
+        let t = Timer { start: std::time::Instant::now(), label: "a".into() };
+        let label_len = t.label.len();
+        """)))
+    assert value(kc, "label_len") == "1"
+    reply, outputs = run(kc, SEGFAULT)
+    text = error_text(of_type(outputs, "error")[0])
+    assert "t (`Timer` has no serde support)" in text, text
+    assert value(kc, "label_len") == "1"
+
+
+def test_deps_build_once_show_progress_and_survive_a_restart(start_kernel):
+    km, kc = start_kernel()
+    reply, outputs = run(kc, ':dep serde_json = "1"\nserde_json::to_string(&vec![1, 2]).unwrap()',
+                         timeout=DEP_TIMEOUT)
+    ok(reply, outputs)
+    assert kh.result_text(outputs) == '"[1,2]"'
+    progress = stream_text(outputs, "stderr")
+    assert "serde_json ready" in progress, progress
+    # The crate is usable from later cells, and with serde's derive from the user's code.
+    ok(*run(kc, textwrap.dedent("""\
+        #[derive(Debug)]
+        struct Row { id: u32, name: String }
+        let rows = vec![Row { id: 1, name: "a".into() }];
+        """)))
+    assert value(kc, "serde_json::to_string(&rows).unwrap()") == '"[{\\"id\\":1,\\"name\\":\\"a\\"}]"'
+
+    # A new kernel finds the build in the cache: no cargo output, no compiling.
+    km2, kc2 = start_kernel()
+    start = time.monotonic()
+    reply, outputs = run(kc2, '%dep serde_json = "1"', timeout=DEP_TIMEOUT)
+    ok(reply, outputs)
+    assert "Compiling" not in stream_text(outputs, "stderr")
+    assert time.monotonic() - start < 30
+    assert value(kc2, 'serde_json::json!({"k": [1, 2]}).to_string()') == '"{\\"k\\":[1,2]}"'
+
+
+def test_dep_with_features_rename_and_path(kc, tmp_path: Path):
+    local = tmp_path / "answer"
+    (local / "src").mkdir(parents=True)
+    (local / "Cargo.toml").write_text(
+        '[package]\nname = "answer"\nversion = "0.1.0"\nedition = "2021"\n')
+    (local / "src" / "lib.rs").write_text("pub fn answer() -> u32 { 42 }\n")
+    code = textwrap.dedent(f"""\
+        :dep answer = {{ path = "{local}" }}
+        :dep num = {{ package = "itoa", version = "1" }}
+        :dep serde = {{ version = "1", features = ["derive"] }}
+        #[derive(serde::Serialize)]
+        struct Own {{ a: u8 }}
+        let mut buf = num::Buffer::new();
+        let shown = buf.format(answer::answer()).to_string();
+        """)
+    ok(*run(kc, code, timeout=DEP_TIMEOUT))
+    assert value(kc, "shown") == '"42"'
+
+
+def test_bad_dep_lines_are_clear_errors_and_lose_nothing(kc):
+    ok(*run(kc, "let keep = 3;"))
+    reply, outputs = run(kc, ":dep nope = 1")
+    assert reply["content"]["ename"] == "DepError"
+    assert "version string or a table" in error_text(of_type(outputs, "error")[0])
+    reply, outputs = run(kc, ':dep ferrocell_no_such_crate_4711 = "1"', timeout=DEP_TIMEOUT)
+    assert reply["content"]["ename"] == "DepError"
+    assert "ferrocell_no_such_crate_4711" in error_text(of_type(outputs, "error")[0])
+    assert value(kc, "keep + 1") == "4"
+
+
+def test_a_hundred_cells_with_variables_do_not_grow(kc):
+    ok(*run(kc, "let mut acc: Vec<u64> = Vec::new();\nlet x_0 = 0u64;"))
+    for i in range(1, 100):
+        code = f"let x_{i} = x_{i - 1} + {i};\nacc.push(x_{i});"
+        if i % 10 == 0:
+            code = f"fn step_{i}(v: u64) -> u64 {{ v + {i} }}\n" + code
+        ok(*run(kc, code))
+    assert value(kc, "(x_99, acc.len(), step_90(0))") == f"({sum(range(100))}, 99, 90)"
+    # Each cell's crate holds only its own code: the 100th is no bigger than the 2nd.
+    cells = Path(os.environ["FERROCELL_CACHE"])
+    sources = sorted(cells.glob("*/cells/fc_*.rs"), key=lambda p: p.stat().st_mtime)
+    by_text = {p.read_text(): p for p in sources}
+    second = next(t for t in by_text if "x_2 = x_1 + 2" in t)
+    last = next(t for t in by_text if "x_99 = x_98 + 99" in t)
+    assert len(last) < 1.5 * len(second), (len(second), len(last))
