@@ -298,6 +298,48 @@ impl Session {
         out
     }
 
+    /// Fields, variants, methods and associated items of a session type, or of the
+    /// type of a session variable, for completion after `name.` or `Name::`.
+    pub fn members(&self, name: &str) -> Vec<String> {
+        let ty = match self.vars.get(name) {
+            Some(v) => vars::display_type(&v.ty),
+            None => name.to_string(),
+        };
+        // `fc_1234::Point<T>` and `&Point` are `Point`.
+        let ty = ty.trim_start_matches(['&', ' ']).trim_start_matches("mut ");
+        let ty = ty.split('<').next().unwrap_or("");
+        let ty = ty.rsplit("::").next().unwrap_or("").trim();
+        let mut out = Vec::new();
+        if let Some((_, source)) = self.item_source(ty) {
+            if let Ok(item) = syn::parse_str::<syn::Item>(&source) {
+                match item {
+                    syn::Item::Struct(st) => out.extend(
+                        st.fields
+                            .iter()
+                            .filter_map(|f| f.ident.as_ref().map(|i| i.to_string())),
+                    ),
+                    syn::Item::Enum(e) => {
+                        out.extend(e.variants.iter().map(|v| v.ident.to_string()))
+                    }
+                    _ => {}
+                }
+            }
+        }
+        for layer in &self.chain {
+            for it in &layer.items {
+                if let Some(k) = &it.item.impl_key {
+                    let self_ty = k.self_ty.split('<').next().unwrap_or("").trim();
+                    if self_ty == ty {
+                        out.extend(k.methods.iter().cloned());
+                    }
+                }
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+
     /// The source of the newest definition of `name`, with the cell it came from.
     pub fn item_source(&self, name: &str) -> Option<(u64, String)> {
         self.chain.iter().rev().find_map(|l| {

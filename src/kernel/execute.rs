@@ -294,6 +294,21 @@ impl Executor {
         s.vars().keys().cloned().chain(s.item_names()).collect()
     }
 
+    /// Fields and methods of a session type or of a variable's type, for completion.
+    pub fn members(&self, name: &str) -> Vec<String> {
+        self.session
+            .as_ref()
+            .map(|s| s.members(name))
+            .unwrap_or_default()
+    }
+
+    /// A session variable's type as the user would write it, for inspection.
+    pub fn var_type(&self, name: &str) -> Option<String> {
+        let s = self.session.as_ref()?;
+        let v = s.vars().get(name)?;
+        Some(crate::compile::vars::display_type(&v.ty))
+    }
+
     /// The newest definition of an item, for inspection.
     pub fn item_source(&self, name: &str) -> Option<(u64, String)> {
         self.session.as_ref().and_then(|s| s.item_source(name))

@@ -161,7 +161,12 @@ pub struct Completion {
 
 /// Completes the word before the cursor from session items, the prelude, keywords,
 /// std paths and magics.
-pub fn complete(code: &str, cursor: Option<usize>, items: &[String]) -> Completion {
+pub fn complete(
+    code: &str,
+    cursor: Option<usize>,
+    items: &[String],
+    members: &dyn Fn(&str) -> Vec<String>,
+) -> Completion {
     let end = cursor.map(|c| byte_offset(code, c)).unwrap_or(code.len());
     let before = &code[..end];
     // A magic at the start of a line.
@@ -188,8 +193,36 @@ pub fn complete(code: &str, cursor: Option<usize>, items: &[String]) -> Completi
         .unwrap_or(end);
     let word = &before[word_start..];
     let mut matches: Vec<String> = Vec::new();
+    // `value.prefix`: the fields and methods of a session variable's type.
+    if !word.contains(':') && before[..word_start].ends_with('.') {
+        let owner = &before[..word_start - 1];
+        let owner_start = owner
+            .char_indices()
+            .rev()
+            .take_while(|(_, c)| is_ident_char(*c))
+            .last()
+            .map(|(i, _)| i)
+            .unwrap_or(owner.len());
+        let matches = members(&owner[owner_start..])
+            .into_iter()
+            .filter(|m| m.starts_with(word))
+            .collect();
+        return Completion {
+            matches,
+            start: code_points(code, word_start),
+            end: code_points(code, end),
+        };
+    }
     if let Some(split) = word.rfind("::") {
         let (path, prefix) = (&word[..split + 2], &word[split + 2..]);
+        // `Type::prefix` for a session type: its variants and associated items.
+        if !path[..split].contains("::") {
+            for m in members(&path[..split]) {
+                if m.starts_with(prefix) {
+                    matches.push(m);
+                }
+            }
+        }
         for p in STD_PATHS {
             if let Some(rest) = p.strip_prefix(path) {
                 let seg = rest.split("::").next().unwrap_or("");
@@ -387,15 +420,26 @@ mod tests {
 
     #[test]
     fn completes_prelude_items_and_std_paths() {
-        let c = complete("display_ht", None, &[]);
+        let members = |name: &str| match name {
+            "p" | "Point" => vec!["new".to_string(), "norm".into(), "x".into()],
+            _ => vec![],
+        };
+        let c = complete("let n = p.no", None, &[], &members);
+        assert_eq!(
+            (c.matches, c.start, c.end),
+            (vec!["norm".to_string()], 10, 12)
+        );
+        let c = complete("Point::n", None, &[], &members);
+        assert_eq!(c.matches, vec!["new".to_string(), "norm".into()]);
+        let c = complete("display_ht", None, &[], &|_| vec![]);
         assert_eq!(c.matches, vec!["display_html"]);
         assert_eq!((c.start, c.end), (0, 10));
-        let c = complete("std::mem::swa", None, &[]);
+        let c = complete("std::mem::swa", None, &[], &|_| vec![]);
         assert_eq!(c.matches, vec!["swap"]);
-        let c = complete("let é = my_f", None, &["my_fn".into()]);
+        let c = complete("let é = my_f", None, &["my_fn".into()], &|_| vec![]);
         assert_eq!(c.matches, vec!["my_fn"]);
         assert_eq!(c.start, 8);
-        assert!(complete("%ls", None, &[])
+        assert!(complete("%ls", None, &[], &|_| vec![])
             .matches
             .contains(&"%lsmagic".to_string()));
     }

@@ -243,7 +243,10 @@ impl Shell {
             return;
         };
         let items = self.executor.item_names();
-        let c = introspect::complete(&req.code, req.cursor_pos, &items);
+        let executor = &self.executor;
+        let c = introspect::complete(&req.code, req.cursor_pos, &items, &|name| {
+            executor.members(name)
+        });
         let reply = CompleteReply {
             status: "ok",
             matches: c.matches,
@@ -259,9 +262,27 @@ impl Shell {
             return;
         };
         let word = introspect::word_at(&req.code, req.cursor_pos);
-        let text = match self.executor.item_source(word) {
-            Some((cell, src)) => Some(format!("{src}\n\n(defined in cell [{cell}])")),
-            None => introspect::docs(word),
+        let text = match (
+            self.executor.var_type(word),
+            self.executor.item_source(word),
+        ) {
+            (Some(ty), _) => {
+                let tname = ty
+                    .split('<')
+                    .next()
+                    .unwrap_or("")
+                    .rsplit("::")
+                    .next()
+                    .unwrap_or("");
+                let def = self
+                    .executor
+                    .item_source(tname)
+                    .map(|(cell, src)| format!("\n\n{src}\n\n(defined in cell [{cell}])"))
+                    .unwrap_or_default();
+                Some(format!("{word}: {ty}  (session variable){def}"))
+            }
+            (None, Some((cell, src))) => Some(format!("{src}\n\n(defined in cell [{cell}])")),
+            (None, None) => introspect::docs(word),
         };
         let mut data = Map::new();
         if let Some(t) = &text {

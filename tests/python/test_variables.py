@@ -3,6 +3,7 @@ clear note for what cannot be kept."""
 
 from __future__ import annotations
 
+import textwrap
 import time
 
 import pytest
@@ -160,3 +161,29 @@ def test_completion_offers_session_variables(kc):
     ok(*run(kc, "let velocity_kmh = 120;"))
     reply = kc.complete("veloc", reply=True, timeout=10)
     assert "velocity_kmh" in reply["content"]["matches"]
+
+
+def test_completion_offers_fields_methods_and_variants(kc):
+    ok(*run(kc, textwrap.dedent("""\
+        struct Point { x: f64, y: f64 }
+        impl Point { fn norm(&self) -> f64 { (self.x * self.x + self.y * self.y).sqrt() } }
+        enum Mode { Fast, Careful }
+        let p = Point { x: 3.0, y: 4.0 };
+        """)))
+    reply = kc.complete("let n = p.", reply=True, timeout=10)["content"]
+    assert {"x", "y", "norm"} <= set(reply["matches"]), reply
+    assert reply["cursor_start"] == len("let n = p.")
+    reply = kc.complete("p.no", reply=True, timeout=10)["content"]
+    assert reply["matches"] == ["norm"]
+    reply = kc.complete("Mode::C", reply=True, timeout=10)["content"]
+    assert reply["matches"] == ["Careful"]
+
+
+def test_inspect_shows_a_variables_type_and_definition(kc):
+    ok(*run(kc, "#[derive(Debug)]\nstruct Reading { celsius: f32 }\nlet r = Reading { celsius: 21.5 };"))
+    msg_id = kc.inspect("r", 1)
+    reply = kc.get_shell_msg(timeout=10)
+    assert reply["parent_header"]["msg_id"] == msg_id
+    text = reply["content"]["data"]["text/plain"]
+    assert reply["content"]["found"] is True
+    assert "r: Reading" in text and "struct Reading" in text and "celsius" in text, text

@@ -1,0 +1,106 @@
+#!/usr/bin/env python3
+"""`:dep` benchmark: a crate added to a session, first and again, in ferrocell and evcxr.
+
+Run it from the repository root after scripts/setup:
+
+    .venv/bin/python bench/deps.py [--only ferrocell]
+
+For each kernel, in one run:
+
+* first `:dep`: `:dep serde_json = "1"` in a fresh kernel with an empty ferrocell
+  cache (cargo's download cache in ~/.cargo is shared by both kernels, so neither
+  pays for the network);
+* a later cell that uses the crate (median of 5, a new cell each time);
+* the same `:dep` line in a restarted kernel (a new kernel process, same cache);
+* the first cell using the crate in that kernel.
+
+Each figure is execute_request → execute_reply. evcxr builds its dependencies in a
+temporary directory per kernel unless told otherwise, which is what a user gets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import shutil
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+from kernel import execute, ferrocell_environment, find_peers, fmt_seconds, start, stop
+
+DEP = 'serde_json = "1"'
+USE = "serde_json::to_string(&vec![{n}u64]).unwrap()"
+
+
+def measure(name: str, dep: str, env: dict, log) -> dict:
+    fresh = random.Random()
+    figures = {}
+    km, kc, _ = start(name, env)
+    try:
+        figures["first"] = execute(kc, f":dep {dep}")
+        figures["use"] = statistics.median(
+            execute(kc, USE.format(n=fresh.randrange(10**9))) for _ in range(5))
+    finally:
+        stop(km, kc)
+    log(f"  {name}: first :dep {figures['first']:.2f} s, later cell {figures['use']:.3f} s")
+    km, kc, _ = start(name, env)
+    try:
+        figures["restart"] = execute(kc, f":dep {dep}")
+        figures["restart_use"] = execute(kc, USE.format(n=fresh.randrange(10**9)))
+    finally:
+        stop(km, kc)
+    log(f"  {name}: after a restart :dep {figures['restart']:.2f} s, "
+        f"first use {figures['restart_use']:.3f} s")
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", action="append", choices=["ferrocell", "evcxr"],
+                        help="measure only this kernel (repeatable)")
+    args = parser.parse_args()
+
+    def log(text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+    root = Path(tempfile.mkdtemp(prefix="ferrocell-bench-deps-"))
+    results: dict[str, dict | str] = {}
+    try:
+        env = ferrocell_environment(root)
+        peers = find_peers()
+        for label, name in (("ferrocell", "ferrocell"), ("evcxr", peers["evcxr"])):
+            if (args.only and label not in args.only) or name is None:
+                results[label] = "not measured"
+                continue
+            log(f"measuring {label} (kernelspec {name})")
+            try:
+                results[label] = measure(name, DEP, env, log)
+            except Exception as err:  # a broken peer must not hide the other figures
+                log(f"  {label} failed: {err}")
+                results[label] = "failed"
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+    rows = [
+        ("first", f"`:dep {DEP}` in a fresh kernel, empty cache"),
+        ("use", "a later cell using the crate (median of 5)"),
+        ("restart", "the same `:dep` in a restarted kernel"),
+        ("restart_use", "first cell using it after the restart"),
+    ]
+    print("| figure | ferrocell | evcxr | evcxr ÷ ferrocell |")
+    print("|---|---|---|---|")
+    for key, label in rows:
+        cells = []
+        for k in ("ferrocell", "evcxr"):
+            r = results[k]
+            cells.append(fmt_seconds(r[key]) if isinstance(r, dict) else r)
+        f, e = results["ferrocell"], results["evcxr"]
+        ratio = (f"{e[key] / f[key]:.1f}×" if isinstance(f, dict) and isinstance(e, dict)
+                 and f[key] > 0 else "—")
+        print(f"| {label} | {cells[0]} | {cells[1]} | {ratio} |")
+
+
+if __name__ == "__main__":
+    main()
