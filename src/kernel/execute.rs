@@ -50,21 +50,33 @@ fn interrupted(detail: &str) -> ErrorContent {
 }
 
 /// A cell that prints the session's variables with their types and sizes (the
-/// size is measured where the values live, in the runner).
-fn vars_listing(vars: &crate::compile::vars::Vars) -> String {
+/// size is measured where the values live, in the runner). The snapshot column says
+/// how large each one's crash-safe copy is, or that it has none.
+fn vars_listing(vars: &crate::compile::vars::Vars, snapshot: impl Fn(&str) -> String) -> String {
     if vars.is_empty() {
         return String::new();
     }
     let width = vars.keys().map(|n| n.len()).max().unwrap_or(4).max(8);
-    let mut code =
-        format!("println!(\"{{:<{width}}}  {{:>10}}  {{}}\", \"Variable\", \"Size\", \"Type\");\n");
+    let row = format!("\"{{:<{width}}}  {{:>10}}  {{:>10}}  {{}}\"");
+    let mut code = format!("println!({row}, \"Variable\", \"Size\", \"Snapshot\", \"Type\");\n");
     for (name, var) in vars {
         code.push_str(&format!(
-            "println!(\"{{:<{width}}}  {{:>10}}  {{}}\", {name:?}, format!(\"{{}} B\", ::std::mem::size_of_val(&{name})), {:?});\n",
+            "println!({row}, {name:?}, format!(\"{{}} B\", ::std::mem::size_of_val(&{name})), {:?}, {:?});\n",
+            snapshot(name),
             crate::compile::vars::display_type(&var.ty)
         ));
     }
     code
+}
+
+/// A size in bytes as `%vars` shows it.
+fn format_bytes(n: u64) -> String {
+    match n {
+        n if n >= 1 << 30 => format!("{:.1} GiB", n as f64 / (1u64 << 30) as f64),
+        n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / (1u64 << 20) as f64),
+        n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),
+        n => format!("{n} B"),
+    }
 }
 
 /// The request that the kernel's own runs (user expressions, savers, restores)
@@ -560,7 +572,15 @@ impl Executor {
                         sink.stdout(b"Session reset: every item and variable is gone.\n");
                     }
                     Magic::Vars => {
-                        let listing = self.session.as_ref().map(|s| vars_listing(s.vars()));
+                        let dir = self.snapshots.path();
+                        let snapshot = |name: &str| match std::fs::metadata(dir.join(name)) {
+                            Ok(m) => format_bytes(m.len()),
+                            Err(_) => "none".to_string(),
+                        };
+                        let listing = self
+                            .session
+                            .as_ref()
+                            .map(|s| vars_listing(s.vars(), snapshot));
                         match listing {
                             Some(code) if !code.is_empty() => {
                                 return self.run_listing(msg, &code, sink, irq).await

@@ -84,9 +84,11 @@ def test_vars_lists_name_size_and_type_and_reset_clears(kc):
     ok(*run(kc, 'let v = vec![1u8, 2, 3];\nlet name = String::from("x");\nfn helper() -> u8 { 1 }'))
     _, outputs = run(kc, "%who")
     lines = stream_text(outputs).strip().splitlines()
-    assert lines[0].split() == ["Variable", "Size", "Type"]
+    assert lines[0].split() == ["Variable", "Size", "Snapshot", "Type"]
     rows = {line.split()[0]: line.split() for line in lines[1:]}
     assert rows["v"][-1] == "std::vec::Vec<u8>" and rows["v"][1:3] == ["24", "B"]
+    # Its crash-safe copy: bincode's length prefix and the three bytes.
+    assert rows["v"][3:5] == ["11", "B"]
     assert rows["name"][-1] == "std::string::String"
     # Listing does not disturb the variables.
     assert result_text(run(kc, "v.len()")[1]) == "3"
