@@ -8,8 +8,10 @@ Run it from the repository root after scripts/setup:
 For each kernel, in one run:
 
 * first `:dep`: `:dep serde_json = "1"` in a fresh kernel with an empty ferrocell
-  cache (cargo's download cache in ~/.cargo is shared by both kernels, so neither
-  pays for the network);
+  cache, which for ferrocell includes its one-time serde build (cargo's download
+  cache in ~/.cargo is shared by both kernels, so neither pays for the network);
+* first `:dep` of the crate on a machine where ferrocell ran before (its serde
+  build is in the cache, the crate is not); for evcxr, again a fresh kernel;
 * a later cell that uses the crate (median of 5, a new cell each time);
 * the same `:dep` line in a restarted kernel (a new kernel process, same cache);
 * the first cell using the crate in that kernel.
@@ -37,6 +39,20 @@ USE = "serde_json::to_string(&vec![{n}u64]).unwrap()"
 def measure(name: str, dep: str, env: dict, log) -> dict:
     fresh = random.Random()
     figures = {}
+    # A second cache where only the kernel's own serde build has happened.
+    other = dict(env, FERROCELL_CACHE=f"{env['FERROCELL_CACHE']}-{name}-serde-only")
+    Path(other["FERROCELL_CACHE"]).mkdir()
+    if name == "ferrocell":
+        km, kc, _ = start(name, other)
+        try:
+            execute(kc, ":dep")
+        finally:
+            stop(km, kc)
+    km, kc, _ = start(name, other)
+    try:
+        figures["new_crate"] = execute(kc, f":dep {dep}")
+    finally:
+        stop(km, kc)
     km, kc, _ = start(name, env)
     try:
         figures["first"] = execute(kc, f":dep {dep}")
@@ -85,6 +101,7 @@ def main() -> None:
 
     rows = [
         ("first", f"`:dep {DEP}` in a fresh kernel, empty cache"),
+        ("new_crate", "the same, where ferrocell ran before (its serde build cached)"),
         ("use", "a later cell using the crate (median of 5)"),
         ("restart", "the same `:dep` in a restarted kernel"),
         ("restart_use", "first cell using it after the restart"),

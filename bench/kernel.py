@@ -257,7 +257,7 @@ def find_peers() -> dict[str, str | None]:
 
 
 def fmt_seconds(value: float) -> str:
-    return f"{value * 1000:.0f} ms" if value < 10 else f"{value:.1f} s"
+    return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.2f} s"
 
 
 def ratio_peer(results: dict[str, dict | str | None]) -> str | None:

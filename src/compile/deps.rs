@@ -21,6 +21,9 @@ use super::toolchain::Toolchain;
 /// `:dep bincode = "2"` does not clash with it).
 pub const SNAPSHOT_CODEC: &str = "__fc_bincode";
 
+/// serde's derive macros, which the kernel applies to cell structs and enums.
+pub const DERIVE: &str = "serde_derive";
+
 /// Why a `:dep` line or a dependency build failed.
 #[derive(Debug, thiserror::Error)]
 pub enum DepError {
@@ -152,13 +155,18 @@ impl DepSet {
             Some(toml::Value::Array(a)) => a.clone(),
             _ => vec![],
         };
-        for f in ["derive", "rc"] {
+        // Not serde's "derive" feature: it makes serde (and every crate that needs
+        // serde) wait for syn to build; serde_derive is a dependency of its own.
+        for f in ["rc"] {
             if !features.iter().any(|v| v.as_str() == Some(f)) {
                 features.push(toml::Value::String(f.into()));
             }
         }
         serde.insert("features".into(), toml::Value::Array(features));
         deps.insert("serde".into(), toml::Value::Table(serde));
+        if !self.deps.contains_key(DERIVE) {
+            deps.insert(DERIVE.into(), toml::Value::String("1".into()));
+        }
         let mut codec = toml::Table::new();
         codec.insert("package".into(), toml::Value::String("bincode".into()));
         codec.insert("version".into(), toml::Value::String("1.3".into()));
@@ -518,7 +526,8 @@ mod tests {
             .iter()
             .filter_map(|v| v.as_str())
             .collect();
-        assert_eq!(features, vec!["std", "derive", "rc"]);
+        assert_eq!(features, vec!["std", "rc"]);
+        assert_eq!(deps[DERIVE].as_str(), Some("1"));
         assert_eq!(deps["serde"]["version"].as_str(), Some("1.0.100"));
         assert_eq!(deps["p"]["path"].as_str(), Some("/nb/../p"));
         assert_eq!(deps[SNAPSHOT_CODEC]["package"].as_str(), Some("bincode"));

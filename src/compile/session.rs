@@ -24,6 +24,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::Mutex;
 
+/// The optimisation level cells get unless `%opt` says otherwise. bench/opt.py
+/// measured compile time plus run time of typical cells at each level: 1 made the
+/// user wait least (0 compiles no faster and runs loops 5–20× slower; 2 and 3
+/// compile slower and run no faster on notebook-sized work).
+pub const DEFAULT_OPT_LEVEL: u8 = 1;
+
 /// A cell's item, with the execution count of the cell it came from.
 #[derive(Debug, Clone)]
 struct LayerItem {
@@ -160,7 +166,7 @@ impl Session {
             prelude,
             cells_dir,
             chain: Vec::new(),
-            opt_level: 1,
+            opt_level: DEFAULT_OPT_LEVEL,
             vars: Vars::new(),
             layer_libs: HashMap::new(),
             probe_cache: Mutex::new(HashMap::new()),
@@ -1117,7 +1123,7 @@ fn generate(
         let origin_cell = (Some(it.cell) != newest).then_some(it.cell);
         if it.serde {
             m.tagged(
-                "#[derive(::serde::Serialize, ::serde::Deserialize)]",
+                "#[derive(::serde_derive::Serialize, ::serde_derive::Deserialize)]",
                 &format!("derive:{index}"),
             );
         }

@@ -288,7 +288,7 @@ impl Executor {
             cache,
             warm,
             session: None,
-            opt_level: 1,
+            opt_level: crate::compile::session::DEFAULT_OPT_LEVEL,
             runner: None,
             count: 0,
             history,
@@ -414,6 +414,12 @@ impl Executor {
             };
             sink.stdout(listing.as_bytes());
             return Ok(());
+        }
+        // The set built below includes serde: a serde build still running in the
+        // background is stopped (what it finished stays in cargo's target directory)
+        // so that one cargo builds everything, in parallel, instead of two in turn.
+        if let Some(base) = self.base.take() {
+            base.abort();
         }
         let mut set = self.dep_set.clone();
         let cwd = std::env::current_dir().unwrap_or_default();
@@ -547,7 +553,12 @@ impl Executor {
                         sink.stdout(format!("{}\n", magics::lsmagic_text()).as_bytes())
                     }
                     Magic::Opt(None) => {
-                        sink.stdout(format!("opt-level {}\n", self.opt_level).as_bytes())
+                        let how = if self.opt_level == crate::compile::session::DEFAULT_OPT_LEVEL {
+                            " (the default: the least compile plus run time in bench/opt.py)"
+                        } else {
+                            ""
+                        };
+                        sink.stdout(format!("opt-level {}{how}\n", self.opt_level).as_bytes())
                     }
                     Magic::Opt(Some(n)) => {
                         self.opt_level = n;
