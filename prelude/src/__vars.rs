@@ -4,19 +4,43 @@
 //! from rustc) and puts back what it still owns at the end, so inside the cell they
 //! are ordinary local variables.
 
-use std::any::Any;
+use std::alloc::Layout;
+use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+/// A value of any type, kept by address. Cells build and unpack it with a few
+/// constants (layout, type id, drop function) instead of a `Box<dyn Any>`, whose
+/// vtable and downcast each cell would otherwise compile for each variable's type.
+struct Erased {
+    ptr: *mut u8,
+    layout: Layout,
+    type_id: TypeId,
+    drop: unsafe fn(*mut u8),
+}
+
+impl Drop for Erased {
+    fn drop(&mut self) {
+        // SAFETY: `ptr` holds a live value of the type `drop` was made for, in a block
+        // of `layout` from `alloc` (or no block for a zero-sized type).
+        unsafe {
+            (self.drop)(self.ptr);
+            if self.layout.size() != 0 {
+                std::alloc::dealloc(self.ptr, self.layout);
+            }
+        }
+    }
+}
+
 /// Values of any type. Only one cell runs at a time and the store is only touched
 /// from that cell's thread, so the values never actually cross threads.
-struct Store(HashMap<String, Box<dyn Any>>);
+struct Store(HashMap<String, Erased>);
 // SAFETY: see above; access is serialised by the mutex and by cells running one at a time.
 unsafe impl Send for Store {}
 
 static STORE: Mutex<Option<Store>> = Mutex::new(None);
 
-fn with<R>(f: impl FnOnce(&mut HashMap<String, Box<dyn Any>>) -> R) -> R {
+fn with<R>(f: impl FnOnce(&mut HashMap<String, Erased>) -> R) -> R {
     let mut guard = STORE.lock().unwrap_or_else(|e| e.into_inner());
     let store = guard.get_or_insert_with(|| Store(HashMap::new()));
     f(&mut store.0)
@@ -26,37 +50,98 @@ fn with<R>(f: impl FnOnce(&mut HashMap<String, Box<dyn Any>>) -> R) -> R {
 // variable, so they stay tiny: the work is in these non-generic functions, compiled
 // once into the prelude.
 
+/// Moves a variable's value out of the store: the address of its block (to read
+/// once, then free with [`free_block`]).
 #[inline(never)]
-fn take_boxed(name: &str) -> Box<dyn Any> {
-    match with(|m| m.remove(name)) {
-        Some(b) => b,
-        None => panic!("ferrocell: the session variable `{name}` is gone (the runner restarted)"),
+pub fn take_raw(name: &str, type_id: TypeId, wanted: &'static str) -> *mut u8 {
+    let Some(e) = with(|m| m.remove(name)) else {
+        panic!("ferrocell: the session variable `{name}` is gone (the runner restarted)")
+    };
+    if e.type_id != type_id {
+        with(|m| m.insert(name.to_string(), e));
+        panic!("ferrocell: the session variable `{name}` is not a {wanted}")
+    }
+    let ptr = e.ptr;
+    std::mem::forget(e);
+    ptr
+}
+
+/// A block for a value of `layout`, to write and hand to [`put_raw`].
+#[inline(never)]
+pub fn alloc_block(layout: Layout) -> *mut u8 {
+    if layout.size() == 0 {
+        return layout.align() as *mut u8;
+    }
+    // SAFETY: the size is not zero.
+    let p = unsafe { std::alloc::alloc(layout) };
+    if p.is_null() {
+        std::alloc::handle_alloc_error(layout);
+    }
+    p
+}
+
+/// Frees a block whose value was moved out.
+///
+/// # Safety
+/// `ptr` came from [`alloc_block`] (or the store) with this layout, and is not used
+/// again.
+#[inline(never)]
+pub unsafe fn free_block(ptr: *mut u8, layout: Layout) {
+    if layout.size() != 0 {
+        std::alloc::dealloc(ptr, layout)
     }
 }
 
+/// Puts a value, written at `ptr` (from [`alloc_block`]), into the store.
+///
+/// # Safety
+/// `ptr` holds a live value of the type `type_id` names, and `drop` drops that type.
 #[inline(never)]
-#[cold]
-fn wrong_type(name: &str, value: Box<dyn Any>, wanted: &'static str) -> ! {
-    with(|m| m.insert(name.to_string(), value));
-    panic!("ferrocell: the session variable `{name}` is not a {wanted}")
-}
-
-#[inline(never)]
-fn put_boxed(name: &str, value: Box<dyn Any>) {
-    with(|m| m.insert(name.to_string(), value));
+pub unsafe fn put_raw(
+    name: &str,
+    ptr: *mut u8,
+    layout: Layout,
+    type_id: TypeId,
+    drop: unsafe fn(*mut u8),
+) {
+    let e = Erased {
+        ptr,
+        layout,
+        type_id,
+        drop,
+    };
+    with(|m| m.insert(name.to_string(), e));
 }
 
 /// Takes a variable out of the store for the running cell.
+#[inline(always)]
 pub fn take<T: 'static>(name: &str) -> T {
-    match take_boxed(name).downcast::<T>() {
-        Ok(v) => *v,
-        Err(b) => wrong_type(name, b, std::any::type_name::<T>()),
+    let ptr = take_raw(name, TypeId::of::<T>(), std::any::type_name::<T>()) as *mut T;
+    // SAFETY: the type id matched, so the block holds a `T`; it is read once and freed.
+    unsafe {
+        let value = ptr.read();
+        free_block(ptr as *mut u8, Layout::new::<T>());
+        value
     }
 }
 
 /// Puts a variable back (or in, for the first time) at the end of a cell.
+#[inline(always)]
 pub fn put<T: 'static>(name: &str, value: T) {
-    put_boxed(name, Box::new(value));
+    let layout = Layout::new::<T>();
+    let ptr = alloc_block(layout) as *mut T;
+    // SAFETY: a fresh block of `T`'s layout; `drop_in_place::<T>` drops what it holds.
+    unsafe {
+        ptr.write(value);
+        let drop: unsafe fn(*mut T) = std::ptr::drop_in_place::<T>;
+        put_raw(
+            name,
+            ptr as *mut u8,
+            layout,
+            TypeId::of::<T>(),
+            std::mem::transmute::<unsafe fn(*mut T), unsafe fn(*mut u8)>(drop),
+        );
+    }
 }
 
 /// Runs a cell's code and catches a panic, so that the cell can put its variables
