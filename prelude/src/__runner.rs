@@ -45,6 +45,9 @@ pub(crate) fn interrupted() -> bool {
 /// Called by the runner binary's `write`/`writev` for fds 1 and 2. Returns false when
 /// the bytes should go to the real fd instead (no kernel channel).
 pub fn capture_write(fd: i32, bytes: &[u8]) -> bool {
+    if crate::__parallel::labelled_write(fd, bytes) {
+        return true;
+    }
     let t = if fd == 2 { tag::STDERR } else { tag::STDOUT };
     channel::send(t, bytes)
 }
@@ -102,6 +105,10 @@ fn install_panic_hook() {
             ));
         }
         let thread = std::thread::current();
+        // A parallel rank's panic is reported in the cell's result table.
+        if thread.name().is_some_and(|n| n.starts_with("rank ")) {
+            return;
+        }
         if thread.name() != Some("cell") {
             // A thread the cell started: say so the way Rust does, and let the cell
             // decide what its panic means (a join error, usually).

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub struct DisplayId(pub String);
 
 impl DisplayId {
-    fn fresh() -> Self {
+    pub(crate) fn fresh() -> Self {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         DisplayId(format!("fc-{}-{n}", std::process::id()))
@@ -26,10 +26,15 @@ impl DisplayId {
     pub fn evcxr_display(&self) {}
 }
 
-/// `data` is the bundle's one entry as JSON text (a string literal or, for JSON, an
-/// object).
+/// `data_json` is the bundle's one entry as JSON text (a string literal or, for JSON,
+/// an object).
 fn send(id: &DisplayId, update: bool, mime: &str, data_json: &str) {
-    let mut msg = String::with_capacity(data_json.len() + 64);
+    send_bundle(id, update, &[(mime, data_json)]);
+}
+
+/// Sends a display with several MIME types; each entry's data is JSON text.
+pub(crate) fn send_bundle(id: &DisplayId, update: bool, bundle: &[(&str, &str)]) {
+    let mut msg = String::with_capacity(bundle.iter().map(|(_, d)| d.len()).sum::<usize>() + 64);
     msg.push_str("{\"id\":");
     json::push_str(&mut msg, &id.0);
     msg.push_str(if update {
@@ -38,14 +43,21 @@ fn send(id: &DisplayId, update: bool, mime: &str, data_json: &str) {
         ",\"update\":false"
     });
     msg.push_str(",\"data\":{");
-    json::push_str(&mut msg, mime);
-    msg.push(':');
-    msg.push_str(data_json);
+    for (i, (mime, data_json)) in bundle.iter().enumerate() {
+        if i > 0 {
+            msg.push(',');
+        }
+        json::push_str(&mut msg, mime);
+        msg.push(':');
+        msg.push_str(data_json);
+    }
     msg.push_str("}}");
     // Output written before this display must reach the notebook before it.
     let _ = std::io::stdout().flush();
     if !channel::send(tag::DISPLAY, msg.as_bytes()) {
-        println!("[{mime}] {data_json}");
+        for (mime, data_json) in bundle {
+            println!("[{mime}] {data_json}");
+        }
     }
 }
 

@@ -11,6 +11,8 @@ mod input;
 mod json;
 
 #[doc(hidden)]
+pub mod __parallel;
+#[doc(hidden)]
 pub mod __runner;
 #[doc(hidden)]
 pub mod __timing;

@@ -17,3 +17,7 @@ pub const RUN: u8 = 101;
 pub const INPUT_REPLY: u8 = 102;
 pub const INPUT_DENIED: u8 = 103;
 pub const INTERRUPT: u8 = 104;
+
+/// How a panic message starts when ranks of a `%%parallel` cell failed; the kernel
+/// reports it as a `ParallelError` rather than as a panic of the cell.
+pub const PARALLEL_ERROR: &str = "%%parallel: ";

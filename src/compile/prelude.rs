@@ -17,6 +17,10 @@ const SOURCES: &[(&str, &str)] = &[
     ("display.rs", include_str!("../../prelude/src/display.rs")),
     ("input.rs", include_str!("../../prelude/src/input.rs")),
     ("json.rs", include_str!("../../prelude/src/json.rs")),
+    (
+        "__parallel.rs",
+        include_str!("../../prelude/src/__parallel.rs"),
+    ),
     ("__runner.rs", include_str!("../../prelude/src/__runner.rs")),
     ("__value.rs", include_str!("../../prelude/src/__value.rs")),
     ("__timing.rs", include_str!("../../prelude/src/__timing.rs")),

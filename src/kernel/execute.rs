@@ -528,6 +528,7 @@ impl Executor {
         irq: &mut watch::Receiver<u64>,
     ) -> Result<(), ErrorContent> {
         let mut timing = Timing::None;
+        let mut parallel = false;
         let (dep_lines, code) = magics::split_deps(&req.code);
         if !dep_lines.is_empty() {
             self.add_deps(&dep_lines, sink, irq).await?;
@@ -601,10 +602,40 @@ impl Executor {
                     }
                     Magic::Time => timing = Timing::Once,
                     Magic::Timeit { loops, runs } => timing = Timing::Repeat { loops, runs },
+                    Magic::Parallel(p) => {
+                        parallel = true;
+                        if rest.trim().is_empty() {
+                            return Err(error(
+                                "MagicError",
+                                "%%parallel needs a body: the code each worker runs",
+                                vec![],
+                            ));
+                        }
+                        let code = magics::parallel::threads_code(&p, &rest);
+                        return self
+                            .run_rust(msg, req, sink, irq, &code, timing, parallel)
+                            .await;
+                    }
                 }
                 rest
             }
         };
+        self.run_rust(msg, req, sink, irq, &code, timing, parallel)
+            .await
+    }
+
+    /// Compiles and runs a cell's Rust code (after its magic line, if any).
+    #[allow(clippy::too_many_arguments)]
+    async fn run_rust(
+        &mut self,
+        msg: &Message,
+        req: &ExecuteRequest,
+        sink: &mut Sink,
+        irq: &mut watch::Receiver<u64>,
+        code: &str,
+        timing: Timing,
+        parallel: bool,
+    ) -> Result<(), ErrorContent> {
         if code.trim().is_empty() {
             sink.finish();
             return Ok(());
@@ -615,7 +646,7 @@ impl Executor {
         let session = self.session.as_mut().expect("session");
         let started = std::time::Instant::now();
         let built = tokio::select! {
-            r = session.build_timed(&code, count, timing) => r,
+            r = session.build_timed(code, count, timing) => r,
             _ = irq.changed() => return Err(interrupted(" while it was compiling")),
         };
         if let (Timing::Once, Ok(Compiled::Cell(b))) = (timing, &built) {
@@ -629,7 +660,16 @@ impl Executor {
         let built = match built {
             Ok(Compiled::Empty) => return Ok(()),
             Ok(Compiled::Cell(b)) => b,
-            Err(CompileError::Code { summary, rendered }) => {
+            Err(CompileError::Code {
+                summary,
+                mut rendered,
+            }) => {
+                if let Some(hint) = parallel
+                    .then(|| magics::parallel::hint(&summary, &rendered))
+                    .flatten()
+                {
+                    rendered.push(hint.to_string());
+                }
                 return Err(error("CompileError", summary, rendered));
             }
             Err(e) => return Err(error("CompileError", e.to_string(), vec![])),
@@ -703,7 +743,7 @@ impl Executor {
                 Err(e)
             }
             Err(mut e) => {
-                let lost = if e.ename == "Panic" {
+                let lost = if e.ename == "Panic" || e.ename == "ParallelError" {
                     // What the cell put back may have changed before the panic.
                     self.unsaved
                         .extend(built.vars.kept_on_panic.iter().map(|(n, _)| n.clone()));
@@ -857,6 +897,16 @@ impl Executor {
     }
 
     fn panic_error(&self, built: &BuiltCell, p: &PanicReport) -> ErrorContent {
+        if let Some(failed) = p
+            .message
+            .strip_prefix(crate::exec::frames::tag::PARALLEL_ERROR)
+        {
+            let mut lines = failed.lines();
+            let summary = lines.next().unwrap_or("").to_string();
+            let mut traceback = vec![format!("ParallelError: {summary}")];
+            traceback.extend(lines.map(|l| format!("  {l}")));
+            return error("ParallelError", summary, traceback);
+        }
         let place = match (&p.file, p.line) {
             (Some(file), Some(line)) => {
                 let map = if std::path::Path::new(file) == built.source_path {

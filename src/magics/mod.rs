@@ -1,15 +1,19 @@
 //! Magic lines: a `%name` (or evcxr-style `:name`) line at the start of a cell, or a
 //! `%%name` line that applies to the whole cell.
 
+pub mod parallel;
+
+pub use parallel::Parallel;
+
 /// Every magic ferrocell knows, for completion and `%lsmagic`.
 pub const NAMES: &[&str] = &[
-    "dep", "help", "lsmagic", "opt", "reset", "time", "timeit", "vars", "who",
+    "dep", "help", "lsmagic", "opt", "parallel", "reset", "time", "timeit", "vars", "who",
 ];
 
 /// Whether a spelling (with its `%`, `%%` or `:` prefix) is one the kernel accepts.
 pub fn is_spelling(s: &str) -> bool {
     match s.strip_prefix("%%") {
-        Some(name) => matches!(name, "time" | "timeit"),
+        Some(name) => matches!(name, "time" | "timeit" | "parallel"),
         None => true,
     }
 }
@@ -31,6 +35,8 @@ pub enum Magic {
     Time,
     /// `%timeit [-n N] [-r R] CODE` / `%%timeit`: repeated runs, IPython's report.
     Timeit { loops: Option<u64>, runs: u32 },
+    /// `%%parallel threads [N] [--each EXPR] [--out NAME] [--group]`.
+    Parallel(Parallel),
 }
 
 /// What a cell is, once its magic line (if any) has been read.
@@ -93,6 +99,15 @@ pub fn parse<'a>(code: &'a str) -> CellKind<'a> {
     let mut words = body.split_whitespace();
     let name = words.next().unwrap_or("");
     let args: Vec<&str> = words.collect();
+    if cell_magic && name == "parallel" {
+        return match parallel::parse(after_line(body, name)) {
+            Ok(p) => CellKind::Magic {
+                magic: Magic::Parallel(p),
+                rest: rest.into(),
+            },
+            Err(why) => CellKind::BadArgs(why),
+        };
+    }
     if cell_magic && !matches!(name, "time" | "timeit") {
         return CellKind::Unknown(line.trim().to_string());
     }
@@ -158,6 +173,11 @@ pub fn parse<'a>(code: &'a str) -> CellKind<'a> {
     }
 }
 
+/// What follows the magic's name on its line.
+fn after_line<'a>(body: &'a str, name: &str) -> &'a str {
+    body.trim_start()[name.len()..].trim()
+}
+
 /// The text `%help` shows.
 pub fn help_text() -> String {
     format!(
@@ -185,6 +205,9 @@ pub fn lsmagic_text() -> String {
         "  :dep NAME = SPEC    add a crate (cargo syntax: \"1.0\" or { version, features, package, path })",
         "  %help, :help        this help",
         "  %lsmagic            list the magics",
+        "  %%parallel threads [N] [--each EXPR] [--out NAME] [--group]",
+        "                      run the cell on N threads at once (rank, size in scope); --each:",
+        "                      once per item (item in scope); --out: keep the values as a Vec",
         "  %opt [0-3]          show or set rustc's optimisation level for cells",
         "  %vars, %who         the session's variables: name, type, size",
         "  %reset              forget every item and variable (a fresh runner)",

@@ -1,0 +1,632 @@
+//! `%%parallel threads`: a cell body run at once on N OS threads of the runner (one
+//! run per rank, or one per item of `--each`), its values gathered in order and shown
+//! as one table.
+//!
+//! The kernel turns the cell into a call of [`threads`] or [`each`] with the body as
+//! a closure, so it is compiled once, as ordinary cell code, and session variables
+//! are captured by shared reference. Each worker's output is labelled with its rank
+//! line by line (see [`labelled_write`]); a panicking rank is caught and reported
+//! while the others' values are kept.
+
+use crate::channel::{self, tag, tag::PARALLEL_ERROR};
+use crate::display::{self, DisplayId};
+use crate::json;
+use std::cell::RefCell;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// How a parallel cell treats its workers' output.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// Collect each rank's output and show it grouped by rank at the end, instead of
+    /// streaming labelled lines.
+    pub group: bool,
+}
+
+/// What one worker thread is: its rank, and the output it has not sent yet.
+struct Worker {
+    rank: usize,
+    group: bool,
+    /// Partial lines (stdout, stderr) waiting for their newline.
+    pending: [Vec<u8>; 2],
+    /// Everything the rank printed, for `--group`.
+    grouped: Printed,
+}
+
+thread_local! {
+    static WORKER: RefCell<Option<Worker>> = const { RefCell::new(None) };
+}
+
+/// Output a rank wrote: streamed as labelled lines, or kept for `--group`. Returns
+/// false on threads that are not parallel workers (the caller sends the bytes as
+/// they are).
+pub(crate) fn labelled_write(fd: i32, bytes: &[u8]) -> bool {
+    WORKER.with(|w| {
+        let mut w = w.borrow_mut();
+        let Some(w) = w.as_mut() else { return false };
+        let (t, slot) = if fd == 2 {
+            (tag::STDERR, 1)
+        } else {
+            (tag::STDOUT, 0)
+        };
+        if w.group {
+            w.grouped.push((t, bytes.to_vec()));
+            return true;
+        }
+        w.pending[slot].extend_from_slice(bytes);
+        if let Some(end) = w.pending[slot].iter().rposition(|b| *b == b'\n') {
+            let rest = w.pending[slot].split_off(end + 1);
+            let lines = std::mem::replace(&mut w.pending[slot], rest);
+            channel::send(t, &label(w.rank, &lines));
+        }
+        true
+    })
+}
+
+/// Puts `[rank] ` before every line.
+fn label(rank: usize, lines: &[u8]) -> Vec<u8> {
+    let prefix = format!("[{rank}] ");
+    let mut out = Vec::with_capacity(lines.len() + 8);
+    for line in lines.split_inclusive(|b| *b == b'\n') {
+        out.extend_from_slice(prefix.as_bytes());
+        out.extend_from_slice(line);
+    }
+    out
+}
+
+/// Marks the current thread as rank `rank` for the duration of `f`; afterwards sends
+/// what is left of its output (or returns it, for `--group`).
+fn as_worker<R>(rank: usize, opts: Options, f: impl FnOnce() -> R) -> (R, Printed) {
+    WORKER.with(|w| {
+        *w.borrow_mut() = Some(Worker {
+            rank,
+            group: opts.group,
+            pending: [Vec::new(), Vec::new()],
+            grouped: Vec::new(),
+        })
+    });
+    let r = f();
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    let w = WORKER.with(|w| w.borrow_mut().take()).expect("set above");
+    for (t, mut rest) in [tag::STDOUT, tag::STDERR].into_iter().zip(w.pending) {
+        if !rest.is_empty() {
+            rest.push(b'\n');
+            channel::send(t, &label(rank, &rest));
+        }
+    }
+    (r, w.grouped)
+}
+
+/// One row of the result: a rank's run, or an item's.
+struct Row {
+    /// The value as shown (`Debug`; empty for rows the table leaves out), or why
+    /// there is none.
+    shown: Result<String, String>,
+    seconds: f64,
+    rank: usize,
+}
+
+/// What a parallel run shows: a row per rank or item, in order. Not generic, so
+/// that a cell compiles only the small closures that touch its values.
+struct Table {
+    rows: Vec<Row>,
+    size: usize,
+    items: bool,
+    elapsed: f64,
+    progress: Option<DisplayId>,
+}
+
+/// The outcome of a parallel cell: the values in rank (or item) order, and the table.
+pub struct Run<T> {
+    values: Vec<Option<T>>,
+    table: Table,
+}
+
+/// The number of threads when the cell does not say: the machine's cores.
+fn default_size() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+/// Whether row `i` of `total` appears in the table (so its value is formatted).
+pub fn is_shown(i: usize, total: usize) -> bool {
+    total <= SHOWN_ROWS + SHOWN_TAIL + 1 || i < SHOWN_ROWS || total - i <= SHOWN_TAIL
+}
+
+/// The message of a caught panic.
+pub fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "Box<dyn Any>".to_string()
+    }
+}
+
+/// One unit of work: `(unit, rank)` → the value as shown, or the panic message. The
+/// cell's closure keeps the value itself.
+type Unit<'a> = &'a (dyn Fn(usize, usize) -> Result<String, String> + Sync);
+
+/// Runs `units` units on `size` threads: unit r on rank r (`dynamic` false), or
+/// handed out in batches from a shared counter so that every thread stays busy.
+/// Labels output, shows progress after a second, and stops handing out units once
+/// the user interrupts.
+fn drive(size: usize, opts: Options, units: usize, dynamic: bool, unit: Unit) -> Table {
+    let started = Instant::now();
+    let next = AtomicUsize::new(0);
+    let done = AtomicUsize::new(0);
+    let finished = std::sync::atomic::AtomicBool::new(false);
+    // About sixteen batches per thread: small enough to even out uneven items, large
+    // enough that taking one costs nothing next to running it.
+    let batch = units.div_ceil(size * 16).max(1);
+    let grouped = Mutex::new(Vec::new());
+    type Done = Vec<(usize, Row)>;
+    let (parts, progress): (Vec<Done>, _) = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..size)
+            .map(|rank| {
+                let (next, done, grouped) = (&next, &done, &grouped);
+                std::thread::Builder::new()
+                    .name(format!("rank {rank}"))
+                    .stack_size(64 << 20)
+                    .spawn_scoped(s, move || {
+                        let (rows, printed) = as_worker(rank, opts, || {
+                            let mut rows: Done = Vec::new();
+                            let mut run = |u: usize| {
+                                let t0 = Instant::now();
+                                let shown = unit(u, rank);
+                                let seconds = t0.elapsed().as_secs_f64();
+                                rows.push((
+                                    u,
+                                    Row {
+                                        shown,
+                                        seconds,
+                                        rank,
+                                    },
+                                ));
+                            };
+                            if !dynamic {
+                                run(rank);
+                                done.fetch_add(1, Ordering::Relaxed);
+                                return rows;
+                            }
+                            while !crate::interrupted() {
+                                let first = next.fetch_add(batch, Ordering::Relaxed);
+                                if first >= units {
+                                    break;
+                                }
+                                let last = (first + batch).min(units);
+                                (first..last).for_each(&mut run);
+                                done.fetch_add(last - first, Ordering::Relaxed);
+                            }
+                            rows
+                        });
+                        grouped
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .push((rank, printed));
+                        rows
+                    })
+                    .expect("spawn a worker thread")
+            })
+            .collect();
+        let watcher = s.spawn(|| {
+            Progress {
+                done: &done,
+                total: units,
+                what: if dynamic { "items" } else { "ranks" },
+                finished: &finished,
+            }
+            .watch()
+        });
+        let parts = handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_default())
+            .collect();
+        finished.store(true, Ordering::Release);
+        (parts, watcher.join().ok().flatten())
+    });
+    if opts.group {
+        send_grouped(grouped.into_inner().unwrap_or_else(|e| e.into_inner()));
+    }
+    let mut slots: Vec<Option<Row>> = (0..units).map(|_| None).collect();
+    for (u, row) in parts.into_iter().flatten() {
+        slots[u] = Some(row);
+    }
+    let rows = slots
+        .into_iter()
+        .map(|r| {
+            r.unwrap_or(Row {
+                shown: Err("not run (interrupted)".into()),
+                seconds: 0.0,
+                rank: 0,
+            })
+        })
+        .collect();
+    Table {
+        rows,
+        size,
+        items: dynamic,
+        elapsed: started.elapsed().as_secs_f64(),
+        progress,
+    }
+}
+
+/// A slot per unit, each filled or emptied by the one thread that runs that unit.
+struct Slots<T>(Vec<std::cell::UnsafeCell<Option<T>>>);
+// SAFETY: every unit index is run by exactly one thread, once (see `drive`), and the
+// slots are read only after all threads have joined.
+unsafe impl<T: Send> Sync for Slots<T> {}
+
+impl<T> Slots<T> {
+    fn new(n: usize) -> Self {
+        Slots((0..n).map(|_| std::cell::UnsafeCell::new(None)).collect())
+    }
+
+    /// # Safety
+    /// The caller is the only one touching slot `i` now.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn slot(&self, i: usize) -> &mut Option<T> {
+        &mut *self.0[i].get()
+    }
+
+    fn into_values(self) -> Vec<Option<T>> {
+        self.0.into_iter().map(|c| c.into_inner()).collect()
+    }
+}
+
+/// Runs `body(rank, size)` on `size` threads at once (the cores, if `None`).
+/// `repr` shows a value (the kernel passes the cell's `Debug`-or-type-name display).
+pub fn threads<T: Send>(
+    size: Option<usize>,
+    opts: Options,
+    body: impl Fn(usize, usize) -> T + Sync,
+    repr: impl Fn(&T) -> String + Sync,
+) -> Run<T> {
+    let size = size.unwrap_or_else(default_size).max(1);
+    let values = Slots::new(size);
+    let unit = |u: usize, rank: usize| -> Result<String, String> {
+        let v = panic::catch_unwind(AssertUnwindSafe(|| body(rank, size)))
+            .map_err(|p| panic_message(&*p))?;
+        let shown = repr(&v);
+        // SAFETY: unit u runs once, on one thread.
+        unsafe { *values.slot(u) = Some(v) };
+        Ok(shown)
+    };
+    let table = drive(size, opts, size, false, &unit);
+    Run {
+        values: values.into_values(),
+        table,
+    }
+}
+
+/// Runs `body(item, rank, size)` once per item on `size` threads, handing out the
+/// items in batches so that every thread stays busy; the values come back in the
+/// items' order. Threads stop taking items once interrupted.
+pub fn each<I: Send, T: Send>(
+    size: Option<usize>,
+    opts: Options,
+    items: impl IntoIterator<Item = I>,
+    body: impl Fn(I, usize, usize) -> T + Sync,
+    repr: impl Fn(&T) -> String + Sync,
+) -> Run<T> {
+    let size = size.unwrap_or_else(default_size).max(1);
+    let items = Slots(
+        items
+            .into_iter()
+            .map(|i| std::cell::UnsafeCell::new(Some(i)))
+            .collect(),
+    );
+    let total = items.0.len();
+    let values = Slots::new(total);
+    let unit = |u: usize, rank: usize| -> Result<String, String> {
+        // SAFETY: unit u runs once, on one thread.
+        let item = unsafe { items.slot(u).take() }.expect("each item runs once");
+        let v = panic::catch_unwind(AssertUnwindSafe(|| body(item, rank, size)))
+            .map_err(|p| panic_message(&*p))?;
+        let shown = if is_shown(u, total) {
+            repr(&v)
+        } else {
+            String::new()
+        };
+        // SAFETY: as above.
+        unsafe { *values.slot(u) = Some(v) };
+        Ok(shown)
+    };
+    let table = drive(size, opts, total, true, &unit);
+    Run {
+        values: values.into_values(),
+        table,
+    }
+}
+
+/// Shows "done / total" in one display that updates in place, once a run has taken
+/// longer than a second.
+struct Progress<'a> {
+    done: &'a AtomicUsize,
+    total: usize,
+    what: &'static str,
+    finished: &'a std::sync::atomic::AtomicBool,
+}
+
+impl Progress<'_> {
+    fn watch(self) -> Option<DisplayId> {
+        let started = Instant::now();
+        let mut id = None;
+        while !self.finished.load(Ordering::Acquire) {
+            std::thread::sleep(Duration::from_millis(50));
+            let elapsed = started.elapsed();
+            if elapsed < Duration::from_secs(1) || self.finished.load(Ordering::Acquire) {
+                continue;
+            }
+            let done = self.done.load(Ordering::Relaxed);
+            let rate = done as f64 / elapsed.as_secs_f64();
+            let text = format!(
+                "{done}/{} {} done · {:.1} s · {rate:.1}/s",
+                self.total,
+                self.what,
+                elapsed.as_secs_f64()
+            );
+            match &id {
+                None => id = Some(display::display_text(text)),
+                Some(id) => display::update_display(id, "text/plain", text),
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        id
+    }
+}
+
+/// Sends the grouped output of every rank, in rank order.
+/// What one rank printed, in order, as (frame tag, bytes).
+type Printed = Vec<(u8, Vec<u8>)>;
+
+fn send_grouped(mut grouped: Vec<(usize, Printed)>) {
+    grouped.sort_by_key(|(r, _)| *r);
+    for (rank, pieces) in grouped {
+        if pieces.is_empty() {
+            continue;
+        }
+        channel::send(tag::STDOUT, format!("[rank {rank}]\n").as_bytes());
+        for (t, bytes) in pieces {
+            channel::send(t, &bytes);
+        }
+    }
+}
+
+/// Rows of a long `--each` table shown from the start, and from the end.
+const SHOWN_ROWS: usize = 10;
+const SHOWN_TAIL: usize = 3;
+
+fn seconds(s: f64) -> String {
+    match s {
+        s if s >= 1.0 => format!("{s:.2} s"),
+        s if s >= 1e-3 => format!("{:.1} ms", s * 1e3),
+        s => format!("{:.0} µs", s * 1e6),
+    }
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+impl Table {
+    /// Which rows the table shows: all, or the first and last few of a long run.
+    fn shown_rows(&self) -> Vec<Option<usize>> {
+        let n = self.rows.len();
+        if n <= SHOWN_ROWS + SHOWN_TAIL + 1 {
+            return (0..n).map(Some).collect();
+        }
+        let mut out: Vec<Option<usize>> = (0..SHOWN_ROWS).map(Some).collect();
+        out.push(None);
+        out.extend((n - SHOWN_TAIL..n).map(Some));
+        out
+    }
+
+    fn summary(&self) -> String {
+        let failed = self.rows.iter().filter(|r| r.shown.is_err()).count();
+        let what = if self.items { "items" } else { "ranks" };
+        let mut s = format!(
+            "{} {what} on {} threads in {}",
+            self.rows.len(),
+            self.size,
+            seconds(self.elapsed)
+        );
+        if failed > 0 {
+            s.push_str(&format!("; {failed} failed"));
+        }
+        s
+    }
+
+    fn text_table(&self) -> String {
+        let first = if self.items { "item" } else { "rank" };
+        let cell = |r: &Row| match &r.shown {
+            Ok(v) => v.clone(),
+            Err(m) => format!("panicked: {m}"),
+        };
+        let width = self
+            .rows
+            .iter()
+            .map(|r| cell(r).chars().count())
+            .max()
+            .unwrap_or(5)
+            .clamp(5, 60);
+        let mut out = if self.items {
+            format!("{first:>6}  {:<width$}  {:>5}  time\n", "value", "rank")
+        } else {
+            format!("{first:>6}  {:<width$}  time\n", "value")
+        };
+        for i in self.shown_rows() {
+            let Some(i) = i else {
+                out.push_str(&format!("{:>6}  …\n", ""));
+                continue;
+            };
+            let r = &self.rows[i];
+            let v = cell(r);
+            let idx = if self.items { i } else { r.rank };
+            if self.items {
+                out.push_str(&format!(
+                    "{idx:>6}  {v:<width$}  {:>5}  {}\n",
+                    r.rank,
+                    seconds(r.seconds)
+                ));
+            } else {
+                out.push_str(&format!("{idx:>6}  {v:<width$}  {}\n", seconds(r.seconds)));
+            }
+        }
+        out.push_str(&self.summary());
+        out
+    }
+
+    fn html_table(&self) -> String {
+        let first = if self.items { "item" } else { "rank" };
+        let mut out = format!("<table><thead><tr><th>{first}</th><th>value</th>");
+        if self.items {
+            out.push_str("<th>rank</th>");
+        }
+        out.push_str("<th>time</th></tr></thead><tbody>");
+        for i in self.shown_rows() {
+            let Some(i) = i else {
+                out.push_str("<tr><td colspan=\"4\">…</td></tr>");
+                continue;
+            };
+            let r = &self.rows[i];
+            let idx = if self.items { i } else { r.rank };
+            let v = match &r.shown {
+                Ok(v) => html_escape(v),
+                Err(m) => format!("<b>panicked:</b> {}", html_escape(m)),
+            };
+            out.push_str(&format!("<tr><td>{idx}</td><td><pre>{v}</pre></td>"));
+            if self.items {
+                out.push_str(&format!("<td>{}</td>", r.rank));
+            }
+            out.push_str(&format!("<td>{}</td></tr>", seconds(r.seconds)));
+        }
+        out.push_str(&format!(
+            "</tbody></table><p>{}</p>",
+            html_escape(&self.summary())
+        ));
+        out
+    }
+}
+
+impl<T> Run<T> {
+    /// Shows the table (in place of the progress display, if there was one) and
+    /// returns the values in order. A body whose value is `()` shows only failures.
+    /// Panics after showing, naming the failed ranks or items, if any failed; the
+    /// kernel reports that panic as a `ParallelError`.
+    pub fn show(self) -> Vec<T> {
+        let t = &self.table;
+        let unit = std::mem::size_of::<T>() == 0 && std::any::type_name::<T>() == "()";
+        let failed: Vec<String> = t
+            .rows
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| {
+                let m = r.shown.as_ref().err()?;
+                Some(if t.items {
+                    format!("item {i} (rank {}): {m}", r.rank)
+                } else {
+                    format!("rank {}: {m}", r.rank)
+                })
+            })
+            .collect();
+        if !unit || !failed.is_empty() {
+            let text = json::string(&t.text_table());
+            let html = json::string(&t.html_table());
+            let bundle = [("text/plain", text.as_str()), ("text/html", html.as_str())];
+            match &t.progress {
+                Some(id) => display::send_bundle(id, true, &bundle),
+                None => display::send_bundle(&DisplayId::fresh(), false, &bundle),
+            }
+        } else if let Some(id) = &t.progress {
+            display::update_display(id, "text/plain", t.summary());
+        }
+        if !failed.is_empty() {
+            let more = failed.len().saturating_sub(5);
+            let more = if more > 0 {
+                format!("\n(and {more} more)")
+            } else {
+                String::new()
+            };
+            panic!(
+                "{PARALLEL_ERROR}{} of {} {} failed\n{}{more}",
+                failed.len(),
+                t.rows.len(),
+                if t.items { "items" } else { "ranks" },
+                failed[..failed.len().min(5)].join("\n")
+            );
+        }
+        self.values
+            .into_iter()
+            .map(|v| v.expect("every unit ran"))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranks_run_at_once_and_come_back_in_order() {
+        let run = threads(
+            Some(4),
+            Options::default(),
+            |rank, size| rank * 10 + size,
+            |v| format!("{v}"),
+        );
+        assert_eq!(run.table.rows.len(), 4);
+        assert!(run.table.text_table().contains("4 ranks on 4 threads"));
+        assert_eq!(run.show(), vec![4, 14, 24, 34]);
+    }
+
+    #[test]
+    fn each_keeps_the_items_order_and_reports_a_failed_item() {
+        let run = each(
+            Some(3),
+            Options::default(),
+            0..1000u64,
+            |i, _, _| i * 2,
+            |v| v.to_string(),
+        );
+        let values = run.show();
+        assert_eq!(values.len(), 1000);
+        assert!(values.iter().enumerate().all(|(i, v)| *v == 2 * i as u64));
+        let run = each(
+            Some(2),
+            Options::default(),
+            0..10u32,
+            |i, _, _| {
+                if i == 7 {
+                    panic!("seven")
+                }
+                i
+            },
+            |v| v.to_string(),
+        );
+        assert!(run.table.rows[7]
+            .shown
+            .as_ref()
+            .is_err_and(|m| m == "seven"));
+        let failed = panic::catch_unwind(AssertUnwindSafe(|| run.show())).unwrap_err();
+        assert!(panic_message(&*failed).contains("item 7"));
+    }
+
+    #[test]
+    fn labels_every_line() {
+        assert_eq!(label(3, b"a\nb\n"), b"[3] a\n[3] b\n".to_vec());
+    }
+
+    #[test]
+    fn long_tables_show_their_ends() {
+        assert!(is_shown(0, 1000) && is_shown(999, 1000) && !is_shown(500, 1000));
+        assert!((0..14).all(|i| is_shown(i, 14)));
+    }
+}

@@ -1,0 +1,189 @@
+//! `%%parallel`: its arguments, and the cell code it turns the body into.
+
+/// Where a parallel cell runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// OS threads in the runner.
+    Threads,
+}
+
+/// A parsed `%%parallel` line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parallel {
+    pub backend: Backend,
+    /// How many workers; the number of cores when not given.
+    pub workers: Option<usize>,
+    /// `--each EXPR`: one run per item.
+    pub each: Option<String>,
+    /// `--out NAME`: keep the values as a session variable.
+    pub out: Option<String>,
+    /// `--group`: each rank's output grouped at the end instead of streamed.
+    pub group: bool,
+}
+
+const USAGE: &str = "%%parallel threads [N] [--each EXPR] [--out NAME] [--group]";
+
+/// Reads what follows `%%parallel` on its line.
+pub fn parse(args: &str) -> Result<Parallel, String> {
+    let (backend, rest) = args.split_once(char::is_whitespace).unwrap_or((args, ""));
+    let backend = match backend {
+        "threads" => Backend::Threads,
+        "processes" | "cluster" => {
+            return Err(format!(
+                "%%parallel {backend} is not available in this version of ferrocell yet; \
+                 %%parallel threads runs the cell on this machine's cores"
+            ))
+        }
+        "" => return Err(format!("which workers? {USAGE}")),
+        other => return Err(format!("unknown workers `{other}`: {USAGE}")),
+    };
+    let mut p = Parallel {
+        backend,
+        workers: None,
+        each: None,
+        out: None,
+        group: false,
+    };
+    let mut rest = rest.trim();
+    if let Some(first) = rest
+        .split_whitespace()
+        .next()
+        .filter(|w| !w.starts_with("--"))
+    {
+        let n: usize = first.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+            format!("the number of workers must be a positive number, not `{first}`")
+        })?;
+        p.workers = Some(n);
+        rest = rest[first.len()..].trim_start();
+    }
+    // Flags; `--each` takes everything up to the next flag (an expression may hold
+    // spaces).
+    while !rest.is_empty() {
+        let (flag, after) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+        let after = after.trim_start();
+        let next_flag = |s: &str| {
+            ["--out", "--group", "--each"]
+                .iter()
+                .filter_map(|f| s.find(&format!(" {f}")))
+                .min()
+                .unwrap_or(s.len())
+        };
+        match flag {
+            "--group" => {
+                p.group = true;
+                rest = after;
+            }
+            "--out" => {
+                let (name, after) = after.split_once(char::is_whitespace).unwrap_or((after, ""));
+                let valid = name
+                    .chars()
+                    .next()
+                    .is_some_and(|c| c.is_alphabetic() || c == '_')
+                    && name.chars().all(|c| c.is_alphanumeric() || c == '_');
+                if !valid {
+                    return Err(format!("--out needs a variable name, not `{name}`"));
+                }
+                p.out = Some(name.to_string());
+                rest = after.trim_start();
+            }
+            "--each" => {
+                let end = next_flag(after);
+                let expr = after[..end].trim();
+                if expr.is_empty() {
+                    return Err("--each needs an expression: the items, as in --each 0..100".into());
+                }
+                p.each = Some(expr.to_string());
+                rest = after[end..].trim_start();
+            }
+            other => return Err(format!("unknown option `{other}`: {USAGE}")),
+        }
+    }
+    Ok(p)
+}
+
+/// The cell code that runs `body` as the magic says: one ordinary Rust cell, so it is
+/// compiled once and session variables are captured by shared reference. The call
+/// takes the first line, where the magic line was, so rustc's lines are the cell's.
+pub fn threads_code(p: &Parallel, body: &str) -> String {
+    let workers = match p.workers {
+        Some(n) => format!("::std::option::Option::Some({n})"),
+        None => "::std::option::Option::None".into(),
+    };
+    let opts = format!("::ferrocell::__parallel::Options {{ group: {} }}", p.group);
+    let (call, params) = match &p.each {
+        Some(expr) => (
+            format!("each({workers}, {opts}, {expr}, "),
+            "|item, rank: usize, size: usize|",
+        ),
+        None => (
+            format!("threads({workers}, {opts}, "),
+            "|rank: usize, size: usize|",
+        ),
+    };
+    let bind = match &p.out {
+        Some(name) => format!("let {name} = "),
+        None => String::new(),
+    };
+    format!(
+        "{bind}::ferrocell::__parallel::{call}{params} {{\n{body}\n}}, \
+         |__fc_v| {{ use ::ferrocell::__value::{{ViaDebug as _, ViaTypeName as _}}; \
+         (&::ferrocell::__value::Wrap(__fc_v)).__fc_repr() }}).show();"
+    )
+}
+
+/// What to add to a compile error of a parallel cell whose body changed or moved a
+/// session variable, or shares one that threads cannot share.
+pub fn hint(summary: &str, rendered: &[String]) -> Option<&'static str> {
+    let all = || std::iter::once(summary).chain(rendered.iter().map(String::as_str));
+    if all().any(|t| t.contains("`Fn` closure") || t.contains("captured variable")) {
+        return Some(
+            "note: %%parallel shares session variables with every rank by reference: \
+             they can be read, not changed or moved; return a value instead (--out NAME keeps them)",
+        );
+    }
+    if all().any(|t| {
+        t.contains("shared between threads safely") || t.contains("sent between threads safely")
+    }) {
+        return Some(
+            "note: %%parallel threads shares session variables across threads: their types must be Sync \
+             (use Arc instead of Rc, Mutex or atomics instead of Cell/RefCell)",
+        );
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_workers_and_flags() {
+        let p = parse("threads 4 --each (0..10).map(|x| x * 2) --out squares --group").unwrap();
+        assert_eq!(p.workers, Some(4));
+        assert_eq!(p.each.as_deref(), Some("(0..10).map(|x| x * 2)"));
+        assert_eq!(p.out.as_deref(), Some("squares"));
+        assert!(p.group);
+        let p = parse("threads").unwrap();
+        assert_eq!(
+            (p.workers, p.each, p.out, p.group),
+            (None, None, None, false)
+        );
+        assert!(parse("threads 0").is_err());
+        assert!(parse("threads --out 3x").is_err());
+        assert!(parse("threads --each").is_err());
+        assert!(parse("threads --frob").is_err());
+        assert!(parse("processes 2").unwrap_err().contains("not available"));
+        assert!(parse("").is_err());
+    }
+
+    #[test]
+    fn the_body_keeps_its_first_line() {
+        let p = parse("threads 2 --out r").unwrap();
+        let code = threads_code(&p, "let x = rank * 2;\nx + size");
+        assert!(code.starts_with(
+            "let r = ::ferrocell::__parallel::threads(::std::option::Option::Some(2)"
+        ));
+        assert_eq!(code.lines().nth(1), Some("let x = rank * 2;"));
+        assert_eq!(code.lines().nth(2), Some("x + size"));
+    }
+}

@@ -1,0 +1,167 @@
+"""`%%parallel threads`: the cell body on N OS threads of the runner at once."""
+
+from __future__ import annotations
+
+import os
+import re
+import textwrap
+import time
+
+import kernel_helpers as kh
+from kernel_helpers import error_text, of_type, ok, run, stream_text, value
+
+
+def tables(outputs):
+    """The result tables of a parallel cell (display_data or its in-place update)."""
+    return [m["content"]["data"] for m in outputs
+            if m["msg_type"] in ("display_data", "update_display_data")
+            and "text/html" in m["content"]["data"]]
+
+
+def test_ranks_run_at_once_with_rank_size_and_labelled_output(kc):
+    # Only ranks that really run at the same time get past the barrier.
+    ok(*run(kc, "let barrier = std::sync::Barrier::new(4);"))
+    reply, outputs = run(kc, textwrap.dedent("""\
+        %%parallel threads 4
+        barrier.wait();
+        println!("rank {rank} of {size}");
+        rank * 10
+        """), timeout=60)
+    ok(reply, outputs)
+    lines = sorted(stream_text(outputs).splitlines())
+    assert lines == [f"[{r}] rank {r} of 4" for r in range(4)]
+    [table] = tables(outputs)
+    assert "4 ranks on 4 threads" in table["text/plain"]
+    for r in range(4):
+        assert re.search(rf"^\s+{r}\s+{r * 10}\s", table["text/plain"], re.M), table["text/plain"]
+    assert table["text/html"].startswith("<table>") and "<td>30</td>" not in table["text/html"]
+    assert "<pre>30</pre>" in table["text/html"]
+
+
+def test_threads_default_to_the_cores_and_out_keeps_the_values(kc):
+    ok(*run(kc, "%%parallel threads --out sizes\nsize"))
+    cores = os.cpu_count()
+    assert value(kc, "sizes.len()") == str(cores)
+    assert value(kc, "sizes.iter().all(|s| *s == sizes.len())") == "true"
+
+
+def test_each_runs_every_item_in_order_and_binds_them(kc):
+    ok(*run(kc, "let offset = 7u64;"))
+    reply, outputs = run(kc, "%%parallel threads 2 --each 0..100_000u64 --out shifted\nitem + offset",
+                         timeout=60)
+    ok(reply, outputs)
+    [table] = tables(outputs)
+    assert "100000 items on 2 threads" in table["text/plain"]
+    assert "…" in table["text/plain"]  # a long table shows its ends only
+    assert value(kc, "shifted.len()") == "100000"
+    assert value(kc, "shifted.iter().enumerate().all(|(i, v)| *v == i as u64 + 7)") == "true"
+
+
+def test_a_unit_body_shows_no_table(kc):
+    reply, outputs = run(kc, "%%parallel threads 2\nlet _x = rank;")
+    ok(reply, outputs)
+    assert tables(outputs) == []
+    assert of_type(outputs, "execute_result") == []
+
+
+def test_a_panicking_rank_is_reported_and_the_others_kept(kc):
+    ok(*run(kc, "let kept = vec![1, 2, 3];"))
+    reply, outputs = run(kc, textwrap.dedent("""\
+        %%parallel threads 3
+        if rank == 1 { panic!("rank one gives up"); }
+        kept.len() + rank
+        """))
+    assert reply["content"]["status"] == "error"
+    assert reply["content"]["ename"] == "ParallelError"
+    text = error_text(reply["content"])
+    assert "1 of 3 ranks failed" in text and "rank 1: rank one gives up" in text
+    [table] = tables(outputs)
+    assert re.search(r"^\s+0\s+3\s", table["text/plain"], re.M)
+    assert re.search(r"^\s+2\s+5\s", table["text/plain"], re.M)
+    assert "panicked: rank one gives up" in table["text/plain"]
+    assert value(kc, "kept.len()") == "3"
+
+
+def test_shared_variables_cannot_be_changed_and_must_be_sync(kc):
+    ok(*run(kc, "let mut counter = 0;\nlet local = std::rc::Rc::new(5);"))
+    reply, outputs = run(kc, "%%parallel threads 2\ncounter += 1;")
+    assert reply["content"]["ename"] == "CompileError"
+    text = error_text(of_type(outputs, "error")[0])
+    assert "cell:2:1" in text and "shares session variables" in text, text
+    reply, outputs = run(kc, "%%parallel threads 2\n*local as usize + rank")
+    assert reply["content"]["ename"] == "CompileError"
+    text = error_text(of_type(outputs, "error")[0])
+    assert "cannot be shared between threads safely" in text and "must be Sync" in text, text
+    assert value(kc, "counter + *local") == "5"
+
+
+def test_group_shows_each_ranks_output_together(kc):
+    reply, outputs = run(kc, textwrap.dedent("""\
+        %%parallel threads 2 --group
+        for i in 0..3 { println!("rank {rank} line {i}"); }
+        """))
+    ok(reply, outputs)
+    text = stream_text(outputs)
+    for r in range(2):
+        block = text.split(f"[rank {r}]\n")[1].splitlines()[:3]
+        assert block == [f"rank {r} line {i}" for i in range(3)], text
+
+
+def test_lines_are_never_cut_by_other_ranks(kc):
+    reply, outputs = run(kc, textwrap.dedent("""\
+        %%parallel threads 4
+        for i in 0..200 { println!("{}", format!("{rank}").repeat(60)); }
+        """), timeout=60)
+    ok(reply, outputs)
+    lines = stream_text(outputs).splitlines()
+    assert len(lines) == 800
+    for line in lines:
+        m = re.fullmatch(r"\[(\d)\] (\d{60})", line)
+        assert m and set(m.group(2)) == {m.group(1)}, line
+
+
+def test_a_long_run_shows_progress_replaced_by_the_result(kc):
+    reply, outputs = run(kc, textwrap.dedent("""\
+        %%parallel threads 2 --each 0..30u64
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        item
+        """), timeout=60)
+    ok(reply, outputs)
+    displays = [m for m in outputs if m["msg_type"] in ("display_data", "update_display_data")]
+    first = displays[0]
+    assert first["msg_type"] == "display_data"
+    assert "items done" in first["content"]["data"]["text/plain"]
+    last = displays[-1]
+    assert last["msg_type"] == "update_display_data"
+    assert last["content"]["transient"]["display_id"] == first["content"]["transient"]["display_id"]
+    assert "30 items on 2 threads" in last["content"]["data"]["text/plain"]
+
+
+def test_interrupt_stops_a_parallel_run_and_the_session_goes_on(kernel):
+    km, kc = kernel
+    ok(*run(kc, "let kept = String::from(\"still here\");"))
+    msg_id = kc.execute(textwrap.dedent("""\
+        %%parallel threads 2 --each 0..100_000u64
+        if item == 0 { println!("started"); }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        item
+        """))
+    deadline = time.monotonic() + 60
+    while kh.next_iopub(kc, msg_id, deadline)["msg_type"] != "stream":
+        pass
+    start = time.monotonic()
+    km.interrupt_kernel()
+    reply = kh.shell_reply(kc, msg_id, start + 30)
+    assert time.monotonic() - start < 2.5
+    assert reply["content"]["status"] == "error"
+    assert value(kc, "kept.clone()") == '"still here"'
+    ok(*run(kc, "%%parallel threads 2\nrank"))
+
+
+def test_processes_and_cluster_say_they_are_not_there_yet(kc):
+    for backend in ("processes 2", "cluster"):
+        reply, outputs = run(kc, f"%%parallel {backend}\nrank")
+        assert reply["content"]["ename"] == "MagicError"
+        assert "not available" in reply["content"]["evalue"]
+    reply, _ = run(kc, "%%parallel threads 0\nrank")
+    assert "positive number" in reply["content"]["evalue"]
