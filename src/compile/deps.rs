@@ -232,15 +232,7 @@ fn locate_cargo(toolchain: &Toolchain) -> Option<PathBuf> {
     if beside.is_file() {
         return Some(beside);
     }
-    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect())
-        .unwrap_or_default();
-    if let Some(home) = dirs::home_dir() {
-        dirs.push(home.join(".cargo/bin"));
-    }
-    dirs.into_iter()
-        .map(|d| d.join("cargo"))
-        .find(|p| p.is_file())
+    super::toolchain::find_tool("cargo")
 }
 
 /// Where dependency builds of this toolchain live.

@@ -45,16 +45,19 @@ fn locate() -> Result<PathBuf, ToolchainError> {
             )))
         };
     }
+    find_tool("rustc")
+        .ok_or_else(|| ToolchainError::NotFound("no `rustc` on PATH or in ~/.cargo/bin".into()))
+}
+
+/// A Rust tool (`rustc`, `cargo`) on `PATH`, or where rustup puts it.
+pub fn find_tool(name: &str) -> Option<PathBuf> {
     let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).collect())
         .unwrap_or_default();
     if let Some(home) = dirs::home_dir() {
         dirs.push(home.join(".cargo/bin"));
     }
-    dirs.into_iter()
-        .map(|d| d.join("rustc"))
-        .find(|p| p.is_file())
-        .ok_or_else(|| ToolchainError::NotFound("no `rustc` on PATH or in ~/.cargo/bin".into()))
+    dirs.into_iter().map(|d| d.join(name)).find(|p| p.is_file())
 }
 
 async fn ask(rustc: &PathBuf, args: &[&str]) -> Result<String, ToolchainError> {

@@ -22,6 +22,13 @@ def execute(path: Path, tmp_path: Path):
     return nb
 
 
+def result(cell):
+    """The text/plain of a cell's one execute_result."""
+    results = [o for o in cell.outputs if o.output_type == "execute_result"]
+    assert len(results) == 1, cell.outputs
+    return results[0].data["text/plain"]
+
+
 def outputs_of(nb):
     return [out for cell in nb.cells if cell.cell_type == "code" for out in cell.outputs]
 
@@ -49,11 +56,6 @@ def test_notebook_runs_without_errors(path, tmp_path):
 def test_tour_outputs(tmp_path):
     nb = execute(kh.REPO / "notebooks" / "01-cells.ipynb", tmp_path)
     code_cells = [cell for cell in nb.cells if cell.cell_type == "code"]
-
-    def result(cell):
-        results = [o for o in cell.outputs if o.output_type == "execute_result"]
-        assert len(results) == 1, cell.outputs
-        return results[0].data["text/plain"]
 
     def stdout(cell):
         return "".join(o.text for o in cell.outputs
@@ -84,11 +86,6 @@ def test_tour_outputs(tmp_path):
 def test_state_outputs(tmp_path):
     nb = execute(kh.REPO / "notebooks" / "02-state.ipynb", tmp_path)
     code_cells = [cell for cell in nb.cells if cell.cell_type == "code"]
-
-    def result(cell):
-        results = [o for o in cell.outputs if o.output_type == "execute_result"]
-        assert len(results) == 1, cell.outputs
-        return results[0].data["text/plain"]
 
     assert result(code_cells[0]) == '"{\\"cores\\":2,\\"lecture\\":\\"parallel Python\\"}"'
     assert result(code_cells[2]) == '"{\\"id\\":1,\\"value\\":0.5}"'
