@@ -228,6 +228,7 @@ fn drive(size: usize, opts: Options, units: usize, dynamic: bool, unit: Unit) ->
             .map(|h| h.join().unwrap_or_default())
             .collect();
         finished.store(true, Ordering::Release);
+        watcher.thread().unpark();
         (parts, watcher.join().ok().flatten())
     });
     if opts.group {
@@ -357,8 +358,9 @@ impl Progress<'_> {
     fn watch(self) -> Option<DisplayId> {
         let started = Instant::now();
         let mut id = None;
+        // Parked rather than asleep: the end of the run unparks it at once.
         while !self.finished.load(Ordering::Acquire) {
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::park_timeout(Duration::from_millis(50));
             let elapsed = started.elapsed();
             if elapsed < Duration::from_secs(1) || self.finished.load(Ordering::Acquire) {
                 continue;
@@ -375,7 +377,7 @@ impl Progress<'_> {
                 None => id = Some(display::display_text(text)),
                 Some(id) => display::update_display(id, "text/plain", text),
             }
-            std::thread::sleep(Duration::from_millis(200));
+            std::thread::park_timeout(Duration::from_millis(200));
         }
         id
     }
