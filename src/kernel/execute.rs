@@ -252,16 +252,18 @@ async fn prepare(cache: PathBuf) -> Warm {
     let prelude = prelude::ensure(&toolchain, &cache)
         .await
         .map_err(|e| e.to_string())?;
-    let base = {
-        let toolchain = toolchain.clone();
-        tokio::spawn(async move {
-            let log = |line: &str| tracing::debug!(target: "ferrocell::deps", "{line}");
-            deps::build(&DepSet::default(), &toolchain, &cache, &log)
-                .await
-                .map_err(|e| e.to_string())
-        })
-    };
+    let base = build_base(toolchain.clone(), cache);
     Ok((toolchain, prelude, base))
+}
+
+/// Starts the one-time serde build (a look at the cache once it has been done).
+fn build_base(toolchain: Toolchain, cache: PathBuf) -> BaseDeps {
+    tokio::spawn(async move {
+        let log = |line: &str| tracing::debug!(target: "ferrocell::deps", "{line}");
+        deps::build(&DepSet::default(), &toolchain, &cache, &log)
+            .await
+            .map_err(|e| e.to_string())
+    })
 }
 
 impl Executor {
@@ -418,9 +420,7 @@ impl Executor {
         // The set built below includes serde: a serde build still running in the
         // background is stopped (what it finished stays in cargo's target directory)
         // so that one cargo builds everything, in parallel, instead of two in turn.
-        if let Some(base) = self.base.take() {
-            base.abort();
-        }
+        let took_over = self.base.take().map(|base| base.abort()).is_some();
         let mut set = self.dep_set.clone();
         let cwd = std::env::current_dir().unwrap_or_default();
         for line in &lines {
@@ -437,10 +437,22 @@ impl Executor {
         };
         let session = self.session.as_mut().expect("session");
         let built = tokio::select! {
-            r = deps::build(&set, session.toolchain(), &self.cache, &progress) => r,
-            _ = irq.changed() => return Err(interrupted(" while its crates were being built")),
-        }
-        .map_err(|e| error("DepError", e.to_string(), vec![]))?;
+            r = deps::build(&set, session.toolchain(), &self.cache, &progress) => Some(r),
+            _ = irq.changed() => None,
+        };
+        let built = match built {
+            Some(Ok(b)) => b,
+            failed => {
+                // The serde build this one took over is still wanted.
+                if took_over {
+                    self.base = Some(build_base(session.toolchain().clone(), self.cache.clone()));
+                }
+                return Err(match failed {
+                    Some(Err(e)) => error("DepError", e.to_string(), vec![]),
+                    _ => interrupted(" while its crates were being built"),
+                });
+            }
+        };
         session
             .attach_deps(built)
             .await
