@@ -19,9 +19,11 @@ pub struct Parallel {
     pub out: Option<String>,
     /// `--group`: each rank's output grouped at the end instead of streamed.
     pub group: bool,
+    /// `--scaling 1,2,4`: run at each worker count and chart the speed-up.
+    pub scaling: Option<Vec<usize>>,
 }
 
-const USAGE: &str = "%%parallel threads [N] [--each EXPR] [--out NAME] [--group]";
+const USAGE: &str = "%%parallel threads [N] [--each EXPR] [--out NAME] [--group] [--scaling 1,2,4]";
 
 /// Reads what follows `%%parallel` on its line.
 pub fn parse(args: &str) -> Result<Parallel, String> {
@@ -43,6 +45,7 @@ pub fn parse(args: &str) -> Result<Parallel, String> {
         each: None,
         out: None,
         group: false,
+        scaling: None,
     };
     let mut rest = rest.trim();
     if let Some(first) = rest
@@ -62,7 +65,7 @@ pub fn parse(args: &str) -> Result<Parallel, String> {
         let (flag, after) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
         let after = after.trim_start();
         let next_flag = |s: &str| {
-            ["--out", "--group", "--each"]
+            ["--out", "--group", "--each", "--scaling"]
                 .iter()
                 .filter_map(|f| s.find(&format!(" {f}")))
                 .min()
@@ -72,6 +75,22 @@ pub fn parse(args: &str) -> Result<Parallel, String> {
             "--group" => {
                 p.group = true;
                 rest = after;
+            }
+            "--scaling" => {
+                let (list, after) = after.split_once(char::is_whitespace).unwrap_or((after, ""));
+                let counts: Option<Vec<usize>> = list
+                    .split(',')
+                    .map(|n| n.trim().parse().ok().filter(|n: &usize| *n > 0))
+                    .collect();
+                match counts {
+                    Some(c) if !c.is_empty() => p.scaling = Some(c),
+                    _ => {
+                        return Err(format!(
+                            "--scaling needs worker counts, as in --scaling 1,2,4, not `{list}`"
+                        ))
+                    }
+                }
+                rest = after.trim_start();
             }
             "--out" => {
                 let (name, after) = after.split_once(char::is_whitespace).unwrap_or((after, ""));
@@ -105,9 +124,10 @@ pub fn parse(args: &str) -> Result<Parallel, String> {
 /// compiled once and session variables are captured by shared reference. The call
 /// takes the first line, where the magic line was, so rustc's lines are the cell's.
 pub fn threads_code(p: &Parallel, body: &str) -> String {
-    let workers = match p.workers {
-        Some(n) => format!("::std::option::Option::Some({n})"),
-        None => "::std::option::Option::None".into(),
+    let workers = match (&p.scaling, p.workers) {
+        (Some(_), _) => "::std::option::Option::Some(__fc_n)".to_string(),
+        (None, Some(n)) => format!("::std::option::Option::Some({n})"),
+        (None, None) => "::std::option::Option::None".into(),
     };
     let opts = format!("::ferrocell::__parallel::Options {{ group: {} }}", p.group);
     let (call, params) = match &p.each {
@@ -124,11 +144,23 @@ pub fn threads_code(p: &Parallel, body: &str) -> String {
         Some(name) => format!("let {name} = "),
         None => String::new(),
     };
-    format!(
-        "{bind}::ferrocell::__parallel::{call}{params} {{\n{body}\n}}, \
-         |__fc_v| {{ use ::ferrocell::__value::{{ViaDebug as _, ViaTypeName as _}}; \
-         (&::ferrocell::__value::Wrap(__fc_v)).__fc_repr() }}).show();"
-    )
+    let repr = "|__fc_v| { use ::ferrocell::__value::{ViaDebug as _, ViaTypeName as _}; \
+                (&::ferrocell::__value::Wrap(__fc_v)).__fc_repr() }";
+    match &p.scaling {
+        None => {
+            format!("{bind}::ferrocell::__parallel::{call}{params} {{\n{body}\n}}, {repr}).show();")
+        }
+        // The body is one closure, run at each worker count.
+        Some(counts) => {
+            let counts: Vec<String> = counts.iter().map(|n| n.to_string()).collect();
+            format!(
+                "{bind}{{ let __fc_body = {params} {{\n{body}\n}}; \
+                 ::ferrocell::__parallel::scaling(&[{}], |__fc_n| \
+                 ::ferrocell::__parallel::{call}&__fc_body, {repr})) }}.show();",
+                counts.join(", ")
+            )
+        }
+    }
 }
 
 /// What to add to a compile error of a parallel cell whose body changed or moved a
@@ -173,6 +205,11 @@ mod tests {
         assert!(parse("threads --each").is_err());
         assert!(parse("threads --frob").is_err());
         assert!(parse("processes 2").unwrap_err().contains("not available"));
+        assert_eq!(
+            parse("threads --scaling 1,2,4").unwrap().scaling,
+            Some(vec![1, 2, 4])
+        );
+        assert!(parse("threads --scaling 1,x").is_err());
         assert!(parse("").is_err());
     }
 

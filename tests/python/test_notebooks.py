@@ -96,3 +96,31 @@ def test_state_outputs(tmp_path):
     assert result(code_cells[4]) == "(2, 5, 2.0)"
     listing = "".join(o.text for o in code_cells[5].outputs if o.output_type == "stream")
     assert "samples" in listing and "Sample" in listing
+
+
+def test_threads_outputs(tmp_path):
+    nb = execute(kh.REPO / "notebooks" / "03-threads.ipynb", tmp_path)
+    code_cells = [cell for cell in nb.cells if cell.cell_type == "code"]
+
+    def stdout(cell):
+        return "".join(o.text for o in cell.outputs
+                       if o.output_type == "stream" and o.name == "stdout")
+
+    # Five workers at once: every one starts before any exits; lines carry the rank.
+    lines = stdout(code_cells[0]).splitlines()
+    assert sorted(lines) == sorted(
+        [f"[{r}] Thread #{r} starting." for r in range(5)]
+        + [f"[{r}] Computation = {10 ** r}" for r in range(5)]
+        + [f"[{r}] Thread #{r} exiting." for r in range(5)])
+    last_start = max(i for i, line in enumerate(lines) if "starting" in line)
+    first_exit = min(i for i, line in enumerate(lines) if "exiting" in line)
+    assert last_start < first_exit
+    assert result(code_cells[2]) == "148933"
+    tables = [o for o in code_cells[3].outputs if o.output_type == "display_data"]
+    assert "2 ranks on 2 threads" in tables[-1].data["text/plain"]
+    assert result(code_cells[4]) == "148933"
+    charts = [o for o in code_cells[5].outputs
+              if o.output_type == "display_data" and "image/svg+xml" in o.data]
+    assert len(charts) == 1
+    assert "serial fraction" in charts[0].data["text/plain"]
+    assert charts[0].data["image/svg+xml"].count("<circle") == 2

@@ -165,3 +165,17 @@ def test_processes_and_cluster_say_they_are_not_there_yet(kc):
         assert "not available" in reply["content"]["evalue"]
     reply, _ = run(kc, "%%parallel threads 0\nrank")
     assert "positive number" in reply["content"]["evalue"]
+
+
+def test_scaling_charts_speed_up_with_amdahls_fit(kc):
+    reply, outputs = run(kc, "%%parallel threads --scaling 2,4 --out last\n(0..200_000u64).map(|i| i % 7).sum::<u64>() + rank as u64",
+                         timeout=60)
+    ok(reply, outputs)
+    charts = [m["content"]["data"] for m in outputs
+              if m["msg_type"] == "display_data" and "image/svg+xml" in m["content"]["data"]]
+    assert len(charts) == 1
+    svg, text = charts[0]["image/svg+xml"], charts[0]["text/plain"]
+    # One worker is always the baseline; then the counts asked for.
+    assert svg.count("<circle") == 3 and 'class="amdahl"' in svg and 'class="ideal"' in svg
+    assert re.search(r"^\s+1\s.*1\.00×", text, re.M) and "serial fraction" in text
+    assert value(kc, "last.len()") == "4"
