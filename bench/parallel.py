@@ -1,0 +1,309 @@
+#!/usr/bin/env python3
+"""Parallel benchmark: counting primes on threads, against Python's ways of doing it.
+
+Run it from the repository root after scripts/setup (and, for every peer,
+`.venv/bin/pip install -r bench/requirements.txt`):
+
+    .venv/bin/python bench/parallel.py [--limit 5000000]
+
+In one run, the same workload — count the primes below LIMIT by trial division,
+split into blocks of 1000 numbers dealt out round-robin so both halves cost the same:
+
+* the machine's real capacity: one busy loop, then two at once (it is shared);
+* ferrocell: one thread (`%time`), `%%parallel threads 2`, `--each` over the blocks;
+* CPython: one thread, `threading` with 2 threads, `multiprocessing.Pool(2)`;
+* ipyparallel with 2 engines (a local cluster), when installed;
+* Numba `@njit` on one thread and `@njit(parallel=True)` with `prange` on 2, when
+  installed (compile time excluded: it is warmed first).
+
+Then the overheads: an empty `%%parallel threads 2` cell (the run, as the table
+reports it), and `--each` over 100 000 trivial items against ipyparallel's
+load-balanced map of the same items, by default and chunked by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import re
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from kernel import ferrocell_environment, fmt_seconds, start, stop
+
+BLOCK = 1000
+
+
+def is_prime(n: int) -> bool:
+    if n < 2:
+        return False
+    d = 2
+    while d * d <= n:
+        if n % d == 0:
+            return False
+        d += 1
+    return True
+
+
+def count_blocks(blocks: list[int]) -> int:
+    return sum(1 for b in blocks for n in range(b * BLOCK, (b + 1) * BLOCK) if is_prime(n))
+
+
+def halves(limit: int, parts: int) -> list[list[int]]:
+    blocks = list(range(limit // BLOCK))
+    return [blocks[r::parts] for r in range(parts)]
+
+
+def timed(f) -> tuple[float, object]:
+    t0 = time.perf_counter()
+    value = f()
+    return time.perf_counter() - t0, value
+
+
+def capacity() -> float:
+    """How much faster two busy processes finish than twice one (2.0: two real cores)."""
+    one, _ = timed(lambda: busy_work(3_000_000))
+    with multiprocessing.Pool(2) as pool:
+        two, _ = timed(lambda: pool.map(busy_work, [3_000_000, 3_000_000]))
+    return 2 * one / two
+
+
+def busy_work(n: int) -> int:
+    s = 0
+    for i in range(n):
+        s += i * i % 7
+    return s
+
+
+# --- ferrocell ---------------------------------------------------------------------
+
+
+IS_PRIME_RS = ("fn is_prime(n: u64) -> bool { if n < 2 { return false; } let mut d = 2; "
+               "while d * d <= n { if n % d == 0 { return false; } d += 1; } true }")
+
+
+def run_cell(kc, code: str) -> str:
+    """Runs a cell; returns all its text (streams, results, displays)."""
+    msg_id = kc.execute(code, allow_stdin=False)
+    texts = []
+    while True:
+        msg = kc.get_iopub_msg(timeout=600)
+        if msg["parent_header"].get("msg_id") != msg_id:
+            continue
+        kind, content = msg["msg_type"], msg["content"]
+        if kind == "stream":
+            texts.append(content["text"])
+        elif kind in ("execute_result", "display_data", "update_display_data"):
+            texts.append(content["data"].get("text/plain", ""))
+        elif kind == "error":
+            raise RuntimeError(f"{code!r}: {content['ename']}: {content['evalue']}")
+        elif kind == "status" and content["execution_state"] == "idle":
+            return "\n".join(texts)
+
+
+UNITS = {"s": 1.0, "ms": 1e-3, "µs": 1e-6, "ns": 1e-9}
+
+
+def seconds_in(text: str, pattern: str) -> float:
+    m = re.findall(pattern + r"([0-9.]+) (s|ms|µs|ns)", text)
+    if not m:
+        raise RuntimeError(f"no {pattern!r} in {text!r}")
+    value, unit = m[-1]
+    return float(value) * UNITS[unit]
+
+
+def ferrocell(limit: int, env: dict, log) -> dict:
+    figures = {}
+    km, kc, _ = start("ferrocell", env)
+    try:
+        run_cell(kc, ":dep")
+        run_cell(kc, IS_PRIME_RS)
+        blocks = limit // BLOCK
+        one = f"(0..{limit}u64).filter(|&n| is_prime(n)).count()"
+        run_cell(kc, f"%time {one}")  # compiled once; the second run is measured
+        text = run_cell(kc, f"%time {one}")
+        figures["rust_1"] = seconds_in(text, "Wall time: ")
+        two = ("%%parallel threads 2\n"
+               f"(0..{blocks}u64).filter(|b| b % size as u64 == rank as u64)"
+               f".flat_map(|b| b * {BLOCK}..(b + 1) * {BLOCK}).filter(|&n| is_prime(n)).count()")
+        run_cell(kc, two)
+        text = run_cell(kc, two)
+        figures["rust_threads2"] = seconds_in(text, r"2 ranks on 2 threads in ")
+        each = (f"%%parallel threads 2 --each 0..{blocks}u64\n"
+                f"(item * {BLOCK}..(item + 1) * {BLOCK}).filter(|&n| is_prime(n)).count()")
+        run_cell(kc, each)
+        text = run_cell(kc, each)
+        figures["rust_each2"] = seconds_in(text, rf"{blocks} items on 2 threads in ")
+        empty = "%%parallel threads 2\nrank"
+        run_cell(kc, empty)
+        text = run_cell(kc, empty)
+        figures["empty_threads"] = seconds_in(text, r"2 ranks on 2 threads in ")
+        items = "%%parallel threads 2 --each 0..100_000u64\nitem"
+        run_cell(kc, items)
+        text = run_cell(kc, items)
+        figures["each_100k"] = seconds_in(text, r"100000 items on 2 threads in ")
+    finally:
+        stop(km, kc)
+    log(f"  ferrocell: {figures}")
+    return figures
+
+
+# --- Python peers ------------------------------------------------------------------
+
+
+def cpython(limit: int, log) -> dict:
+    figures = {}
+    figures["py_1"], count = timed(lambda: count_blocks(list(range(limit // BLOCK))))
+    log(f"  CPython, one thread: {figures['py_1']:.2f} s ({count} primes)")
+    results = [0, 0]
+
+    def work(r: int, part: list[int]) -> None:
+        results[r] = count_blocks(part)
+
+    def threaded():
+        ts = [threading.Thread(target=work, args=(r, p)) for r, p in enumerate(halves(limit, 2))]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        return sum(results)
+
+    figures["py_threads2"], _ = timed(threaded)
+    log(f"  CPython, threading ×2: {figures['py_threads2']:.2f} s")
+    with multiprocessing.Pool(2) as pool:
+        figures["py_pool2"], _ = timed(lambda: sum(pool.map(count_blocks, halves(limit, 2))))
+    log(f"  CPython, Pool(2): {figures['py_pool2']:.2f} s")
+    return figures
+
+
+def ipyparallel_figures(limit: int, log) -> dict:
+    try:
+        import ipyparallel as ipp
+    except ImportError:
+        log("  ipyparallel: not installed")
+        return {}
+    figures = {}
+    with ipp.Cluster(n=2, log_level=40) as rc:
+        view = rc[:]
+        view.execute("BLOCK = %d" % BLOCK, block=True)
+        view.push({"is_prime": is_prime, "count_blocks": count_blocks}, block=True)
+        figures["ipp_2"], _ = timed(lambda: sum(view.map_sync(count_blocks, halves(limit, 2))))
+        lview = rc.load_balanced_view()
+        items = list(range(100_000))
+        t, _ = timed(lambda: lview.map_sync(lambda x: x, items[:2000]))
+        figures["ipp_items_default"] = 2000 / t
+        t, _ = timed(lambda: lview.map_sync(lambda x: x, items, chunksize=5000))
+        figures["ipp_items_chunked"] = len(items) / t
+    log(f"  ipyparallel: {figures}")
+    return figures
+
+
+NUMBA_SOURCE = '''
+import numba
+
+@numba.njit
+def is_prime_nb(n):
+    if n < 2:
+        return False
+    d = 2
+    while d * d <= n:
+        if n % d == 0:
+            return False
+        d += 1
+    return True
+
+@numba.njit
+def count_one(limit):
+    c = 0
+    for n in range(limit):
+        if is_prime_nb(n):
+            c += 1
+    return c
+
+@numba.njit(parallel=True)
+def count_prange(limit, block):
+    blocks = limit // block
+    c = 0
+    for b in numba.prange(blocks):
+        for n in range(b * block, (b + 1) * block):
+            if is_prime_nb(n):
+                c += 1
+    return c
+'''
+
+
+def numba_figures(limit: int, log) -> dict:
+    try:
+        import numba
+    except ImportError:
+        log("  Numba: not installed")
+        return {}
+    numba.set_num_threads(2)
+    scope: dict = {}
+    exec(NUMBA_SOURCE, scope)
+    scope["count_one"](10_000)
+    scope["count_prange"](10_000, BLOCK)
+    figures = {}
+    figures["numba_1"], _ = timed(lambda: scope["count_one"](limit))
+    figures["numba_prange2"], _ = timed(lambda: scope["count_prange"](limit, BLOCK))
+    log(f"  Numba: {figures}")
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--limit", type=int, default=5_000_000)
+    args = parser.parse_args()
+
+    def log(text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+    log(f"machine: two busy processes run {capacity():.2f}× as fast as one after the other")
+    root = Path(tempfile.mkdtemp(prefix="ferrocell-bench-parallel-"))
+    try:
+        env = ferrocell_environment(root)
+        f = ferrocell(args.limit, env, log)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    f.update(cpython(args.limit, log))
+    f.update(ipyparallel_figures(args.limit, log))
+    f.update(numba_figures(args.limit, log))
+
+    def cell(key: str) -> str:
+        return fmt_seconds(f[key]) if key in f else "not measured"
+
+    print(f"Primes below {args.limit:,} by trial division, blocks of {BLOCK} dealt round-robin:\n")
+    print("| how | time | ÷ ferrocell threads 2 |")
+    print("|---|---|---|")
+    base = f["rust_threads2"]
+    for key, label in [
+        ("rust_1", "ferrocell, one thread"),
+        ("rust_threads2", "ferrocell `%%parallel threads 2`"),
+        ("rust_each2", "ferrocell `%%parallel threads 2 --each` over the blocks"),
+        ("py_1", "CPython, one thread"),
+        ("py_threads2", "CPython `threading`, 2 threads"),
+        ("py_pool2", "CPython `multiprocessing.Pool(2)`"),
+        ("ipp_2", "ipyparallel, 2 engines (DirectView map)"),
+        ("numba_1", "Numba `@njit`, one thread"),
+        ("numba_prange2", "Numba `@njit(parallel=True)`, `prange`, 2 threads"),
+    ]:
+        ratio = f"{f[key] / base:.1f}×" if key in f else "—"
+        print(f"| {label} | {cell(key)} | {ratio} |")
+    print(f"\nferrocell threads 2 ÷ one thread: {f['rust_1'] / base:.2f}× speed-up")
+    print("\n| overhead | figure |")
+    print("|---|---|")
+    print(f"| empty `%%parallel threads 2` run | {fmt_seconds(f['empty_threads'])} |")
+    print(f"| ferrocell `--each` over 100 000 trivial items | "
+          f"{100_000 / f['each_100k']:,.0f} items/s |")
+    for key, label in [("ipp_items_default", "ipyparallel load-balanced map, default"),
+                       ("ipp_items_chunked", "ipyparallel load-balanced map, chunksize 5000")]:
+        value = f"{f[key]:,.0f} items/s" if key in f else "not measured"
+        print(f"| {label} | {value} |")
+
+
+if __name__ == "__main__":
+    main()
