@@ -978,7 +978,7 @@ impl Session {
     /// A cell for a new runner that puts back every variable with a snapshot, by
     /// deserialising it as its known type. Its value lists the names it restored.
     /// `None` when no variable has a snapshot.
-    pub async fn build_restore(&mut self, cell: u64) -> Result<Option<BuiltCell>, CompileError> {
+    pub async fn build_restore(&mut self) -> Result<Option<BuiltCell>, CompileError> {
         let vars: Vec<(String, String)> = self
             .vars
             .iter()
@@ -1012,7 +1012,6 @@ impl Session {
             types: vars.into_iter().map(|(_, t)| t).collect(),
             glue: true,
         };
-        let _ = cell;
         let (built, _) = self.compile(&mut unit, &code, &[]).await?;
         Ok(Some(built))
     }

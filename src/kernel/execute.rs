@@ -218,7 +218,7 @@ type Warm = Result<(Toolchain, Prelude, BaseDeps), String>;
 
 /// How long a cell waits for the serde build before it runs without snapshots
 /// (long enough for a build that is only a look at the cache).
-const BASE_WAIT: Duration = Duration::from_secs(3);
+const BASE_WAIT: Duration = Duration::from_secs(1);
 
 /// Owns everything a cell needs: the compiled session, the runner, the counter and
 /// the history.
@@ -853,7 +853,7 @@ impl Executor {
                 lost.push(format!("{name} ({why})"));
             }
         }
-        let built = match session.build_restore(self.count).await {
+        let built = match session.build_restore().await {
             Ok(Some(b)) => b,
             Ok(None) => {
                 session.lose_all_vars();
