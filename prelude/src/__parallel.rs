@@ -43,26 +43,29 @@ thread_local! {
 /// false on threads that are not parallel workers (the caller sends the bytes as
 /// they are).
 pub(crate) fn labelled_write(fd: i32, bytes: &[u8]) -> bool {
-    WORKER.with(|w| {
-        let mut w = w.borrow_mut();
-        let Some(w) = w.as_mut() else { return false };
-        let (t, slot) = if fd == 2 {
-            (tag::STDERR, 1)
-        } else {
-            (tag::STDOUT, 0)
-        };
-        if w.group {
-            w.grouped.push((t, bytes.to_vec()));
-            return true;
-        }
-        w.pending[slot].extend_from_slice(bytes);
-        if let Some(end) = w.pending[slot].iter().rposition(|b| *b == b'\n') {
-            let rest = w.pending[slot].split_off(end + 1);
-            let lines = std::mem::replace(&mut w.pending[slot], rest);
-            channel::send(t, &label(w.rank, &lines));
-        }
-        true
-    })
+    // `try_with`: a destructor may print while the thread's locals are going away.
+    WORKER
+        .try_with(|w| {
+            let mut w = w.borrow_mut();
+            let Some(w) = w.as_mut() else { return false };
+            let (t, slot) = if fd == 2 {
+                (tag::STDERR, 1)
+            } else {
+                (tag::STDOUT, 0)
+            };
+            if w.group {
+                w.grouped.push((t, bytes.to_vec()));
+                return true;
+            }
+            w.pending[slot].extend_from_slice(bytes);
+            if let Some(end) = w.pending[slot].iter().rposition(|b| *b == b'\n') {
+                let rest = w.pending[slot].split_off(end + 1);
+                let lines = std::mem::replace(&mut w.pending[slot], rest);
+                channel::send(t, &label(w.rank, &lines));
+            }
+            true
+        })
+        .unwrap_or(false)
 }
 
 /// Puts `[rank] ` before every line.
