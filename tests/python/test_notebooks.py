@@ -29,6 +29,12 @@ def result(cell):
     return results[0].data["text/plain"]
 
 
+def stdout(cell):
+    """Everything a cell printed to stdout."""
+    return "".join(o.text for o in cell.outputs
+                   if o.output_type == "stream" and o.name == "stdout")
+
+
 def outputs_of(nb):
     return [out for cell in nb.cells if cell.cell_type == "code" for out in cell.outputs]
 
@@ -56,10 +62,6 @@ def test_notebook_runs_without_errors(path, tmp_path):
 def test_tour_outputs(tmp_path):
     nb = execute(kh.REPO / "notebooks" / "01-cells.ipynb", tmp_path)
     code_cells = [cell for cell in nb.cells if cell.cell_type == "code"]
-
-    def stdout(cell):
-        return "".join(o.text for o in cell.outputs
-                       if o.output_type == "stream" and o.name == "stdout")
 
     assert result(code_cells[0]) == "[2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47]"
     assert code_cells[1].outputs == []
@@ -101,10 +103,6 @@ def test_state_outputs(tmp_path):
 def test_threads_outputs(tmp_path):
     nb = execute(kh.REPO / "notebooks" / "03-threads.ipynb", tmp_path)
     code_cells = [cell for cell in nb.cells if cell.cell_type == "code"]
-
-    def stdout(cell):
-        return "".join(o.text for o in cell.outputs
-                       if o.output_type == "stream" and o.name == "stdout")
 
     # Five workers at once: every one starts before any exits; lines carry the rank.
     lines = stdout(code_cells[0]).splitlines()
