@@ -296,7 +296,8 @@ pub fn threads<T: Send>(
     let unit = |u: usize, rank: usize| -> Result<String, String> {
         let v = panic::catch_unwind(AssertUnwindSafe(|| body(rank, size)))
             .map_err(|p| panic_message(&*p))?;
-        let shown = repr(&v);
+        let shown = panic::catch_unwind(AssertUnwindSafe(|| repr(&v)))
+            .map_err(|p| format!("its Debug panicked: {}", panic_message(&*p)))?;
         // SAFETY: unit u runs once, on one thread.
         unsafe { *values.slot(u) = Some(v) };
         Ok(shown)
@@ -333,7 +334,8 @@ pub fn each<I: Send, T: Send>(
         let v = panic::catch_unwind(AssertUnwindSafe(|| body(item, rank, size)))
             .map_err(|p| panic_message(&*p))?;
         let shown = if is_shown(u, total) {
-            repr(&v)
+            panic::catch_unwind(AssertUnwindSafe(|| repr(&v)))
+                .map_err(|p| format!("its Debug panicked: {}", panic_message(&*p)))?
         } else {
             String::new()
         };

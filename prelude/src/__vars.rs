@@ -184,8 +184,11 @@ pub fn snapshot(name: &str, bytes: Option<&[u8]>) {
     match bytes {
         Some(b) => {
             let tmp = dir.join(format!(".{name}.tmp"));
-            if std::fs::write(&tmp, b).is_ok() {
-                let _ = std::fs::rename(&tmp, &path);
+            let written = std::fs::write(&tmp, b).and_then(|_| std::fs::rename(&tmp, &path));
+            if written.is_err() {
+                // A full disk: better no snapshot (reported lost) than an old one.
+                let _ = std::fs::remove_file(&tmp);
+                let _ = std::fs::remove_file(&path);
             }
         }
         None => {

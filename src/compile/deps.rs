@@ -213,6 +213,10 @@ pub struct BuiltDeps {
     /// Where every crate of the build lies (`-L dependency=`).
     pub dir: PathBuf,
     pub externs: Vec<Extern>,
+    /// The set's Cargo.lock: a larger set starts from it, so that the crates the
+    /// session has loaded keep their versions.
+    #[serde(default)]
+    pub lock: Option<PathBuf>,
 }
 
 impl BuiltDeps {
@@ -286,6 +290,7 @@ pub async fn build(
     set: &DepSet,
     toolchain: &Toolchain,
     cache: &Path,
+    loaded: Option<&BuiltDeps>,
     progress: &(dyn Fn(&str) + Sync),
 ) -> Result<BuiltDeps, DepError> {
     let manifest = set.manifest();
@@ -309,6 +314,14 @@ pub async fn build(
     std::fs::create_dir_all(&dir).map_err(io)?;
     std::fs::write(dir.join("Cargo.toml"), &manifest).map_err(io)?;
     std::fs::write(dir.join("lib.rs"), "").map_err(io)?;
+    let lock = dir.join("Cargo.lock");
+    if let Some(from) = loaded.and_then(|l| l.lock.as_ref()) {
+        if !lock.is_file() {
+            // Best effort: without it cargo resolves afresh, and a crate that moved
+            // on is refused later with a clear message.
+            let _ = std::fs::copy(from, &lock);
+        }
+    }
     let cargo = locate_cargo(toolchain).ok_or(DepError::NoCargo)?;
     let target = root.join("target");
     // Only the kernel's own crates: try the local registry first, so a machine
@@ -318,6 +331,7 @@ pub async fn build(
     } else {
         &[false, true]
     };
+    // The error worth showing is the online build's, not the offline probe's.
     let mut failure = String::new();
     for &offline in attempts {
         match run_cargo(&cargo, &dir, &target, toolchain, offline, progress).await {
@@ -326,12 +340,14 @@ pub async fn build(
                 let built = BuiltDeps {
                     dir: target.join("release").join("deps"),
                     externs,
+                    lock: lock.is_file().then(|| lock.clone()),
                 };
                 let text = serde_json::to_vec_pretty(&built).expect("plain data");
                 std::fs::write(&record, text).map_err(io)?;
                 return Ok(built);
             }
-            Err(e) => failure = e,
+            Err(e) if !offline || failure.is_empty() => failure = e,
+            Err(_) => {}
         }
     }
     Err(DepError::Build(failure))

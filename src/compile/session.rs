@@ -669,6 +669,11 @@ impl Session {
             h.update(e.as_bytes());
             h.update([0]);
         }
+        // Which build of each crate: a saver, which names no layer, must not outlive one.
+        for e in self.deps.iter().flat_map(|d| &d.externs) {
+            h.update(e.path.as_os_str().as_encoded_bytes());
+            h.update([0]);
+        }
         h.update([u8::from(snapshots && unit.glue), u8::from(unit.is_layer)]);
         h.update(code.as_bytes());
         h.update(format!("{:?}", parsed.timing).as_bytes());
@@ -998,10 +1003,12 @@ impl Session {
             ));
         }
         code.push_str("__fc_back\n}");
-        let parsed = cell::parse(&code).map_err(|e| CompileError::Code {
+        let mut parsed = cell::parse(&code).map_err(|e| CompileError::Code {
             summary: e.message.clone(),
             rendered: vec![e.message],
         })?;
+        // It puts variables in; it must take none (a type path may share a name).
+        parsed.idents.clear();
         let base = self.chain.last().cloned();
         let mut unit = Unit {
             parsed: &parsed,

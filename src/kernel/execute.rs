@@ -260,7 +260,7 @@ async fn prepare(cache: PathBuf) -> Warm {
 fn build_base(toolchain: Toolchain, cache: PathBuf) -> BaseDeps {
     tokio::spawn(async move {
         let log = |line: &str| tracing::debug!(target: "ferrocell::deps", "{line}");
-        deps::build(&DepSet::default(), &toolchain, &cache, &log)
+        deps::build(&DepSet::default(), &toolchain, &cache, None, &log)
             .await
             .map_err(|e| e.to_string())
     })
@@ -420,7 +420,6 @@ impl Executor {
         // The set built below includes serde: a serde build still running in the
         // background is stopped (what it finished stays in cargo's target directory)
         // so that one cargo builds everything, in parallel, instead of two in turn.
-        let took_over = self.base.take().map(|base| base.abort()).is_some();
         let mut set = self.dep_set.clone();
         let cwd = std::env::current_dir().unwrap_or_default();
         for line in &lines {
@@ -428,6 +427,7 @@ impl Executor {
                 deps::parse_line(line).map_err(|e| error("DepError", e.to_string(), vec![]))?;
             set.add(dep, &cwd);
         }
+        let took_over = self.base.take().map(|base| base.abort()).is_some();
         let started = std::time::Instant::now();
         let io = sink.iopub.clone();
         let progress = move |line: &str| {
@@ -436,27 +436,26 @@ impl Executor {
             }
         };
         let session = self.session.as_mut().expect("session");
+        let loaded = session.deps().cloned();
         let built = tokio::select! {
-            r = deps::build(&set, session.toolchain(), &self.cache, &progress) => Some(r),
+            r = deps::build(&set, session.toolchain(), &self.cache, loaded.as_ref(), &progress) => Some(r),
             _ = irq.changed() => None,
         };
-        let built = match built {
-            Some(Ok(b)) => b,
-            failed => {
-                // The serde build this one took over is still wanted.
-                if took_over {
-                    self.base = Some(build_base(session.toolchain().clone(), self.cache.clone()));
-                }
-                return Err(match failed {
-                    Some(Err(e)) => error("DepError", e.to_string(), vec![]),
-                    _ => interrupted(" while its crates were being built"),
-                });
-            }
+        let failure = match built {
+            Some(Ok(b)) => match session.attach_deps(b).await {
+                Ok(()) => None,
+                Err(e) => Some(error("DepError", e.to_string(), vec![])),
+            },
+            Some(Err(e)) => Some(error("DepError", e.to_string(), vec![])),
+            None => Some(interrupted(" while its crates were being built")),
         };
-        session
-            .attach_deps(built)
-            .await
-            .map_err(|e| error("DepError", e.to_string(), vec![]))?;
+        if let Some(e) = failure {
+            // The serde build this one took over is still wanted.
+            if took_over && session.deps().is_none() {
+                self.base = Some(build_base(session.toolchain().clone(), self.cache.clone()));
+            }
+            return Err(e);
+        }
         self.dep_set = set;
         self.base = None;
         let names: Vec<String> = lines

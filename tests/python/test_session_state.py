@@ -175,3 +175,12 @@ def test_a_hundred_cells_with_variables_do_not_grow(kc):
     second = next(t for t in by_text if "x_2 = x_1 + 2" in t)
     last = next(t for t in by_text if "x_99 = x_98 + 99" in t)
     assert len(last) < 1.5 * len(second), (len(second), len(last))
+
+
+def test_a_variable_named_like_a_path_in_a_type_is_restored(kc):
+    # `string` is also a segment of `std::string::String`, the type the restore names.
+    ok(*run(kc, 'let string = String::from("kept");\nlet numbers = vec![1u8, 2];'))
+    reply, outputs = run(kc, SEGFAULT)
+    text = error_text(of_type(outputs, "error")[0])
+    assert "restored as of the last successful cell: numbers, string" in text, text
+    assert value(kc, "(string.clone(), numbers.len())") == '("kept", 2)'
