@@ -139,6 +139,9 @@ pub struct Session {
     embedded: HashMap<String, PathBuf>,
     /// Where the runner writes variable snapshots, when it does.
     snapshot_dir: Option<PathBuf>,
+    /// Savers built in this session, by type: they run after most cells, and a
+    /// saver only changes with the crates (cleared when crates join).
+    savers: HashMap<String, BuiltCell>,
 }
 
 /// What one generated crate is made of.
@@ -158,6 +161,22 @@ struct Unit<'a> {
     glue: bool,
 }
 
+impl<'a> Unit<'a> {
+    /// A crate that only runs statements on top of `base`; the other kinds are this
+    /// with a field or two changed.
+    fn statements(parsed: &'a ParsedCell, base: Option<&'a Layer>) -> Self {
+        Unit {
+            parsed,
+            items: vec![],
+            base,
+            is_layer: false,
+            externs: vec![],
+            types: vec![],
+            glue: false,
+        }
+    }
+}
+
 impl Session {
     pub fn new(toolchain: Toolchain, prelude: Prelude, cache: &std::path::Path) -> Self {
         let cells_dir = cache.join(&toolchain.id).join("cells");
@@ -173,6 +192,7 @@ impl Session {
             deps: None,
             embedded: HashMap::new(),
             snapshot_dir: None,
+            savers: HashMap::new(),
         }
     }
 
@@ -216,19 +236,16 @@ impl Session {
             }
         }
         let previous = self.deps.replace(built.clone());
+        self.savers.clear();
         if new.is_empty() {
             return Ok(());
         }
         let parsed = ParsedCell::default();
         let base = self.chain.last().cloned();
         let mut unit = Unit {
-            parsed: &parsed,
-            items: vec![],
-            base: base.as_deref(),
             is_layer: true,
             externs: new.clone(),
-            types: vec![],
-            glue: false,
+            ..Unit::statements(&parsed, base.as_deref())
         };
         let ident: String = built
             .externs
@@ -394,15 +411,7 @@ impl Session {
                 items: vec![],
                 ..parsed.clone()
             };
-            let mut unit = Unit {
-                parsed: &statements,
-                items: vec![],
-                base: base.as_deref(),
-                is_layer: false,
-                externs: vec![],
-                types: vec![],
-                glue: false,
-            };
+            let mut unit = Unit::statements(&statements, base.as_deref());
             let (built, _) = self.compile(&mut unit, code, &[]).await?;
             return Ok(Compiled::Cell(Box::new(built)));
         }
@@ -443,13 +452,10 @@ impl Session {
             .flat_map(|l| l.externs.iter().cloned())
             .collect();
         let mut unit = Unit {
-            parsed: &parsed,
             items,
-            base: base.as_deref(),
             is_layer: true,
             externs,
-            types: vec![],
-            glue: false,
+            ..Unit::statements(&parsed, base.as_deref())
         };
         let (built, key) = self.compile(&mut unit, code, &stale).await?;
         let Unit { items, externs, .. } = unit;
@@ -949,6 +955,9 @@ impl Session {
         if !self.snapshots() {
             return Ok(None);
         }
+        if let Some(built) = self.savers.get(ty) {
+            return Ok(Some(built.clone()));
+        }
         let code = format!(
             "for __fc_name in ::ferrocell::__runner::args() {{\n\
              let __fc_v = ::ferrocell::__vars::take::<{ty}>(&__fc_name);\n\
@@ -963,15 +972,12 @@ impl Session {
         // It names no session variable; the names come at run time.
         parsed.idents.clear();
         let mut unit = Unit {
-            parsed: &parsed,
-            items: vec![],
-            base: None,
-            is_layer: false,
-            externs: vec![],
             types: vec![ty.to_string()],
             glue: true,
+            ..Unit::statements(&parsed, None)
         };
         let (built, _) = self.compile(&mut unit, &code, &[]).await?;
+        self.savers.insert(ty.to_string(), built.clone());
         Ok(Some(built))
     }
 
@@ -1011,13 +1017,9 @@ impl Session {
         parsed.idents.clear();
         let base = self.chain.last().cloned();
         let mut unit = Unit {
-            parsed: &parsed,
-            items: vec![],
-            base: base.as_deref(),
-            is_layer: false,
-            externs: vec![],
             types: vars.into_iter().map(|(_, t)| t).collect(),
             glue: true,
+            ..Unit::statements(&parsed, base.as_deref())
         };
         let (built, _) = self.compile(&mut unit, &code, &[]).await?;
         Ok(Some(built))
@@ -1372,15 +1374,7 @@ mod tests {
     #[test]
     fn generated_code_maps_back_to_cell_lines() {
         let parsed = cell::parse("let a = 1;\n\na + 1").unwrap();
-        let unit = Unit {
-            parsed: &parsed,
-            items: vec![],
-            base: None,
-            is_layer: false,
-            externs: vec![],
-            types: vec![],
-            glue: false,
-        };
+        let unit = Unit::statements(&parsed, None);
         let m = generate(&unit, "__fc_run_x", &VarPlan::default(), &[], false);
         let line = m.text.lines().position(|l| l.contains("a + 1")).unwrap() + 1;
         assert_eq!(
