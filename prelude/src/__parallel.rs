@@ -81,7 +81,7 @@ fn label(rank: usize, lines: &[u8]) -> Vec<u8> {
 
 /// Marks the current thread as rank `rank` for the duration of `f`; afterwards sends
 /// what is left of its output (or returns it, for `--group`).
-fn as_worker<R>(rank: usize, opts: Options, f: impl FnOnce() -> R) -> (R, Printed) {
+pub(crate) fn as_worker<R>(rank: usize, opts: Options, f: impl FnOnce() -> R) -> (R, Printed) {
     WORKER.with(|w| {
         *w.borrow_mut() = Some(Worker {
             rank,
@@ -104,19 +104,21 @@ fn as_worker<R>(rank: usize, opts: Options, f: impl FnOnce() -> R) -> (R, Printe
 }
 
 /// One row of the result: a rank's run, or an item's.
-struct Row {
+pub(crate) struct Row {
     /// The value as shown (`Debug`; empty for rows the table leaves out), or why
     /// there is none.
-    shown: Result<String, String>,
-    seconds: f64,
-    rank: usize,
+    pub shown: Result<String, String>,
+    pub seconds: f64,
+    pub rank: usize,
 }
 
 /// What a parallel run shows: a row per rank or item, in order. Not generic, so
 /// that a cell compiles only the small closures that touch its values.
-struct Table {
+pub(crate) struct Table {
     rows: Vec<Row>,
     size: usize,
+    /// What the ranks ran on: "threads" or "processes".
+    on: &'static str,
     items: bool,
     elapsed: f64,
     progress: Option<DisplayId>,
@@ -125,11 +127,12 @@ struct Table {
 /// The outcome of a parallel cell: the values in rank (or item) order, and the table.
 pub struct Run<T> {
     values: Vec<Option<T>>,
-    table: Table,
+    /// `None` in a worker process: the coordinator shows the run.
+    table: Option<Table>,
 }
 
 /// The number of threads when the cell does not say: the machine's cores.
-fn default_size() -> usize {
+pub(crate) fn default_size() -> usize {
     std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
@@ -155,59 +158,105 @@ pub fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
 /// cell's closure keeps the value itself.
 type Unit<'a> = &'a (dyn Fn(usize, usize) -> Result<String, String> + Sync);
 
+/// What the ranks of one run share: the hand-out of units and the count of those done.
+pub(crate) struct Shared {
+    pub units: usize,
+    pub dynamic: bool,
+    /// Units per batch handed out at once (`dynamic`).
+    pub batch: usize,
+    next: AtomicUsize,
+    pub done: AtomicUsize,
+}
+
+impl Shared {
+    /// The next batch of units to run, or `None` when all are handed out (or the user
+    /// interrupted).
+    pub fn next_batch(&self) -> Option<std::ops::Range<usize>> {
+        if crate::interrupted() {
+            return None;
+        }
+        let first = self.next.fetch_add(self.batch, Ordering::Relaxed);
+        (first < self.units).then(|| first..(first + self.batch).min(self.units))
+    }
+
+    /// Whether every unit has been handed out.
+    pub fn handed_out(&self) -> bool {
+        self.next.load(Ordering::Relaxed) >= self.units
+    }
+}
+
+/// The rows one rank produced, by unit index.
+pub(crate) type Done = Vec<(usize, Row)>;
+
+/// What one rank does in a run: its units, run here or elsewhere.
+pub(crate) type Lane<'a> = &'a (dyn Fn(usize, &Shared) -> Done + Sync);
+
 /// Runs `units` units on `size` threads: unit r on rank r (`dynamic` false), or
 /// handed out in batches from a shared counter so that every thread stays busy.
 /// Labels output, shows progress after a second, and stops handing out units once
 /// the user interrupts.
 fn drive(size: usize, opts: Options, units: usize, dynamic: bool, unit: Unit) -> Table {
+    let lane = |rank: usize, shared: &Shared| -> Done {
+        let mut rows: Done = Vec::new();
+        let mut run = |u: usize| {
+            let t0 = Instant::now();
+            let shown = unit(u, rank);
+            let seconds = t0.elapsed().as_secs_f64();
+            rows.push((
+                u,
+                Row {
+                    shown,
+                    seconds,
+                    rank,
+                },
+            ));
+        };
+        if !shared.dynamic {
+            run(rank);
+            shared.done.fetch_add(1, Ordering::Relaxed);
+            return rows;
+        }
+        while let Some(batch) = shared.next_batch() {
+            let n = batch.len();
+            batch.for_each(&mut run);
+            shared.done.fetch_add(n, Ordering::Relaxed);
+        }
+        rows
+    };
+    drive_lanes(size, opts, units, dynamic, "threads", &lane)
+}
+
+/// Runs `lane` on `size` rank threads at once, each marked as its rank for output,
+/// with a progress display after a second; gathers the rows into the table.
+pub(crate) fn drive_lanes(
+    size: usize,
+    opts: Options,
+    units: usize,
+    dynamic: bool,
+    on: &'static str,
+    lane: Lane,
+) -> Table {
     let started = Instant::now();
-    let next = AtomicUsize::new(0);
-    let done = AtomicUsize::new(0);
     let finished = std::sync::atomic::AtomicBool::new(false);
     // About sixteen batches per thread: small enough to even out uneven items, large
     // enough that taking one costs nothing next to running it.
-    let batch = units.div_ceil(size * 16).max(1);
+    let shared = Shared {
+        units,
+        dynamic,
+        batch: units.div_ceil(size * 16).max(1),
+        next: AtomicUsize::new(0),
+        done: AtomicUsize::new(0),
+    };
     let grouped = Mutex::new(Vec::new());
-    type Done = Vec<(usize, Row)>;
     let (parts, progress): (Vec<Done>, _) = std::thread::scope(|s| {
         let handles: Vec<_> = (0..size)
             .map(|rank| {
-                let (next, done, grouped) = (&next, &done, &grouped);
+                let (shared, grouped) = (&shared, &grouped);
                 std::thread::Builder::new()
                     .name(format!("rank {rank}"))
                     .stack_size(64 << 20)
                     .spawn_scoped(s, move || {
-                        let (rows, printed) = as_worker(rank, opts, || {
-                            let mut rows: Done = Vec::new();
-                            let mut run = |u: usize| {
-                                let t0 = Instant::now();
-                                let shown = unit(u, rank);
-                                let seconds = t0.elapsed().as_secs_f64();
-                                rows.push((
-                                    u,
-                                    Row {
-                                        shown,
-                                        seconds,
-                                        rank,
-                                    },
-                                ));
-                            };
-                            if !dynamic {
-                                run(rank);
-                                done.fetch_add(1, Ordering::Relaxed);
-                                return rows;
-                            }
-                            while !crate::interrupted() {
-                                let first = next.fetch_add(batch, Ordering::Relaxed);
-                                if first >= units {
-                                    break;
-                                }
-                                let last = (first + batch).min(units);
-                                (first..last).for_each(&mut run);
-                                done.fetch_add(last - first, Ordering::Relaxed);
-                            }
-                            rows
-                        });
+                        let (rows, printed) = as_worker(rank, opts, || lane(rank, shared));
                         grouped
                             .lock()
                             .unwrap_or_else(|e| e.into_inner())
@@ -219,7 +268,7 @@ fn drive(size: usize, opts: Options, units: usize, dynamic: bool, unit: Unit) ->
             .collect();
         let watcher = s.spawn(|| {
             Progress {
-                done: &done,
+                done: &shared.done,
                 total: units,
                 what: if dynamic { "items" } else { "ranks" },
                 finished: &finished,
@@ -254,6 +303,7 @@ fn drive(size: usize, opts: Options, units: usize, dynamic: bool, unit: Unit) ->
     Table {
         rows,
         size,
+        on,
         items: dynamic,
         elapsed: started.elapsed().as_secs_f64(),
         progress,
@@ -261,24 +311,24 @@ fn drive(size: usize, opts: Options, units: usize, dynamic: bool, unit: Unit) ->
 }
 
 /// A slot per unit, each filled or emptied by the one thread that runs that unit.
-struct Slots<T>(Vec<std::cell::UnsafeCell<Option<T>>>);
+pub(crate) struct Slots<T>(pub Vec<std::cell::UnsafeCell<Option<T>>>);
 // SAFETY: every unit index is run by exactly one thread, once (see `drive`), and the
 // slots are read only after all threads have joined.
 unsafe impl<T: Send> Sync for Slots<T> {}
 
 impl<T> Slots<T> {
-    fn new(n: usize) -> Self {
+    pub fn new(n: usize) -> Self {
         Slots((0..n).map(|_| std::cell::UnsafeCell::new(None)).collect())
     }
 
     /// # Safety
     /// The caller is the only one touching slot `i` now.
     #[allow(clippy::mut_from_ref)]
-    unsafe fn slot(&self, i: usize) -> &mut Option<T> {
+    pub unsafe fn slot(&self, i: usize) -> &mut Option<T> {
         &mut *self.0[i].get()
     }
 
-    fn into_values(self) -> Vec<Option<T>> {
+    pub fn into_values(self) -> Vec<Option<T>> {
         self.0.into_iter().map(|c| c.into_inner()).collect()
     }
 }
@@ -305,7 +355,7 @@ pub fn threads<T: Send>(
     let table = drive(size, opts, size, false, &unit);
     Run {
         values: values.into_values(),
-        table,
+        table: Some(table),
     }
 }
 
@@ -346,7 +396,7 @@ pub fn each<I: Send, T: Send>(
     let table = drive(size, opts, total, true, &unit);
     Run {
         values: values.into_values(),
-        table,
+        table: Some(table),
     }
 }
 
@@ -413,14 +463,19 @@ pub fn scaling<T>(counts: &[usize], mut run: impl FnMut(usize) -> Run<T>) -> Run
     counts.push(1);
     counts.sort_unstable();
     counts.dedup();
+    // A worker process serves one run per cell it is sent; the coordinator charts.
+    if crate::__processes::is_worker() {
+        return run(counts[0]);
+    }
     let mut times = Vec::new();
     let mut last = None;
     for &n in &counts {
         let r = run(n);
-        times.push((n, r.table.elapsed));
-        let failed = r.table.rows.iter().any(|row| row.shown.is_err());
-        if let Some(id) = &r.table.progress {
-            display::update_display(id, "text/plain", r.table.summary());
+        let Some(table) = &r.table else { return r };
+        times.push((n, table.elapsed));
+        let failed = table.rows.iter().any(|row| row.shown.is_err());
+        if let Some(id) = &table.progress {
+            display::update_display(id, "text/plain", table.summary());
         }
         if failed {
             return r;
@@ -586,9 +641,10 @@ impl Table {
         let failed = self.rows.iter().filter(|r| r.shown.is_err()).count();
         let what = if self.items { "items" } else { "ranks" };
         let mut s = format!(
-            "{} {what} on {} threads in {}",
+            "{} {what} on {} {} in {}",
             self.rows.len(),
             self.size,
+            self.on,
             seconds(self.elapsed)
         );
         if failed > 0 {
@@ -670,12 +726,29 @@ impl Table {
 }
 
 impl<T> Run<T> {
+    pub(crate) fn from_parts(values: Vec<Option<T>>, table: Table) -> Self {
+        Run {
+            values,
+            table: Some(table),
+        }
+    }
+
+    /// What a worker process's cell gets: nothing to show or keep.
+    pub(crate) fn in_worker() -> Self {
+        Run {
+            values: Vec::new(),
+            table: None,
+        }
+    }
+
     /// Shows the table (in place of the progress display, if there was one) and
     /// returns the values in order. A body whose value is `()` shows only failures.
     /// Panics after showing, naming the failed ranks or items, if any failed; the
     /// kernel reports that panic as a `ParallelError`.
     pub fn show(self) -> Vec<T> {
-        let t = &self.table;
+        let Some(t) = &self.table else {
+            return Vec::new();
+        };
         let unit = std::mem::size_of::<T>() == 0 && std::any::type_name::<T>() == "()";
         let failed: Vec<String> = t
             .rows
@@ -735,8 +808,9 @@ mod tests {
             |rank, size| rank * 10 + size,
             |v| format!("{v}"),
         );
-        assert_eq!(run.table.rows.len(), 4);
-        assert!(run.table.text_table().contains("4 ranks on 4 threads"));
+        let table = run.table.as_ref().unwrap();
+        assert_eq!(table.rows.len(), 4);
+        assert!(table.text_table().contains("4 ranks on 4 threads"));
         assert_eq!(run.show(), vec![4, 14, 24, 34]);
     }
 
@@ -764,7 +838,7 @@ mod tests {
             },
             |v| v.to_string(),
         );
-        assert!(run.table.rows[7]
+        assert!(run.table.as_ref().unwrap().rows[7]
             .shown
             .as_ref()
             .is_err_and(|m| m == "seven"));

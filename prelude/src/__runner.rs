@@ -23,6 +23,13 @@ static INPUT_READY: Condvar = Condvar::new();
 static PANIC_INFO: Mutex<Option<String>> = Mutex::new(None);
 static FAILURE: Mutex<Option<String>> = Mutex::new(None);
 static ARGS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+static CURRENT: Mutex<(String, String)> = Mutex::new((String::new(), String::new()));
+
+/// The library and entry point of the cell running now (a parallel cell sends them
+/// to its worker processes).
+pub fn current_cell() -> (String, String) {
+    CURRENT.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
 
 /// What the kernel passed along with the running library (a saver's variable names).
 pub fn args() -> Vec<String> {
@@ -217,6 +224,9 @@ pub fn main() {
                 let lib = parts.next().unwrap_or("");
                 let symbol = parts.next().unwrap_or("");
                 *ARGS.lock().unwrap_or_else(|e| e.into_inner()) = parts.map(String::from).collect();
+                *CURRENT.lock().unwrap_or_else(|e| e.into_inner()) =
+                    (lib.to_string(), symbol.to_string());
+                crate::__processes::new_cell();
                 match load(lib, symbol) {
                     Ok(entry) => {
                         let spawned = std::thread::Builder::new()
@@ -235,6 +245,7 @@ pub fn main() {
             tag::INPUT_REPLY => answer_input(Ok(String::from_utf8_lossy(&payload).into_owned())),
             tag::INPUT_DENIED => answer_input(Err(String::from_utf8_lossy(&payload).into_owned())),
             tag::INTERRUPT => INTERRUPTED.store(true, Ordering::Relaxed),
+            tag::UNITS | tag::NO_MORE_UNITS => crate::__processes::push_work(t, payload),
             _ => {}
         }
     }

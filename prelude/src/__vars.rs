@@ -179,6 +179,10 @@ fn snapshot_dir() -> Option<&'static std::path::Path> {
 /// removes an older snapshot. Written next to the final name and renamed over it, so
 /// a runner that dies half-way leaves the previous snapshot whole.
 pub fn snapshot(name: &str, bytes: Option<&[u8]>) {
+    // A worker process reads the session's snapshots; only the runner writes them.
+    if crate::__processes::is_worker() {
+        return;
+    }
     let Some(dir) = snapshot_dir() else { return };
     let path = dir.join(name);
     match bytes {

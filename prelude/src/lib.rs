@@ -13,6 +13,8 @@ mod json;
 #[doc(hidden)]
 pub mod __parallel;
 #[doc(hidden)]
+pub mod __processes;
+#[doc(hidden)]
 pub mod __runner;
 #[doc(hidden)]
 pub mod __timing;

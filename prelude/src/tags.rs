@@ -12,11 +12,16 @@ pub const INPUT_REQUEST: u8 = 8;
 pub const LOAD_ERROR: u8 = 9;
 pub const READY: u8 = 10;
 pub const CELL_ERROR: u8 = 11;
+/// A worker's values for a batch of units (`%%parallel processes`).
+pub const UNITS_DONE: u8 = 12;
 
 pub const RUN: u8 = 101;
 pub const INPUT_REPLY: u8 = 102;
 pub const INPUT_DENIED: u8 = 103;
 pub const INTERRUPT: u8 = 104;
+/// A batch of units for a worker's running cell, and the end of its run.
+pub const UNITS: u8 = 105;
+pub const NO_MORE_UNITS: u8 = 106;
 
 /// How a panic message starts when ranks of a `%%parallel` cell failed; the kernel
 /// reports it as a `ParallelError` rather than as a panic of the cell.

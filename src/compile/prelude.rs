@@ -21,6 +21,10 @@ const SOURCES: &[(&str, &str)] = &[
         "__parallel.rs",
         include_str!("../../prelude/src/__parallel.rs"),
     ),
+    (
+        "__processes.rs",
+        include_str!("../../prelude/src/__processes.rs"),
+    ),
     ("__runner.rs", include_str!("../../prelude/src/__runner.rs")),
     ("__value.rs", include_str!("../../prelude/src/__value.rs")),
     ("__timing.rs", include_str!("../../prelude/src/__timing.rs")),

@@ -981,6 +981,19 @@ impl Session {
         Ok(Some(built))
     }
 
+    /// The session variables `code` uses, with their types (what a cell of that
+    /// code takes out of the store).
+    pub fn vars_used(&self, code: &str) -> Vec<(String, String)> {
+        let Ok(parsed) = cell::parse(code) else {
+            return Vec::new();
+        };
+        self.vars
+            .iter()
+            .filter(|(n, _)| parsed.idents.contains(*n))
+            .map(|(n, v)| (n.clone(), v.ty.clone()))
+            .collect()
+    }
+
     /// Forgets one variable (it could not be restored).
     pub fn forget_var(&mut self, name: &str) {
         self.vars.remove(name);
@@ -989,23 +1002,34 @@ impl Session {
     /// A cell for a new runner that puts back every variable with a snapshot, by
     /// deserialising it as its known type. Its value lists the names it restored.
     /// `None` when no variable has a snapshot.
-    pub async fn build_restore(&mut self) -> Result<Option<BuiltCell>, CompileError> {
+    ///
+    /// `only` limits it to some variables (the ones a `%%parallel processes` body
+    /// uses, for its workers); at run time its arguments may narrow that further to
+    /// the ones a worker lacks.
+    pub async fn build_restore(
+        &mut self,
+        only: Option<&[String]>,
+    ) -> Result<Option<BuiltCell>, CompileError> {
         let vars: Vec<(String, String)> = self
             .vars
             .iter()
             .filter(|(n, _)| self.has_snapshot(n))
+            .filter(|(n, _)| only.is_none_or(|o| o.contains(n)))
             .map(|(n, v)| (n.clone(), v.ty.clone()))
             .collect();
         if vars.is_empty() || !self.snapshots() {
             return Ok(None);
         }
-        let mut code =
-            String::from("{\nlet mut __fc_back: ::std::vec::Vec<&str> = ::std::vec::Vec::new();\n");
+        let mut code = String::from(
+            "{\nlet mut __fc_back: ::std::vec::Vec<&str> = ::std::vec::Vec::new();\n\
+             let __fc_want = ::ferrocell::__runner::args();\n",
+        );
         for (n, ty) in &vars {
             code.push_str(&format!(
-                "if let ::std::option::Option::Some(__fc_v) = {{ use __fc_snap::{{ViaDeserialize as _, NoDeserialize as _}}; \
+                "if __fc_want.is_empty() || __fc_want.iter().any(|w| w == {n:?}) {{ \
+                 if let ::std::option::Option::Some(__fc_v) = {{ use __fc_snap::{{ViaDeserialize as _, NoDeserialize as _}}; \
                  (&__fc_snap::Load::<{ty}>(::std::marker::PhantomData)).__fc_load({n:?}) }} \
-                 {{ ::ferrocell::__vars::put::<{ty}>({n:?}, __fc_v); __fc_back.push({n:?}); }}\n"
+                 {{ ::ferrocell::__vars::put::<{ty}>({n:?}, __fc_v); __fc_back.push({n:?}); }} }}\n"
             ));
         }
         code.push_str("__fc_back\n}");

@@ -11,6 +11,7 @@ use crate::compile::session::Compiled;
 use crate::compile::{BuiltCell, CompileError, Session, Timing, Toolchain};
 use crate::exec::runner::PanicReport;
 use crate::exec::{CellEvent, Runner};
+use crate::magics::parallel::Backend;
 use crate::magics::{self, CellKind, Magic};
 use crate::protocol::messages::{
     ClearOutput, DisplayData, ErrorContent, ExecuteInput, ExecuteReply, ExecuteRequest,
@@ -539,7 +540,6 @@ impl Executor {
         irq: &mut watch::Receiver<u64>,
     ) -> Result<(), ErrorContent> {
         let mut timing = Timing::None;
-        let mut parallel = false;
         let (dep_lines, code) = magics::split_deps(&req.code);
         if !dep_lines.is_empty() {
             self.add_deps(&dep_lines, sink, irq).await?;
@@ -614,7 +614,6 @@ impl Executor {
                     Magic::Time => timing = Timing::Once,
                     Magic::Timeit { loops, runs } => timing = Timing::Repeat { loops, runs },
                     Magic::Parallel(p) => {
-                        parallel = true;
                         if rest.trim().is_empty() {
                             return Err(error(
                                 "MagicError",
@@ -622,17 +621,111 @@ impl Executor {
                                 vec![],
                             ));
                         }
-                        let code = magics::parallel::threads_code(&p, &rest);
+                        let code = magics::parallel::cell_code(&p, &rest);
+                        let args = match p.backend {
+                            Backend::Threads => vec![],
+                            Backend::Processes => self.processes_setup(&code, sink, irq).await?,
+                        };
                         return self
-                            .run_rust(msg, req, sink, irq, &code, timing, parallel)
+                            .run_rust(msg, req, sink, irq, &code, timing, Some(args))
                             .await;
                     }
                 }
                 rest
             }
         };
-        self.run_rust(msg, req, sink, irq, &code, timing, parallel)
+        self.run_rust(msg, req, sink, irq, &code, timing, None)
             .await
+    }
+
+    /// What a `%%parallel processes` cell needs before it runs: serde (variables and
+    /// values travel with it), a current snapshot of each session variable the body
+    /// uses, and the restore library that loads them on a worker. Returns the cell's
+    /// run arguments: the restore library and entry point, then each variable with
+    /// the version of its snapshot, so that a worker loads only what changed.
+    async fn processes_setup(
+        &mut self,
+        code: &str,
+        sink: &mut Sink,
+        irq: &mut watch::Receiver<u64>,
+    ) -> Result<Vec<String>, ErrorContent> {
+        self.session(irq).await?;
+        if self.base.is_some() {
+            sink.stderr(b"ferrocell: %%parallel processes sends values with serde; waiting for its build (once per machine)\n");
+        }
+        self.take_base(Duration::from_secs(600), sink).await;
+        let session = self.session.as_ref().expect("session");
+        if !session.snapshots() {
+            return Err(error(
+                "ParallelError",
+                "%%parallel processes sends values with serde, which this session could not build (see above); %%parallel threads needs no serde",
+                vec![],
+            ));
+        }
+        let used = session.vars_used(code);
+        // Variables made before serde was ready have no snapshot yet.
+        let missing: Vec<String> = used
+            .iter()
+            .filter(|(n, _)| !session.has_snapshot(n))
+            .map(|(n, _)| n.clone())
+            .collect();
+        if !missing.is_empty() {
+            self.unsaved.extend(missing);
+            self.save_snapshots().await;
+        }
+        let session = self.session.as_mut().expect("session");
+        let mut versions = Vec::new();
+        let mut unsendable = Vec::new();
+        for (name, ty) in &used {
+            use std::os::unix::fs::MetadataExt;
+            match std::fs::metadata(self.snapshots.path().join(name)) {
+                Ok(m) => versions.push(format!(
+                    "{name}\t{}-{}.{}-{}",
+                    m.ino(),
+                    m.mtime(),
+                    m.mtime_nsec(),
+                    m.size()
+                )),
+                Err(_) => unsendable.push(format!(
+                    "`{name}` (`{}`)",
+                    crate::compile::vars::display_type(ty)
+                )),
+            }
+        }
+        if !unsendable.is_empty() {
+            return Err(error(
+                "ParallelError",
+                format!(
+                    "%%parallel processes cannot send {} to the worker processes: its type has no serde support \
+                     (derive serde's Serialize and Deserialize for it, or use %%parallel threads, which shares variables in place)",
+                    unsendable.join(", ")
+                ),
+                vec![],
+            ));
+        }
+        let mut args = vec![String::new(), String::new()];
+        if !used.is_empty() {
+            let names: Vec<String> = used.iter().map(|(n, _)| n.clone()).collect();
+            let restore = tokio::select! {
+                r = session.build_restore(Some(&names)) => r,
+                _ = irq.changed() => return Err(interrupted(" while it was compiling")),
+            };
+            match restore {
+                Ok(Some(b)) => {
+                    args = vec![b.lib.display().to_string(), b.symbol.clone()];
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    return Err(error(
+                        "ParallelError",
+                        format!("the loader of the variables for the workers did not compile: {e}"),
+                        vec![],
+                    ))
+                }
+            }
+        }
+        args.extend(versions);
+        Ok(args)
     }
 
     /// Compiles and runs a cell's Rust code (after its magic line, if any).
@@ -645,7 +738,7 @@ impl Executor {
         irq: &mut watch::Receiver<u64>,
         code: &str,
         timing: Timing,
-        parallel: bool,
+        parallel: Option<Vec<String>>,
     ) -> Result<(), ErrorContent> {
         if code.trim().is_empty() {
             sink.finish();
@@ -676,6 +769,7 @@ impl Executor {
                 mut rendered,
             }) => {
                 if let Some(hint) = parallel
+                    .is_some()
                     .then(|| magics::parallel::hint(&summary, &rendered))
                     .flatten()
                 {
@@ -685,6 +779,10 @@ impl Executor {
             }
             Err(e) => return Err(error("CompileError", e.to_string(), vec![])),
         };
+        let mut built = built;
+        if let Some(args) = parallel {
+            built.args = args;
+        }
         let r = self
             .run_built(&built, msg, req.allow_stdin, sink, irq)
             .await;
@@ -852,7 +950,7 @@ impl Executor {
                 lost.push(format!("{name} ({why})"));
             }
         }
-        let built = match session.build_restore().await {
+        let built = match session.build_restore(None).await {
             Ok(Some(b)) => b,
             Ok(None) => {
                 session.lose_all_vars();

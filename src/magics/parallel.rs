@@ -5,6 +5,8 @@
 pub enum Backend {
     /// OS threads in the runner.
     Threads,
+    /// A warm pool of worker processes, kept by the runner.
+    Processes,
 }
 
 /// A parsed `%%parallel` line.
@@ -23,18 +25,21 @@ pub struct Parallel {
     pub scaling: Option<Vec<usize>>,
 }
 
-const USAGE: &str = "%%parallel threads [N] [--each EXPR] [--out NAME] [--group] [--scaling 1,2,4]";
+const USAGE: &str =
+    "%%parallel threads|processes [N] [--each EXPR] [--out NAME] [--group] [--scaling 1,2,4]";
 
 /// Reads what follows `%%parallel` on its line.
 pub fn parse(args: &str) -> Result<Parallel, String> {
     let (backend, rest) = args.split_once(char::is_whitespace).unwrap_or((args, ""));
     let backend = match backend {
         "threads" => Backend::Threads,
-        "processes" | "cluster" => {
-            return Err(format!(
-                "%%parallel {backend} is not available in this version of ferrocell yet; \
-                 %%parallel threads runs the cell on this machine's cores"
-            ))
+        "processes" => Backend::Processes,
+        "cluster" => {
+            return Err(
+                "%%parallel cluster is not available in this version of ferrocell yet; \
+                 %%parallel threads and %%parallel processes run the cell on this machine's cores"
+                    .into(),
+            )
         }
         "" => return Err(format!("which workers? {USAGE}")),
         other => return Err(format!("unknown workers `{other}`: {USAGE}")),
@@ -123,20 +128,31 @@ pub fn parse(args: &str) -> Result<Parallel, String> {
 /// The cell code that runs `body` as the magic says: one ordinary Rust cell, so it is
 /// compiled once and session variables are captured by shared reference. The call
 /// takes the first line, where the magic line was, so rustc's lines are the cell's.
-pub fn threads_code(p: &Parallel, body: &str) -> String {
+///
+/// For processes the same library also runs on each worker, where the call serves
+/// the units it is sent; items and values travel with bincode (the session's serde
+/// build), so the cell passes its own encoders.
+pub fn cell_code(p: &Parallel, body: &str) -> String {
     let workers = match (&p.scaling, p.workers) {
         (Some(_), _) => "::std::option::Option::Some(__fc_n)".to_string(),
         (None, Some(n)) => format!("::std::option::Option::Some({n})"),
         (None, None) => "::std::option::Option::None".into(),
     };
     let opts = format!("::ferrocell::__parallel::Options {{ group: {} }}", p.group);
+    let (module, items, codec) = match p.backend {
+        Backend::Threads => ("__parallel", "", String::new()),
+        Backend::Processes => ("__processes", "|| ", format!(", {CODEC}")),
+    };
     let (call, params) = match &p.each {
         Some(expr) => (
-            format!("each({workers}, {opts}, {expr}, "),
+            format!("{module}::each({workers}, {opts}, {items}{expr}, "),
             "|item, rank: usize, size: usize|",
         ),
         None => (
-            format!("threads({workers}, {opts}, "),
+            match p.backend {
+                Backend::Threads => format!("{module}::threads({workers}, {opts}, "),
+                Backend::Processes => format!("{module}::ranks({workers}, {opts}, "),
+            },
             "|rank: usize, size: usize|",
         ),
     };
@@ -148,7 +164,7 @@ pub fn threads_code(p: &Parallel, body: &str) -> String {
                 (&::ferrocell::__value::Wrap(__fc_v)).__fc_repr() }";
     match &p.scaling {
         None => {
-            format!("{bind}::ferrocell::__parallel::{call}{params} {{\n{body}\n}}, {repr}).show();")
+            format!("{bind}::ferrocell::{call}{params} {{\n{body}\n}}, {repr}{codec}).show();")
         }
         // The body is one closure, run at each worker count.
         Some(counts) => {
@@ -156,12 +172,19 @@ pub fn threads_code(p: &Parallel, body: &str) -> String {
             format!(
                 "{bind}{{ let __fc_body = {params} {{\n{body}\n}}; \
                  ::ferrocell::__parallel::scaling(&[{}], |__fc_n| \
-                 ::ferrocell::__parallel::{call}&__fc_body, {repr})) }}.show();",
+                 ::ferrocell::{call}&__fc_body, {repr}{codec})) }}.show();",
                 counts.join(", ")
             )
         }
     }
 }
+
+/// Items out and values back, with the session's bincode (see `compile::deps`).
+const CODEC: &str = "::ferrocell::__processes::Codec { \
+    ser_item: |__fc_x| ::__fc_bincode::serialize(__fc_x).map_err(|e| e.to_string()), \
+    de_item: |__fc_b| ::__fc_bincode::deserialize(__fc_b).map_err(|e| e.to_string()), \
+    ser_value: |__fc_x| ::__fc_bincode::serialize(__fc_x).map_err(|e| e.to_string()), \
+    de_value: |__fc_b| ::__fc_bincode::deserialize(__fc_b).map_err(|e| e.to_string()) }";
 
 /// What to add to a compile error of a parallel cell whose body changed or moved a
 /// session variable, or shares one that threads cannot share.
@@ -171,6 +194,15 @@ pub fn hint(summary: &str, rendered: &[String]) -> Option<&'static str> {
         return Some(
             "note: %%parallel shares session variables with every rank by reference: \
              they can be read, not changed or moved; return a value instead (--out NAME keeps them)",
+        );
+    }
+    if all().any(|t| {
+        t.contains("Serialize") || t.contains("Deserialize") || t.contains("DeserializeOwned")
+    }) {
+        return Some(
+            "note: %%parallel processes sends each item to the workers and each value back with serde: \
+             their types need serde's Serialize and Deserialize (derive them on your types; \
+             items must be owned values, so use .iter().copied() or .cloned() rather than references)",
         );
     }
     if all().any(|t| {
@@ -204,7 +236,8 @@ mod tests {
         assert!(parse("threads --out 3x").is_err());
         assert!(parse("threads --each").is_err());
         assert!(parse("threads --frob").is_err());
-        assert!(parse("processes 2").unwrap_err().contains("not available"));
+        assert_eq!(parse("processes 2").unwrap().backend, Backend::Processes);
+        assert!(parse("cluster").unwrap_err().contains("not available"));
         assert_eq!(
             parse("threads --scaling 1,2,4").unwrap().scaling,
             Some(vec![1, 2, 4])
@@ -216,11 +249,17 @@ mod tests {
     #[test]
     fn the_body_keeps_its_first_line() {
         let p = parse("threads 2 --out r").unwrap();
-        let code = threads_code(&p, "let x = rank * 2;\nx + size");
+        let code = cell_code(&p, "let x = rank * 2;\nx + size");
         assert!(code.starts_with(
             "let r = ::ferrocell::__parallel::threads(::std::option::Option::Some(2)"
         ));
         assert_eq!(code.lines().nth(1), Some("let x = rank * 2;"));
         assert_eq!(code.lines().nth(2), Some("x + size"));
+        let p = parse("processes 2 --each 0..4").unwrap();
+        let code = cell_code(&p, "item * 2");
+        assert!(code.starts_with("::ferrocell::__processes::each("));
+        assert!(code.contains("|| 0..4, |item, rank: usize, size: usize| {"));
+        assert!(code.contains("::__fc_bincode::deserialize"));
+        assert_eq!(code.lines().nth(1), Some("item * 2"));
     }
 }
