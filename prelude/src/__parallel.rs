@@ -345,7 +345,7 @@ pub fn threads<T: Send>(
     let values = Slots::new(size);
     let unit = |u: usize, rank: usize| -> Result<String, String> {
         let v = panic::catch_unwind(AssertUnwindSafe(|| body(rank, size)))
-            .map_err(|p| panic_message(&*p))?;
+            .map_err(|p| format!("panicked: {}", panic_message(&*p)))?;
         let shown = panic::catch_unwind(AssertUnwindSafe(|| repr(&v)))
             .map_err(|p| format!("its Debug panicked: {}", panic_message(&*p)))?;
         // SAFETY: unit u runs once, on one thread.
@@ -382,7 +382,7 @@ pub fn each<I: Send, T: Send>(
         // SAFETY: unit u runs once, on one thread.
         let item = unsafe { items.slot(u).take() }.expect("each item runs once");
         let v = panic::catch_unwind(AssertUnwindSafe(|| body(item, rank, size)))
-            .map_err(|p| panic_message(&*p))?;
+            .map_err(|p| format!("panicked: {}", panic_message(&*p)))?;
         let shown = if is_shown(u, total) {
             panic::catch_unwind(AssertUnwindSafe(|| repr(&v)))
                 .map_err(|p| format!("its Debug panicked: {}", panic_message(&*p)))?
@@ -657,7 +657,7 @@ impl Table {
         let first = if self.items { "item" } else { "rank" };
         let cell = |r: &Row| match &r.shown {
             Ok(v) => v.clone(),
-            Err(m) => format!("panicked: {m}"),
+            Err(m) => m.clone(),
         };
         let width = self
             .rows
@@ -709,7 +709,7 @@ impl Table {
             let idx = if self.items { i } else { r.rank };
             let v = match &r.shown {
                 Ok(v) => html_escape(v),
-                Err(m) => format!("<b>panicked:</b> {}", html_escape(m)),
+                Err(m) => format!("<b>{}</b>", html_escape(m)),
             };
             out.push_str(&format!("<tr><td>{idx}</td><td><pre>{v}</pre></td>"));
             if self.items {
@@ -841,7 +841,7 @@ mod tests {
         assert!(run.table.as_ref().unwrap().rows[7]
             .shown
             .as_ref()
-            .is_err_and(|m| m == "seven"));
+            .is_err_and(|m| m == "panicked: seven"));
         let failed = panic::catch_unwind(AssertUnwindSafe(|| run.show())).unwrap_err();
         assert!(panic_message(&*failed).contains("item 7"));
     }

@@ -95,9 +95,19 @@ fn worker_place() -> (usize, usize) {
     (n(1), n(2).max(1))
 }
 
+/// A worker's run of one unit: (item bytes, rank, size) → value bytes, or why not.
+type WorkerUnit<'a> = &'a dyn Fn(&[u8], usize, usize) -> Result<Vec<u8>, String>;
+
+/// The coordinator's reading of a unit's value: (unit, value bytes) → the value as
+/// shown, the value itself kept in its slot.
+type Decode<'a> = &'a (dyn Fn(usize, &[u8]) -> Result<String, String> + Sync);
+
+/// [`Decode`] before it is given the slots.
+type DecodeInto<'a, T> = &'a (dyn Fn(&Slots<T>, usize, &[u8]) -> Result<String, String> + Sync);
+
 /// Runs units as they come until the coordinator says the run is over. `unit` takes
 /// an item's bytes and gives the value's bytes (or why there is none).
-fn serve(unit: &dyn Fn(&[u8], usize, usize) -> Result<Vec<u8>, String>) {
+fn serve(unit: WorkerUnit) {
     if SERVED.swap(true, Ordering::Relaxed) {
         return;
     }
@@ -113,7 +123,7 @@ fn serve(unit: &dyn Fn(&[u8], usize, usize) -> Result<Vec<u8>, String>) {
             let item = r.bytes();
             let t0 = Instant::now();
             let value = panic::catch_unwind(AssertUnwindSafe(|| unit(item, rank, size)))
-                .unwrap_or_else(|p| Err(par::panic_message(&*p)));
+                .unwrap_or_else(|p| Err(format!("panicked: {}", par::panic_message(&*p))));
             out.extend_from_slice(&t0.elapsed().as_secs_f64().to_le_bytes());
             let (ok, bytes) = match &value {
                 Ok(b) => (1u8, b.as_slice()),
@@ -516,7 +526,7 @@ struct Pooled<'a> {
     /// Unit index → the item's bytes.
     encode: &'a (dyn Fn(usize) -> Result<Vec<u8>, String> + Sync),
     /// Unit index, value bytes → the value as shown (the value itself is kept).
-    decode: &'a (dyn Fn(usize, &[u8]) -> Result<String, String> + Sync),
+    decode: Decode<'a>,
     orphans: Mutex<Vec<Orphan>>,
     /// Batches handed out and not yet finished or orphaned.
     in_flight: std::sync::atomic::AtomicUsize,
@@ -761,7 +771,7 @@ fn coordinate<T>(
     dynamic: bool,
     encode: &(dyn Fn(usize) -> Result<Vec<u8>, String> + Sync),
     values: Slots<T>,
-    decode: &(dyn Fn(&Slots<T>, usize, &[u8]) -> Result<String, String> + Sync),
+    decode: DecodeInto<T>,
 ) -> Run<T>
 where
     T: Send,
@@ -785,12 +795,15 @@ where
 pub fn ranks<T: Send>(
     size: Option<usize>,
     opts: Options,
-    body: impl Fn(usize, usize) -> T + Sync,
+    body: impl Fn(usize, usize) -> T,
     repr: impl Fn(&T) -> String + Sync,
     codec: Codec<(), T>,
 ) -> Run<T> {
     if is_worker() {
-        serve(&|_, rank, size| (codec.ser_value)(&body(rank, size)));
+        serve(&|_, rank, size| {
+            (codec.ser_value)(&body(rank, size))
+                .map_err(|e| format!("its value could not be sent: {e}"))
+        });
         return Run::in_worker();
     }
     let n = size.unwrap_or_else(par::default_size).max(1);
@@ -818,7 +831,7 @@ pub fn each<I, It, T>(
     size: Option<usize>,
     opts: Options,
     items: impl FnOnce() -> It,
-    body: impl Fn(I, usize, usize) -> T + Sync,
+    body: impl Fn(I, usize, usize) -> T,
     repr: impl Fn(&T) -> String + Sync,
     codec: Codec<I, T>,
 ) -> Run<T>
@@ -832,6 +845,7 @@ where
             let item =
                 (codec.de_item)(bytes).map_err(|e| format!("its item did not arrive: {e}"))?;
             (codec.ser_value)(&body(item, rank, size))
+                .map_err(|e| format!("its value could not be sent: {e}"))
         });
         return Run::in_worker();
     }

@@ -186,6 +186,11 @@ pub fn snapshot(name: &str, bytes: Option<&[u8]>) {
     let Some(dir) = snapshot_dir() else { return };
     let path = dir.join(name);
     match bytes {
+        // Unchanged: the file stays as it is, so worker processes that loaded it
+        // (they compare the file's identity) need not load it again.
+        Some(b)
+            if std::fs::metadata(&path).is_ok_and(|m| m.len() == b.len() as u64)
+                && std::fs::read(&path).is_ok_and(|old| old == b) => {}
         Some(b) => {
             let tmp = dir.join(format!(".{name}.tmp"));
             let written = std::fs::write(&tmp, b).and_then(|_| std::fs::rename(&tmp, &path));

@@ -1138,7 +1138,10 @@ fn generate(
 ) -> SourceMap {
     let parsed = unit.parsed;
     let mut m = SourceMap::default();
+    // The second: a body that only loops (`loop {}`) has `()` as its type, as in
+    // any closure; rustc's future-compatibility lint about that is an error by default.
     m.glue("#![allow(warnings)]");
+    m.glue("#![allow(unknown_lints, dependency_on_unit_never_type_fallback)]");
     let vis = if unit.is_layer { "pub " } else { "" };
     match unit.base {
         Some(b) => m.glue(&format!("{vis}use {}::*;", b.crate_name())),

@@ -773,7 +773,14 @@ impl Executor {
                     .then(|| magics::parallel::hint(&summary, &rendered))
                     .flatten()
                 {
-                    rendered.push(hint.to_string());
+                    if hint.headlines_only {
+                        rendered = rendered
+                            .iter()
+                            .filter_map(|r| r.lines().next().map(String::from))
+                            .collect();
+                        rendered.dedup();
+                    }
+                    rendered.push(hint.note.to_string());
                 }
                 return Err(error("CompileError", summary, rendered));
             }

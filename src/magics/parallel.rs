@@ -186,32 +186,44 @@ const CODEC: &str = "::ferrocell::__processes::Codec { \
     ser_value: |__fc_x| ::__fc_bincode::serialize(__fc_x).map_err(|e| e.to_string()), \
     de_value: |__fc_b| ::__fc_bincode::deserialize(__fc_b).map_err(|e| e.to_string()) }";
 
+/// What to tell about a compile error of a parallel cell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hint {
+    pub note: &'static str,
+    /// rustc's snippets would show the code the magic generated rather than the
+    /// cell's (a trait bound of the call): only the errors' headlines are worth
+    /// showing, with the note.
+    pub headlines_only: bool,
+}
+
 /// What to add to a compile error of a parallel cell whose body changed or moved a
-/// session variable, or shares one that threads cannot share.
-pub fn hint(summary: &str, rendered: &[String]) -> Option<&'static str> {
+/// session variable, shares one that threads cannot share, or returns (or takes
+/// items of) a type that cannot travel to worker processes.
+pub fn hint(summary: &str, rendered: &[String]) -> Option<Hint> {
     let all = || std::iter::once(summary).chain(rendered.iter().map(String::as_str));
     if all().any(|t| t.contains("`Fn` closure") || t.contains("captured variable")) {
-        return Some(
-            "note: %%parallel shares session variables with every rank by reference: \
-             they can be read, not changed or moved; return a value instead (--out NAME keeps them)",
-        );
+        return Some(Hint {
+            note: "note: %%parallel shares session variables with every rank by reference: \
+                   they can be read, not changed or moved; return a value instead (--out NAME keeps them)",
+            headlines_only: false,
+        });
     }
-    if all().any(|t| {
-        t.contains("Serialize") || t.contains("Deserialize") || t.contains("DeserializeOwned")
-    }) {
-        return Some(
-            "note: %%parallel processes sends each item to the workers and each value back with serde: \
-             their types need serde's Serialize and Deserialize (derive them on your types; \
-             items must be owned values, so use .iter().copied() or .cloned() rather than references)",
-        );
+    if all().any(|t| t.contains("Serialize") || t.contains("Deserialize")) {
+        return Some(Hint {
+            note: "note: %%parallel processes sends each item to the workers and each value back with serde: \
+                   their types need serde's Serialize and Deserialize (derive them on your types; \
+                   items must be owned values, so use .iter().copied() or .cloned() rather than references)",
+            headlines_only: true,
+        });
     }
     if all().any(|t| {
         t.contains("shared between threads safely") || t.contains("sent between threads safely")
     }) {
-        return Some(
-            "note: %%parallel threads shares session variables across threads: their types must be Sync \
-             (use Arc instead of Rc, Mutex or atomics instead of Cell/RefCell)",
-        );
+        return Some(Hint {
+            note: "note: %%parallel threads shares session variables across threads: their types must be Sync \
+                   (use Arc instead of Rc, Mutex or atomics instead of Cell/RefCell)",
+            headlines_only: true,
+        });
     }
     None
 }

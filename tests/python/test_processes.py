@@ -1,0 +1,205 @@
+"""`%%parallel processes`: the cell body on a warm pool of worker processes."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import textwrap
+import time
+
+import kernel_helpers as kh
+from kernel_helpers import error_text, of_type, ok, run, stream_text, value
+from test_parallel import tables
+
+
+def worker_pids(kc, n=2):
+    """The pids of the pool's first n workers, by rank (starting them if needed)."""
+    reply, outputs = run(kc, f"%%parallel processes {n} --out __pids\nstd::process::id()", timeout=60)
+    ok(reply, outputs)
+    pids = [int(p) for p in re.findall(r"\d+", value(kc, "__pids"))]
+    assert len(pids) == n
+    return pids
+
+
+def test_ranks_run_on_worker_processes_that_stay_warm(kernel):
+    km, kc = kernel
+    runner = int(value(kc, "std::process::id()"))
+    reply, outputs = run(kc, textwrap.dedent("""\
+        %%parallel processes 2
+        println!("rank {rank} of {size}");
+        (rank, size, std::process::id())
+        """), timeout=60)
+    ok(reply, outputs)
+    assert sorted(stream_text(outputs).splitlines()) == ["[0] rank 0 of 2", "[1] rank 1 of 2"]
+    [table] = tables(outputs)
+    assert "2 ranks on 2 processes" in table["text/plain"]
+    pids = [int(p) for p in re.findall(r"\((\d), 2, (\d+)\)", table["text/plain"]) for p in [p[1]]]
+    assert len(set(pids)) == 2 and runner not in pids, table["text/plain"]
+    # Workers are the runner's children: they go when the runner goes.
+    assert set(pids) <= set(kh.descendants(runner))
+    # Warm: the next cell runs on the same processes.
+    assert worker_pids(kc) == pids
+
+
+def test_variables_are_sent_once_and_again_when_changed(kc):
+    # A type whose deserialisation says where it happens.
+    ok(*run(kc, textwrap.dedent("""\
+        #[derive(Debug)]
+        struct Loud(u64);
+        impl serde::Serialize for Loud {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> { s.serialize_u64(self.0) }
+        }
+        impl<'de> serde::Deserialize<'de> for Loud {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let v = <u64 as serde::Deserialize>::deserialize(d)?;
+                eprintln!("loaded Loud({v})");
+                Ok(Loud(v))
+            }
+        }
+        let loud = Loud(3);
+        let shared = std::rc::Rc::new(vec![1u8, 2, 3]);
+        """)))
+    cell = "%%parallel processes 2\nloud.0 * 10 + shared.len() as u64"
+    reply, outputs = run(kc, cell, timeout=60)
+    ok(reply, outputs)
+    assert sorted(stream_text(outputs, "stderr").splitlines()) == ["[0] loaded Loud(3)", "[1] loaded Loud(3)"]
+    assert "33" in tables(outputs)[0]["text/plain"]
+    reply, outputs = run(kc, cell)
+    ok(reply, outputs)
+    assert stream_text(outputs, "stderr") == ""  # unchanged: not sent again
+    ok(*run(kc, "loud = Loud(4);"))
+    reply, outputs = run(kc, cell)
+    ok(reply, outputs)
+    assert sorted(stream_text(outputs, "stderr").splitlines()) == ["[0] loaded Loud(4)", "[1] loaded Loud(4)"]
+    assert "43" in tables(outputs)[0]["text/plain"]
+
+
+def test_what_cannot_travel_is_named(kc):
+    ok(*run(kc, "let started = std::time::Instant::now();\nlet fine = 2u8;"))
+    reply, outputs = run(kc, "%%parallel processes 2\nstarted.elapsed().as_secs() + fine as u64")
+    assert reply["content"]["ename"] == "ParallelError"
+    assert "`started` (`std::time::Instant`)" in reply["content"]["evalue"], reply["content"]["evalue"]
+    assert "no serde support" in reply["content"]["evalue"]
+    # A value that cannot come back, and items that are references.
+    reply, outputs = run(kc, "%%parallel processes 2\nstd::time::Instant::now()")
+    assert reply["content"]["ename"] == "CompileError"
+    text = error_text(of_type(outputs, "error")[0])
+    assert "Serialize" in text and "sends each item to the workers" in text, text
+    assert "__fc_bincode" not in text  # the generated call is not shown
+    ok(*run(kc, "let v = vec![1u64, 2];"))
+    reply, outputs = run(kc, "%%parallel processes 2 --each v.iter()\n*item")
+    assert reply["content"]["ename"] == "CompileError"
+    assert "owned values" in error_text(of_type(outputs, "error")[0])
+    assert value(kc, "fine + v.len() as u8") == "4"
+
+
+def test_each_hands_out_every_item_and_keeps_their_order(kc):
+    ok(*run(kc, "let offset = 7u64;"))
+    reply, outputs = run(kc, "%%parallel processes 2 --each 0..100_000u64 --out shifted\nitem + offset",
+                         timeout=60)
+    ok(reply, outputs)
+    [table] = tables(outputs)
+    assert "100000 items on 2 processes" in table["text/plain"]
+    assert value(kc, "shifted.len()") == "100000"
+    assert value(kc, "shifted.iter().enumerate().all(|(i, v)| *v == i as u64 + 7)") == "true"
+
+
+def test_a_panicking_rank_is_reported_and_the_others_kept(kc):
+    reply, outputs = run(kc, textwrap.dedent("""\
+        %%parallel processes 2
+        if rank == 1 { panic!("rank one gives up"); }
+        rank + 40
+        """), timeout=60)
+    assert reply["content"]["ename"] == "ParallelError"
+    assert "rank 1: panicked: rank one gives up" in error_text(reply["content"])
+    [table] = tables(outputs)
+    assert re.search(r"^\s+0\s+40\s", table["text/plain"], re.M), table["text/plain"]
+    # The worker survives a panic.
+    ok(*run(kc, "%%parallel processes 2\nrank"))
+
+
+def test_a_crashed_worker_is_reported_and_replaced(kc):
+    before = worker_pids(kc)
+    reply, outputs = run(kc, textwrap.dedent("""\
+        %%parallel processes 2
+        if rank == 1 { std::process::abort(); }
+        rank + 40
+        """), timeout=60)
+    assert reply["content"]["ename"] == "ParallelError"
+    text = error_text(reply["content"])
+    assert f"rank 1: worker process {before[1]} killed by signal SIGABRT" in text, text
+    assert re.search(r"^\s+0\s+40\s", tables(outputs)[0]["text/plain"], re.M)
+    after = worker_pids(kc)
+    assert after[0] == before[0] and after[1] != before[1]
+
+
+def test_a_worker_killed_mid_run_loses_no_item(kc):
+    pids = worker_pids(kc)
+    msg_id = kc.execute(textwrap.dedent("""\
+        %%parallel processes 2 --each 0..60u64 --out tripled
+        if item == 0 { println!("started"); }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        item * 3
+        """))
+    deadline = time.monotonic() + 60
+    while kh.next_iopub(kc, msg_id, deadline)["msg_type"] != "stream":
+        pass
+    time.sleep(0.3)
+    os.kill(pids[1], signal.SIGKILL)
+    reply, outputs = kh.wait(kc, msg_id, timeout=60)
+    ok(reply, outputs)
+    err = stream_text(outputs, "stderr")
+    assert f"worker 1: worker process {pids[1]} killed by signal SIGKILL" in err, err
+    assert "unfinished items run on the other workers" in err
+    assert "60 items on 2 processes" in tables(outputs)[-1]["text/plain"]
+    assert value(kc, "tripled.iter().enumerate().all(|(i, v)| *v == 3 * i as u64)") == "true"
+    assert value(kc, "tripled.len()") == "60"
+
+
+def test_interrupt_stops_a_processes_run_and_the_pool_goes_on(kernel):
+    km, kc = kernel
+    ok(*run(kc, "let kept = String::from(\"still here\");"))
+    worker_pids(kc)
+    msg_id = kc.execute("%%parallel processes 2\nprintln!(\"spinning\");\nloop { std::hint::spin_loop(); }")
+    deadline = time.monotonic() + 60
+    while kh.next_iopub(kc, msg_id, deadline)["msg_type"] != "stream":
+        pass
+    start = time.monotonic()
+    km.interrupt_kernel()
+    reply = kh.shell_reply(kc, msg_id, start + 30)
+    assert time.monotonic() - start < 2.0
+    assert reply["content"]["status"] == "error"
+    assert "interrupted" in error_text(reply["content"])
+    assert value(kc, "kept.clone()") == '"still here"'
+    ok(*run(kc, "%%parallel processes 2\nrank"))
+
+
+def test_output_lines_stay_whole_and_group_collects_them(kc):
+    reply, outputs = run(kc, textwrap.dedent("""\
+        %%parallel processes 2
+        for i in 0..300 { println!("{}", format!("{rank}").repeat(60)); }
+        """), timeout=60)
+    ok(reply, outputs)
+    assert tables(outputs) == []  # a unit body shows no table
+    lines = stream_text(outputs).splitlines()
+    assert len(lines) == 600
+    for line in lines:
+        m = re.fullmatch(r"\[(\d)\] (\d{60})", line)
+        assert m and set(m.group(2)) == {m.group(1)}, line
+    reply, outputs = run(kc, "%%parallel processes 2 --group\nfor i in 0..3 { println!(\"rank {rank} line {i}\"); }")
+    ok(reply, outputs)
+    text = stream_text(outputs)
+    for r in range(2):
+        block = text.split(f"[rank {r}]\n")[1].splitlines()[:3]
+        assert block == [f"rank {r} line {i}" for i in range(3)], text
+
+
+def test_scaling_on_processes(kc):
+    reply, outputs = run(kc, "%%parallel processes --scaling 2 --out last\n(0..300_000u64).map(|i| i % 7).sum::<u64>()",
+                         timeout=60)
+    ok(reply, outputs)
+    charts = [m["content"]["data"] for m in outputs
+              if m["msg_type"] == "display_data" and "image/svg+xml" in m["content"]["data"]]
+    assert len(charts) == 1 and charts[0]["image/svg+xml"].count("<circle") == 2
+    assert value(kc, "last.len()") == "2"
