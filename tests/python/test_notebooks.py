@@ -122,3 +122,31 @@ def test_threads_outputs(tmp_path):
     assert len(charts) == 1
     assert "serial fraction" in charts[0].data["text/plain"]
     assert charts[0].data["image/svg+xml"].count("<circle") == 2
+
+
+def test_processes_outputs(tmp_path):
+    nb = execute(kh.REPO / "notebooks" / "04-processes.ipynb", tmp_path)
+    code_cells = [cell for cell in nb.cells if cell.cell_type == "code"]
+
+    # The lecture's five processes: all start before any exits, each its own pid.
+    lines = stdout(code_cells[0]).splitlines()
+    starts = [line for line in lines if "starting" in line]
+    assert sorted(line.split(" (pid")[0] for line in starts) == [
+        f"[{r}] Process #{r} starting" for r in range(5)]
+    assert len({line.split("pid ")[1] for line in starts}) == 5
+    for r in range(5):
+        assert f"[{r}] Computation = {r ** 10}" in lines and f"[{r}] Process #{r} exiting." in lines
+    last_start = max(i for i, line in enumerate(lines) if "starting" in line)
+    first_exit = min(i for i, line in enumerate(lines) if "exiting" in line)
+    assert last_start < first_exit
+    assert result(code_cells[3]) == "true"  # workers are not the runner
+    assert result(code_cells[6]) == "148933"  # primes below 2 000 000, from the workers
+    assert abs(float(result(code_cells[9])) - 3.14159) < 0.01  # Monte Carlo pi
+    # The aborting rank is reported; rank 0's value is kept; the next cell runs.
+    [error] = [o for o in code_cells[10].outputs if o.output_type == "error"]
+    assert "SIGABRT" in "\n".join(error.traceback)
+    assert "100" in code_cells[10].outputs[0].data["text/plain"]
+    assert "rank 1 still working" in code_cells[11].outputs[-1].data["text/plain"]
+    charts = [o for o in code_cells[12].outputs
+              if o.output_type == "display_data" and "image/svg+xml" in o.data]
+    assert len(charts) == 1 and charts[0].data["image/svg+xml"].count("<circle") == 2
