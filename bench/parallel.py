@@ -10,14 +10,16 @@ In one run, the same workload — count the primes below LIMIT by trial division
 split into blocks of 1000 numbers dealt out round-robin so both halves cost the same:
 
 * the machine's real capacity: one busy loop, then two at once (it is shared);
-* ferrocell: one thread (`%time`), `%%parallel threads 2`, `--each` over the blocks;
+* ferrocell: one thread (`%time`), `%%parallel threads 2` and `processes 2`, each
+  also with `--each` over the blocks;
 * CPython: one thread, `threading` with 2 threads, `multiprocessing.Pool(2)`;
 * ipyparallel with 2 engines (a local cluster), when installed;
 * Numba `@njit` on one thread and `@njit(parallel=True)` with `prange` on 2, when
   installed (compile time excluded: it is warmed first).
 
-Then the overheads: an empty `%%parallel threads 2` cell (the run, as the table
-reports it), and `--each` over 100 000 trivial items against ipyparallel's
+Then the overheads: an empty `%%parallel threads 2` and `processes 2` cell (the run,
+as the table reports it, and the request's round trip through the kernel), and
+`--each` over 100 000 trivial items on both against ipyparallel's
 load-balanced map of the same items, by default and chunked by hand.
 """
 
@@ -27,6 +29,7 @@ import argparse
 import multiprocessing
 import re
 import shutil
+import statistics
 import sys
 import tempfile
 import threading
@@ -127,25 +130,33 @@ def ferrocell(limit: int, env: dict, log) -> dict:
         run_cell(kc, f"%time {one}")  # compiled once; the second run is measured
         text = run_cell(kc, f"%time {one}")
         figures["rust_1"] = seconds_in(text, "Wall time: ")
-        two = ("%%parallel threads 2\n"
-               f"(0..{blocks}u64).filter(|b| b % size as u64 == rank as u64)"
-               f".flat_map(|b| b * {BLOCK}..(b + 1) * {BLOCK}).filter(|&n| is_prime(n)).count()")
-        run_cell(kc, two)
-        text = run_cell(kc, two)
-        figures["rust_threads2"] = seconds_in(text, r"2 ranks on 2 threads in ")
-        each = (f"%%parallel threads 2 --each 0..{blocks}u64\n"
-                f"(item * {BLOCK}..(item + 1) * {BLOCK}).filter(|&n| is_prime(n)).count()")
-        run_cell(kc, each)
-        text = run_cell(kc, each)
-        figures["rust_each2"] = seconds_in(text, rf"{blocks} items on 2 threads in ")
-        empty = "%%parallel threads 2\nrank"
-        run_cell(kc, empty)
-        text = run_cell(kc, empty)
-        figures["empty_threads"] = seconds_in(text, r"2 ranks on 2 threads in ")
-        items = "%%parallel threads 2 --each 0..100_000u64\nitem"
-        run_cell(kc, items)
-        text = run_cell(kc, items)
-        figures["each_100k"] = seconds_in(text, r"100000 items on 2 threads in ")
+        for backend in ("threads", "processes"):
+            two = (f"%%parallel {backend} 2\n"
+                   f"(0..{blocks}u64).filter(|b| b % size as u64 == rank as u64)"
+                   f".flat_map(|b| b * {BLOCK}..(b + 1) * {BLOCK}).filter(|&n| is_prime(n)).count()")
+            run_cell(kc, two)
+            text = run_cell(kc, two)
+            figures[f"rust_{backend}2"] = seconds_in(text, rf"2 ranks on 2 {backend} in ")
+            log(f"  ferrocell {backend} 2:\n{text}")
+            each = (f"%%parallel {backend} 2 --each 0..{blocks}u64\n"
+                    f"(item * {BLOCK}..(item + 1) * {BLOCK}).filter(|&n| is_prime(n)).count()")
+            run_cell(kc, each)
+            text = run_cell(kc, each)
+            figures[f"rust_{backend}_each2"] = seconds_in(text, rf"{blocks} items on 2 {backend} in ")
+            empty = f"%%parallel {backend} 2\nrank"
+            run_cell(kc, empty)
+            runs, trips = [], []
+            for _ in range(20):
+                t0 = time.perf_counter()
+                text = run_cell(kc, empty)
+                trips.append(time.perf_counter() - t0)
+                runs.append(seconds_in(text, rf"2 ranks on 2 {backend} in "))
+            figures[f"empty_{backend}"] = statistics.median(runs)
+            figures[f"empty_{backend}_trip"] = statistics.median(trips)
+            items = f"%%parallel {backend} 2 --each 0..100_000u64\nitem"
+            run_cell(kc, items)
+            text = run_cell(kc, items)
+            figures[f"each_100k_{backend}"] = seconds_in(text, rf"100000 items on 2 {backend} in ")
     finally:
         stop(km, kc)
     log(f"  ferrocell: {figures}")
@@ -257,6 +268,8 @@ def numba_figures(limit: int, log) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--limit", type=int, default=5_000_000)
+    parser.add_argument("--ferrocell-only", action="store_true",
+                        help="skip the peers (a quick rerun of ferrocell's figures)")
     args = parser.parse_args()
 
     def log(text: str) -> None:
@@ -269,9 +282,10 @@ def main() -> None:
         f = ferrocell(args.limit, env, log)
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    f.update(cpython(args.limit, log))
-    f.update(ipyparallel_figures(args.limit, log))
-    f.update(numba_figures(args.limit, log))
+    if not args.ferrocell_only:
+        f.update(cpython(args.limit, log))
+        f.update(ipyparallel_figures(args.limit, log))
+        f.update(numba_figures(args.limit, log))
 
     def cell(key: str) -> str:
         return fmt_seconds(f[key]) if key in f else "not measured"
@@ -283,7 +297,9 @@ def main() -> None:
     for key, label in [
         ("rust_1", "ferrocell, one thread"),
         ("rust_threads2", "ferrocell `%%parallel threads 2`"),
-        ("rust_each2", "ferrocell `%%parallel threads 2 --each` over the blocks"),
+        ("rust_threads_each2", "ferrocell `%%parallel threads 2 --each` over the blocks"),
+        ("rust_processes2", "ferrocell `%%parallel processes 2`"),
+        ("rust_processes_each2", "ferrocell `%%parallel processes 2 --each` over the blocks"),
         ("py_1", "CPython, one thread"),
         ("py_threads2", "CPython `threading`, 2 threads"),
         ("py_pool2", "CPython `multiprocessing.Pool(2)`"),
@@ -293,12 +309,18 @@ def main() -> None:
     ]:
         ratio = f"{f[key] / base:.1f}×" if key in f else "—"
         print(f"| {label} | {cell(key)} | {ratio} |")
-    print(f"\nferrocell threads 2 ÷ one thread: {f['rust_1'] / base:.2f}× speed-up")
+    print(f"\nferrocell threads 2 ÷ one thread: {f['rust_1'] / base:.2f}× speed-up; "
+          f"processes 2 ÷ one thread: {f['rust_1'] / f['rust_processes2']:.2f}×")
     print("\n| overhead | figure |")
     print("|---|---|")
-    print(f"| empty `%%parallel threads 2` run | {fmt_seconds(f['empty_threads'])} |")
-    print(f"| ferrocell `--each` over 100 000 trivial items | "
-          f"{100_000 / f['each_100k']:,.0f} items/s |")
+    for backend in ("threads", "processes"):
+        print(f"| empty `%%parallel {backend} 2`: the run (median of 20) | "
+              f"{fmt_seconds(f[f'empty_{backend}'])} |")
+        print(f"| empty `%%parallel {backend} 2`: request to idle, through the kernel | "
+              f"{fmt_seconds(f[f'empty_{backend}_trip'])} |")
+    for backend in ("threads", "processes"):
+        print(f"| ferrocell `{backend} 2 --each` over 100 000 trivial items | "
+              f"{100_000 / f[f'each_100k_{backend}']:,.0f} items/s |")
     for key, label in [("ipp_items_default", "ipyparallel load-balanced map, default"),
                        ("ipp_items_chunked", "ipyparallel load-balanced map, chunksize 5000")]:
         value = f"{f[key]:,.0f} items/s" if key in f else "not measured"

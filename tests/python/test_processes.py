@@ -203,3 +203,32 @@ def test_scaling_on_processes(kc):
               if m["msg_type"] == "display_data" and "image/svg+xml" in m["content"]["data"]]
     assert len(charts) == 1 and charts[0]["image/svg+xml"].count("<circle") == 2
     assert value(kc, "last.len()") == "2"
+
+
+def gone_within(pids, seconds=5.0):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and any(kh.alive(p) for p in pids):
+        time.sleep(0.05)
+    return [p for p in pids if kh.alive(p)] == []
+
+
+def test_no_worker_outlives_its_runner_or_kernel(start_kernel):
+    km, kc = start_kernel()
+    ok(*run(kc, "let kept = 5u8;"))
+    pids = worker_pids(kc)
+    # A runner replaced after an interrupt it could not obey takes its pool along.
+    msg_id = kc.execute("println!(\"spinning\");\nloop { std::hint::spin_loop(); }")
+    deadline = time.monotonic() + 60
+    while kh.next_iopub(kc, msg_id, deadline)["msg_type"] != "stream":
+        pass
+    km.interrupt_kernel()
+    reply = kh.shell_reply(kc, msg_id, time.monotonic() + 30)
+    assert reply["content"]["status"] == "error"
+    assert gone_within(pids)
+    # The next parallel cell starts a new pool, with the variable restored.
+    reply, outputs = run(kc, "%%parallel processes 2 --out got\nkept + rank as u8", timeout=60)
+    ok(reply, outputs)
+    assert value(kc, "got") == "[5, 6]"
+    pids = worker_pids(kc)
+    kh.stop_kernel(km, kc)
+    assert gone_within(pids)
