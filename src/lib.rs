@@ -5,6 +5,7 @@
 //! sockets and requests), [`magics`], [`compile`] (cell → library), [`exec`] (the
 //! runner), and [`install`] (the kernelspec).
 
+pub mod cluster;
 pub mod compile;
 pub mod exec;
 pub mod install;

@@ -22,6 +22,23 @@ enum Command {
         #[arg(long, short = 'f')]
         connection_file: PathBuf,
     },
+    /// Run a cluster controller: engines and kernels connect to it (like ipcontroller).
+    Controller {
+        /// The address to listen on; loopback unless given (engines on other hosts
+        /// need an address they can reach).
+        #[arg(long, default_value = "127.0.0.1")]
+        ip: String,
+        /// Where to write the connection file (0600) that engines and kernels read.
+        #[arg(long, default_value = "ferrocell-cluster.json")]
+        file: PathBuf,
+    },
+    /// Run a cluster engine: it registers with the controller of FILE and runs the
+    /// cells it is sent (like ipengine).
+    Engine {
+        /// The controller's connection file.
+        #[arg(long)]
+        file: PathBuf,
+    },
     /// Install the kernelspec so that Jupyter offers "Rust (ferrocell)".
     Install {
         /// Into ~/.local/share/jupyter (the default).
@@ -52,6 +69,23 @@ fn main() -> anyhow::Result<()> {
                 .build()?;
             rt.block_on(ferrocell::kernel::run(&connection_file))?;
             // Leave without waiting for background tasks; the runner dies with us.
+            std::process::exit(0);
+        }
+        Command::Controller { ip, file } => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
+            rt.block_on(ferrocell::cluster::controller::run(
+                ferrocell::cluster::controller::Options { ip, file },
+            ))?;
+        }
+        Command::Engine { file } => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
+            rt.block_on(ferrocell::cluster::engine::run(file))?;
             std::process::exit(0);
         }
         Command::Install {

@@ -226,7 +226,7 @@ pub fn main() {
                 *ARGS.lock().unwrap_or_else(|e| e.into_inner()) = parts.map(String::from).collect();
                 *CURRENT.lock().unwrap_or_else(|e| e.into_inner()) =
                     (lib.to_string(), symbol.to_string());
-                crate::__processes::new_cell();
+                crate::worker::new_cell();
                 match load(lib, symbol) {
                     Ok(entry) => {
                         let spawned = std::thread::Builder::new()
@@ -245,7 +245,9 @@ pub fn main() {
             tag::INPUT_REPLY => answer_input(Ok(String::from_utf8_lossy(&payload).into_owned())),
             tag::INPUT_DENIED => answer_input(Err(String::from_utf8_lossy(&payload).into_owned())),
             tag::INTERRUPT => INTERRUPTED.store(true, Ordering::Relaxed),
-            tag::UNITS | tag::NO_MORE_UNITS => crate::__processes::push_work(t, payload),
+            tag::UNITS | tag::NO_MORE_UNITS => crate::worker::push_work(t, payload),
+            tag::VAR_BYTES => crate::worker::receive(payload),
+            tag::FROM_ENGINE => crate::transport::from_engine(payload),
             _ => {}
         }
     }

@@ -208,6 +208,10 @@ pub fn snapshot(name: &str, bytes: Option<&[u8]>) {
 
 /// The snapshot of a variable, for restoring it in a new runner.
 pub fn snapshot_bytes(name: &str) -> Option<Vec<u8>> {
+    // A worker is sent its variables' bytes by its coordinator.
+    if crate::__processes::is_worker() {
+        return crate::worker::take_received(name);
+    }
     std::fs::read(snapshot_dir()?.join(name)).ok()
 }
 

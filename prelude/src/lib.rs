@@ -9,6 +9,8 @@ mod channel;
 mod display;
 mod input;
 mod json;
+mod transport;
+mod worker;
 
 #[doc(hidden)]
 pub mod __parallel;

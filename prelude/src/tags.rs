@@ -14,6 +14,8 @@ pub const READY: u8 = 10;
 pub const CELL_ERROR: u8 = 11;
 /// A worker's values for a batch of units (`%%parallel processes`).
 pub const UNITS_DONE: u8 = 12;
+/// A frame for a cluster engine's worker: `[engine u32][tag][payload]`.
+pub const TO_ENGINE: u8 = 13;
 
 pub const RUN: u8 = 101;
 pub const INPUT_REPLY: u8 = 102;
@@ -22,6 +24,15 @@ pub const INTERRUPT: u8 = 104;
 /// A batch of units for a worker's running cell, and the end of its run.
 pub const UNITS: u8 = 105;
 pub const NO_MORE_UNITS: u8 = 106;
+/// A frame from a cluster engine's worker: `[engine u32][tag][payload]`.
+pub const FROM_ENGINE: u8 = 107;
+/// A session variable's serde bytes for a worker: `[name len u32][name][bytes]`.
+pub const VAR_BYTES: u8 = 108;
+
+/// Inside `FROM_ENGINE`: the engine or its worker is gone (payload: why).
+pub const ENGINE_LOST: u8 = 250;
+/// Inside `TO_ENGINE`: kill the engine's worker (it did not stop after an interrupt).
+pub const KILL_WORKER: u8 = 251;
 
 /// How a panic message starts when ranks of a `%%parallel` cell failed; the kernel
 /// reports it as a `ParallelError` rather than as a panic of the cell.

@@ -26,6 +26,11 @@ const SOURCES: &[(&str, &str)] = &[
         include_str!("../../prelude/src/__processes.rs"),
     ),
     ("__runner.rs", include_str!("../../prelude/src/__runner.rs")),
+    (
+        "transport.rs",
+        include_str!("../../prelude/src/transport.rs"),
+    ),
+    ("worker.rs", include_str!("../../prelude/src/worker.rs")),
     ("__value.rs", include_str!("../../prelude/src/__value.rs")),
     ("__timing.rs", include_str!("../../prelude/src/__timing.rs")),
     ("__vars.rs", include_str!("../../prelude/src/__vars.rs")),

@@ -99,6 +99,56 @@ enum Internal {
     ChannelClosed,
 }
 
+/// Starts the runner executable with its channel on fd 3 (and `env` added); its
+/// stdout and stderr are pipes when `piped`, else inherited. The runner must not
+/// outlive the process that started it.
+pub fn spawn_process(
+    prelude: &Prelude,
+    env: &[(&str, &std::ffi::OsStr)],
+    piped: bool,
+) -> Result<(tokio::process::Child, tokio::net::UnixStream), String> {
+    let (ours, theirs) =
+        std::os::unix::net::UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
+    let theirs: OwnedFd = theirs.into();
+    let fd = theirs.as_raw_fd();
+    let mut cmd = tokio::process::Command::new(&prelude.runner);
+    cmd.env("FERROCELL_RUNNER", "1")
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    if piped {
+        cmd.stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+    }
+    // SAFETY: only async-signal-safe calls (dup2, fcntl, prctl) between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if fd == 3 {
+                let flags = nix::libc::fcntl(3, nix::libc::F_GETFD);
+                nix::libc::fcntl(3, nix::libc::F_SETFD, flags & !nix::libc::FD_CLOEXEC);
+            } else if nix::libc::dup2(fd, 3) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            nix::libc::prctl(nix::libc::PR_SET_PDEATHSIG, nix::libc::SIGKILL);
+            Ok(())
+        });
+    }
+    let child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", prelude.runner.display()))?;
+    drop(theirs);
+    ours.set_nonblocking(true).map_err(|e| e.to_string())?;
+    let stream = tokio::net::UnixStream::from_std(ours).map_err(|e| e.to_string())?;
+    Ok((child, stream))
+}
+
+/// How a process ended, in words (`killed by signal SIGSEGV (segmentation fault)`).
+pub fn describe_exit(status: std::process::ExitStatus) -> String {
+    describe(status)
+}
+
 /// A live runner process.
 pub struct Runner {
     child: tokio::process::Child,
@@ -203,42 +253,15 @@ fn pipe_to_events(
 }
 
 impl Runner {
-    /// Starts a runner and waits until it is ready for cells.
     /// Starts a runner. Its cells write variable snapshots into `snapshots`.
     pub async fn spawn(prelude: &Prelude, snapshots: &std::path::Path) -> Result<Runner, String> {
-        let (ours, theirs) =
-            std::os::unix::net::UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
-        let theirs: OwnedFd = theirs.into();
-        let fd = theirs.as_raw_fd();
-        let mut cmd = tokio::process::Command::new(&prelude.runner);
-        cmd.env("FERROCELL_RUNNER", "1")
-            .env("FERROCELL_SNAPSHOTS", snapshots)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true);
-        // SAFETY: only async-signal-safe calls (dup2, fcntl, prctl) between fork and exec.
-        unsafe {
-            cmd.pre_exec(move || {
-                if fd == 3 {
-                    let flags = nix::libc::fcntl(3, nix::libc::F_GETFD);
-                    nix::libc::fcntl(3, nix::libc::F_SETFD, flags & !nix::libc::FD_CLOEXEC);
-                } else if nix::libc::dup2(fd, 3) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                // The runner must not outlive the kernel.
-                nix::libc::prctl(nix::libc::PR_SET_PDEATHSIG, nix::libc::SIGKILL);
-                Ok(())
-            });
-        }
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", prelude.runner.display()))?;
-        drop(theirs);
+        let (mut child, ours) = spawn_process(
+            prelude,
+            &[("FERROCELL_SNAPSHOTS", snapshots.as_os_str())],
+            true,
+        )?;
         let pid = child.id().unwrap_or(0);
-        ours.set_nonblocking(true).map_err(|e| e.to_string())?;
-        let stream = tokio::net::UnixStream::from_std(ours).map_err(|e| e.to_string())?;
-        let (mut reader, writer) = stream.into_split();
+        let (mut reader, writer) = ours.into_split();
         let (tx, rx) = mpsc::unbounded_channel();
         let mut stderr = child.stderr.take().expect("piped");
         let stdout = child.stdout.take().expect("piped");

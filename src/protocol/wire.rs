@@ -139,6 +139,20 @@ impl Signer {
         parent: Option<&Header>,
         content: &impl Serialize,
     ) -> Vec<Bytes> {
+        self.encode_with_buffers(identities, header, parent, content, &[])
+    }
+
+    /// [`Signer::encode`] with binary buffers after the content. The signature does
+    /// not cover buffers (as in Jupyter): a protocol that relies on them puts their
+    /// digest in the content.
+    pub fn encode_with_buffers(
+        &self,
+        identities: &[Bytes],
+        header: &Header,
+        parent: Option<&Header>,
+        content: &impl Serialize,
+        buffers: &[Bytes],
+    ) -> Vec<Bytes> {
         let header = serde_json::to_vec(header).expect("header serializes");
         let parent = match parent {
             Some(p) => serde_json::to_vec(p).expect("header serializes"),
@@ -154,6 +168,7 @@ impl Signer {
         frames.push(Bytes::from(parent));
         frames.push(Bytes::from(metadata));
         frames.push(Bytes::from(content));
+        frames.extend(buffers.iter().cloned());
         frames
     }
 }

@@ -1,0 +1,171 @@
+//! The kernel's side of a cluster: a connection to its controller.
+
+use super::launcher::Launched;
+use super::messages::{ClusterFile, EngineInfo, Link, Msg, Versions};
+use bytes::Bytes;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use zeromq::{DealerSendHalf, DealerSocket, Socket, SocketRecv, SocketSend};
+
+/// How long the controller may take to answer a request.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What the controller said of its engines.
+#[derive(Debug, Clone)]
+pub struct Status {
+    pub engines: Vec<EngineInfo>,
+    pub lost: Vec<EngineInfo>,
+    pub versions: Option<Versions>,
+}
+
+/// A kernel's connection to a controller (and the processes, if it started them).
+pub struct Client {
+    pub path: PathBuf,
+    pub file: ClusterFile,
+    link: Link,
+    send: DealerSendHalf,
+    rx: mpsc::UnboundedReceiver<(Msg, Bytes)>,
+    last_heard: Arc<Mutex<Instant>>,
+    pub launched: Option<Launched>,
+}
+
+impl Client {
+    /// Connects to the controller of `path` and checks that it answers.
+    pub async fn connect(path: &Path) -> Result<Client, String> {
+        let file = ClusterFile::read(path).map_err(|e| format!("{e:#}"))?;
+        let mut socket = DealerSocket::new();
+        let endpoint = file.endpoint(file.client_port);
+        socket
+            .connect(&endpoint)
+            .await
+            .map_err(|e| format!("cannot connect to the controller at {endpoint}: {e}"))?;
+        let (send, mut recv) = socket.split();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let last_heard = Arc::new(Mutex::new(Instant::now()));
+        let heard = last_heard.clone();
+        let link = Link::new(&file.key);
+        tokio::spawn(async move {
+            while let Ok(raw) = recv.recv().await {
+                match link.decode(raw) {
+                    Ok(m) => {
+                        *heard.lock().expect("heard") = Instant::now();
+                        if m.msg == Msg::Heartbeat {
+                            continue;
+                        }
+                        if tx.send((m.msg, m.payload)).is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!("dropped a message that was not the controller's: {e}")
+                    }
+                }
+            }
+        });
+        let mut c = Client {
+            path: path.to_path_buf(),
+            link: Link::new(&file.key),
+            file,
+            send,
+            rx,
+            last_heard,
+            launched: None,
+        };
+        c.status().await?;
+        Ok(c)
+    }
+
+    async fn post(&mut self, msg: Msg, payload: Option<Bytes>) -> Result<(), String> {
+        self.send
+            .send(self.link.encode(&[], msg, payload))
+            .await
+            .map_err(|e| format!("the controller cannot be reached: {e}"))
+    }
+
+    /// Asks the controller for its engines. Frames left over from an earlier cell
+    /// are dropped on the way.
+    pub async fn status(&mut self) -> Result<Status, String> {
+        self.post(Msg::Status, None).await?;
+        let deadline = tokio::time::Instant::now() + ANSWER_TIMEOUT;
+        loop {
+            match tokio::time::timeout_at(deadline, self.rx.recv()).await {
+                Ok(Some((
+                    Msg::StatusReply {
+                        engines,
+                        lost,
+                        versions,
+                    },
+                    _,
+                ))) => {
+                    return Ok(Status {
+                        engines,
+                        lost,
+                        versions,
+                    })
+                }
+                Ok(Some(_)) => continue,
+                Ok(None) => return Err("the connection to the controller closed".into()),
+                Err(_) => {
+                    return Err(format!(
+                        "the controller at {} did not answer within {} s (pid {} on {}): it may have died",
+                        self.file.endpoint(self.file.client_port),
+                        ANSWER_TIMEOUT.as_secs(),
+                        self.file.controller_pid,
+                        self.file.controller_host
+                    ))
+                }
+            }
+        }
+    }
+
+    /// Sends a runner frame to an engine's worker.
+    pub async fn send_frame(
+        &mut self,
+        engine: u32,
+        tag: u8,
+        payload: Vec<u8>,
+    ) -> Result<(), String> {
+        self.post(Msg::Send { engine, tag }, Some(Bytes::from(payload)))
+            .await
+    }
+
+    /// Has an engine kill its worker (it did not stop after an interrupt).
+    pub async fn kill_worker(&mut self, engine: u32) -> Result<(), String> {
+        self.post(Msg::Kill { engine }, None).await
+    }
+
+    /// The next message from the controller.
+    pub async fn recv(&mut self) -> Option<(Msg, Bytes)> {
+        self.rx.recv().await
+    }
+
+    /// How long the controller has been silent (it beats every second).
+    pub fn silent_for(&self) -> Duration {
+        self.last_heard.lock().expect("heard").elapsed()
+    }
+
+    /// Stops the cluster: engines, then the controller; waits for the processes this
+    /// kernel started, and kills what is left.
+    pub async fn stop(&mut self) -> Result<(), String> {
+        let asked = self.post(Msg::StopCluster, None).await;
+        let deadline = tokio::time::Instant::now() + ANSWER_TIMEOUT;
+        let stopped = loop {
+            match tokio::time::timeout_at(deadline, self.rx.recv()).await {
+                Ok(Some((Msg::Stopped, _))) => break true,
+                Ok(Some(_)) => continue,
+                _ => break false,
+            }
+        };
+        if let Some(l) = &mut self.launched {
+            l.wait_or_kill(Duration::from_secs(3)).await;
+        }
+        match (asked, stopped) {
+            (Ok(()), true) => Ok(()),
+            _ if self.launched.is_some() => Ok(()),
+            (Err(e), _) => Err(e),
+            (Ok(()), false) => Err("the controller did not confirm the stop".into()),
+        }
+    }
+}

@@ -1,0 +1,405 @@
+//! `ferrocell controller`: the hub between kernels and engines.
+//!
+//! It binds two ROUTER sockets (engines, kernels), writes the connection file (0600)
+//! and then routes: a kernel's frame for engine N goes to engine N, and what that
+//! engine's worker answers goes back to the kernel that sent the work. It checks
+//! that each registering engine runs the same ferrocell, rustc and target as the
+//! cells will be compiled for, and watches heartbeats: an engine silent for
+//! [`LOST_AFTER`] is reported lost to the kernels.
+
+use super::messages::{ClusterFile, EngineInfo, Link, Msg, Received, Versions};
+use bytes::Bytes;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use zeromq::{RouterSocket, Socket, SocketRecv, SocketSend};
+
+/// How often each end of a link says it is alive.
+pub const HEARTBEAT: Duration = Duration::from_secs(1);
+/// Silence after which the other end is taken for gone.
+pub const LOST_AFTER: Duration = Duration::from_millis(2500);
+
+/// How the controller was asked to run.
+pub struct Options {
+    /// Where to listen: loopback unless the user asks for more.
+    pub ip: String,
+    /// Where to write the connection file.
+    pub file: PathBuf,
+}
+
+struct Engine {
+    identity: Bytes,
+    info: EngineInfo,
+    last_seen: Instant,
+    /// The kernel that sent it work last: where its worker's frames go.
+    owner: Option<Bytes>,
+}
+
+struct Controller {
+    link: Link,
+    engines_socket: RouterSocket,
+    clients_socket: RouterSocket,
+    engines: BTreeMap<u32, Engine>,
+    lost: Vec<EngineInfo>,
+    clients: Vec<(Bytes, Instant)>,
+    next_id: u32,
+    /// What engines must match: the controller's own toolchain, or the first
+    /// engine's when this host has no rustc.
+    versions: Option<Versions>,
+}
+
+/// The versions of this ferrocell and the toolchain found here, if any.
+pub async fn local_versions() -> Option<Versions> {
+    let t = crate::compile::Toolchain::probe().await.ok()?;
+    Some(Versions {
+        ferrocell: env!("CARGO_PKG_VERSION").to_string(),
+        rustc: t.version,
+        target: t.host,
+    })
+}
+
+fn is_loopback(ip: &str) -> bool {
+    ip.parse::<std::net::IpAddr>()
+        .map(|a| a.is_loopback())
+        .unwrap_or(ip == "localhost")
+}
+
+/// Runs a controller until a kernel stops it (or it is killed).
+pub async fn run(opts: Options) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let key = super::messages::new_key();
+    let mut engines_socket = RouterSocket::new();
+    let mut clients_socket = RouterSocket::new();
+    let port = |e: zeromq::Endpoint| match e {
+        zeromq::Endpoint::Tcp(_, p) => p,
+        _ => 0,
+    };
+    let engine_port = port(
+        engines_socket
+            .bind(&format!("tcp://{}:0", opts.ip))
+            .await
+            .with_context(|| format!("binding the engine socket on {}", opts.ip))?,
+    );
+    let client_port = port(
+        clients_socket
+            .bind(&format!("tcp://{}:0", opts.ip))
+            .await
+            .with_context(|| format!("binding the kernel socket on {}", opts.ip))?,
+    );
+    let file = ClusterFile {
+        ip: opts.ip.clone(),
+        engine_port,
+        client_port,
+        key: key.clone(),
+        signature_scheme: "hmac-sha256".into(),
+        controller_host: super::messages::hostname(),
+        controller_pid: std::process::id(),
+    };
+    file.write(&opts.file)
+        .with_context(|| format!("writing {}", opts.file.display()))?;
+    println!(
+        "ferrocell controller: engines connect to {}:{engine_port}, kernels to {}:{client_port}; connection file {}",
+        opts.ip,
+        opts.ip,
+        opts.file.display()
+    );
+    if is_loopback(&opts.ip) {
+        println!(
+            "ferrocell controller: listening on loopback only; engines on other hosts cannot reach it (start it with --ip ADDRESS)"
+        );
+    }
+    let mut c = Controller {
+        link: Link::new(&key),
+        engines_socket,
+        clients_socket,
+        engines: BTreeMap::new(),
+        lost: Vec::new(),
+        clients: Vec::new(),
+        next_id: 0,
+        versions: local_versions().await,
+    };
+    let result = c.serve().await;
+    let _ = std::fs::remove_file(&opts.file);
+    result
+}
+
+impl Controller {
+    async fn serve(&mut self) -> anyhow::Result<()> {
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        let mut last_beat = Instant::now();
+        loop {
+            tokio::select! {
+                raw = self.engines_socket.recv() => {
+                    let Ok(raw) = raw else { continue };
+                    match self.link.decode(raw) {
+                        Ok(m) => self.from_engine(m).await,
+                        Err(e) => tracing::warn!("dropped an engine message: {e}"),
+                    }
+                }
+                raw = self.clients_socket.recv() => {
+                    let Ok(raw) = raw else { continue };
+                    match self.link.decode(raw) {
+                        Ok(m) => {
+                            if self.from_client(m).await {
+                                return Ok(());
+                            }
+                        }
+                        Err(e) => tracing::warn!("dropped a kernel message: {e}"),
+                    }
+                }
+                _ = tick.tick() => {
+                    self.check_heartbeats().await;
+                    if last_beat.elapsed() >= HEARTBEAT {
+                        last_beat = Instant::now();
+                        self.beat().await;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn to_engine(&mut self, identity: &Bytes, msg: Msg, payload: Option<Bytes>) {
+        let raw = self
+            .link
+            .encode(std::slice::from_ref(identity), msg, payload);
+        if let Err(e) = self.engines_socket.send(raw).await {
+            tracing::warn!("a message to an engine was not sent: {e}");
+        }
+    }
+
+    async fn to_client(&mut self, identity: &Bytes, msg: Msg, payload: Option<Bytes>) {
+        let raw = self
+            .link
+            .encode(std::slice::from_ref(identity), msg, payload);
+        if let Err(e) = self.clients_socket.send(raw).await {
+            tracing::warn!("a message to a kernel was not sent: {e}");
+        }
+    }
+
+    /// Sends to the engine's owner, or to every kernel when it has none.
+    async fn to_owner(&mut self, engine: u32, msg: Msg, payload: Option<Bytes>) {
+        let owner = self.engines.get(&engine).and_then(|e| e.owner.clone());
+        let targets: Vec<Bytes> = match owner {
+            Some(o) => vec![o],
+            None => self.clients.iter().map(|(c, _)| c.clone()).collect(),
+        };
+        for t in targets {
+            self.to_client(&t, msg.clone(), payload.clone()).await;
+        }
+    }
+
+    async fn beat(&mut self) {
+        let engines: Vec<Bytes> = self.engines.values().map(|e| e.identity.clone()).collect();
+        for id in engines {
+            self.to_engine(&id, Msg::Heartbeat, None).await;
+        }
+        // Kernels that have not been heard from for a minute are forgotten.
+        self.clients
+            .retain(|(_, seen)| seen.elapsed() < Duration::from_secs(60));
+        let clients: Vec<Bytes> = self.clients.iter().map(|(c, _)| c.clone()).collect();
+        for c in clients {
+            self.to_client(&c, Msg::Heartbeat, None).await;
+        }
+    }
+
+    async fn check_heartbeats(&mut self) {
+        let silent: Vec<u32> = self
+            .engines
+            .iter()
+            .filter(|(_, e)| e.last_seen.elapsed() > LOST_AFTER)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in silent {
+            let e = self.engines.get(&id).expect("listed");
+            let why = format!(
+                "engine {id} (pid {} on {}) sent no heartbeat for {:.1} s",
+                e.info.pid,
+                e.info.host,
+                e.last_seen.elapsed().as_secs_f64()
+            );
+            tracing::warn!("{why}");
+            self.to_owner(
+                id,
+                Msg::Lost {
+                    engine: id,
+                    why: why.clone(),
+                },
+                None,
+            )
+            .await;
+            let mut e = self.engines.remove(&id).expect("listed");
+            e.info.state = format!("lost: {why}");
+            self.lost.push(e.info);
+        }
+    }
+
+    async fn from_engine(&mut self, m: Received) {
+        let Some(identity) = m.identities.first().cloned() else {
+            return;
+        };
+        let known = self
+            .engines
+            .iter()
+            .find(|(_, e)| e.identity == identity)
+            .map(|(id, _)| *id);
+        if let Some(id) = known {
+            let e = self.engines.get_mut(&id).expect("found");
+            e.last_seen = Instant::now();
+            e.info.seconds_since_heartbeat = 0.0;
+        }
+        match (m.msg, known) {
+            (
+                Msg::Register {
+                    host,
+                    pid,
+                    versions,
+                },
+                None,
+            ) => {
+                let want = self
+                    .versions
+                    .get_or_insert_with(|| versions.clone())
+                    .clone();
+                let mismatch: Vec<String> = [
+                    ("ferrocell", &want.ferrocell, &versions.ferrocell),
+                    ("rustc", &want.rustc, &versions.rustc),
+                    ("target", &want.target, &versions.target),
+                ]
+                .into_iter()
+                .filter(|(_, w, h)| w != h)
+                .map(|(what, w, h)| format!("{what} is {h}, the cluster's is {w}"))
+                .collect();
+                if !mismatch.is_empty() {
+                    let why = format!(
+                        "engine pid {pid} on {host} refused: {}",
+                        mismatch.join("; ")
+                    );
+                    tracing::warn!("{why}");
+                    self.to_engine(&identity, Msg::Refused { why }, None).await;
+                    return;
+                }
+                let id = self.next_id;
+                self.next_id += 1;
+                self.engines.insert(
+                    id,
+                    Engine {
+                        identity: identity.clone(),
+                        info: EngineInfo {
+                            id,
+                            host,
+                            pid,
+                            worker_pid: None,
+                            state: "ready".into(),
+                            seconds_since_heartbeat: 0.0,
+                            frames: 0,
+                            ferrocell: versions.ferrocell,
+                            rustc: versions.rustc,
+                            target: versions.target,
+                        },
+                        last_seen: Instant::now(),
+                        owner: None,
+                    },
+                );
+                self.to_engine(&identity, Msg::Registered { engine: id }, None)
+                    .await;
+            }
+            (Msg::Heartbeat, _) => {}
+            (Msg::WorkerStarted { pid }, Some(id)) => {
+                if let Some(e) = self.engines.get_mut(&id) {
+                    e.info.worker_pid = Some(pid);
+                    e.info.state = "ready".into();
+                }
+            }
+            (Msg::FromWorker { tag }, Some(id)) => {
+                if let Some(e) = self.engines.get_mut(&id) {
+                    if tag == crate::exec::frames::tag::DONE {
+                        e.info.state = "ready".into();
+                    }
+                }
+                self.to_owner(id, Msg::Frame { engine: id, tag }, Some(m.payload))
+                    .await;
+            }
+            (Msg::WorkerExited { how }, Some(id)) => {
+                let why = match self.engines.get_mut(&id) {
+                    Some(e) => {
+                        e.info.worker_pid = None;
+                        format!("the worker of engine {id} (on {}) {how}", e.info.host)
+                    }
+                    None => how,
+                };
+                self.to_owner(id, Msg::Lost { engine: id, why }, None).await;
+            }
+            (other, known) => {
+                tracing::debug!("ignored {other:?} from engine {known:?}");
+            }
+        }
+    }
+
+    /// Handles a kernel's message; true when the cluster is to stop.
+    async fn from_client(&mut self, m: Received) -> bool {
+        let Some(identity) = m.identities.first().cloned() else {
+            return false;
+        };
+        match self.clients.iter_mut().find(|(c, _)| *c == identity) {
+            Some(c) => c.1 = Instant::now(),
+            None => self.clients.push((identity.clone(), Instant::now())),
+        }
+        match m.msg {
+            Msg::Hello | Msg::Status | Msg::Heartbeat => {
+                if m.msg == Msg::Heartbeat {
+                    return false;
+                }
+                let engines = self
+                    .engines
+                    .values()
+                    .map(|e| EngineInfo {
+                        seconds_since_heartbeat: e.last_seen.elapsed().as_secs_f64(),
+                        ..e.info.clone()
+                    })
+                    .collect();
+                let reply = Msg::StatusReply {
+                    engines,
+                    lost: self.lost.clone(),
+                    versions: self.versions.clone(),
+                };
+                self.to_client(&identity, reply, None).await;
+            }
+            Msg::Send { engine, tag } => match self.engines.get_mut(&engine) {
+                Some(e) => {
+                    e.owner = Some(identity.clone());
+                    e.info.frames += 1;
+                    if tag == crate::exec::frames::tag::RUN {
+                        e.info.state = "busy".into();
+                    }
+                    let target = e.identity.clone();
+                    self.to_engine(&target, Msg::ToWorker { tag }, Some(m.payload))
+                        .await;
+                }
+                None => {
+                    let why =
+                        format!("engine {engine} is not in the cluster (lost, or never joined)");
+                    self.to_client(&identity, Msg::Lost { engine, why }, None)
+                        .await;
+                }
+            },
+            Msg::Kill { engine } => {
+                if let Some(target) = self.engines.get(&engine).map(|e| e.identity.clone()) {
+                    self.to_engine(&target, Msg::KillWorker, None).await;
+                }
+            }
+            Msg::StopCluster => {
+                let engines: Vec<Bytes> =
+                    self.engines.values().map(|e| e.identity.clone()).collect();
+                for id in engines {
+                    self.to_engine(&id, Msg::Shutdown, None).await;
+                }
+                self.to_client(&identity, Msg::Stopped, None).await;
+                // Let the sockets flush before the process goes.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                return true;
+            }
+            other => tracing::debug!("ignored {other:?} from a kernel"),
+        }
+        false
+    }
+}

@@ -1,0 +1,219 @@
+//! `ferrocell engine`: one worker of a cluster.
+//!
+//! An engine registers with its controller (with the versions the cells must match),
+//! then keeps a worker (the runner executable, in worker mode, built here with this
+//! host's rustc) and relays the runner channel's frames between it and the
+//! controller. Only frames that came signed with the cluster key reach the worker.
+//! A worker that dies is reported and replaced at once, so the engine survives the
+//! cells it runs. An engine whose controller falls silent exits.
+
+use super::controller::{HEARTBEAT, LOST_AFTER};
+use super::messages::{ClusterFile, Link, Msg, Versions};
+use crate::exec::frames;
+use bytes::Bytes;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use zeromq::{DealerSocket, Socket, SocketRecv, SocketSend};
+
+/// How long an engine waits for its controller to answer the registration.
+const REGISTER_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long an engine outlives a silent controller.
+const ORPHAN_AFTER: Duration = Duration::from_secs(10);
+
+/// The engine's worker: a runner process and its channel.
+struct Worker {
+    child: tokio::process::Child,
+    writer: tokio::net::unix::OwnedWriteHalf,
+    pid: u32,
+}
+
+/// What the engine hears from its worker.
+enum FromWorker {
+    Frame(u8, Vec<u8>),
+    /// The channel closed: the worker is gone.
+    Closed,
+}
+
+async fn start_worker(
+    prelude: &crate::compile::prelude::Prelude,
+    tx: mpsc::UnboundedSender<(u32, FromWorker)>,
+) -> Result<Worker, String> {
+    let (child, stream) = crate::exec::runner::spawn_process(
+        prelude,
+        &[("FERROCELL_WORKER", std::ffi::OsStr::new("1"))],
+        false,
+    )?;
+    let pid = child.id().unwrap_or(0);
+    let (mut reader, writer) = stream.into_split();
+    match tokio::time::timeout(Duration::from_secs(20), frames::read(&mut reader)).await {
+        Ok(Ok(Some((frames::tag::READY, _)))) => {}
+        _ => return Err("the worker did not start".into()),
+    }
+    tokio::spawn(async move {
+        loop {
+            match frames::read(&mut reader).await {
+                Ok(Some((t, p))) => {
+                    if tx.send((pid, FromWorker::Frame(t, p))).is_err() {
+                        return;
+                    }
+                }
+                _ => {
+                    let _ = tx.send((pid, FromWorker::Closed));
+                    return;
+                }
+            }
+        }
+    });
+    Ok(Worker { child, writer, pid })
+}
+
+/// Runs an engine until its controller says to stop, or falls silent.
+pub async fn run(file: PathBuf) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let cf = ClusterFile::read(&file)?;
+    let link = Link::new(&cf.key);
+    let toolchain = crate::compile::Toolchain::probe()
+        .await
+        .context("this engine needs rustc to build its runner")?;
+    let prelude = crate::compile::prelude::ensure(&toolchain, &crate::kernel::cache_dir())
+        .await
+        .context("building the runner")?;
+    let versions = Versions {
+        ferrocell: env!("CARGO_PKG_VERSION").to_string(),
+        rustc: toolchain.version.clone(),
+        target: toolchain.host.clone(),
+    };
+    let mut socket = DealerSocket::new();
+    let endpoint = cf.endpoint(cf.engine_port);
+    socket
+        .connect(&endpoint)
+        .await
+        .with_context(|| format!("connecting to the controller at {endpoint}"))?;
+    let (mut send, mut recv) = socket.split();
+    let register = Msg::Register {
+        host: super::messages::hostname(),
+        pid: std::process::id(),
+        versions,
+    };
+    send.send(link.encode(&[], register, None)).await?;
+    let id = loop {
+        let raw = tokio::time::timeout(REGISTER_TIMEOUT, recv.recv())
+            .await
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "the controller at {endpoint} did not answer within {} s (is it listening on an address this host can reach? see its --ip)",
+                    REGISTER_TIMEOUT.as_secs()
+                )
+            })??;
+        match link.decode(raw) {
+            Ok(m) => match m.msg {
+                Msg::Registered { engine } => break engine,
+                Msg::Refused { why } => anyhow::bail!("{why}"),
+                _ => {}
+            },
+            Err(e) => tracing::warn!("dropped a message: {e}"),
+        }
+    };
+    println!("ferrocell engine {id}: registered with {endpoint}");
+
+    // Frames from the controller, verified, in order.
+    let (in_tx, mut in_rx) = mpsc::unbounded_channel::<(Msg, Bytes)>();
+    tokio::spawn(async move {
+        while let Ok(raw) = recv.recv().await {
+            match link.decode(raw) {
+                Ok(m) => {
+                    if in_tx.send((m.msg, m.payload)).is_err() {
+                        return;
+                    }
+                }
+                Err(e) => tracing::warn!("dropped a message that was not the controller's: {e}"),
+            }
+        }
+    });
+    let link = Link::new(&cf.key);
+    let (w_tx, mut w_rx) = mpsc::unbounded_channel();
+    let mut worker: Option<Worker> = None;
+    let mut beat = tokio::time::interval(HEARTBEAT);
+    let mut heard = Instant::now();
+    loop {
+        if worker.is_none() {
+            match start_worker(&prelude, w_tx.clone()).await {
+                Ok(w) => {
+                    send.send(link.encode(&[], Msg::WorkerStarted { pid: w.pid }, None))
+                        .await?;
+                    worker = Some(w);
+                }
+                Err(e) => {
+                    send.send(link.encode(&[], Msg::WorkerExited { how: e.clone() }, None))
+                        .await?;
+                    anyhow::bail!("{e}");
+                }
+            }
+        }
+        tokio::select! {
+            m = in_rx.recv() => {
+                let Some((msg, payload)) = m else { anyhow::bail!("the controller's socket closed") };
+                heard = Instant::now();
+                match msg {
+                    Msg::ToWorker { tag } => {
+                        let w = worker.as_mut().expect("started above");
+                        if let Err(e) = frames::write(&mut w.writer, tag, &payload).await {
+                            tracing::warn!("the worker did not take a frame: {e}");
+                        }
+                    }
+                    Msg::KillWorker => {
+                        if let Some(mut w) = worker.take() {
+                            let _ = w.child.start_kill();
+                            let _ = w.child.wait().await;
+                            let how = "was killed: it did not stop after an interrupt".to_string();
+                            send.send(link.encode(&[], Msg::WorkerExited { how }, None)).await?;
+                        }
+                    }
+                    Msg::Shutdown => {
+                        if let Some(mut w) = worker.take() {
+                            let _ = w.child.start_kill();
+                            let _ = w.child.wait().await;
+                        }
+                        println!("ferrocell engine {id}: stopped by the controller");
+                        return Ok(());
+                    }
+                    _ => {}
+                }
+            }
+            f = w_rx.recv() => {
+                let Some((pid, f)) = f else { continue };
+                // Frames of a worker already replaced are old news.
+                if worker.as_ref().map(|w| w.pid) != Some(pid) {
+                    continue;
+                }
+                match f {
+                    FromWorker::Frame(tag, p) => {
+                        send.send(link.encode(&[], Msg::FromWorker { tag }, Some(Bytes::from(p)))).await?;
+                    }
+                    FromWorker::Closed => {
+                        let mut w = worker.take().expect("checked");
+                        let how = match tokio::time::timeout(Duration::from_secs(2), w.child.wait()).await {
+                            Ok(Ok(s)) => crate::exec::runner::describe_exit(s),
+                            _ => {
+                                let _ = w.child.start_kill();
+                                "closed its channel".to_string()
+                            }
+                        };
+                        let how = format!("(pid {pid}) {how}");
+                        send.send(link.encode(&[], Msg::WorkerExited { how }, None)).await?;
+                    }
+                }
+            }
+            _ = beat.tick() => {
+                if heard.elapsed() > ORPHAN_AFTER.max(LOST_AFTER) {
+                    if let Some(mut w) = worker.take() {
+                        let _ = w.child.start_kill();
+                    }
+                    anyhow::bail!("the controller at {endpoint} fell silent for {} s", ORPHAN_AFTER.as_secs());
+                }
+                send.send(link.encode(&[], Msg::Heartbeat, None)).await?;
+            }
+        }
+    }
+}

@@ -1,0 +1,296 @@
+//! What controller, engines and kernels say to each other, and how it is signed.
+//!
+//! Every message is a Jupyter-style multipart message signed with the cluster's
+//! HMAC key (see [`crate::protocol::wire`]): the signature is checked, and a replay
+//! refused, before anything else is looked at. A message may carry one binary
+//! payload (a frame of the runner channel: a cell library to run, items, values);
+//! its SHA-256 is part of the signed content, so the payload is covered too.
+
+use crate::protocol::{Header, Signer};
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::path::Path;
+use zeromq::ZmqMessage;
+
+/// The connection file a controller writes: where it listens, and the key.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ClusterFile {
+    pub ip: String,
+    pub engine_port: u16,
+    pub client_port: u16,
+    pub key: String,
+    pub signature_scheme: String,
+    pub controller_host: String,
+    pub controller_pid: u32,
+}
+
+impl ClusterFile {
+    /// Writes the file readable by its owner only (it holds the key).
+    pub fn write(&self, path: &Path) -> std::io::Result<()> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let tmp = path.with_extension("json.tmp");
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(&serde_json::to_vec_pretty(self).expect("serializes"))?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    }
+
+    pub fn read(path: &Path) -> anyhow::Result<ClusterFile> {
+        use anyhow::Context;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the cluster file {}", path.display()))?;
+        let file: ClusterFile = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a ferrocell cluster file", path.display()))?;
+        anyhow::ensure!(
+            file.signature_scheme == "hmac-sha256",
+            "{}: unsupported signature scheme {}",
+            path.display(),
+            file.signature_scheme
+        );
+        Ok(file)
+    }
+
+    pub fn endpoint(&self, port: u16) -> String {
+        format!("tcp://{}:{port}", self.ip)
+    }
+}
+
+/// What an engine is, as the controller knows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EngineInfo {
+    pub id: u32,
+    pub host: String,
+    pub pid: u32,
+    /// The process that runs cells for the engine (a runner in worker mode); it is
+    /// replaced when it dies.
+    pub worker_pid: Option<u32>,
+    /// "ready", "busy" or "lost: why".
+    pub state: String,
+    pub seconds_since_heartbeat: f64,
+    /// Frames run for kernels so far (a measure of load).
+    pub frames: u64,
+    pub ferrocell: String,
+    pub rustc: String,
+    pub target: String,
+}
+
+/// Versions that must agree between a kernel's cells and an engine's runner.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Versions {
+    pub ferrocell: String,
+    pub rustc: String,
+    pub target: String,
+}
+
+/// One message of the cluster protocol. `kind` names it on the wire.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Msg {
+    // Engine → controller.
+    Register {
+        host: String,
+        pid: u32,
+        versions: Versions,
+    },
+    /// Sent every second by both ends of a link; silence means the other is gone.
+    Heartbeat,
+    /// A frame from the engine's worker (payload: the frame's bytes).
+    FromWorker {
+        tag: u8,
+    },
+    WorkerStarted {
+        pid: u32,
+    },
+    WorkerExited {
+        how: String,
+    },
+
+    // Controller → engine.
+    Registered {
+        engine: u32,
+    },
+    Refused {
+        why: String,
+    },
+    /// A frame for the engine's worker (payload: the frame's bytes).
+    ToWorker {
+        tag: u8,
+    },
+    /// Kill the worker (it did not stop after an interrupt); a new one replaces it.
+    KillWorker,
+    Shutdown,
+
+    // Kernel (client) → controller.
+    Hello,
+    Status,
+    Send {
+        engine: u32,
+        tag: u8,
+    },
+    Kill {
+        engine: u32,
+    },
+    StopCluster,
+
+    // Controller → kernel.
+    StatusReply {
+        engines: Vec<EngineInfo>,
+        lost: Vec<EngineInfo>,
+        versions: Option<Versions>,
+    },
+    /// A frame from an engine's worker.
+    Frame {
+        engine: u32,
+        tag: u8,
+    },
+    /// An engine, or its worker, is gone: what was running there will not finish.
+    Lost {
+        engine: u32,
+        why: String,
+    },
+    Stopped,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Envelope {
+    #[serde(flatten)]
+    msg: Msg,
+    /// SHA-256 of the payload, hex; empty when there is none.
+    #[serde(default)]
+    digest: String,
+}
+
+/// Why a message was dropped.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    #[error(transparent)]
+    Wire(#[from] crate::protocol::WireError),
+    #[error("the payload does not match its signed digest")]
+    BadPayload,
+    #[error("unknown message: {0}")]
+    Unknown(String),
+}
+
+/// Signs and verifies the cluster's messages with its key.
+pub struct Link {
+    signer: Signer,
+    session: String,
+}
+
+/// A verified message: who sent it (the ROUTER identity, if any), what, and its
+/// payload.
+pub struct Received {
+    pub identities: Vec<Bytes>,
+    pub msg: Msg,
+    pub payload: Bytes,
+}
+
+impl Link {
+    pub fn new(key: &str) -> Link {
+        Link {
+            signer: Signer::new(key),
+            session: uuid::Uuid::new_v4().simple().to_string(),
+        }
+    }
+
+    pub fn encode(&self, identities: &[Bytes], msg: Msg, payload: Option<Bytes>) -> ZmqMessage {
+        let digest = payload
+            .as_ref()
+            .map(|p| hex::encode(Sha256::digest(p)))
+            .unwrap_or_default();
+        let header = Header::new("cluster", &self.session);
+        let buffers: Vec<Bytes> = payload.into_iter().collect();
+        let frames = self.signer.encode_with_buffers(
+            identities,
+            &header,
+            None,
+            &Envelope { msg, digest },
+            &buffers,
+        );
+        ZmqMessage::try_from(frames).expect("a message has frames")
+    }
+
+    pub fn decode(&self, raw: ZmqMessage) -> Result<Received, LinkError> {
+        let m = self.signer.decode(raw.into_vec())?;
+        let env: Envelope =
+            serde_json::from_value(m.content).map_err(|e| LinkError::Unknown(e.to_string()))?;
+        let payload = m.buffers.into_iter().next().unwrap_or_default();
+        let digest = if payload.is_empty() && env.digest.is_empty() {
+            String::new()
+        } else {
+            hex::encode(Sha256::digest(&payload))
+        };
+        if digest != env.digest {
+            return Err(LinkError::BadPayload);
+        }
+        Ok(Received {
+            identities: m.identities,
+            msg: env.msg,
+            payload,
+        })
+    }
+}
+
+/// This machine's name, as engines and the controller report it.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// A fresh cluster key.
+pub fn new_key() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signed_messages_round_trip_and_tampering_is_refused() {
+        let link = Link::new("k");
+        let raw = link.encode(
+            &[],
+            Msg::Send {
+                engine: 2,
+                tag: 101,
+            },
+            Some(Bytes::from_static(b"lib\0sym")),
+        );
+        let got = link.decode(raw.clone()).unwrap();
+        assert_eq!(
+            got.msg,
+            Msg::Send {
+                engine: 2,
+                tag: 101
+            }
+        );
+        assert_eq!(&got.payload[..], b"lib\0sym");
+        // The same message again is a replay.
+        assert!(link.decode(raw.clone()).is_err());
+        // Another key, or another payload under the same signature, is refused.
+        let other = Link::new("not-k");
+        let raw = other.encode(&[], Msg::Hello, None);
+        assert!(link.decode(raw).is_err());
+        let mut frames = link
+            .encode(
+                &[],
+                Msg::ToWorker { tag: 101 },
+                Some(Bytes::from_static(b"a")),
+            )
+            .into_vec();
+        *frames.last_mut().unwrap() = Bytes::from_static(b"b");
+        let forged = ZmqMessage::try_from(frames).unwrap();
+        assert!(matches!(link.decode(forged), Err(LinkError::BadPayload)));
+    }
+}

@@ -1,0 +1,15 @@
+//! `%%parallel cluster`: a controller and engines, on this machine or others.
+//!
+//! - [`messages`]: the signed protocol and the connection file;
+//! - [`controller`]: the hub (`ferrocell controller`);
+//! - [`engine`]: a worker host (`ferrocell engine`), relaying runner frames to a
+//!   worker process of its own;
+//! - [`launcher`]: starting controller and engines (local processes);
+//! - [`client`]: the kernel's connection, which the runner's coordinator uses to
+//!   drive engines exactly as it drives `%%parallel processes` workers.
+
+pub mod client;
+pub mod controller;
+pub mod engine;
+pub mod launcher;
+pub mod messages;
