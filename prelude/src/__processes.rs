@@ -448,13 +448,14 @@ fn report(rank: usize, what: &str) {
 }
 
 /// Runs the units on `size` worker processes (the cores, if `None`).
+///
+/// `items` is the number of `--each` items; `None` runs one unit per rank. On a
+/// cluster the ranks are the engines the kernel chose.
 fn coordinate<T>(
     size: Option<usize>,
     opts: Options,
-    units: usize,
-    dynamic: bool,
+    items: Option<usize>,
     encode: &(dyn Fn(usize) -> Result<Vec<u8>, String> + Sync),
-    values: Slots<T>,
     decode: DecodeInto<T>,
 ) -> Run<T>
 where
@@ -465,6 +466,11 @@ where
         0 => (size.unwrap_or_else(par::default_size).max(1), "processes"),
         n => (n, "engines"),
     };
+    let (units, dynamic) = match items {
+        Some(n) => (n, true),
+        None => (size, false),
+    };
+    let values = Slots::new(units);
     let decode = |u: usize, bytes: &[u8]| decode(&values, u, bytes);
     let pooled = Pooled {
         setup: &setup,
@@ -478,7 +484,7 @@ where
     Run::from_parts(values.into_values(), table)
 }
 
-/// Runs `body(rank, size)` once on each of `size` worker processes.
+/// Runs `body(rank, size)` once on each of `size` worker processes (or engines).
 pub fn ranks<T: Send>(
     size: Option<usize>,
     opts: Options,
@@ -493,7 +499,6 @@ pub fn ranks<T: Send>(
         });
         return Run::in_worker();
     }
-    let n = size.unwrap_or_else(par::default_size).max(1);
     let decode = |values: &Slots<T>, u: usize, bytes: &[u8]| -> Result<String, String> {
         let v = (codec.de_value)(bytes).map_err(|e| format!("its value did not come back: {e}"))?;
         let shown = repr(&v);
@@ -501,15 +506,7 @@ pub fn ranks<T: Send>(
         unsafe { *values.slot(u) = Some(v) };
         Ok(shown)
     };
-    coordinate(
-        Some(n),
-        opts,
-        n,
-        false,
-        &|_| Ok(Vec::new()),
-        Slots::new(n),
-        &decode,
-    )
+    coordinate(size, opts, None, &|_| Ok(Vec::new()), &decode)
 }
 
 /// Runs `body(item, rank, size)` once per item on `size` worker processes, handing
@@ -560,7 +557,7 @@ where
         unsafe { *values.slot(u) = Some(v) };
         Ok(shown)
     };
-    coordinate(size, opts, total, true, &encode, Slots::new(total), &decode)
+    coordinate(size, opts, Some(total), &encode, &decode)
 }
 
 #[cfg(test)]

@@ -46,6 +46,12 @@ pub enum CellEvent {
     LoadError(String),
     /// The runner process ended.
     Exited(RunnerExit),
+    /// A frame for a cluster engine's worker (`%%parallel cluster`), to relay.
+    ToEngine {
+        engine: u32,
+        tag: u8,
+        payload: Vec<u8>,
+    },
 }
 
 impl CellEvent {
@@ -224,6 +230,11 @@ fn decode(t: u8, payload: Vec<u8>) -> Option<CellEvent> {
                 .unwrap_or_else(|_| text()),
         ),
         tag::LOAD_ERROR => CellEvent::LoadError(text()),
+        tag::TO_ENGINE if payload.len() >= 5 => CellEvent::ToEngine {
+            engine: u32::from_le_bytes([payload[0], payload[1], payload[2], payload[3]]),
+            tag: payload[4],
+            payload: payload[5..].to_vec(),
+        },
         _ => return None,
     })
 }
@@ -365,6 +376,20 @@ impl Runner {
             Ok(v) => frames::write(&mut self.writer, tag::INPUT_REPLY, v.as_bytes()).await,
             Err(e) => frames::write(&mut self.writer, tag::INPUT_DENIED, e.as_bytes()).await,
         }
+    }
+
+    /// Relays what a cluster engine's worker sent (`[engine][tag][payload]`).
+    pub async fn from_engine(
+        &mut self,
+        engine: u32,
+        tag: u8,
+        payload: &[u8],
+    ) -> std::io::Result<()> {
+        let mut f = Vec::with_capacity(payload.len() + 5);
+        f.extend_from_slice(&engine.to_le_bytes());
+        f.push(tag);
+        f.extend_from_slice(payload);
+        frames::write(&mut self.writer, tag::FROM_ENGINE, &f).await
     }
 
     /// Asks the cell to stop (it can see this through `interrupted()`).

@@ -1,6 +1,8 @@
 //! Running one `execute_request`: magics, compiling, running in the runner, and the
 //! outputs, errors and reply that come of it.
 
+mod cluster;
+
 use super::history::History;
 use super::iopub::{Channel, Iopub, StreamName};
 use super::outputs::{self, Piece};
@@ -244,6 +246,8 @@ pub struct Executor {
     told_no_snapshots: bool,
     /// Variables changed by the last cell, to snapshot before the next one.
     unsaved: Vec<String>,
+    /// The cluster `%%parallel cluster` runs on (`%cluster start` or `connect`).
+    cluster: Option<crate::cluster::client::Client>,
 }
 
 async fn prepare(cache: PathBuf) -> Warm {
@@ -288,6 +292,7 @@ impl Executor {
             snapshots,
             told_no_snapshots: false,
             unsaved: Vec::new(),
+            cluster: None,
             cache,
             warm,
             session: None,
@@ -333,6 +338,12 @@ impl Executor {
     pub async fn stop(&mut self) {
         if let Some(r) = self.runner.take() {
             r.kill().await;
+        }
+        // A cluster this kernel started goes with it (one it connected to stays).
+        if let Some(mut c) = self.cluster.take() {
+            if c.launched.is_some() {
+                let _ = c.stop().await;
+            }
         }
     }
 
@@ -611,6 +622,7 @@ impl Executor {
                             _ => sink.stdout(b"No variables.\n"),
                         }
                     }
+                    Magic::Cluster(cmd) => self.cluster_magic(cmd, sink).await?,
                     Magic::Time => timing = Timing::Once,
                     Magic::Timeit { loops, runs } => timing = Timing::Repeat { loops, runs },
                     Magic::Parallel(p) => {
@@ -625,6 +637,11 @@ impl Executor {
                         let args = match p.backend {
                             Backend::Threads => vec![],
                             Backend::Processes => self.processes_setup(&code, sink, irq).await?,
+                            Backend::Cluster => {
+                                let mut args = self.processes_setup(&code, sink, irq).await?;
+                                args.push(self.cluster_engines(&p, sink).await?);
+                                args
+                            }
                         };
                         return self
                             .run_rust(msg, req, sink, irq, &code, timing, Some(args))
@@ -1071,8 +1088,16 @@ impl Executor {
             ));
         }
         let mut interrupted_at: Option<tokio::time::Instant> = None;
+        // A cluster cell's engines: failed at once if the controller falls silent.
+        let mut engines = cluster::engines_of(&built.args);
         let outcome = loop {
             let runner = self.runner.as_mut().expect("running");
+            let watch_controller = async {
+                if engines.is_empty() {
+                    std::future::pending::<()>().await
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await
+            };
             let grace = async {
                 match interrupted_at {
                     Some(t) => tokio::time::sleep_until(t + INTERRUPT_GRACE).await,
@@ -1089,6 +1114,26 @@ impl Executor {
                 _ = grace => {
                     if let Some(r) = self.runner.take() { r.kill().await; }
                     break Err(interrupted(": it did not stop within 1 s, so its runner was replaced (items are kept)"));
+                }
+                m = cluster::next_message(&mut self.cluster) => {
+                    match m {
+                        Some((msg, payload)) => cluster::relay_to_runner(runner, msg, &payload).await,
+                        None => self.cluster = None,
+                    }
+                    continue;
+                }
+                _ = watch_controller => {
+                    let silent = self.cluster.as_ref().map(|c| c.silent_for());
+                    if silent.is_none_or(|s| s > crate::cluster::controller::LOST_AFTER + Duration::from_millis(500)) {
+                        let why = match silent {
+                            Some(s) => format!("the controller fell silent ({:.1} s without a heartbeat): it may have died; %cluster status says more", s.as_secs_f64()),
+                            None => "the cluster connection closed".to_string(),
+                        };
+                        for e in std::mem::take(&mut engines) {
+                            let _ = runner.from_engine(e, crate::exec::frames::tag::ENGINE_LOST, why.as_bytes()).await;
+                        }
+                    }
+                    continue;
                 }
             };
             match ev {
@@ -1124,6 +1169,13 @@ impl Executor {
                         }
                     };
                     let _ = runner.answer_input(answer).await;
+                }
+                CellEvent::ToEngine {
+                    engine,
+                    tag,
+                    payload,
+                } => {
+                    cluster::relay_to_engine(&mut self.cluster, runner, engine, tag, payload).await
                 }
                 CellEvent::Done => break Ok(()),
                 CellEvent::Panic(p) => break Err(self.panic_error(built, &p)),

@@ -1,13 +1,15 @@
 //! Magic lines: a `%name` (or evcxr-style `:name`) line at the start of a cell, or a
 //! `%%name` line that applies to the whole cell.
 
+pub mod cluster;
 pub mod parallel;
 
 pub use parallel::Parallel;
 
 /// Every magic ferrocell knows, for completion and `%lsmagic`.
 pub const NAMES: &[&str] = &[
-    "dep", "help", "lsmagic", "opt", "parallel", "reset", "time", "timeit", "vars", "who",
+    "cluster", "dep", "help", "lsmagic", "opt", "parallel", "reset", "time", "timeit", "vars",
+    "who",
 ];
 
 /// Whether a spelling (with its `%`, `%%` or `:` prefix) is one the kernel accepts.
@@ -35,8 +37,10 @@ pub enum Magic {
     Time,
     /// `%timeit [-n N] [-r R] CODE` / `%%timeit`: repeated runs, IPython's report.
     Timeit { loops: Option<u64>, runs: u32 },
-    /// `%%parallel threads [N] [--each EXPR] [--out NAME] [--group]`.
+    /// `%%parallel threads|processes|cluster [N] [--each EXPR] [--out NAME] [--group]`.
     Parallel(Parallel),
+    /// `%cluster start|status|stop|connect`.
+    Cluster(cluster::ClusterCmd),
 }
 
 /// What a cell is, once its magic line (if any) has been read.
@@ -154,6 +158,10 @@ pub fn parse<'a>(code: &'a str) -> CellKind<'a> {
         "help" => Magic::Help,
         "vars" | "who" => Magic::Vars,
         "reset" => Magic::Reset,
+        "cluster" => match cluster::parse(&args) {
+            Ok(c) => Magic::Cluster(c),
+            Err(why) => return CellKind::BadArgs(why),
+        },
         "lsmagic" => Magic::LsMagic,
         "opt" => match args.as_slice() {
             [] => Magic::Opt(None),
@@ -205,8 +213,11 @@ pub fn lsmagic_text() -> String {
         "  :dep NAME = SPEC    add a crate (cargo syntax: \"1.0\" or { version, features, package, path })",
         "  %help, :help        this help",
         "  %lsmagic            list the magics",
-        "  %%parallel threads [N] [--each EXPR] [--out NAME] [--group] [--scaling 1,2,4]",
-        "                      run the cell on N threads at once (rank, size in scope); --each:",
+        "  %cluster start -n N [--ip ADDRESS], %cluster status, %cluster stop, %cluster connect FILE",
+        "                      engines for %%parallel cluster (a controller and N engines here)",
+        "  %%parallel threads|processes|cluster [N] [--each EXPR] [--out NAME] [--group] [--scaling 1,2,4]",
+        "                      run the cell on N threads, worker processes or engines at once",
+        "                      (rank, size in scope); cluster: [--targets 0,2-3]; --each:",
         "                      once per item (item in scope); --out: keep the values as a Vec;",
         "                      --scaling: speed-up chart with Amdahl's law fitted",
         "  %opt [0-3]          show or set rustc's optimisation level for cells",

@@ -7,6 +7,8 @@ pub enum Backend {
     Threads,
     /// A warm pool of worker processes, kept by the runner.
     Processes,
+    /// The engines of a cluster (`%cluster`).
+    Cluster,
 }
 
 /// A parsed `%%parallel` line.
@@ -23,10 +25,13 @@ pub struct Parallel {
     pub group: bool,
     /// `--scaling 1,2,4`: run at each worker count and chart the speed-up.
     pub scaling: Option<Vec<usize>>,
+    /// `--targets 0,2-3`: the cluster engines to run on (all when not given).
+    pub targets: Option<Vec<u32>>,
 }
 
 const USAGE: &str =
-    "%%parallel threads|processes [N] [--each EXPR] [--out NAME] [--group] [--scaling 1,2,4]";
+    "%%parallel threads|processes|cluster [N] [--each EXPR] [--out NAME] [--group] \
+                     [--scaling 1,2,4] [--targets 0,2-3]";
 
 /// Reads what follows `%%parallel` on its line.
 pub fn parse(args: &str) -> Result<Parallel, String> {
@@ -34,13 +39,7 @@ pub fn parse(args: &str) -> Result<Parallel, String> {
     let backend = match backend {
         "threads" => Backend::Threads,
         "processes" => Backend::Processes,
-        "cluster" => {
-            return Err(
-                "%%parallel cluster is not available in this version of ferrocell yet; \
-                 %%parallel threads and %%parallel processes run the cell on this machine's cores"
-                    .into(),
-            )
-        }
+        "cluster" => Backend::Cluster,
         "" => return Err(format!("which workers? {USAGE}")),
         other => return Err(format!("unknown workers `{other}`: {USAGE}")),
     };
@@ -51,6 +50,7 @@ pub fn parse(args: &str) -> Result<Parallel, String> {
         out: None,
         group: false,
         scaling: None,
+        targets: None,
     };
     let mut rest = rest.trim();
     if let Some(first) = rest
@@ -70,7 +70,7 @@ pub fn parse(args: &str) -> Result<Parallel, String> {
         let (flag, after) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
         let after = after.trim_start();
         let next_flag = |s: &str| {
-            ["--out", "--group", "--each", "--scaling"]
+            ["--out", "--group", "--each", "--scaling", "--targets"]
                 .iter()
                 .filter_map(|f| s.find(&format!(" {f}")))
                 .min()
@@ -95,6 +95,11 @@ pub fn parse(args: &str) -> Result<Parallel, String> {
                         ))
                     }
                 }
+                rest = after.trim_start();
+            }
+            "--targets" if backend == Backend::Cluster => {
+                let (list, after) = after.split_once(char::is_whitespace).unwrap_or((after, ""));
+                p.targets = Some(super::cluster::parse_targets(list)?);
                 rest = after.trim_start();
             }
             "--out" => {
@@ -141,7 +146,7 @@ pub fn cell_code(p: &Parallel, body: &str) -> String {
     let opts = format!("::ferrocell::__parallel::Options {{ group: {} }}", p.group);
     let (module, items, codec) = match p.backend {
         Backend::Threads => ("__parallel", "", String::new()),
-        Backend::Processes => ("__processes", "|| ", format!(", {CODEC}")),
+        Backend::Processes | Backend::Cluster => ("__processes", "|| ", format!(", {CODEC}")),
     };
     let (call, params) = match &p.each {
         Some(expr) => (
@@ -151,7 +156,9 @@ pub fn cell_code(p: &Parallel, body: &str) -> String {
         None => (
             match p.backend {
                 Backend::Threads => format!("{module}::threads({workers}, {opts}, "),
-                Backend::Processes => format!("{module}::ranks({workers}, {opts}, "),
+                Backend::Processes | Backend::Cluster => {
+                    format!("{module}::ranks({workers}, {opts}, ")
+                }
             },
             "|rank: usize, size: usize|",
         ),
@@ -249,7 +256,11 @@ mod tests {
         assert!(parse("threads --each").is_err());
         assert!(parse("threads --frob").is_err());
         assert_eq!(parse("processes 2").unwrap().backend, Backend::Processes);
-        assert!(parse("cluster").unwrap_err().contains("not available"));
+        assert_eq!(
+            parse("cluster --targets 0,2-3").unwrap().targets,
+            Some(vec![0, 2, 3])
+        );
+        assert!(parse("threads --targets 1").is_err());
         assert_eq!(
             parse("threads --scaling 1,2,4").unwrap().scaling,
             Some(vec![1, 2, 4])

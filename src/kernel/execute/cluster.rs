@@ -1,0 +1,315 @@
+//! The executor's side of `%cluster` and `%%parallel cluster`: starting and
+//! stopping a cluster, choosing a cell's engines, and relaying the runner's frames
+//! for them to the controller and back.
+
+use super::{error, Executor, Sink};
+use crate::cluster::client::{Client, Status};
+use crate::cluster::launcher;
+use crate::cluster::messages::Msg;
+use crate::exec::frames::tag;
+use crate::exec::Runner;
+use crate::magics::cluster::{ClusterCmd, Launcher};
+use crate::magics::Parallel;
+use crate::protocol::messages::ErrorContent;
+use std::time::Duration;
+
+/// How long `%cluster start` waits for its engines.
+const START_TIMEOUT: Duration = Duration::from_secs(120);
+
+fn cluster_error(e: impl Into<String>) -> ErrorContent {
+    error("ClusterError", e, vec![])
+}
+
+/// `%cluster status` as a table.
+fn status_text(c: &Client, s: &Status) -> String {
+    let mut out = format!(
+        "controller pid {} on {}, listening on {} (connection file {})\n",
+        c.file.controller_pid,
+        c.file.controller_host,
+        c.file.ip,
+        c.path.display()
+    );
+    if let Some(v) = &s.versions {
+        out.push_str(&format!(
+            "cells need ferrocell {}, {}, target {}\n",
+            v.ferrocell, v.rustc, v.target
+        ));
+    }
+    out.push_str(&format!(
+        "{:>6}  {:<14} {:>8}  {:>8}  {:<6} {:>7}  {:>9}\n",
+        "engine", "host", "pid", "worker", "state", "frames", "heartbeat"
+    ));
+    for e in s.engines.iter().chain(&s.lost) {
+        let worker = e.worker_pid.map(|p| p.to_string()).unwrap_or("-".into());
+        out.push_str(&format!(
+            "{:>6}  {:<14} {:>8}  {:>8}  {:<6} {:>7}  {:>7.1} s\n",
+            e.id, e.host, e.pid, worker, e.state, e.frames, e.seconds_since_heartbeat
+        ));
+    }
+    if s.engines.is_empty() && s.lost.is_empty() {
+        out.push_str("(no engines)\n");
+    }
+    out
+}
+
+impl Executor {
+    /// Runs a `%cluster` line.
+    pub(super) async fn cluster_magic(
+        &mut self,
+        cmd: ClusterCmd,
+        sink: &mut Sink,
+    ) -> Result<(), ErrorContent> {
+        match cmd {
+            ClusterCmd::Start {
+                engines,
+                launcher,
+                hosts: _,
+                ip,
+            } => {
+                if launcher != Launcher::Local {
+                    return Err(cluster_error(format!(
+                        "the {launcher:?} launcher is not available in this version of ferrocell yet; \
+                         --launcher local starts engines on this machine, and `ferrocell engine --file F` \
+                         started by hand on another host joins a controller started with --ip"
+                    )));
+                }
+                self.start_local_cluster(engines, &ip, sink).await
+            }
+            ClusterCmd::Status => {
+                let c = self.cluster.as_mut().ok_or_else(|| {
+                    cluster_error("no cluster: %cluster start -n N starts one, %cluster connect FILE joins one")
+                })?;
+                match c.status().await {
+                    Ok(s) => {
+                        let text = status_text(c, &s);
+                        sink.stdout(text.as_bytes());
+                        Ok(())
+                    }
+                    Err(e) => Err(cluster_error(e)),
+                }
+            }
+            ClusterCmd::Stop => {
+                let Some(mut c) = self.cluster.take() else {
+                    sink.stdout(b"No cluster is running.\n");
+                    return Ok(());
+                };
+                c.stop().await.map_err(cluster_error)?;
+                sink.stdout(b"Cluster stopped.\n");
+                Ok(())
+            }
+            ClusterCmd::Connect(path) => {
+                if self.cluster.is_some() {
+                    return Err(cluster_error(
+                        "a cluster is already connected; %cluster stop it first",
+                    ));
+                }
+                let mut c = Client::connect(&path).await.map_err(cluster_error)?;
+                let s = c.status().await.map_err(cluster_error)?;
+                let text = status_text(&c, &s);
+                sink.stdout(text.as_bytes());
+                self.cluster = Some(c);
+                Ok(())
+            }
+        }
+    }
+
+    /// Starts a controller and `n` engines here and waits until every engine is
+    /// ready, showing how many are; or says which failed and why.
+    async fn start_local_cluster(
+        &mut self,
+        n: usize,
+        ip: &str,
+        sink: &mut Sink,
+    ) -> Result<(), ErrorContent> {
+        if self.cluster.is_some() {
+            return Err(cluster_error(
+                "a cluster is already running; %cluster stop it first",
+            ));
+        }
+        let started = std::time::Instant::now();
+        let mut launched = launcher::start_local(n, ip).await.map_err(cluster_error)?;
+        let mut client = match Client::connect(&launched.file).await {
+            Ok(c) => c,
+            Err(e) => {
+                launched.wait_or_kill(Duration::from_millis(100)).await;
+                return Err(cluster_error(e));
+            }
+        };
+        let progress = crate::protocol::messages::MimeBundle::default();
+        let id = format!("cluster-start-{}", uuid::Uuid::new_v4().simple());
+        let mut shown = false;
+        let mut last_shown: Option<(usize, std::time::Instant)> = None;
+        let deadline = tokio::time::Instant::now() + START_TIMEOUT;
+        let ready = loop {
+            let s = client.status().await.map_err(cluster_error)?;
+            let failed = launched.failed_engines();
+            if s.engines.len() >= n {
+                break s.engines.len();
+            }
+            if !failed.is_empty() || tokio::time::Instant::now() > deadline {
+                let mut why = format!(
+                    "{} of {n} engines are ready after {:.1} s",
+                    s.engines.len(),
+                    started.elapsed().as_secs_f64()
+                );
+                for f in failed {
+                    why.push_str(&format!("\n{f}"));
+                }
+                client.launched = Some(launched);
+                let _ = client.stop().await;
+                return Err(cluster_error(why));
+            }
+            // Progress in one display, updated in place, once the wait is noticeable:
+            // when the count changes, or every second.
+            let due = last_shown.is_none_or(|(k, at)| {
+                k != s.engines.len() || at.elapsed() > Duration::from_secs(1)
+            });
+            if started.elapsed() > Duration::from_millis(500) && due {
+                last_shown = Some((s.engines.len(), std::time::Instant::now()));
+                let mut data = progress.clone();
+                data.insert(
+                    "text/plain".into(),
+                    serde_json::Value::String(format!(
+                        "engines ready: {} of {n} ({:.1} s; the first start on a machine builds the runner)",
+                        s.engines.len(),
+                        started.elapsed().as_secs_f64()
+                    )),
+                );
+                sink.display(id.clone(), shown, data);
+                shown = true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let text = format!(
+            "Cluster ready: {ready} engines on this machine in {:.2} s (controller pid {}, connection file {})\n",
+            started.elapsed().as_secs_f64(),
+            client.file.controller_pid,
+            client.path.display()
+        );
+        if shown {
+            let mut data = progress;
+            data.insert(
+                "text/plain".into(),
+                serde_json::Value::String(text.trim_end().into()),
+            );
+            sink.display(id, true, data);
+        } else {
+            sink.stdout(text.as_bytes());
+        }
+        client.launched = Some(launched);
+        self.cluster = Some(client);
+        Ok(())
+    }
+
+    /// The engines a `%%parallel cluster` cell runs on, as the cell's argument
+    /// (`engines=ID:WORKER,…`). With no cluster, a local one is started first.
+    pub(super) async fn cluster_engines(
+        &mut self,
+        p: &Parallel,
+        sink: &mut Sink,
+    ) -> Result<String, ErrorContent> {
+        if self.cluster.is_none() {
+            let n = std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1);
+            sink.stderr(
+                format!("ferrocell: no cluster yet; starting {n} local engines (%cluster start -n N chooses)\n")
+                    .as_bytes(),
+            );
+            self.start_local_cluster(n, "127.0.0.1", sink).await?;
+        }
+        let c = self.cluster.as_mut().expect("started");
+        let s = c.status().await.map_err(|e| {
+            error(
+                "ClusterError",
+                format!("{e}; %cluster status says more, %cluster stop and start makes a new one"),
+                vec![],
+            )
+        })?;
+        let mut engines: Vec<_> = s
+            .engines
+            .iter()
+            .filter(|e| e.worker_pid.is_some())
+            .collect();
+        if let Some(targets) = &p.targets {
+            let missing: Vec<String> = targets
+                .iter()
+                .filter(|t| !engines.iter().any(|e| e.id == **t))
+                .map(|t| t.to_string())
+                .collect();
+            if !missing.is_empty() {
+                return Err(cluster_error(format!(
+                    "--targets names engines the cluster does not have ready: {} (%cluster status lists them)",
+                    missing.join(", ")
+                )));
+            }
+            engines.retain(|e| targets.contains(&e.id));
+        }
+        if let Some(n) = p.workers {
+            engines.truncate(n);
+        }
+        if engines.is_empty() {
+            return Err(cluster_error(
+                "the cluster has no ready engine (%cluster status says why)",
+            ));
+        }
+        let list: Vec<String> = engines
+            .iter()
+            .map(|e| format!("{}:{}", e.id, e.worker_pid.unwrap_or(0)))
+            .collect();
+        Ok(format!("engines={}", list.join(",")))
+    }
+}
+
+/// The next message from the cluster, if there is one (never, without a cluster).
+pub(super) async fn next_message(c: &mut Option<Client>) -> Option<(Msg, bytes::Bytes)> {
+    match c {
+        Some(c) => c.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Relays one message of the controller to the runner's coordinator.
+pub(super) async fn relay_to_runner(runner: &mut Runner, msg: Msg, payload: &[u8]) {
+    let _ = match msg {
+        Msg::Frame { engine, tag } => runner.from_engine(engine, tag, payload).await,
+        Msg::Lost { engine, why } => {
+            runner
+                .from_engine(engine, tag::ENGINE_LOST, why.as_bytes())
+                .await
+        }
+        _ => Ok(()),
+    };
+}
+
+/// Relays one frame of the runner's coordinator to an engine.
+pub(super) async fn relay_to_engine(
+    cluster: &mut Option<Client>,
+    runner: &mut Runner,
+    engine: u32,
+    t: u8,
+    payload: Vec<u8>,
+) {
+    let sent = match cluster {
+        Some(c) if t == tag::KILL_WORKER => c.kill_worker(engine).await,
+        Some(c) => c.send_frame(engine, t, payload).await,
+        None => Err("no cluster is connected".into()),
+    };
+    if let Err(why) = sent {
+        let _ = runner
+            .from_engine(engine, tag::ENGINE_LOST, why.as_bytes())
+            .await;
+    }
+}
+
+/// The engines a cell's arguments name (to fail them if the controller falls silent).
+pub(super) fn engines_of(args: &[String]) -> Vec<u32> {
+    args.iter()
+        .find_map(|a| a.strip_prefix("engines="))
+        .map(|l| {
+            l.split(',')
+                .filter_map(|e| e.split_once(':')?.0.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}

@@ -1,0 +1,143 @@
+//! `%cluster`: starting, inspecting and stopping the engines that `%%parallel
+//! cluster` runs on.
+
+use std::path::PathBuf;
+
+/// How engines are started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Launcher {
+    /// Processes on this machine (the default).
+    Local,
+    Ssh,
+    Mpi,
+    Slurm,
+}
+
+/// A parsed `%cluster` line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClusterCmd {
+    Start {
+        engines: usize,
+        launcher: Launcher,
+        hosts: Vec<String>,
+        ip: String,
+    },
+    Status,
+    Stop,
+    Connect(PathBuf),
+}
+
+const USAGE: &str =
+    "%cluster start -n N [--launcher local|ssh|mpi|slurm] [--hosts H1,H2] [--ip ADDRESS] \
+                     | %cluster status | %cluster stop | %cluster connect FILE";
+
+/// Reads what follows `%cluster`.
+pub fn parse(args: &[&str]) -> Result<ClusterCmd, String> {
+    match args {
+        ["status"] => Ok(ClusterCmd::Status),
+        ["stop"] => Ok(ClusterCmd::Stop),
+        ["connect", file] => Ok(ClusterCmd::Connect(PathBuf::from(file))),
+        ["start", rest @ ..] => {
+            let mut engines = None;
+            let mut launcher = Launcher::Local;
+            let mut hosts = Vec::new();
+            let mut ip = "127.0.0.1".to_string();
+            let mut it = rest.iter();
+            while let Some(flag) = it.next() {
+                let mut value = || {
+                    it.next()
+                        .copied()
+                        .ok_or_else(|| format!("{flag} needs a value: {USAGE}"))
+                };
+                match *flag {
+                    "-n" | "--engines" => {
+                        let v = value()?;
+                        engines =
+                            Some(v.parse().ok().filter(|n: &usize| *n > 0).ok_or_else(|| {
+                                format!("-n needs a positive number of engines, not `{v}`")
+                            })?);
+                    }
+                    "--launcher" => {
+                        launcher = match value()? {
+                            "local" => Launcher::Local,
+                            "ssh" => Launcher::Ssh,
+                            "mpi" => Launcher::Mpi,
+                            "slurm" => Launcher::Slurm,
+                            other => {
+                                return Err(format!(
+                                    "unknown launcher `{other}`: local, ssh, mpi or slurm"
+                                ))
+                            }
+                        }
+                    }
+                    "--hosts" => {
+                        hosts = value()?.split(',').map(String::from).collect();
+                    }
+                    "--ip" => ip = value()?.to_string(),
+                    other => return Err(format!("unknown option `{other}`: {USAGE}")),
+                }
+            }
+            let engines = match engines {
+                Some(n) => n,
+                None => std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(1),
+            };
+            Ok(ClusterCmd::Start {
+                engines,
+                launcher,
+                hosts,
+                ip,
+            })
+        }
+        _ => Err(USAGE.to_string()),
+    }
+}
+
+/// Reads `--targets 0,2-3` into engine ids.
+pub fn parse_targets(list: &str) -> Result<Vec<u32>, String> {
+    let mut out = Vec::new();
+    for part in list.split(',').filter(|p| !p.is_empty()) {
+        let bad = || format!("--targets takes engine ids such as 0,2-3, not `{list}`");
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b): (u32, u32) =
+                    (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
+                if a > b {
+                    return Err(bad());
+                }
+                out.extend(a..=b);
+            }
+            None => out.push(part.parse().map_err(|_| bad())?),
+        }
+    }
+    if out.is_empty() {
+        return Err("--targets needs at least one engine id".into());
+    }
+    out.dedup();
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_subcommands() {
+        assert_eq!(parse(&["status"]), Ok(ClusterCmd::Status));
+        assert_eq!(
+            parse(&["start", "-n", "3", "--ip", "10.0.0.1"]),
+            Ok(ClusterCmd::Start {
+                engines: 3,
+                launcher: Launcher::Local,
+                hosts: vec![],
+                ip: "10.0.0.1".into()
+            })
+        );
+        assert!(parse(&["start", "-n", "0"]).is_err());
+        assert!(parse(&["start", "--launcher", "pbs"]).is_err());
+        assert!(parse(&["frob"]).is_err());
+        assert_eq!(parse_targets("0,2-4"), Ok(vec![0, 2, 3, 4]));
+        assert!(parse_targets("x").is_err());
+    }
+}
