@@ -293,8 +293,12 @@ pub(crate) fn drive_lanes(
     let rows = slots
         .into_iter()
         .map(|r| {
-            r.unwrap_or(Row {
-                shown: Err("not run (interrupted)".into()),
+            r.unwrap_or_else(|| Row {
+                shown: Err(if crate::interrupted() {
+                    "not run (interrupted)".into()
+                } else {
+                    "not run: no worker was left to run it".into()
+                }),
                 seconds: 0.0,
                 rank: 0,
             })

@@ -397,7 +397,7 @@ impl Pooled<'_> {
                         );
                     }
                     self.in_flight.fetch_sub(1, Ordering::AcqRel);
-                    if replaced {
+                    if replaced || !proc.link.replaceable() {
                         return rows;
                     }
                     replaced = true;

@@ -29,8 +29,10 @@ pub const FROM_ENGINE: u8 = 107;
 /// A session variable's serde bytes for a worker: `[name len u32][name][bytes]`.
 pub const VAR_BYTES: u8 = 108;
 
-/// Inside `FROM_ENGINE`: the engine or its worker is gone (payload: why).
+/// Inside `FROM_ENGINE`: the engine is gone (payload: why).
 pub const ENGINE_LOST: u8 = 250;
+/// Inside `FROM_ENGINE`: the engine's worker died; the engine starts another.
+pub const WORKER_LOST: u8 = 252;
 /// Inside `TO_ENGINE`: kill the engine's worker (it did not stop after an interrupt).
 pub const KILL_WORKER: u8 = 251;
 

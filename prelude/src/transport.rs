@@ -34,6 +34,11 @@ pub(crate) trait Transport: Send {
     /// What to call it in messages ("worker process 1234", "engine 2").
     fn name(&self) -> String;
     fn alive(&mut self) -> bool;
+    /// Whether a worker lost here can be replaced (a cluster engine that is gone
+    /// cannot).
+    fn replaceable(&self) -> bool {
+        true
+    }
 }
 
 /// A worker and the session variables it holds.
@@ -290,6 +295,8 @@ pub(crate) struct Remote {
     engine: u32,
     frames: mpsc::Receiver<Frame>,
     lost: Option<String>,
+    /// The engine itself is gone, not only its worker.
+    gone: bool,
 }
 
 impl Remote {
@@ -304,6 +311,7 @@ impl Remote {
             engine,
             frames: rx,
             lost: None,
+            gone: false,
         }
     }
 
@@ -344,8 +352,9 @@ impl Transport for Remote {
             return Ok(None);
         }
         match self.frames.recv_timeout(d)? {
-            Some((tag::ENGINE_LOST, why)) => {
+            Some((t @ (tag::ENGINE_LOST | tag::WORKER_LOST), why)) => {
                 self.lost = Some(String::from_utf8_lossy(&why).into_owned());
+                self.gone = t == tag::ENGINE_LOST;
                 Ok(None)
             }
             other => Ok(other),
@@ -367,6 +376,10 @@ impl Transport for Remote {
 
     fn alive(&mut self) -> bool {
         self.lost.is_none()
+    }
+
+    fn replaceable(&self) -> bool {
+        !self.gone
     }
 }
 

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use zeromq::{DealerSendHalf, DealerSocket, Socket, SocketRecv, SocketSend};
 
+/// How long a message may wait to be taken by the controller's socket.
+const SEND_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long the controller may take to answer a request.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -77,11 +79,21 @@ impl Client {
         Ok(c)
     }
 
+    /// Sends to the controller. A DEALER waits for a peer when there is none, so a
+    /// dead controller would hang the kernel: the wait is bounded.
     async fn post(&mut self, msg: Msg, payload: Option<Bytes>) -> Result<(), String> {
-        self.send
-            .send(self.link.encode(&[], msg, payload))
-            .await
-            .map_err(|e| format!("the controller cannot be reached: {e}"))
+        let raw = self.link.encode(&[], msg, payload);
+        match tokio::time::timeout(SEND_TIMEOUT, self.send.send(raw)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(format!(
+                "the controller (pid {} on {}) cannot be reached ({e}): it may have died",
+                self.file.controller_pid, self.file.controller_host
+            )),
+            Err(_) => Err(format!(
+                "the controller (pid {} on {}) takes no messages: it may have died",
+                self.file.controller_pid, self.file.controller_host
+            )),
+        }
     }
 
     /// Asks the controller for its engines. Frames left over from an earlier cell

@@ -132,7 +132,7 @@ impl Controller {
                 raw = self.engines_socket.recv() => {
                     let Ok(raw) = raw else { continue };
                     match self.link.decode(raw) {
-                        Ok(m) => self.from_engine(m).await,
+                        Ok(m) => self.on_engine(m).await,
                         Err(e) => tracing::warn!("dropped an engine message: {e}"),
                     }
                 }
@@ -140,7 +140,7 @@ impl Controller {
                     let Ok(raw) = raw else { continue };
                     match self.link.decode(raw) {
                         Ok(m) => {
-                            if self.from_client(m).await {
+                            if self.on_client(m).await {
                                 return Ok(());
                             }
                         }
@@ -158,7 +158,7 @@ impl Controller {
         }
     }
 
-    async fn to_engine(&mut self, identity: &Bytes, msg: Msg, payload: Option<Bytes>) {
+    async fn send_engine(&mut self, identity: &Bytes, msg: Msg, payload: Option<Bytes>) {
         let raw = self
             .link
             .encode(std::slice::from_ref(identity), msg, payload);
@@ -167,7 +167,7 @@ impl Controller {
         }
     }
 
-    async fn to_client(&mut self, identity: &Bytes, msg: Msg, payload: Option<Bytes>) {
+    async fn send_client(&mut self, identity: &Bytes, msg: Msg, payload: Option<Bytes>) {
         let raw = self
             .link
             .encode(std::slice::from_ref(identity), msg, payload);
@@ -177,28 +177,28 @@ impl Controller {
     }
 
     /// Sends to the engine's owner, or to every kernel when it has none.
-    async fn to_owner(&mut self, engine: u32, msg: Msg, payload: Option<Bytes>) {
+    async fn send_owner(&mut self, engine: u32, msg: Msg, payload: Option<Bytes>) {
         let owner = self.engines.get(&engine).and_then(|e| e.owner.clone());
         let targets: Vec<Bytes> = match owner {
             Some(o) => vec![o],
             None => self.clients.iter().map(|(c, _)| c.clone()).collect(),
         };
         for t in targets {
-            self.to_client(&t, msg.clone(), payload.clone()).await;
+            self.send_client(&t, msg.clone(), payload.clone()).await;
         }
     }
 
     async fn beat(&mut self) {
         let engines: Vec<Bytes> = self.engines.values().map(|e| e.identity.clone()).collect();
         for id in engines {
-            self.to_engine(&id, Msg::Heartbeat, None).await;
+            self.send_engine(&id, Msg::Heartbeat, None).await;
         }
         // Kernels that have not been heard from for a minute are forgotten.
         self.clients
             .retain(|(_, seen)| seen.elapsed() < Duration::from_secs(60));
         let clients: Vec<Bytes> = self.clients.iter().map(|(c, _)| c.clone()).collect();
         for c in clients {
-            self.to_client(&c, Msg::Heartbeat, None).await;
+            self.send_client(&c, Msg::Heartbeat, None).await;
         }
     }
 
@@ -212,17 +212,18 @@ impl Controller {
         for id in silent {
             let e = self.engines.get(&id).expect("listed");
             let why = format!(
-                "engine {id} (pid {} on {}) sent no heartbeat for {:.1} s",
+                "(pid {} on {}) sent no heartbeat for {:.1} s",
                 e.info.pid,
                 e.info.host,
                 e.last_seen.elapsed().as_secs_f64()
             );
-            tracing::warn!("{why}");
-            self.to_owner(
+            tracing::warn!("engine {id} {why}");
+            self.send_owner(
                 id,
                 Msg::Lost {
                     engine: id,
                     why: why.clone(),
+                    engine_gone: true,
                 },
                 None,
             )
@@ -233,7 +234,7 @@ impl Controller {
         }
     }
 
-    async fn from_engine(&mut self, m: Received) {
+    async fn on_engine(&mut self, m: Received) {
         let Some(identity) = m.identities.first().cloned() else {
             return;
         };
@@ -275,7 +276,7 @@ impl Controller {
                         mismatch.join("; ")
                     );
                     tracing::warn!("{why}");
-                    self.to_engine(&identity, Msg::Refused { why }, None).await;
+                    self.send_engine(&identity, Msg::Refused { why }, None).await;
                     return;
                 }
                 let id = self.next_id;
@@ -300,7 +301,7 @@ impl Controller {
                         owner: None,
                     },
                 );
-                self.to_engine(&identity, Msg::Registered { engine: id }, None)
+                self.send_engine(&identity, Msg::Registered { engine: id }, None)
                     .await;
             }
             (Msg::Heartbeat, _) => {}
@@ -316,18 +317,23 @@ impl Controller {
                         e.info.state = "ready".into();
                     }
                 }
-                self.to_owner(id, Msg::Frame { engine: id, tag }, Some(m.payload))
+                self.send_owner(id, Msg::Frame { engine: id, tag }, Some(m.payload))
                     .await;
             }
             (Msg::WorkerExited { how }, Some(id)) => {
                 let why = match self.engines.get_mut(&id) {
                     Some(e) => {
                         e.info.worker_pid = None;
-                        format!("the worker of engine {id} (on {}) {how}", e.info.host)
+                        format!("lost its worker on {}: {how}", e.info.host)
                     }
                     None => how,
                 };
-                self.to_owner(id, Msg::Lost { engine: id, why }, None).await;
+                let lost = Msg::Lost {
+                    engine: id,
+                    why,
+                    engine_gone: false,
+                };
+                self.send_owner(id, lost, None).await;
             }
             (other, known) => {
                 tracing::debug!("ignored {other:?} from engine {known:?}");
@@ -336,7 +342,7 @@ impl Controller {
     }
 
     /// Handles a kernel's message; true when the cluster is to stop.
-    async fn from_client(&mut self, m: Received) -> bool {
+    async fn on_client(&mut self, m: Received) -> bool {
         let Some(identity) = m.identities.first().cloned() else {
             return false;
         };
@@ -362,7 +368,7 @@ impl Controller {
                     lost: self.lost.clone(),
                     versions: self.versions.clone(),
                 };
-                self.to_client(&identity, reply, None).await;
+                self.send_client(&identity, reply, None).await;
             }
             Msg::Send { engine, tag } => match self.engines.get_mut(&engine) {
                 Some(e) => {
@@ -372,28 +378,32 @@ impl Controller {
                         e.info.state = "busy".into();
                     }
                     let target = e.identity.clone();
-                    self.to_engine(&target, Msg::ToWorker { tag }, Some(m.payload))
+                    self.send_engine(&target, Msg::ToWorker { tag }, Some(m.payload))
                         .await;
                 }
                 None => {
                     let why =
                         format!("engine {engine} is not in the cluster (lost, or never joined)");
-                    self.to_client(&identity, Msg::Lost { engine, why }, None)
-                        .await;
+                    let lost = Msg::Lost {
+                        engine,
+                        why,
+                        engine_gone: true,
+                    };
+                    self.send_client(&identity, lost, None).await;
                 }
             },
             Msg::Kill { engine } => {
                 if let Some(target) = self.engines.get(&engine).map(|e| e.identity.clone()) {
-                    self.to_engine(&target, Msg::KillWorker, None).await;
+                    self.send_engine(&target, Msg::KillWorker, None).await;
                 }
             }
             Msg::StopCluster => {
                 let engines: Vec<Bytes> =
                     self.engines.values().map(|e| e.identity.clone()).collect();
                 for id in engines {
-                    self.to_engine(&id, Msg::Shutdown, None).await;
+                    self.send_engine(&id, Msg::Shutdown, None).await;
                 }
-                self.to_client(&identity, Msg::Stopped, None).await;
+                self.send_client(&identity, Msg::Stopped, None).await;
                 // Let the sockets flush before the process goes.
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 return true;

@@ -68,6 +68,18 @@ async fn start_worker(
     Ok(Worker { child, writer, pid })
 }
 
+/// Sends to the controller; a DEALER waits for its peer, so a controller that is
+/// gone would stop the engine here for good: the wait is bounded.
+async fn post(send: &mut zeromq::DealerSendHalf, raw: zeromq::ZmqMessage) -> anyhow::Result<()> {
+    match tokio::time::timeout(ORPHAN_AFTER, send.send(raw)).await {
+        Ok(r) => Ok(r?),
+        Err(_) => anyhow::bail!(
+            "the controller took no message for {} s: it is gone, or not reachable from this host (see its --ip)",
+            ORPHAN_AFTER.as_secs()
+        ),
+    }
+}
+
 /// Runs an engine until its controller says to stop, or falls silent.
 pub async fn run(file: PathBuf) -> anyhow::Result<()> {
     use anyhow::Context;
@@ -96,7 +108,7 @@ pub async fn run(file: PathBuf) -> anyhow::Result<()> {
         pid: std::process::id(),
         versions,
     };
-    send.send(link.encode(&[], register, None)).await?;
+    post(&mut send, link.encode(&[], register, None)).await?;
     let id = loop {
         let raw = tokio::time::timeout(REGISTER_TIMEOUT, recv.recv())
             .await
@@ -140,13 +152,19 @@ pub async fn run(file: PathBuf) -> anyhow::Result<()> {
         if worker.is_none() {
             match start_worker(&prelude, w_tx.clone()).await {
                 Ok(w) => {
-                    send.send(link.encode(&[], Msg::WorkerStarted { pid: w.pid }, None))
-                        .await?;
+                    post(
+                        &mut send,
+                        link.encode(&[], Msg::WorkerStarted { pid: w.pid }, None),
+                    )
+                    .await?;
                     worker = Some(w);
                 }
                 Err(e) => {
-                    send.send(link.encode(&[], Msg::WorkerExited { how: e.clone() }, None))
-                        .await?;
+                    post(
+                        &mut send,
+                        link.encode(&[], Msg::WorkerExited { how: e.clone() }, None),
+                    )
+                    .await?;
                     anyhow::bail!("{e}");
                 }
             }
@@ -167,7 +185,7 @@ pub async fn run(file: PathBuf) -> anyhow::Result<()> {
                             let _ = w.child.start_kill();
                             let _ = w.child.wait().await;
                             let how = "was killed: it did not stop after an interrupt".to_string();
-                            send.send(link.encode(&[], Msg::WorkerExited { how }, None)).await?;
+                            post(&mut send, link.encode(&[], Msg::WorkerExited { how }, None)).await?;
                         }
                     }
                     Msg::Shutdown => {
@@ -189,7 +207,7 @@ pub async fn run(file: PathBuf) -> anyhow::Result<()> {
                 }
                 match f {
                     FromWorker::Frame(tag, p) => {
-                        send.send(link.encode(&[], Msg::FromWorker { tag }, Some(Bytes::from(p)))).await?;
+                        post(&mut send, link.encode(&[], Msg::FromWorker { tag }, Some(Bytes::from(p)))).await?;
                     }
                     FromWorker::Closed => {
                         let mut w = worker.take().expect("checked");
@@ -201,7 +219,7 @@ pub async fn run(file: PathBuf) -> anyhow::Result<()> {
                             }
                         };
                         let how = format!("(pid {pid}) {how}");
-                        send.send(link.encode(&[], Msg::WorkerExited { how }, None)).await?;
+                        post(&mut send, link.encode(&[], Msg::WorkerExited { how }, None)).await?;
                     }
                 }
             }
@@ -212,7 +230,7 @@ pub async fn run(file: PathBuf) -> anyhow::Result<()> {
                     }
                     anyhow::bail!("the controller at {endpoint} fell silent for {} s", ORPHAN_AFTER.as_secs());
                 }
-                send.send(link.encode(&[], Msg::Heartbeat, None)).await?;
+                post(&mut send, link.encode(&[], Msg::Heartbeat, None)).await?;
             }
         }
     }

@@ -151,9 +151,12 @@ pub enum Msg {
         tag: u8,
     },
     /// An engine, or its worker, is gone: what was running there will not finish.
+    /// A lost worker is replaced by its engine; a lost engine is gone for good.
     Lost {
         engine: u32,
         why: String,
+        #[serde(default)]
+        engine_gone: bool,
     },
     Stopped,
 }

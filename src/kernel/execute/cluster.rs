@@ -273,10 +273,17 @@ pub(super) async fn next_message(c: &mut Option<Client>) -> Option<(Msg, bytes::
 pub(super) async fn relay_to_runner(runner: &mut Runner, msg: Msg, payload: &[u8]) {
     let _ = match msg {
         Msg::Frame { engine, tag } => runner.from_engine(engine, tag, payload).await,
-        Msg::Lost { engine, why } => {
-            runner
-                .from_engine(engine, tag::ENGINE_LOST, why.as_bytes())
-                .await
+        Msg::Lost {
+            engine,
+            why,
+            engine_gone,
+        } => {
+            let t = if engine_gone {
+                tag::ENGINE_LOST
+            } else {
+                tag::WORKER_LOST
+            };
+            runner.from_engine(engine, t, why.as_bytes()).await
         }
         _ => Ok(()),
     };

@@ -1,0 +1,231 @@
+"""`%cluster` and `%%parallel cluster`: a controller and engines started by the
+local launcher, reached over TCP with every message signed."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import stat
+import subprocess
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import zmq
+from jupyter_client.session import Session
+
+import kernel_helpers as kh
+from kernel_helpers import error_text, ok, run, stream_text, value
+from test_parallel import tables
+
+
+def all_text(outputs):
+    return kh.all_text(outputs)
+
+
+def status(kc):
+    """`%cluster status`: the controller's pid, the connection file, and each
+    engine's (id, pid, worker pid)."""
+    reply, outputs = run(kc, "%cluster status")
+    ok(reply, outputs)
+    text = stream_text(outputs)
+    m = re.search(r"controller pid (\d+) on \S+, listening on 127\.0\.0\.1 \(connection file (\S+)\)", text)
+    assert m, text
+    engines = [tuple(int(x) for x in row) for row in
+               re.findall(r"^\s+(\d+)\s+\S+\s+(\d+)\s+(\d+)\s+ready", text, re.M)]
+    return int(m.group(1)), Path(m.group(2)), engines
+
+
+def gone_within(pids, seconds=5.0):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and any(kh.alive(p) for p in pids):
+        time.sleep(0.05)
+    return [p for p in pids if kh.alive(p)] == []
+
+
+def start_cluster(kc, n=2):
+    reply, outputs = run(kc, f"%cluster start -n {n}", timeout=180)
+    ok(reply, outputs)
+    assert f"Cluster ready: {n} engines" in all_text(outputs), all_text(outputs)
+    return status(kc)
+
+
+def test_a_local_cluster_runs_cells_and_stops_without_orphans(kc):
+    controller, path, engines = start_cluster(kc)
+    assert len(engines) == 2
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600  # it holds the key
+    info = json.loads(path.read_text())
+    assert info["ip"] == "127.0.0.1" and len(info["key"]) >= 32
+
+    ok(*run(kc, "let offset = 7u64;"))
+    reply, outputs = run(kc, textwrap.dedent("""\
+        %%parallel cluster
+        println!("rank {rank} of {size}");
+        (rank, std::process::id() as u64 + offset)
+        """), timeout=60)
+    ok(reply, outputs)
+    assert sorted(stream_text(outputs).splitlines()) == ["[0] rank 0 of 2", "[1] rank 1 of 2"]
+    [table] = tables(outputs)
+    assert "2 ranks on 2 engines" in table["text/plain"]
+    workers = sorted(w for _, _, w in engines)
+    shown = sorted(int(v) - 7 for v in re.findall(r"\(\d, (\d+)\)", table["text/plain"]))
+    assert shown == workers, (table["text/plain"], engines)
+
+    reply, outputs = run(kc, "%%parallel cluster --each 0..100_000u64 --out shifted\nitem + offset", timeout=60)
+    ok(reply, outputs)
+    assert "100000 items on 2 engines" in tables(outputs)[0]["text/plain"]
+    assert value(kc, "shifted.iter().enumerate().all(|(i, v)| *v == i as u64 + 7)") == "true"
+
+    reply, outputs = run(kc, "%%parallel cluster --targets 1 --out one\nrank + 10")
+    ok(reply, outputs)
+    assert "1 ranks on 1 engines" in tables(outputs)[0]["text/plain"]
+    assert value(kc, "one") == "[10]"
+
+    reply, outputs = run(kc, "%%parallel cluster\nif rank == 1 { panic!(\"engine one gives up\"); }\nrank")
+    assert reply["content"]["ename"] == "ParallelError"
+    assert "rank 1: panicked: engine one gives up" in error_text(reply["content"])
+
+    everything = [controller] + [p for _, p, _ in engines] + [w for _, _, w in engines]
+    assert all(kh.alive(p) for p in everything)
+    reply, outputs = run(kc, "%cluster stop")
+    ok(reply, outputs)
+    assert gone_within(everything), [p for p in everything if kh.alive(p)]
+    assert not path.exists()
+
+
+def test_parallel_cluster_starts_a_local_cluster_when_there_is_none(kc):
+    reply, outputs = run(kc, "%%parallel cluster --out ranks\nrank * 2", timeout=180)
+    ok(reply, outputs)
+    assert "starting" in stream_text(outputs, "stderr")
+    cores = os.cpu_count()
+    assert value(kc, "ranks.len()") == str(cores)
+
+
+def test_an_engine_killed_mid_run_loses_no_item(kc):
+    _, _, engines = start_cluster(kc)
+    victim = engines[1][1]  # the engine process itself, not only its worker
+    msg_id = kc.execute(textwrap.dedent("""\
+        %%parallel cluster --each 0..60u64 --out tripled
+        if item == 0 { println!("started"); }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        item * 3
+        """))
+    deadline = time.monotonic() + 60
+    while kh.next_iopub(kc, msg_id, deadline)["msg_type"] != "stream":
+        pass
+    time.sleep(0.3)
+    killed = time.monotonic()
+    os.kill(victim, signal.SIGKILL)
+    reply, outputs = kh.wait(kc, msg_id, timeout=60)
+    ok(reply, outputs)
+    err = stream_text(outputs, "stderr")
+    assert "worker 1: engine 1" in err and "no heartbeat" in err, err
+    assert "unfinished items run on the other workers" in err
+    assert value(kc, "tripled.iter().enumerate().all(|(i, v)| *v == 3 * i as u64)") == "true"
+    assert value(kc, "tripled.len()") == "60"
+    # The controller noticed within its 3 s, and says so.
+    reply, outputs = run(kc, "%cluster status")
+    text = stream_text(outputs)
+    assert re.search(r"^\s+1\s.*lost: \(pid \d+ on \S+\) sent no heartbeat for [0-2]\.\d s", text, re.M), text
+    assert time.monotonic() - killed < 20
+
+
+def cluster_msg(kind, **fields):
+    return {"kind": kind, "digest": "", **fields}
+
+
+def test_forged_messages_are_refused_by_controller_and_engine(kc, tmp_path):
+    _, path, engines = start_cluster(kc, 1)
+    info = json.loads(path.read_text())
+    ctx = zmq.Context.instance()
+
+    def ask_controller(key: bytes):
+        sock = ctx.socket(zmq.DEALER)
+        sock.connect(f"tcp://127.0.0.1:{info['client_port']}")
+        session = Session(key=key, signature_scheme="hmac-sha256")
+        session.send(sock, "cluster", cluster_msg("status"))
+        got = sock.poll(2000)
+        sock.close(linger=0)
+        return got
+
+    # Signed with the cluster's key, a request is answered; unsigned or with another
+    # key it is dropped unanswered.
+    assert ask_controller(info["key"].encode())
+    assert not ask_controller(b"")
+    assert not ask_controller(b"not-the-key")
+
+    # An engine obeys only its controller's key. A stand-in controller registers a
+    # new engine, then sends it a RUN for a library that does not exist: signed with
+    # the right key the worker answers (LOAD_ERROR); forged, nothing runs at all.
+    router = ctx.socket(zmq.ROUTER)
+    port = router.bind_to_random_port("tcp://127.0.0.1")
+    key = b"stand-in-key"
+    fake = dict(info, engine_port=port, client_port=port, key=key.decode())
+    fake_path = tmp_path / "fake-cluster.json"
+    fake_path.write_text(json.dumps(fake))
+    good = Session(key=key, signature_scheme="hmac-sha256")
+    engine = subprocess.Popen([str(kh.BINARY), "engine", "--file", str(fake_path)],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert router.poll(60_000), "the engine did not register"
+        ident, *frames = router.recv_multipart()
+        _, register = good.feed_identities(frames)
+        assert good.deserialize(register)["content"]["kind"] == "register"
+        good.send(router, "cluster", cluster_msg("registered", engine=0), ident=[ident])
+        digest = __import__("hashlib").sha256(b"/nonexistent/lib.so\0entry").hexdigest()
+
+        # (An engine leaves a controller silent for 10 s: the whole exchange is quicker.)
+        def run_on_engine(session, wait):
+            session.send(router, "cluster", cluster_msg("to_worker", tag=101) | {"digest": digest},
+                         ident=[ident], buffers=[b"/nonexistent/lib.so\0entry"])
+            deadline = time.monotonic() + wait
+            while time.monotonic() < deadline:
+                if not router.poll(200):
+                    continue
+                _, *frames = router.recv_multipart()
+                _, msg = good.feed_identities(frames)
+                content = good.deserialize(msg, content=True)["content"]
+                if content["kind"] == "from_worker":
+                    return content["tag"]
+            return None
+
+        assert run_on_engine(Session(key=b"forged", signature_scheme="hmac-sha256"), 1.5) is None
+        assert run_on_engine(Session(key=b"", signature_scheme="hmac-sha256"), 1.5) is None
+        assert run_on_engine(good, 5) == 9  # LOAD_ERROR: the real key gets through
+    finally:
+        engine.kill()
+        log = engine.communicate()[0]
+        router.close(linger=0)
+    assert "dropped a message that was not the controller's" in log, log
+
+
+def test_a_dead_controller_fails_the_cell_clearly_and_the_kernel_goes_on(kc):
+    controller, _, engines = start_cluster(kc)
+    ok(*run(kc, "let kept = 3u8;"))
+    msg_id = kc.execute(textwrap.dedent("""\
+        %%parallel cluster --each 0..400u64
+        if item == 0 { println!("started"); }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        item
+        """))
+    deadline = time.monotonic() + 60
+    while kh.next_iopub(kc, msg_id, deadline)["msg_type"] != "stream":
+        pass
+    killed = time.monotonic()
+    os.kill(controller, signal.SIGKILL)
+    reply, outputs = kh.wait(kc, msg_id, timeout=60)
+    assert time.monotonic() - killed < 10
+    assert reply["content"]["ename"] == "ParallelError"
+    assert "the controller fell silent" in kh.all_text(outputs)
+    reply, outputs = run(kc, "%cluster status", timeout=30)
+    assert reply["content"]["ename"] == "ClusterError"
+    assert f"the controller (pid {controller}" in reply["content"]["evalue"]
+    assert "may have died" in reply["content"]["evalue"]
+    assert value(kc, "kept + 1") == "4"
+    # The engines do not outlive their controller for long, and a new cluster starts.
+    ok(*run(kc, "%cluster stop", timeout=30))
+    assert gone_within([p for _, p, _ in engines], 15)
+    start_cluster(kc, 1)
