@@ -31,6 +31,8 @@ pub struct Client {
     rx: mpsc::UnboundedReceiver<(Msg, Bytes)>,
     last_heard: Arc<Mutex<Instant>>,
     pub launched: Option<Launched>,
+    /// The libraries each engine has been sent, by file name.
+    shipped: std::collections::HashMap<u32, std::collections::HashSet<String>>,
 }
 
 impl Client {
@@ -74,6 +76,7 @@ impl Client {
             rx,
             last_heard,
             launched: None,
+            shipped: Default::default(),
         };
         c.status().await?;
         Ok(c)
@@ -141,6 +144,30 @@ impl Client {
     ) -> Result<(), String> {
         self.post(Msg::Send { engine, tag }, Some(Bytes::from(payload)))
             .await
+    }
+
+    /// Sends an engine the libraries it lacks. An engine loads cells only from what
+    /// it was sent, so it needs no file system in common with the kernel.
+    pub async fn ship(&mut self, engine: u32, libs: &[PathBuf]) -> Result<(), String> {
+        for lib in libs {
+            let Some(name) = lib.file_name().and_then(|n| n.to_str()).map(String::from) else {
+                continue;
+            };
+            if self.shipped.get(&engine).is_some_and(|s| s.contains(&name)) {
+                continue;
+            }
+            let bytes = std::fs::read(lib).map_err(|e| format!("{}: {e}", lib.display()))?;
+            self.post(
+                Msg::ShipTo {
+                    engine,
+                    name: name.clone(),
+                },
+                Some(Bytes::from(bytes)),
+            )
+            .await?;
+            self.shipped.entry(engine).or_default().insert(name);
+        }
+        Ok(())
     }
 
     /// Has an engine kill its worker (it did not stop after an interrupt).

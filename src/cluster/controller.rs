@@ -276,7 +276,8 @@ impl Controller {
                         mismatch.join("; ")
                     );
                     tracing::warn!("{why}");
-                    self.send_engine(&identity, Msg::Refused { why }, None).await;
+                    self.send_engine(&identity, Msg::Refused { why }, None)
+                        .await;
                     return;
                 }
                 let id = self.next_id;
@@ -392,6 +393,12 @@ impl Controller {
                     self.send_client(&identity, lost, None).await;
                 }
             },
+            Msg::ShipTo { engine, name } => {
+                if let Some(target) = self.engines.get(&engine).map(|e| e.identity.clone()) {
+                    self.send_engine(&target, Msg::Ship { name }, Some(m.payload))
+                        .await;
+                }
+            }
             Msg::Kill { engine } => {
                 if let Some(target) = self.engines.get(&engine).map(|e| e.identity.clone()) {
                     self.send_engine(&target, Msg::KillWorker, None).await;

@@ -11,7 +11,7 @@ use super::controller::{HEARTBEAT, LOST_AFTER};
 use super::messages::{ClusterFile, Link, Msg, Versions};
 use crate::exec::frames;
 use bytes::Bytes;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use zeromq::{DealerSocket, Socket, SocketRecv, SocketSend};
@@ -35,13 +35,18 @@ enum FromWorker {
     Closed,
 }
 
+/// Starts a worker that finds the libraries it is sent in `libs`.
 async fn start_worker(
     prelude: &crate::compile::prelude::Prelude,
+    libs: &Path,
     tx: mpsc::UnboundedSender<(u32, FromWorker)>,
 ) -> Result<Worker, String> {
     let (child, stream) = crate::exec::runner::spawn_process(
         prelude,
-        &[("FERROCELL_WORKER", std::ffi::OsStr::new("1"))],
+        &[
+            ("FERROCELL_WORKER", std::ffi::OsStr::new("1")),
+            ("LD_LIBRARY_PATH", libs.as_os_str()),
+        ],
         false,
     )?;
     let pid = child.id().unwrap_or(0);
@@ -68,6 +73,38 @@ async fn start_worker(
     Ok(Worker { child, writer, pid })
 }
 
+/// Keeps a library the controller sent, under its (content-hashed) name.
+fn keep_library(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), String> {
+    let plain = !name.is_empty()
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if !plain {
+        return Err(format!("refused a library named {name:?}"));
+    }
+    let path = dir.join(name);
+    if path.is_file() {
+        return Ok(());
+    }
+    let tmp = dir.join(format!(".{name}.{}", std::process::id()));
+    std::fs::write(&tmp, bytes)
+        .and_then(|_| std::fs::rename(&tmp, &path))
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// A RUN frame with its library taken from the engine's own directory: the
+/// kernel's path means nothing on this host.
+fn local_run(dir: &Path, payload: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(payload);
+    let (lib, rest) = text.split_once('\0').unwrap_or((&text, ""));
+    let name = Path::new(lib).file_name().unwrap_or_default();
+    let mut out = dir.join(name).display().to_string();
+    out.push('\0');
+    out.push_str(rest);
+    out.into_bytes()
+}
+
 /// Sends to the controller; a DEALER waits for its peer, so a controller that is
 /// gone would stop the engine here for good: the wait is bounded.
 async fn post(send: &mut zeromq::DealerSendHalf, raw: zeromq::ZmqMessage) -> anyhow::Result<()> {
@@ -91,6 +128,11 @@ pub async fn run(file: PathBuf) -> anyhow::Result<()> {
     let prelude = crate::compile::prelude::ensure(&toolchain, &crate::kernel::cache_dir())
         .await
         .context("building the runner")?;
+    // Libraries the controller sends live here, by name; the worker finds them here.
+    let libs = crate::kernel::cache_dir()
+        .join(&toolchain.id)
+        .join("engine-libs");
+    std::fs::create_dir_all(&libs).with_context(|| format!("creating {}", libs.display()))?;
     let versions = Versions {
         ferrocell: env!("CARGO_PKG_VERSION").to_string(),
         rustc: toolchain.version.clone(),
@@ -150,7 +192,7 @@ pub async fn run(file: PathBuf) -> anyhow::Result<()> {
     let mut heard = Instant::now();
     loop {
         if worker.is_none() {
-            match start_worker(&prelude, w_tx.clone()).await {
+            match start_worker(&prelude, &libs, w_tx.clone()).await {
                 Ok(w) => {
                     post(
                         &mut send,
@@ -174,8 +216,18 @@ pub async fn run(file: PathBuf) -> anyhow::Result<()> {
                 let Some((msg, payload)) = m else { anyhow::bail!("the controller's socket closed") };
                 heard = Instant::now();
                 match msg {
+                    Msg::Ship { name } => {
+                        if let Err(e) = keep_library(&libs, &name, &payload) {
+                            tracing::warn!("{e}");
+                        }
+                    }
                     Msg::ToWorker { tag } => {
                         let w = worker.as_mut().expect("started above");
+                        let payload = if tag == frames::tag::RUN {
+                            local_run(&libs, &payload)
+                        } else {
+                            payload.to_vec()
+                        };
                         if let Err(e) = frames::write(&mut w.writer, tag, &payload).await {
                             tracing::warn!("the worker did not take a frame: {e}");
                         }

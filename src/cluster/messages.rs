@@ -125,6 +125,12 @@ pub enum Msg {
     },
     /// Kill the worker (it did not stop after an interrupt); a new one replaces it.
     KillWorker,
+    /// A library the worker will load (payload: its bytes), kept under `name` in
+    /// the engine's library directory. Names are content hashes, so a name once
+    /// shipped never needs shipping again.
+    Ship {
+        name: String,
+    },
     Shutdown,
 
     // Kernel (client) → controller.
@@ -136,6 +142,11 @@ pub enum Msg {
     },
     Kill {
         engine: u32,
+    },
+    /// A library for an engine (payload: its bytes); see `Ship`.
+    ShipTo {
+        engine: u32,
+        name: String,
     },
     StopCluster,
 

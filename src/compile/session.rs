@@ -981,6 +981,12 @@ impl Session {
         Ok(Some(built))
     }
 
+    /// The libraries of the current chain of layers: what a cell may link to, and
+    /// so what an engine on another host needs before it loads one.
+    pub fn layer_lib_paths(&self) -> Vec<PathBuf> {
+        self.chain.iter().map(|l| l.built.lib.clone()).collect()
+    }
+
     /// The session variables `code` uses, with their types (what a cell of that
     /// code takes out of the store).
     pub fn vars_used(&self, code: &str) -> Vec<(String, String)> {

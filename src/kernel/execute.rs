@@ -1091,6 +1091,10 @@ impl Executor {
         // A cluster cell's engines: failed at once if the controller falls silent.
         // (An interval, not a sleep made anew each turn: the turns come faster.)
         let mut engines = cluster::engines_of(&built.args);
+        let layers = match (&self.session, engines.is_empty()) {
+            (Some(s), false) => s.layer_lib_paths(),
+            _ => Vec::new(),
+        };
         let mut watch_controller = tokio::time::interval(Duration::from_millis(500));
         let outcome = loop {
             let runner = self.runner.as_mut().expect("running");
@@ -1171,7 +1175,15 @@ impl Executor {
                     tag,
                     payload,
                 } => {
-                    cluster::relay_to_engine(&mut self.cluster, runner, engine, tag, payload).await
+                    cluster::relay_to_engine(
+                        &mut self.cluster,
+                        runner,
+                        &layers,
+                        engine,
+                        tag,
+                        payload,
+                    )
+                    .await
                 }
                 CellEvent::Done => break Ok(()),
                 CellEvent::Panic(p) => break Err(self.panic_error(built, &p)),

@@ -229,3 +229,71 @@ def test_a_dead_controller_fails_the_cell_clearly_and_the_kernel_goes_on(kc):
     ok(*run(kc, "%cluster stop", timeout=30))
     assert gone_within([p for _, p, _ in engines], 15)
     start_cluster(kc, 1)
+
+
+def sh(*args):
+    subprocess.run(args, check=True, capture_output=True, text=True)
+
+
+@pytest.fixture
+def namespace():
+    """A network namespace joined to this one by a veth pair: another host, as far
+    as TCP is concerned. Yields (host side address, namespace name)."""
+    if os.geteuid() != 0 or not Path("/usr/sbin/ip").exists() and not Path("/sbin/ip").exists():
+        pytest.skip("network namespaces need root and iproute2")
+    n = os.getpid() % 250
+    ns, host_if, ns_if = f"fc-test-{os.getpid()}", f"fch{os.getpid() % 100000}", f"fcn{os.getpid() % 100000}"
+    host_ip, ns_ip = f"10.213.{n}.1", f"10.213.{n}.2"
+    sh("ip", "netns", "add", ns)
+    try:
+        sh("ip", "link", "add", host_if, "type", "veth", "peer", "name", ns_if)
+        sh("ip", "link", "set", ns_if, "netns", ns)
+        sh("ip", "addr", "add", f"{host_ip}/24", "dev", host_if)
+        sh("ip", "link", "set", host_if, "up")
+        sh("ip", "netns", "exec", ns, "ip", "addr", "add", f"{ns_ip}/24", "dev", ns_if)
+        sh("ip", "netns", "exec", ns, "ip", "link", "set", ns_if, "up")
+        sh("ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up")
+        yield host_ip, ns
+    finally:
+        subprocess.run(["ip", "link", "del", host_if], capture_output=True)
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
+def test_an_engine_in_another_network_namespace_joins_over_tcp(kc, namespace, tmp_path):
+    host_ip, ns = namespace
+    reply, outputs = run(kc, f"%cluster start -n 1 --ip {host_ip}", timeout=180)
+    ok(reply, outputs)
+    reply, outputs = run(kc, "%cluster status")
+    path = Path(re.search(r"connection file (\S+)\)", stream_text(outputs)).group(1))
+    # The other host gets a copy of the connection file and a cache of its own: it
+    # builds its own runner, and loads only libraries the controller sends it.
+    copied = tmp_path / "cluster.json"
+    copied.write_text(path.read_text())
+    os.chmod(copied, 0o600)
+    other_cache = tmp_path / "other-host-cache"
+    env = dict(os.environ, FERROCELL_CACHE=str(other_cache))
+    log = open(tmp_path / "engine.log", "w")
+    engine = subprocess.Popen(["ip", "netns", "exec", ns, str(kh.BINARY), "engine", "--file", str(copied)],
+                              env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            reply, outputs = run(kc, "%cluster status")
+            if len(re.findall(r" ready ", stream_text(outputs))) == 2:
+                break
+            assert engine.poll() is None, (tmp_path / "engine.log").read_text()
+            assert time.monotonic() < deadline, stream_text(outputs)
+            time.sleep(1)
+        ok(*run(kc, "fn triple(x: u64) -> u64 { x * 3 }\nlet base = 5u64;"))
+        reply, outputs = run(kc, "%%parallel cluster --out got\ntriple(base) + rank as u64", timeout=120)
+        ok(reply, outputs)
+        assert value(kc, "got") == "[15, 16]"
+        reply, outputs = run(kc, "%%parallel cluster --each 0..1000u64 --out all\ntriple(item)", timeout=120)
+        ok(reply, outputs)
+        assert value(kc, "all.iter().enumerate().all(|(i, v)| *v == 3 * i as u64)") == "true"
+        shipped = list(other_cache.glob("*/engine-libs/libfc_*.so"))
+        assert shipped, "the engine in the other namespace was sent no library"
+    finally:
+        engine.kill()
+        engine.wait()
+        run(kc, "%cluster stop", timeout=30)

@@ -150,3 +150,23 @@ def test_processes_outputs(tmp_path):
     charts = [o for o in code_cells[12].outputs
               if o.output_type == "display_data" and "image/svg+xml" in o.data]
     assert len(charts) == 1 and charts[0].data["image/svg+xml"].count("<circle") == 2
+
+
+def test_cluster_outputs(tmp_path):
+    nb = execute(kh.REPO / "notebooks" / "05-cluster.ipynb", tmp_path)
+    code_cells = [cell for cell in nb.cells if cell.cell_type == "code"]
+
+    def text(cell):
+        return "".join(o.get("text", "") + o.get("data", {}).get("text/plain", "")
+                       for o in cell.outputs)
+
+    assert "Cluster ready: 2 engines" in text(code_cells[0])
+    assert len([line for line in stdout(code_cells[1]).splitlines() if " ready " in line]) == 2
+    lines = sorted(stdout(code_cells[2]).splitlines())
+    assert [line.split(", in process")[0] for line in lines] == [
+        "[0] engine rank 0 of 2", "[1] engine rank 1 of 2"]
+    assert "2 ranks on 2 engines" in text(code_cells[2])
+    assert result(code_cells[5]) == "35"  # letters in the lecture's sentence, counted on the engines
+    assert result(code_cells[8]) == "148933"
+    assert '"only engine 1, as rank 0 of 1"' in text(code_cells[9])
+    assert "Cluster stopped." in stdout(code_cells[10])

@@ -11,6 +11,7 @@ use crate::exec::Runner;
 use crate::magics::cluster::{ClusterCmd, Launcher};
 use crate::magics::Parallel;
 use crate::protocol::messages::ErrorContent;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// How long `%cluster start` waits for its engines.
@@ -142,14 +143,16 @@ impl Executor {
         let deadline = tokio::time::Instant::now() + START_TIMEOUT;
         let ready = loop {
             let s = client.status().await.map_err(cluster_error)?;
+            // Ready: registered, with a worker started to run cells.
+            let ready = s.engines.iter().filter(|e| e.worker_pid.is_some()).count();
             let failed = launched.failed_engines();
-            if s.engines.len() >= n {
-                break s.engines.len();
+            if ready >= n {
+                break ready;
             }
             if !failed.is_empty() || tokio::time::Instant::now() > deadline {
                 let mut why = format!(
                     "{} of {n} engines are ready after {:.1} s",
-                    s.engines.len(),
+                    ready,
                     started.elapsed().as_secs_f64()
                 );
                 for f in failed {
@@ -161,17 +164,16 @@ impl Executor {
             }
             // Progress in one display, updated in place, once the wait is noticeable:
             // when the count changes, or every second.
-            let due = last_shown.is_none_or(|(k, at)| {
-                k != s.engines.len() || at.elapsed() > Duration::from_secs(1)
-            });
+            let due = last_shown
+                .is_none_or(|(k, at)| k != ready || at.elapsed() > Duration::from_secs(1));
             if started.elapsed() > Duration::from_millis(500) && due {
-                last_shown = Some((s.engines.len(), std::time::Instant::now()));
+                last_shown = Some((ready, std::time::Instant::now()));
                 let mut data = progress.clone();
                 data.insert(
                     "text/plain".into(),
                     serde_json::Value::String(format!(
                         "engines ready: {} of {n} ({:.1} s; the first start on a machine builds the runner)",
-                        s.engines.len(),
+                        ready,
                         started.elapsed().as_secs_f64()
                     )),
                 );
@@ -289,16 +291,28 @@ pub(super) async fn relay_to_runner(runner: &mut Runner, msg: Msg, payload: &[u8
     };
 }
 
-/// Relays one frame of the runner's coordinator to an engine.
+/// Relays one frame of the runner's coordinator to an engine. Before a library
+/// runs there, the engine is sent it and the session's layers it links to.
 pub(super) async fn relay_to_engine(
     cluster: &mut Option<Client>,
     runner: &mut Runner,
+    layers: &[PathBuf],
     engine: u32,
     t: u8,
     payload: Vec<u8>,
 ) {
     let sent = match cluster {
         Some(c) if t == tag::KILL_WORKER => c.kill_worker(engine).await,
+        Some(c) if t == tag::RUN => {
+            let lib = payload.split(|b| *b == 0).next().unwrap_or_default();
+            let lib = PathBuf::from(String::from_utf8_lossy(lib).into_owned());
+            let mut libs = layers.to_vec();
+            libs.push(lib);
+            match c.ship(engine, &libs).await {
+                Ok(()) => c.send_frame(engine, t, payload).await,
+                Err(e) => Err(format!("its libraries could not be sent: {e}")),
+            }
+        }
         Some(c) => c.send_frame(engine, t, payload).await,
         None => Err("no cluster is connected".into()),
     };

@@ -1,0 +1,157 @@
+#!/usr/bin/env python3
+"""Cluster benchmark: ferrocell's `%cluster` and `%%parallel cluster` against
+ipyparallel with 2 engines, in one run on this machine.
+
+Run it from the repository root after scripts/setup (and, for the peer,
+`.venv/bin/pip install -r bench/requirements.txt`):
+
+    .venv/bin/python bench/cluster.py [--limit 5000000]
+
+Figures, each side by side:
+
+* start until every engine is ready: `%cluster start -n 2` (request to reply) and
+  `ipp.Cluster(n=2).start_and_connect_sync()` (until 2 engines are registered);
+* the round trip of an empty cell on both engines (median of 20): `%%parallel
+  cluster` with `rank`, and a DirectView `execute("pass")` (what `%%px pass` does);
+* items per second over 100 000 trivial items: `--each` and a LoadBalancedView
+  map (by default on 2000 items, since it is slow, and chunked by hand on all);
+* the primes below LIMIT on 2 engines, split in halves of blocks dealt round-robin.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from kernel import ferrocell_environment, fmt_seconds, start, stop
+from parallel import BLOCK, IS_PRIME_RS, count_blocks, halves, is_prime, run_cell, seconds_in
+
+
+def ferrocell(limit: int, env: dict, log) -> dict:
+    f = {}
+    km, kc, _ = start("ferrocell", env)
+    try:
+        run_cell(kc, ":dep")
+        run_cell(kc, IS_PRIME_RS)
+        # One start to build the engines' runner (once per machine), then the measured one.
+        run_cell(kc, "%cluster start -n 2")
+        run_cell(kc, "%cluster stop")
+        t0 = time.perf_counter()
+        run_cell(kc, "%cluster start -n 2")
+        f["start"] = time.perf_counter() - t0
+        empty = "%%parallel cluster\nrank"
+        run_cell(kc, empty)
+        trips = []
+        for _ in range(20):
+            t0 = time.perf_counter()
+            run_cell(kc, empty)
+            trips.append(time.perf_counter() - t0)
+        f["empty_trip"] = statistics.median(trips)
+        items = "%%parallel cluster --each 0..100_000u64\nitem"
+        run_cell(kc, items)
+        text = run_cell(kc, items)
+        f["items"] = 100_000 / seconds_in(text, r"100000 items on 2 engines in ")
+        blocks = limit // BLOCK
+        primes = ("%%parallel cluster\n"
+                  f"(0..{blocks}u64).filter(|b| b % size as u64 == rank as u64)"
+                  f".flat_map(|b| b * {BLOCK}..(b + 1) * {BLOCK}).filter(|&n| is_prime(n)).count()")
+        run_cell(kc, primes)
+        text = run_cell(kc, primes)
+        f["primes"] = seconds_in(text, r"2 ranks on 2 engines in ")
+        run_cell(kc, "%cluster stop")
+    finally:
+        stop(km, kc)
+    log(f"  ferrocell: {f}")
+    return f
+
+
+def ipyparallel_figures(limit: int, log) -> dict:
+    try:
+        import ipyparallel as ipp
+    except ImportError:
+        log("  ipyparallel: not installed")
+        return {}
+    f = {}
+    cluster = ipp.Cluster(n=2, log_level=40)
+    t0 = time.perf_counter()
+    rc = cluster.start_and_connect_sync()
+    rc.wait_for_engines(2, timeout=120)
+    f["start"] = time.perf_counter() - t0
+    try:
+        view = rc[:]
+        view.execute("pass", block=True)
+        trips = []
+        for _ in range(20):
+            t0 = time.perf_counter()
+            view.execute("pass", block=True)
+            trips.append(time.perf_counter() - t0)
+        f["empty_trip"] = statistics.median(trips)
+        lview = rc.load_balanced_view()
+        t0 = time.perf_counter()
+        lview.map_sync(lambda x: x, list(range(2000)))
+        f["items"] = 2000 / (time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        lview.map_sync(lambda x: x, list(range(100_000)), chunksize=5000)
+        f["items_chunked"] = 100_000 / (time.perf_counter() - t0)
+        # The workload's functions are defined on the engines from their source (they
+        # live in bench/parallel.py, which the engines cannot import).
+        view.execute("BLOCK = %d\n%s\n%s" % (BLOCK, inspect.getsource(is_prime),
+                                            inspect.getsource(count_blocks)), block=True)
+        t0 = time.perf_counter()
+        sum(view.map_sync(lambda part: count_blocks(part), halves(limit, 2)))  # noqa: F821
+        f["primes"] = time.perf_counter() - t0
+    finally:
+        rc.close()
+        cluster.stop_cluster_sync()
+    log(f"  ipyparallel: {f}")
+    return f
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--limit", type=int, default=5_000_000)
+    parser.add_argument("--ferrocell-only", action="store_true")
+    args = parser.parse_args()
+
+    def log(text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+    root = Path(tempfile.mkdtemp(prefix="ferrocell-bench-cluster-"))
+    try:
+        fc = ferrocell(args.limit, ferrocell_environment(root), log)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    ip = {} if args.ferrocell_only else ipyparallel_figures(args.limit, log)
+
+    def rate(v):
+        return f"{v:,.0f} items/s"
+
+    rows = [
+        ("start, until 2 engines are ready", "start", fmt_seconds, True),
+        ("empty cell on both engines, round trip (median of 20)", "empty_trip", fmt_seconds, True),
+        ("`--each` / LoadBalancedView map, trivial items, no chunking by the user", "items", rate, False),
+        (f"primes below {args.limit:,} on 2 engines", "primes", fmt_seconds, True),
+    ]
+    print("| figure | ferrocell | ipyparallel 2 engines | ipyparallel ÷ ferrocell |")
+    print("|---|---|---|---|")
+    for label, key, fmt, lower_better in rows:
+        ours = fmt(fc[key])
+        theirs = fmt(ip[key]) if key in ip else "not measured"
+        if key in ip:
+            ratio = ip[key] / fc[key] if lower_better else fc[key] / ip[key]
+            ratio = f"{ratio:,.1f}×"
+        else:
+            ratio = "—"
+        print(f"| {label} | {ours} | {theirs} | {ratio} |")
+    if "items_chunked" in ip:
+        print(f"\nipyparallel's map chunked by hand (chunksize 5000): {rate(ip['items_chunked'])}.")
+
+
+if __name__ == "__main__":
+    main()
