@@ -254,6 +254,7 @@ impl Controller {
                     host,
                     pid,
                     versions,
+                    mpi_rank,
                 },
                 None,
             ) => {
@@ -290,6 +291,7 @@ impl Controller {
                             id,
                             host,
                             pid,
+                            mpi_rank,
                             worker_pid: None,
                             state: "ready".into(),
                             seconds_since_heartbeat: 0.0,

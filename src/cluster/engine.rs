@@ -149,6 +149,10 @@ pub async fn run(file: PathBuf) -> anyhow::Result<()> {
         host: super::messages::hostname(),
         pid: std::process::id(),
         versions,
+        // Open MPI, then MPICH and Slurm's PMI.
+        mpi_rank: ["OMPI_COMM_WORLD_RANK", "PMI_RANK"]
+            .iter()
+            .find_map(|v| std::env::var(v).ok()?.parse().ok()),
     };
     post(&mut send, link.encode(&[], register, None)).await?;
     let id = loop {

@@ -26,9 +26,14 @@ pub fn tail(path: &Path, lines: usize) -> String {
 
 fn spawn(args: &[&str], log: &Path) -> Result<Child, String> {
     let exe = std::env::current_exe().map_err(|e| format!("ferrocell's own path: {e}"))?;
+    spawn_program(&exe, args, log)
+}
+
+/// Starts `program` logging to `log`; it dies with the kernel.
+fn spawn_program(program: &Path, args: &[&str], log: &Path) -> Result<Child, String> {
     let out = std::fs::File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
     let err = out.try_clone().map_err(|e| e.to_string())?;
-    let mut cmd = Command::new(exe);
+    let mut cmd = Command::new(program);
     cmd.args(args)
         .stdin(std::process::Stdio::null())
         .stdout(out)
@@ -42,13 +47,26 @@ fn spawn(args: &[&str], log: &Path) -> Result<Child, String> {
         });
     }
     cmd.spawn()
-        .map_err(|e| format!("cannot start ferrocell {}: {e}", args[0]))
+        .map_err(|e| format!("cannot start {} {}: {e}", program.display(), args[0]))
 }
 
 /// Starts a controller listening on `ip` and `n` engines on this machine. Returns
 /// once the controller has written its connection file; the engines register in
 /// their own time.
 pub async fn start_local(n: usize, ip: &str) -> Result<Launched, String> {
+    let mut launched = start_controller(ip).await?;
+    let file_arg = launched.file.display().to_string();
+    for i in 0..n {
+        let log = launched.dir.path().join(format!("engine-{i}.log"));
+        let child = spawn(&["engine", "--file", &file_arg], &log)?;
+        launched.engines.push((child, log));
+    }
+    Ok(launched)
+}
+
+/// Starts a controller listening on `ip`, in a private directory for the
+/// connection file and the logs; returns once the file is written.
+async fn start_controller(ip: &str) -> Result<Launched, String> {
     let dir = tempfile::Builder::new()
         .prefix("ferrocell-cluster-")
         .tempdir()
@@ -74,17 +92,45 @@ pub async fn start_local(n: usize, ip: &str) -> Result<Launched, String> {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let mut engines = Vec::new();
-    for i in 0..n {
-        let log = dir.path().join(format!("engine-{i}.log"));
-        engines.push((spawn(&["engine", "--file", &file_arg], &log)?, log));
-    }
     Ok(Launched {
         dir,
         file,
         controller,
-        engines,
+        engines: Vec::new(),
     })
+}
+
+/// Starts a controller and `n` engines as the ranks of one `mpirun` (Open MPI) or
+/// `mpiexec` (MPICH): the way a cluster's MPI runtime places processes.
+pub async fn start_mpi(n: usize, ip: &str) -> Result<Launched, String> {
+    let mpirun = ["mpirun", "mpiexec"]
+        .iter()
+        .find_map(|t| crate::compile::toolchain::find_tool(t))
+        .ok_or("the mpi launcher needs mpirun or mpiexec (Open MPI or MPICH) on PATH")?;
+    let version = Command::new(&mpirun)
+        .arg("--version")
+        .output()
+        .await
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    let mut launched = start_controller(ip).await?;
+    let exe = std::env::current_exe().map_err(|e| format!("ferrocell's own path: {e}"))?;
+    let mut args: Vec<String> = Vec::new();
+    if version.contains("Open MPI") || version.contains("OpenRTE") {
+        // More engines than cores is the user's call; root is what containers run as.
+        args.extend(["--oversubscribe".into(), "--allow-run-as-root".into()]);
+    }
+    args.extend(["-n".into(), n.to_string(), exe.display().to_string()]);
+    args.extend([
+        "engine".into(),
+        "--file".into(),
+        launched.file.display().to_string(),
+    ]);
+    let log = launched.dir.path().join("mpirun.log");
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let child = spawn_program(&mpirun, &refs, &log)?;
+    launched.engines.push((child, log));
+    Ok(launched)
 }
 
 impl Launched {

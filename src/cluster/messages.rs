@@ -68,6 +68,9 @@ pub struct EngineInfo {
     pub id: u32,
     pub host: String,
     pub pid: u32,
+    /// The engine's MPI rank, when `mpirun` started it: cells see the same order.
+    #[serde(default)]
+    pub mpi_rank: Option<u32>,
     /// The process that runs cells for the engine (a runner in worker mode); it is
     /// replaced when it dies.
     pub worker_pid: Option<u32>,
@@ -98,6 +101,9 @@ pub enum Msg {
         host: String,
         pid: u32,
         versions: Versions,
+        /// The engine's rank when an MPI launcher started it.
+        #[serde(default)]
+        mpi_rank: Option<u32>,
     },
     /// Sent every second by both ends of a link; silence means the other is gone.
     Heartbeat,

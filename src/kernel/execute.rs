@@ -668,7 +668,7 @@ impl Executor {
     ) -> Result<Vec<String>, ErrorContent> {
         self.session(irq).await?;
         if self.base.is_some() {
-            sink.stderr(b"ferrocell: %%parallel processes sends values with serde; waiting for its build (once per machine)\n");
+            sink.stderr(b"ferrocell: parallel cells on processes and engines send values with serde; waiting for its build (once per machine)\n");
         }
         self.take_base(Duration::from_secs(600), sink).await;
         let session = self.session.as_ref().expect("session");

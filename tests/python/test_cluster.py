@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import stat
 import subprocess
@@ -297,3 +298,29 @@ def test_an_engine_in_another_network_namespace_joins_over_tcp(kc, namespace, tm
         engine.kill()
         engine.wait()
         run(kc, "%cluster stop", timeout=30)
+
+
+def test_the_mpi_launcher_starts_engines_as_mpi_ranks(kc):
+    if shutil.which("mpirun") is None:
+        pytest.skip("needs mpirun (Open MPI: apt install openmpi-bin; .ci/run installs it)")
+    reply, outputs = run(kc, "%cluster start -n 4 --launcher mpi", timeout=180)
+    ok(reply, outputs)
+    assert "Cluster ready: 4 engines started by mpirun, as MPI ranks" in all_text(outputs), all_text(outputs)
+    reply, outputs = run(kc, "%cluster status")
+    text = stream_text(outputs)
+    mpi_ranks = sorted(int(r) for r in re.findall(r" ready .* s\s+(\d+)$", text, re.M))
+    assert mpi_ranks == [0, 1, 2, 3], text
+    engines = [int(p) for p in re.findall(r"^\s+\d+\s+\S+\s+(\d+)\s", text, re.M)]
+    # The cell's ranks are the MPI ranks mpirun gave the engines.
+    reply, outputs = run(kc, textwrap.dedent("""\
+        %%parallel cluster --out seen
+        let mpi: usize = std::env::var("OMPI_COMM_WORLD_RANK").unwrap().parse().unwrap();
+        let world: usize = std::env::var("OMPI_COMM_WORLD_SIZE").unwrap().parse().unwrap();
+        (rank == mpi, size == world)
+        """), timeout=120)
+    ok(reply, outputs)
+    assert value(kc, "seen.iter().all(|(a, b)| *a && *b) && seen.len() == 4") == "true"
+    ok(*run(kc, "%cluster stop", timeout=30))
+    assert gone_within(engines, 10)
+    assert not any("mpirun" in open(f"/proc/{p}/cmdline").read()
+                   for p in kh.descendants(kh.os.getpid()) if kh.alive(p))

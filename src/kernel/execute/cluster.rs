@@ -37,13 +37,14 @@ fn status_text(c: &Client, s: &Status) -> String {
         ));
     }
     out.push_str(&format!(
-        "{:>6}  {:<14} {:>8}  {:>8}  {:<6} {:>7}  {:>9}\n",
-        "engine", "host", "pid", "worker", "state", "frames", "heartbeat"
+        "{:>6}  {:<14} {:>8}  {:>8}  {:<6} {:>7}  {:>9}  {:>3}\n",
+        "engine", "host", "pid", "worker", "state", "frames", "heartbeat", "mpi"
     ));
     for e in s.engines.iter().chain(&s.lost) {
         let worker = e.worker_pid.map(|p| p.to_string()).unwrap_or("-".into());
+        let mpi = e.mpi_rank.map(|r| r.to_string()).unwrap_or("-".into());
         out.push_str(&format!(
-            "{:>6}  {:<14} {:>8}  {:>8}  {:<6} {:>7}  {:>7.1} s\n",
+            "{:>6}  {:<14} {:>8}  {:>8}  {:<6} {:>7}  {:>7.1} s  {mpi:>3}\n",
             e.id, e.host, e.pid, worker, e.state, e.frames, e.seconds_since_heartbeat
         ));
     }
@@ -67,14 +68,14 @@ impl Executor {
                 hosts: _,
                 ip,
             } => {
-                if launcher != Launcher::Local {
+                if !matches!(launcher, Launcher::Local | Launcher::Mpi) {
                     return Err(cluster_error(format!(
                         "the {launcher:?} launcher is not available in this version of ferrocell yet; \
                          --launcher local starts engines on this machine, and `ferrocell engine --file F` \
                          started by hand on another host joins a controller started with --ip"
                     )));
                 }
-                self.start_local_cluster(engines, &ip, sink).await
+                self.start_cluster(engines, launcher, &ip, sink).await
             }
             ClusterCmd::Status => {
                 let c = self.cluster.as_mut().ok_or_else(|| {
@@ -116,9 +117,10 @@ impl Executor {
 
     /// Starts a controller and `n` engines here and waits until every engine is
     /// ready, showing how many are; or says which failed and why.
-    async fn start_local_cluster(
+    async fn start_cluster(
         &mut self,
         n: usize,
+        how: Launcher,
         ip: &str,
         sink: &mut Sink,
     ) -> Result<(), ErrorContent> {
@@ -128,7 +130,11 @@ impl Executor {
             ));
         }
         let started = std::time::Instant::now();
-        let mut launched = launcher::start_local(n, ip).await.map_err(cluster_error)?;
+        let mut launched = match how {
+            Launcher::Mpi => launcher::start_mpi(n, ip).await,
+            _ => launcher::start_local(n, ip).await,
+        }
+        .map_err(cluster_error)?;
         let mut client = match Client::connect(&launched.file).await {
             Ok(c) => c,
             Err(e) => {
@@ -183,7 +189,11 @@ impl Executor {
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
         let text = format!(
-            "Cluster ready: {ready} engines on this machine in {:.2} s (controller pid {}, connection file {})\n",
+            "Cluster ready: {ready} engines {} in {:.2} s (controller pid {}, connection file {})\n",
+            match how {
+                Launcher::Mpi => "started by mpirun, as MPI ranks,",
+                _ => "on this machine",
+            },
             started.elapsed().as_secs_f64(),
             client.file.controller_pid,
             client.path.display()
@@ -218,7 +228,8 @@ impl Executor {
                 format!("ferrocell: no cluster yet; starting {n} local engines (%cluster start -n N chooses)\n")
                     .as_bytes(),
             );
-            self.start_local_cluster(n, "127.0.0.1", sink).await?;
+            self.start_cluster(n, Launcher::Local, "127.0.0.1", sink)
+                .await?;
         }
         let c = self.cluster.as_mut().expect("started");
         let s = c.status().await.map_err(|e| {
@@ -233,6 +244,8 @@ impl Executor {
             .iter()
             .filter(|e| e.worker_pid.is_some())
             .collect();
+        // Engines that mpirun started keep their MPI order as ranks.
+        engines.sort_by_key(|e| (e.mpi_rank.unwrap_or(u32::MAX), e.id));
         if let Some(targets) = &p.targets {
             let missing: Vec<String> = targets
                 .iter()
