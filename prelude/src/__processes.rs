@@ -128,6 +128,7 @@ impl Lost {
         match self {
             Lost::Died(how) => format!("{} {how}", p.link.name()),
             Lost::Stopped => "not run (interrupted)".into(),
+            Lost::CellEnded(why) => why.clone(),
         }
     }
 }
@@ -283,24 +284,21 @@ impl Pooled<'_> {
             }
             _ => None,
         })?;
-        let payload = match payload {
-            Ok(p) => p,
-            Err(e) => {
-                for u in units {
-                    rows.push((
-                        u,
-                        failed_row(
-                            format!("the worker's cell ended: {}", json_message(&e)),
-                            rank,
-                        ),
-                    ));
-                }
-                return Ok(());
-            }
-        };
+        let payload = payload.map_err(|e| {
+            Lost::CellEnded(format!("the worker's cell ended: {}", json_message(&e)))
+        })?;
         let mut r = Reader(&payload);
         let first = r.u64() as usize;
         let n = r.u32() as usize;
+        // Values for other units than those sent would land in other units' slots.
+        if first != units.start || n != units.len() {
+            return Err(Lost::CellEnded(format!(
+                "the worker answered for units {first}..{} instead of {}..{}",
+                first + n,
+                units.start,
+                units.end
+            )));
+        }
         for u in first..first + n {
             let seconds = r.f64();
             let ok = r.take(1) == [1];
@@ -364,6 +362,20 @@ impl Pooled<'_> {
                     if shared.dynamic {
                         self.in_flight.fetch_sub(1, Ordering::AcqRel);
                     }
+                }
+                Err(Lost::CellEnded(why)) => {
+                    // The worker's cell is over (it could not load, or lost a
+                    // variable): its units fail with why, and the worker, in an
+                    // unknown state, is replaced before the next cell.
+                    for u in units {
+                        rows.push((u, failed_row(why.clone(), rank)));
+                    }
+                    shared.done.fetch_add(n, Ordering::Relaxed);
+                    if shared.dynamic {
+                        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+                    }
+                    proc.link.kill();
+                    return rows;
                 }
                 Err(lost) => {
                     let why = lost.why(&proc);
@@ -464,7 +476,8 @@ where
     let setup = Setup::from_args();
     let (size, on) = match setup.engines.len() {
         0 => (size.unwrap_or_else(par::default_size).max(1), "processes"),
-        n => (n, "engines"),
+        // The kernel chose the engines; a count (`--scaling`) takes the first ones.
+        n => (size.map_or(n, |s| s.clamp(1, n)), "engines"),
     };
     let (units, dynamic) = match items {
         Some(n) => (n, true),

@@ -218,6 +218,14 @@ pub fn main() {
     channel::send(tag::READY, std::process::id().to_string().as_bytes());
     while let Some((t, payload)) = channel::read_frame(&mut reader) {
         match t {
+            // A worker runs one cell at a time: a RUN while one still runs (its
+            // coordinator gave up on it) is refused rather than run beside it.
+            tag::RUN if crate::__processes::is_worker() && RUNNING.load(Ordering::Acquire) => {
+                channel::send(
+                    tag::LOAD_ERROR,
+                    b"this worker is still running an earlier cell",
+                );
+            }
             tag::RUN => {
                 let text = String::from_utf8_lossy(&payload).into_owned();
                 let mut parts = text.split('\0');

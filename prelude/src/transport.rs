@@ -46,6 +46,9 @@ pub(crate) struct Worker {
     pub link: Box<dyn Transport>,
     /// Session variables loaded there, by name, with the snapshot version loaded.
     pub loaded: HashMap<String, String>,
+    /// When it was asked to stop: one grace period per interrupt, however many
+    /// waits follow.
+    asked_at: Option<Instant>,
 }
 
 impl Worker {
@@ -53,6 +56,7 @@ impl Worker {
         Worker {
             link,
             loaded: HashMap::new(),
+            asked_at: None,
         }
     }
 
@@ -70,13 +74,14 @@ impl Worker {
     /// rank's (this thread is marked as that rank); displays go to the kernel as
     /// they are. After an interrupt the worker is asked to stop, then killed.
     pub fn pump<R>(&mut self, mut stop: impl FnMut(u8, Vec<u8>) -> Option<R>) -> Result<R, Lost> {
-        let mut asked_at: Option<Instant> = None;
         loop {
-            if crate::interrupted() {
-                match asked_at {
+            if !crate::interrupted() {
+                self.asked_at = None;
+            } else {
+                match self.asked_at {
                     None => {
                         let _ = self.link.send(tag::INTERRUPT, b"");
-                        asked_at = Some(Instant::now());
+                        self.asked_at = Some(Instant::now());
                     }
                     Some(t) if t.elapsed() > STOP_GRACE => {
                         self.link.kill();
@@ -245,6 +250,16 @@ impl Local {
     }
 }
 
+impl Drop for Local {
+    /// A worker dropped (not put back in the pool) is killed and reaped; its reader
+    /// thread sees the socket close.
+    fn drop(&mut self) {
+        let _ = self.to.shutdown(std::net::Shutdown::Both);
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Transport for Local {
     fn send(&mut self, t: u8, payload: &[u8]) -> Result<(), String> {
         self.send_raw(t, payload)
@@ -286,13 +301,18 @@ impl Transport for Local {
 }
 
 /// Frames from the kernel for each engine's rank thread.
-static LINKS: Mutex<Option<HashMap<u32, mpsc::Sender<Frame>>>> = Mutex::new(None);
+/// Each entry is tagged with the link it belongs to, so that a replaced link going
+/// away does not take its successor's entry with it.
+type Links = HashMap<u32, (u64, mpsc::Sender<Frame>)>;
+static LINKS: Mutex<Option<Links>> = Mutex::new(None);
 
 /// A cluster engine, reached through the kernel: frames go out as `TO_ENGINE` and
 /// come back as `FROM_ENGINE` (the runner's command loop hands them to
 /// [`from_engine`]).
 pub(crate) struct Remote {
     engine: u32,
+    /// Which link to the engine this is (see [`LINKS`]).
+    link: u64,
     frames: mpsc::Receiver<Frame>,
     lost: Option<String>,
     /// The engine itself is gone, not only its worker.
@@ -301,14 +321,17 @@ pub(crate) struct Remote {
 
 impl Remote {
     pub fn new(engine: u32) -> Remote {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let link = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let (tx, rx) = mpsc::channel();
         LINKS
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get_or_insert_with(HashMap::new)
-            .insert(engine, tx);
+            .insert(engine, (link, tx));
         Remote {
             engine,
+            link,
             frames: rx,
             lost: None,
             gone: false,
@@ -333,7 +356,7 @@ pub(crate) fn from_engine(payload: Vec<u8>) {
     let t = payload[4];
     let rest = payload[5..].to_vec();
     let links = LINKS.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(tx) = links.as_ref().and_then(|l| l.get(&engine)) {
+    if let Some((_, tx)) = links.as_ref().and_then(|l| l.get(&engine)) {
         let _ = tx.send(Some((t, rest)));
     }
 }
@@ -386,7 +409,11 @@ impl Transport for Remote {
 impl Drop for Remote {
     fn drop(&mut self) {
         if let Some(l) = LINKS.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
-            l.remove(&self.engine);
+            if l.get(&self.engine)
+                .is_some_and(|(link, _)| *link == self.link)
+            {
+                l.remove(&self.engine);
+            }
         }
     }
 }
@@ -397,6 +424,9 @@ pub(crate) enum Lost {
     Died(String),
     /// It did not stop after an interrupt, so it was killed.
     Stopped,
+    /// Its cell ended instead of serving (it could not load, or had not the
+    /// variables it needed), or it answered out of turn: why.
+    CellEnded(String),
 }
 
 /// The `message` of a panic or error frame (JSON made by the runner).

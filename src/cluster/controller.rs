@@ -193,9 +193,8 @@ impl Controller {
         for id in engines {
             self.send_engine(&id, Msg::Heartbeat, None).await;
         }
-        // Kernels that have not been heard from for a minute are forgotten.
-        self.clients
-            .retain(|(_, seen)| seen.elapsed() < Duration::from_secs(60));
+        // Every kernel ever heard from: one that is gone costs a dropped message, and
+        // one that is quiet (a long cell) must still hear that the controller lives.
         let clients: Vec<Bytes> = self.clients.iter().map(|(c, _)| c.clone()).collect();
         for c in clients {
             self.send_client(&c, Msg::Heartbeat, None).await;

@@ -27,19 +27,20 @@ pub struct ClusterFile {
 
 impl ClusterFile {
     /// Writes the file readable by its owner only (it holds the key).
+    /// Written to a fresh temporary file (0600, created anew, never through a link)
+    /// and renamed into place.
     pub fn write(&self, path: &Path) -> std::io::Result<()> {
         use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        let tmp = path.with_extension("json.tmp");
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let mut f = tempfile::Builder::new()
+            .prefix(".ferrocell-cluster-")
+            .tempfile_in(dir)?;
         f.write_all(&serde_json::to_vec_pretty(self).expect("serializes"))?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
+        f.as_file().sync_all()?;
+        f.persist(path).map(|_| ()).map_err(|e| e.error)
     }
 
     pub fn read(path: &Path) -> anyhow::Result<ClusterFile> {

@@ -668,14 +668,14 @@ impl Executor {
     ) -> Result<Vec<String>, ErrorContent> {
         self.session(irq).await?;
         if self.base.is_some() {
-            sink.stderr(b"ferrocell: parallel cells on processes and engines send values with serde; waiting for its build (once per machine)\n");
+            sink.stderr(b"ferrocell: %%parallel on processes and engines sends values with serde; waiting for its build (once per machine)\n");
         }
         self.take_base(Duration::from_secs(600), sink).await;
         let session = self.session.as_ref().expect("session");
         if !session.snapshots() {
             return Err(error(
                 "ParallelError",
-                "%%parallel processes sends values with serde, which this session could not build (see above); %%parallel threads needs no serde",
+                "%%parallel on processes and engines sends values with serde, which this session could not build (see above); %%parallel threads needs no serde",
                 vec![],
             ));
         }
@@ -696,8 +696,9 @@ impl Executor {
         for (name, ty) in &used {
             use std::os::unix::fs::MetadataExt;
             match std::fs::metadata(self.snapshots.path().join(name)) {
+                // The type too: the same bytes may now mean another type.
                 Ok(m) => versions.push(format!(
-                    "{name}\t{}-{}.{}-{}",
+                    "{name}\t{}-{}.{}-{}-{ty}",
                     m.ino(),
                     m.mtime(),
                     m.mtime_nsec(),
@@ -713,7 +714,7 @@ impl Executor {
             return Err(error(
                 "ParallelError",
                 format!(
-                    "%%parallel processes cannot send {} to the worker processes: its type has no serde support \
+                    "%%parallel cannot send {} to the worker processes or engines: its type has no serde support \
                      (derive serde's Serialize and Deserialize for it, or use %%parallel threads, which shares variables in place)",
                     unsendable.join(", ")
                 ),

@@ -217,7 +217,7 @@ pub fn hint(summary: &str, rendered: &[String]) -> Option<Hint> {
     }
     if all().any(|t| t.contains("Serialize") || t.contains("Deserialize")) {
         return Some(Hint {
-            note: "note: %%parallel processes sends each item to the workers and each value back with serde: \
+            note: "note: %%parallel on processes and engines sends each item to the workers and each value back with serde: \
                    their types need serde's Serialize and Deserialize (derive them on your types; \
                    items must be owned values, so use .iter().copied() or .cloned() rather than references)",
             headlines_only: true,

@@ -158,6 +158,20 @@ def test_forged_messages_are_refused_by_controller_and_engine(kc, tmp_path):
     assert not ask_controller(b"")
     assert not ask_controller(b"not-the-key")
 
+    # An engine with another rustc is refused when it registers, with the reason.
+    sock = ctx.socket(zmq.DEALER)
+    sock.connect(f"tcp://127.0.0.1:{info['engine_port']}")
+    signed = Session(key=info["key"].encode(), signature_scheme="hmac-sha256")
+    signed.send(sock, "cluster", cluster_msg(
+        "register", host="elsewhere", pid=1, mpi_rank=None,
+        versions={"ferrocell": "0.1.0", "rustc": "rustc 1.0.0 (old)", "target": "x86_64-unknown-linux-gnu"}))
+    assert sock.poll(5000)
+    _, answer = signed.feed_identities(sock.recv_multipart())
+    content = signed.deserialize(answer)["content"]
+    sock.close(linger=0)
+    assert content["kind"] == "refused", content
+    assert "rustc is rustc 1.0.0 (old), the cluster's is rustc" in content["why"], content
+
     # An engine obeys only its controller's key. A stand-in controller registers a
     # new engine, then sends it a RUN for a library that does not exist: signed with
     # the right key the worker answers (LOAD_ERROR); forged, nothing runs at all.

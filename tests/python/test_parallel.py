@@ -158,10 +158,7 @@ def test_interrupt_stops_a_parallel_run_and_the_session_goes_on(kernel):
     ok(*run(kc, "%%parallel threads 2\nrank"))
 
 
-def test_cluster_says_it_is_not_there_yet(kc):
-    reply, outputs = run(kc, "%%parallel cluster\nrank")
-    assert reply["content"]["ename"] == "MagicError"
-    assert "not available" in reply["content"]["evalue"]
+def test_bad_worker_counts_are_refused(kc):
     reply, _ = run(kc, "%%parallel threads 0\nrank")
     assert "positive number" in reply["content"]["evalue"]
 

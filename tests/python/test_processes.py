@@ -75,6 +75,16 @@ def test_variables_are_sent_once_and_again_when_changed(kc):
     assert "43" in tables(outputs)[0]["text/plain"]
 
 
+def test_a_variable_redefined_with_the_same_bytes_and_another_type_is_sent_again(kc):
+    ok(*run(kc, "let x: u32 = 5;"))
+    reply, outputs = run(kc, "%%parallel processes 2 --out a\nx as u64 + rank as u64", timeout=60)
+    ok(reply, outputs)
+    ok(*run(kc, "let x: i32 = 5;"))  # bincode: the same four bytes
+    reply, outputs = run(kc, "%%parallel processes 2 --out b\nx.signum() as i64 + rank as i64", timeout=60)
+    ok(reply, outputs)
+    assert value(kc, "(a, b)") == "([5, 6], [1, 2])"
+
+
 def test_what_cannot_travel_is_named(kc):
     ok(*run(kc, "let started = std::time::Instant::now();\nlet fine = 2u8;"))
     reply, outputs = run(kc, "%%parallel processes 2\nstarted.elapsed().as_secs() + fine as u64")

@@ -270,7 +270,15 @@ impl Executor {
         }
         let list: Vec<String> = engines
             .iter()
-            .map(|e| format!("{}:{}", e.id, e.worker_pid.unwrap_or(0)))
+            // What the worker holds is known by its pid under this controller.
+            .map(|e| {
+                format!(
+                    "{}:{}-{}",
+                    e.id,
+                    e.worker_pid.unwrap_or(0),
+                    c.file.controller_pid
+                )
+            })
             .collect();
         Ok(format!("engines={}", list.join(",")))
     }
