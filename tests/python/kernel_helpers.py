@@ -250,6 +250,13 @@ def next_iopub(kc: Any, msg_id: str, deadline: float) -> dict:
             stash.setdefault(parent, []).append(msg)
 
 
+def wait_for_output(kc: Any, msg_id: str, timeout: float = CELL_TIMEOUT) -> None:
+    """Waits until the running request `msg_id` has printed something (it has started)."""
+    deadline = time.monotonic() + timeout
+    while next_iopub(kc, msg_id, deadline)["msg_type"] != "stream":
+        pass
+
+
 def collect_iopub(kc: Any, msg_id: str, deadline: float) -> list[dict]:
     """All IOPub messages of one request, from busy up to and including idle."""
     msgs = []

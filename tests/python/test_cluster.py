@@ -20,7 +20,7 @@ from jupyter_client.session import Session
 
 import kernel_helpers as kh
 from kernel_helpers import error_text, ok, run, stream_text, value
-from test_parallel import tables
+from test_parallel import slow_each, tables
 
 
 def all_text(outputs):
@@ -108,15 +108,8 @@ def test_parallel_cluster_starts_a_local_cluster_when_there_is_none(kc):
 def test_an_engine_killed_mid_run_loses_no_item(kc):
     _, _, engines = start_cluster(kc)
     victim = engines[1][1]  # the engine process itself, not only its worker
-    msg_id = kc.execute(textwrap.dedent("""\
-        %%parallel cluster --each 0..60u64 --out tripled
-        if item == 0 { println!("started"); }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-        item * 3
-        """))
-    deadline = time.monotonic() + 60
-    while kh.next_iopub(kc, msg_id, deadline)["msg_type"] != "stream":
-        pass
+    msg_id = kc.execute(slow_each("cluster", 60, out="tripled", value="item * 3"))
+    kh.wait_for_output(kc, msg_id)
     time.sleep(0.3)
     killed = time.monotonic()
     os.kill(victim, signal.SIGKILL)
@@ -220,15 +213,8 @@ def test_forged_messages_are_refused_by_controller_and_engine(kc, tmp_path):
 def test_a_dead_controller_fails_the_cell_clearly_and_the_kernel_goes_on(kc):
     controller, _, engines = start_cluster(kc)
     ok(*run(kc, "let kept = 3u8;"))
-    msg_id = kc.execute(textwrap.dedent("""\
-        %%parallel cluster --each 0..400u64
-        if item == 0 { println!("started"); }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-        item
-        """))
-    deadline = time.monotonic() + 60
-    while kh.next_iopub(kc, msg_id, deadline)["msg_type"] != "stream":
-        pass
+    msg_id = kc.execute(slow_each("cluster", 400))
+    kh.wait_for_output(kc, msg_id)
     killed = time.monotonic()
     os.kill(controller, signal.SIGKILL)
     reply, outputs = kh.wait(kc, msg_id, timeout=60)

@@ -177,9 +177,7 @@ def test_runner_killed_from_outside(kernel):
     ok(*run(kc, "fn survivor() -> i32 { 7 }"))
     msg_id = kc.execute('println!("sleeping");\n'
                         "std::thread::sleep(std::time::Duration::from_secs(60));")
-    deadline = time.monotonic() + 60
-    while kh.next_iopub(kc, msg_id, deadline)["msg_type"] != "stream":
-        pass
+    kh.wait_for_output(kc, msg_id)
     runners = kh.descendants(kh.kernel_pid(km))
     assert runners, "no runner process under the kernel"
     for pid in runners:

@@ -11,6 +11,16 @@ import kernel_helpers as kh
 from kernel_helpers import error_text, of_type, ok, run, stream_text, value
 
 
+def slow_each(backend: str, items: int, out: str = "", value: str = "item") -> str:
+    """A `--each` cell whose items take 50 ms each and whose first item prints
+    "started": long enough to interrupt, or to kill a worker, while it runs."""
+    flags = f" --out {out}" if out else ""
+    return (f"%%parallel {backend} --each 0..{items}u64{flags}\n"
+            'if item == 0 { println!("started"); }\n'
+            "std::thread::sleep(std::time::Duration::from_millis(50));\n"
+            f"{value}\n")
+
+
 def tables(outputs):
     """The result tables of a parallel cell (display_data or its in-place update)."""
     return [m["content"]["data"] for m in outputs
@@ -140,15 +150,8 @@ def test_a_long_run_shows_progress_replaced_by_the_result(kc):
 def test_interrupt_stops_a_parallel_run_and_the_session_goes_on(kernel):
     km, kc = kernel
     ok(*run(kc, "let kept = String::from(\"still here\");"))
-    msg_id = kc.execute(textwrap.dedent("""\
-        %%parallel threads 2 --each 0..100_000u64
-        if item == 0 { println!("started"); }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-        item
-        """))
-    deadline = time.monotonic() + 60
-    while kh.next_iopub(kc, msg_id, deadline)["msg_type"] != "stream":
-        pass
+    msg_id = kc.execute(slow_each("threads 2", 100_000))
+    kh.wait_for_output(kc, msg_id)
     start = time.monotonic()
     km.interrupt_kernel()
     reply = kh.shell_reply(kc, msg_id, start + 30)

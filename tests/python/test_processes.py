@@ -10,7 +10,7 @@ import time
 
 import kernel_helpers as kh
 from kernel_helpers import error_text, of_type, ok, run, stream_text, value
-from test_parallel import tables
+from test_parallel import slow_each, tables
 
 
 def worker_pids(kc, n=2):
@@ -146,15 +146,8 @@ def test_a_crashed_worker_is_reported_and_replaced(kc):
 
 def test_a_worker_killed_mid_run_loses_no_item(kc):
     pids = worker_pids(kc)
-    msg_id = kc.execute(textwrap.dedent("""\
-        %%parallel processes 2 --each 0..60u64 --out tripled
-        if item == 0 { println!("started"); }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-        item * 3
-        """))
-    deadline = time.monotonic() + 60
-    while kh.next_iopub(kc, msg_id, deadline)["msg_type"] != "stream":
-        pass
+    msg_id = kc.execute(slow_each("processes 2", 60, out="tripled", value="item * 3"))
+    kh.wait_for_output(kc, msg_id)
     time.sleep(0.3)
     os.kill(pids[1], signal.SIGKILL)
     reply, outputs = kh.wait(kc, msg_id, timeout=60)
@@ -172,9 +165,7 @@ def test_interrupt_stops_a_processes_run_and_the_pool_goes_on(kernel):
     ok(*run(kc, "let kept = String::from(\"still here\");"))
     worker_pids(kc)
     msg_id = kc.execute("%%parallel processes 2\nprintln!(\"spinning\");\nloop { std::hint::spin_loop(); }")
-    deadline = time.monotonic() + 60
-    while kh.next_iopub(kc, msg_id, deadline)["msg_type"] != "stream":
-        pass
+    kh.wait_for_output(kc, msg_id)
     start = time.monotonic()
     km.interrupt_kernel()
     reply = kh.shell_reply(kc, msg_id, start + 30)
@@ -228,9 +219,7 @@ def test_no_worker_outlives_its_runner_or_kernel(start_kernel):
     pids = worker_pids(kc)
     # A runner replaced after an interrupt it could not obey takes its pool along.
     msg_id = kc.execute("println!(\"spinning\");\nloop { std::hint::spin_loop(); }")
-    deadline = time.monotonic() + 60
-    while kh.next_iopub(kc, msg_id, deadline)["msg_type"] != "stream":
-        pass
+    kh.wait_for_output(kc, msg_id)
     km.interrupt_kernel()
     reply = kh.shell_reply(kc, msg_id, time.monotonic() + 30)
     assert reply["content"]["status"] == "error"

@@ -80,9 +80,7 @@ def test_an_interrupt_that_kills_the_runner_restores_variables(kernel):
     km, kc = kernel
     ok(*run(kc, "let kept = vec![String::from(\"still here\")];"))
     msg_id = kc.execute('println!("spinning");\nloop { std::hint::spin_loop(); }')
-    deadline = time.monotonic() + 60
-    while kh.next_iopub(kc, msg_id, deadline)["msg_type"] != "stream":
-        pass
+    kh.wait_for_output(kc, msg_id)
     km.interrupt_kernel()
     reply = kh.shell_reply(kc, msg_id, time.monotonic() + 30)
     assert reply["content"]["ename"] == "KeyboardInterrupt"
