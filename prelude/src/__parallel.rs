@@ -115,6 +115,9 @@ pub(crate) struct Row {
 /// What a parallel run shows: a row per rank or item, in order. Not generic, so
 /// that a cell compiles only the small closures that touch its values.
 pub(crate) struct Table {
+    /// Shown only if some row has a value (`--persist`: the engines' values come as
+    /// text, and a body of `()` sends none).
+    blank_is_unit: bool,
     rows: Vec<Row>,
     size: usize,
     /// What the ranks ran on: "threads" or "processes".
@@ -305,6 +308,7 @@ pub(crate) fn drive_lanes(
         })
         .collect();
     Table {
+        blank_is_unit: false,
         rows,
         size,
         on,
@@ -737,6 +741,13 @@ impl<T> Run<T> {
         }
     }
 
+    /// Shows no table when no row has a value (see `Table::blank_is_unit`).
+    pub(crate) fn blank_is_unit(&mut self) {
+        if let Some(t) = &mut self.table {
+            t.blank_is_unit = true;
+        }
+    }
+
     /// What a worker process's cell gets: nothing to show or keep.
     pub(crate) fn in_worker() -> Self {
         Run {
@@ -753,7 +764,11 @@ impl<T> Run<T> {
         let Some(t) = &self.table else {
             return Vec::new();
         };
-        let unit = std::mem::size_of::<T>() == 0 && std::any::type_name::<T>() == "()";
+        let unit = std::mem::size_of::<T>() == 0 && std::any::type_name::<T>() == "()"
+            || t.blank_is_unit
+                && t.rows
+                    .iter()
+                    .all(|r| matches!(&r.shown, Ok(s) if s.is_empty()));
         let failed: Vec<String> = t
             .rows
             .iter()

@@ -54,6 +54,9 @@ struct Setup {
     /// For a cluster cell: each rank's engine, with the pid of its worker (a new
     /// worker holds no variables yet). Empty for worker processes.
     engines: Vec<(u32, String)>,
+    /// For `--persist`: the library of the body, run on each engine as a cell of
+    /// its own, so that what it binds stays there.
+    persist: Option<(String, String)>,
     /// The restore library and its entry point; empty when the body uses no variable.
     restore: (String, String),
     /// (name, snapshot version) of each variable the body uses.
@@ -80,9 +83,15 @@ impl Setup {
             cell: crate::__runner::current_cell(),
             restore: (arg(0), arg(1)),
             engines,
+            persist: args
+                .iter()
+                .find_map(|a| a.strip_prefix("persist="))
+                .and_then(|p| p.split_once('\n'))
+                .map(|(l, s)| (l.to_string(), s.to_string())),
             vars: args
                 .iter()
                 .skip(2)
+                .filter(|a| !a.starts_with("persist="))
                 .filter_map(|a| a.split_once('\t'))
                 .map(|(n, v)| (n.to_string(), v.to_string()))
                 .collect(),
@@ -115,9 +124,10 @@ impl Setup {
                 p.loaded.insert(n.clone(), v.clone());
             }
         }
+        let (lib, symbol) = self.persist.as_ref().unwrap_or(&self.cell);
         p.run(
-            &self.cell.0,
-            &self.cell.1,
+            lib,
+            symbol,
             &["worker".into(), rank.to_string(), size.to_string()],
         )
     }
@@ -322,6 +332,52 @@ impl Pooled<'_> {
         Ok(())
     }
 
+    /// One rank of a `--persist` run: the body's library runs on the engine as a
+    /// cell; its value (as shown) is the rank's.
+    fn persist_lane(&self, rank: usize, shared: &Shared, size: usize) -> Done {
+        let t0 = std::time::Instant::now();
+        let mut shown = String::new();
+        let outcome = self.setup.checkout(rank).and_then(|mut p| {
+            self.setup.prepare(&mut p, rank, size)?;
+            let end = p.pump(|t, payload| match t {
+                tag::RESULT => {
+                    // `{"text/plain": "…"}` from the engine's runner.
+                    let text = String::from_utf8_lossy(&payload);
+                    shown = crate::transport::json_field(&text, "text/plain");
+                    None
+                }
+                tag::DONE => Some(Ok(())),
+                tag::PANIC => Some(Err(format!(
+                    "panicked: {}",
+                    json_message(&String::from_utf8_lossy(&payload))
+                ))),
+                tag::CELL_ERROR => Some(Err(json_message(&String::from_utf8_lossy(&payload)))),
+                tag::LOAD_ERROR => Some(Err(format!(
+                    "could not load the cell: {}",
+                    String::from_utf8_lossy(&payload)
+                ))),
+                _ => None,
+            });
+            match end {
+                Ok(r) => {
+                    self.setup.checkin(rank, p);
+                    r
+                }
+                Err(lost) => Err(lost.why(&p)),
+            }
+        });
+        shared.done.fetch_add(1, Ordering::Relaxed);
+        let shown = outcome.and_then(|()| (self.decode)(rank, shown.as_bytes()));
+        vec![(
+            rank,
+            Row {
+                shown,
+                seconds: t0.elapsed().as_secs_f64(),
+                rank,
+            },
+        )]
+    }
+
     /// One rank of the run: its worker prepared, then units until there are none.
     fn lane(&self, rank: usize, shared: &Shared, size: usize) -> Done {
         let mut rows: Done = Vec::new();
@@ -492,7 +548,10 @@ where
         orphans: Mutex::new(Vec::new()),
         in_flight: Default::default(),
     };
-    let lane = |rank: usize, shared: &Shared| pooled.lane(rank, shared, size);
+    let lane = |rank: usize, shared: &Shared| match pooled.setup.persist {
+        Some(_) => pooled.persist_lane(rank, shared, size),
+        None => pooled.lane(rank, shared, size),
+    };
     let table = par::drive_lanes(size, opts, units, dynamic, on, &lane);
     Run::from_parts(values.into_values(), table)
 }
@@ -520,6 +579,32 @@ pub fn ranks<T: Send>(
         Ok(shown)
     };
     coordinate(size, opts, None, &|_| Ok(Vec::new()), &decode)
+}
+
+/// `%%parallel cluster --persist`: runs the body's library (in the kernel's
+/// arguments) on each engine as a cell of its own, so that its variables stay on
+/// the engine for later `--persist` cells. The values are the engines' displays of
+/// the body's value; a body whose value is `()` shows no table.
+pub fn persist(opts: Options) -> Run<String> {
+    let decode = |values: &Slots<String>, u: usize, bytes: &[u8]| -> Result<String, String> {
+        let shown = String::from_utf8_lossy(bytes).into_owned();
+        // SAFETY: rank u's slot is written once, by rank u's thread.
+        unsafe { *values.slot(u) = Some(shown.clone()) };
+        Ok(shown)
+    };
+    let mut run = coordinate(None, opts, None, &|_| Ok(Vec::new()), &decode);
+    run.blank_is_unit();
+    run
+}
+
+/// The rank of this worker in the run it serves (for a `--persist` body).
+pub fn worker_rank() -> usize {
+    crate::worker::place().0
+}
+
+/// The number of ranks in the run this worker serves (for a `--persist` body).
+pub fn worker_size() -> usize {
+    crate::worker::place().1
 }
 
 /// Runs `body(item, rank, size)` once per item on `size` worker processes, handing

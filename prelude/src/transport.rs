@@ -431,11 +431,20 @@ pub(crate) enum Lost {
 
 /// The `message` of a panic or error frame (JSON made by the runner).
 pub(crate) fn json_message(text: &str) -> String {
-    let Some(start) = text.find("\"message\":\"") else {
-        return text.to_string();
+    match text.contains("\"message\":\"") {
+        true => json_field(text, "message"),
+        false => text.to_string(),
+    }
+}
+
+/// A string field of the small JSON objects the runner sends (`{"key":"…",…}`).
+pub(crate) fn json_field(text: &str, key: &str) -> String {
+    let pattern = format!("\"{key}\":\"");
+    let Some(start) = text.find(&pattern) else {
+        return String::new();
     };
     let mut out = String::new();
-    let mut chars = text[start + 11..].chars();
+    let mut chars = text[start + pattern.len()..].chars();
     while let Some(c) = chars.next() {
         match c {
             '"' => break,

@@ -55,7 +55,7 @@ fn next_work() -> Work {
 }
 
 /// A worker's rank and the run's size, from the RUN that started the cell.
-fn worker_place() -> (usize, usize) {
+pub(crate) fn place() -> (usize, usize) {
     let args = crate::__runner::args();
     let n = |i: usize| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(0);
     (n(1), n(2).max(1))
@@ -70,7 +70,7 @@ pub(crate) fn serve(unit: WorkerUnit) {
     if SERVED.swap(true, Ordering::Relaxed) {
         return;
     }
-    let (rank, size) = worker_place();
+    let (rank, size) = place();
     while let Work::Units(batch) = next_work() {
         let mut r = Reader(&batch);
         let first = r.u64();

@@ -981,6 +981,22 @@ impl Session {
         Ok(Some(built))
     }
 
+    /// Builds a cell that runs elsewhere (on cluster engines), where the variables
+    /// are those of `scope` and of the session (which the engines are sent).
+    pub async fn build_in_scope(
+        &mut self,
+        code: &str,
+        cell: u64,
+        scope: &Vars,
+    ) -> Result<Compiled, CompileError> {
+        let mut vars = scope.clone();
+        vars.extend(self.vars.clone());
+        std::mem::swap(&mut self.vars, &mut vars);
+        let built = self.build(code, cell).await;
+        std::mem::swap(&mut self.vars, &mut vars);
+        built
+    }
+
     /// The libraries of the current chain of layers: what a cell may link to, and
     /// so what an engine on another host needs before it loads one.
     pub fn layer_lib_paths(&self) -> Vec<PathBuf> {

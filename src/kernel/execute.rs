@@ -248,6 +248,8 @@ pub struct Executor {
     unsaved: Vec<String>,
     /// The cluster `%%parallel cluster` runs on (`%cluster start` or `connect`).
     cluster: Option<crate::cluster::client::Client>,
+    /// Variables that `--persist` cells keep on the engines, with their types.
+    engine_vars: crate::compile::vars::Vars,
 }
 
 async fn prepare(cache: PathBuf) -> Warm {
@@ -293,6 +295,7 @@ impl Executor {
             told_no_snapshots: false,
             unsaved: Vec::new(),
             cluster: None,
+            engine_vars: Default::default(),
             cache,
             warm,
             session: None,
@@ -632,6 +635,9 @@ impl Executor {
                                 "%%parallel needs a body: the code each worker runs",
                                 vec![],
                             ));
+                        }
+                        if p.persist {
+                            return self.run_persist(msg, req, sink, irq, &p, &rest).await;
                         }
                         let code = magics::parallel::cell_code(&p, &rest);
                         let args = match p.backend {

@@ -27,6 +27,9 @@ pub struct Parallel {
     pub scaling: Option<Vec<usize>>,
     /// `--targets 0,2-3`: the cluster engines to run on (all when not given).
     pub targets: Option<Vec<u32>>,
+    /// `--persist`: what the body binds stays on each engine for later
+    /// `--persist` cells (the body runs there as a cell of its own).
+    pub persist: bool,
 }
 
 const USAGE: &str =
@@ -51,6 +54,7 @@ pub fn parse(args: &str) -> Result<Parallel, String> {
         group: false,
         scaling: None,
         targets: None,
+        persist: false,
     };
     let mut rest = rest.trim();
     if let Some(first) = rest
@@ -70,11 +74,18 @@ pub fn parse(args: &str) -> Result<Parallel, String> {
         let (flag, after) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
         let after = after.trim_start();
         let next_flag = |s: &str| {
-            ["--out", "--group", "--each", "--scaling", "--targets"]
-                .iter()
-                .filter_map(|f| s.find(&format!(" {f}")))
-                .min()
-                .unwrap_or(s.len())
+            [
+                "--out",
+                "--group",
+                "--each",
+                "--scaling",
+                "--targets",
+                "--persist",
+            ]
+            .iter()
+            .filter_map(|f| s.find(&format!(" {f}")))
+            .min()
+            .unwrap_or(s.len())
         };
         match flag {
             "--group" => {
@@ -96,6 +107,10 @@ pub fn parse(args: &str) -> Result<Parallel, String> {
                     }
                 }
                 rest = after.trim_start();
+            }
+            "--persist" if backend == Backend::Cluster => {
+                p.persist = true;
+                rest = after;
             }
             "--targets" if backend == Backend::Cluster => {
                 let (list, after) = after.split_once(char::is_whitespace).unwrap_or((after, ""));
@@ -127,7 +142,32 @@ pub fn parse(args: &str) -> Result<Parallel, String> {
             other => return Err(format!("unknown option `{other}`: {USAGE}")),
         }
     }
+    if p.persist && (p.each.is_some() || p.scaling.is_some() || p.out.is_some()) {
+        return Err(
+            "--persist runs the body once on each engine and keeps what it binds there; \
+             it does not combine with --each, --scaling or --out"
+                .into(),
+        );
+    }
     Ok(p)
+}
+
+/// The body of a `--persist` cell as a cell of its own, for the engines: `rank` and
+/// `size` come from the run it serves, on the first line, where the magic line was.
+pub fn persist_body(body: &str) -> String {
+    format!(
+        "let rank: usize = ::ferrocell::__processes::worker_rank(); \
+         let size: usize = ::ferrocell::__processes::worker_size();\n{body}"
+    )
+}
+
+/// The cell the kernel's runner runs for a `--persist` cell: it has each engine run
+/// the body's library and shows what they gave back.
+pub fn persist_code(p: &Parallel) -> String {
+    format!(
+        "::ferrocell::__processes::persist(::ferrocell::__parallel::Options {{ group: {} }}).show();",
+        p.group
+    )
 }
 
 /// The cell code that runs `body` as the magic says: one ordinary Rust cell, so it is

@@ -324,3 +324,29 @@ def test_the_mpi_launcher_starts_engines_as_mpi_ranks(kc):
     assert gone_within(engines, 10)
     assert not any("mpirun" in open(f"/proc/{p}/cmdline").read()
                    for p in kh.descendants(kh.os.getpid()) if kh.alive(p))
+
+
+def test_persist_keeps_what_a_cell_binds_on_each_engine(kc):
+    start_cluster(kc)
+    ok(*run(kc, "let scale = 10u64;"))
+    reply, outputs = run(kc, textwrap.dedent("""\
+        %%parallel cluster --persist
+        let table: Vec<u64> = (0..1000).map(|i| i * scale + rank as u64).collect();
+        println!("rank {rank} of {size} built its table");
+        """), timeout=60)
+    ok(reply, outputs)
+    assert sorted(stream_text(outputs).splitlines()) == [
+        "[0] rank 0 of 2 built its table", "[1] rank 1 of 2 built its table"]
+    assert tables(outputs) == []  # the body's value is ()
+    # Later --persist cells find each engine's own table, built once.
+    reply, outputs = run(kc, "%%parallel cluster --persist\ntable[1] + table.len() as u64", timeout=60)
+    ok(reply, outputs)
+    [table] = tables(outputs)
+    assert re.search(r"^\s+0\s+1010\s", table["text/plain"], re.M), table["text/plain"]
+    assert re.search(r"^\s+1\s+1011\s", table["text/plain"], re.M), table["text/plain"]
+    # The variable lives on the engines, not in the kernel's session.
+    reply, outputs = run(kc, "table.len()")
+    assert reply["content"]["ename"] == "CompileError"
+    reply, _ = run(kc, "%%parallel cluster --persist --each 0..3u64\nitem")
+    assert "does not combine" in reply["content"]["evalue"]
+    ok(*run(kc, "%cluster stop", timeout=30))

@@ -3,6 +3,7 @@ engine behind nbconvert --execute and papermill) without an error."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import nbformat
@@ -169,4 +170,8 @@ def test_cluster_outputs(tmp_path):
     assert result(code_cells[5]) == "35"  # letters in the lecture's sentence, counted on the engines
     assert result(code_cells[8]) == "148933"
     assert '"only engine 1, as rank 0 of 1"' in text(code_cells[9])
-    assert "Cluster stopped." in stdout(code_cells[10])
+    assert sorted(stdout(code_cells[10]).splitlines()) == [
+        "[0] rank 0 holds 500000 squares", "[1] rank 1 holds 500000 squares"]
+    sums = [int(v) for v in re.findall(r"^\s+\d\s+(\d+)\s", text(code_cells[11]), re.M)]
+    assert sum(sums) == sum(n * n for n in range(1_000_000))
+    assert "Cluster stopped." in stdout(code_cells[12])

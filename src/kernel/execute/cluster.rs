@@ -95,6 +95,7 @@ impl Executor {
                     sink.stdout(b"No cluster is running.\n");
                     return Ok(());
                 };
+                self.engine_vars.clear();
                 c.stop().await.map_err(cluster_error)?;
                 sink.stdout(b"Cluster stopped.\n");
                 Ok(())
@@ -281,6 +282,67 @@ impl Executor {
             })
             .collect();
         Ok(format!("engines={}", list.join(",")))
+    }
+}
+
+impl Executor {
+    /// `%%parallel cluster --persist`: the body is built as a cell of its own with
+    /// the engines' variables in scope, and each engine runs it; what it binds is
+    /// recorded as the engines' once every engine has run it.
+    pub(super) async fn run_persist(
+        &mut self,
+        msg: &crate::protocol::Message,
+        req: &crate::protocol::messages::ExecuteRequest,
+        sink: &mut Sink,
+        irq: &mut tokio::sync::watch::Receiver<u64>,
+        p: &Parallel,
+        rest: &str,
+    ) -> Result<(), ErrorContent> {
+        let body = crate::magics::parallel::persist_body(rest);
+        let mut args = self.processes_setup(&body, sink, irq).await?;
+        args.push(self.cluster_engines(p, sink).await?);
+        let count = self.count;
+        let session = self.session.as_mut().expect("set up above");
+        let built = match session
+            .build_in_scope(&body, count, &self.engine_vars)
+            .await
+        {
+            Ok(crate::compile::session::Compiled::Cell(b)) => b,
+            Ok(crate::compile::session::Compiled::Empty) => return Ok(()),
+            Err(crate::compile::CompileError::Code { summary, rendered }) => {
+                return Err(error("CompileError", summary, rendered))
+            }
+            Err(e) => return Err(error("CompileError", e.to_string(), vec![])),
+        };
+        args.push(format!("persist={}\n{}", built.lib.display(), built.symbol));
+        let code = crate::magics::parallel::persist_code(p);
+        self.run_rust(
+            msg,
+            req,
+            sink,
+            irq,
+            &code,
+            crate::compile::Timing::None,
+            Some(args),
+        )
+        .await?;
+        let session_vars = self
+            .session
+            .as_ref()
+            .map(|s| s.vars().clone())
+            .unwrap_or_default();
+        for n in &built.vars.removed {
+            self.engine_vars.remove(n);
+        }
+        for (n, v) in &built.vars.kept {
+            if n != "rank" && n != "size" && !session_vars.contains_key(n) {
+                self.engine_vars.insert(n.clone(), v.clone());
+            }
+        }
+        for note in &built.vars.notes {
+            sink.stderr(format!("ferrocell: on the engines, {note}\n").as_bytes());
+        }
+        Ok(())
     }
 }
 
