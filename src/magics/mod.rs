@@ -217,7 +217,7 @@ pub fn lsmagic_text() -> String {
         "                      engines for %%parallel cluster (a controller and N engines here)",
         "  %%parallel threads|processes|cluster [N] [--each EXPR] [--out NAME] [--group] [--scaling 1,2,4]",
         "                      run the cell on N threads, worker processes or engines at once",
-        "                      (rank, size in scope); cluster: [--targets 0,2-3]; --each:",
+        "                      (rank, size in scope); cluster: [--targets 0,2-3] [--persist]; --each:",
         "                      once per item (item in scope); --out: keep the values as a Vec;",
         "                      --scaling: speed-up chart with Amdahl's law fitted",
         "  %opt [0-3]          show or set rustc's optimisation level for cells",
