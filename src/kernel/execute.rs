@@ -596,6 +596,8 @@ impl Executor {
                         if let Some(r) = self.runner.take() {
                             r.kill().await;
                         }
+                        // Their types name layers that are gone now.
+                        self.engine_vars.clear();
                         if let Ok(dir) = std::fs::read_dir(self.snapshots.path()) {
                             for entry in dir.flatten() {
                                 let _ = std::fs::remove_file(entry.path());

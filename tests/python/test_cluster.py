@@ -349,4 +349,8 @@ def test_persist_keeps_what_a_cell_binds_on_each_engine(kc):
     assert reply["content"]["ename"] == "CompileError"
     reply, _ = run(kc, "%%parallel cluster --persist --each 0..3u64\nitem")
     assert "does not combine" in reply["content"]["evalue"]
+    # %reset forgets them with everything else.
+    ok(*run(kc, "%reset"))
+    reply, _ = run(kc, "%%parallel cluster --persist\ntable.len()", timeout=60)
+    assert reply["content"]["ename"] == "CompileError"
     ok(*run(kc, "%cluster stop", timeout=30))
