@@ -29,13 +29,26 @@ fn spawn(args: &[&str], log: &Path) -> Result<Child, String> {
     spawn_program(&exe, args, log)
 }
 
+/// [`spawn_program`] with a pipe for its stdin (closed once written and dropped).
+fn spawn_with_stdin(program: &Path, args: &[&str], log: &Path) -> Result<Child, String> {
+    start(program, args, log, true)
+}
+
 /// Starts `program` logging to `log`; it dies with the kernel.
 fn spawn_program(program: &Path, args: &[&str], log: &Path) -> Result<Child, String> {
+    start(program, args, log, false)
+}
+
+fn start(program: &Path, args: &[&str], log: &Path, stdin: bool) -> Result<Child, String> {
     let out = std::fs::File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
     let err = out.try_clone().map_err(|e| e.to_string())?;
     let mut cmd = Command::new(program);
     cmd.args(args)
-        .stdin(std::process::Stdio::null())
+        .stdin(if stdin {
+            std::process::Stdio::piped()
+        } else {
+            std::process::Stdio::null()
+        })
         .stdout(out)
         .stderr(err)
         .kill_on_drop(true);
@@ -130,6 +143,57 @@ pub async fn start_mpi(n: usize, ip: &str) -> Result<Launched, String> {
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     let child = spawn_program(&mpirun, &refs, &log)?;
     launched.engines.push((child, log));
+    Ok(launched)
+}
+
+/// Starts a controller listening on `ip` and `n` engines over ssh, dealt round-robin
+/// over `hosts`. Each engine gets the connection file on its stdin (written to a
+/// private temporary file there), so nothing needs copying first. `FERROCELL_SSH`
+/// is the ssh command (default `ssh`; options such as `-p` or `-i` go in it), and
+/// `FERROCELL_REMOTE` the ferrocell command on the hosts (default `ferrocell`).
+pub async fn start_ssh(n: usize, hosts: &[String], ip: &str) -> Result<Launched, String> {
+    if hosts.is_empty() {
+        return Err("the ssh launcher needs --hosts HOST1,HOST2,…".into());
+    }
+    let loopback = ip
+        .parse::<std::net::IpAddr>()
+        .is_ok_and(|a| a.is_loopback());
+    let remote_hosts = hosts
+        .iter()
+        .any(|h| !matches!(h.as_str(), "localhost" | "127.0.0.1" | "::1"));
+    if loopback && remote_hosts {
+        return Err(format!(
+            "engines on {} cannot reach a controller on loopback: start with --ip ADDRESS (an address of this machine that they can reach)",
+            hosts.join(", ")
+        ));
+    }
+    let ssh = std::env::var("FERROCELL_SSH").unwrap_or_else(|_| "ssh".into());
+    let mut ssh = ssh.split_whitespace().map(String::from);
+    let program = ssh.next().unwrap_or_else(|| "ssh".into());
+    let options: Vec<String> = ssh.collect();
+    let remote = std::env::var("FERROCELL_REMOTE").unwrap_or_else(|_| "ferrocell".into());
+    let mut launched = start_controller(ip).await?;
+    let file = std::fs::read(&launched.file).map_err(|e| e.to_string())?;
+    let script = format!(
+        "umask 077; f=$(mktemp); cat > \"$f\"; {remote} engine --file \"$f\"; s=$?; rm -f \"$f\"; exit $s"
+    );
+    let program =
+        crate::compile::toolchain::find_tool(&program).unwrap_or_else(|| PathBuf::from(&program));
+    for i in 0..n {
+        let host = &hosts[i % hosts.len()];
+        let log = launched.dir.path().join(format!("engine-{i}.log"));
+        let mut args: Vec<&str> = options.iter().map(String::as_str).collect();
+        args.extend(["-o", "BatchMode=yes", host.as_str(), script.as_str()]);
+        let mut child = spawn_with_stdin(&program, &args, &log)?;
+        if let Some(mut stdin) = child.stdin.take() {
+            use tokio::io::AsyncWriteExt;
+            stdin
+                .write_all(&file)
+                .await
+                .map_err(|e| format!("sending the connection file to {host}: {e}"))?;
+        }
+        launched.engines.push((child, log));
+    }
     Ok(launched)
 }
 

@@ -354,3 +354,60 @@ def test_persist_keeps_what_a_cell_binds_on_each_engine(kc):
     reply, _ = run(kc, "%%parallel cluster --persist\ntable.len()", timeout=60)
     assert reply["content"]["ename"] == "CompileError"
     ok(*run(kc, "%cluster stop", timeout=30))
+
+
+def test_the_ssh_launcher_starts_engines_on_another_host(start_kernel, namespace, tmp_path):
+    """sshd runs in the other network namespace; the launcher reaches it over TCP,
+    hands each engine the connection file on stdin, and the engines connect back."""
+    sshd = shutil.which("sshd") or "/usr/sbin/sshd"
+    if not Path(sshd).exists():
+        pytest.skip("needs sshd (apt install openssh-server; .ci/run installs it)")
+    host_ip, ns = namespace
+    ns_ip = host_ip[:-1] + "2"
+    for name in ("host_key", "client_key"):
+        sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / name))
+    (tmp_path / "authorized_keys").write_text((tmp_path / "client_key.pub").read_text())
+    config = tmp_path / "sshd_config"
+    config.write_text(textwrap.dedent(f"""\
+        ListenAddress {ns_ip}
+        Port 2222
+        HostKey {tmp_path / 'host_key'}
+        AuthorizedKeysFile {tmp_path / 'authorized_keys'}
+        PermitRootLogin prohibit-password
+        StrictModes no
+        UsePAM no
+        PidFile {tmp_path / 'sshd.pid'}
+        """))
+    Path("/run/sshd").mkdir(exist_ok=True)
+    daemon = subprocess.Popen(["ip", "netns", "exec", ns, sshd, "-D", "-e", "-f", str(config)],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        remote_cache = tmp_path / "remote-cache"
+        km, kc = start_kernel(env={
+            "FERROCELL_SSH": f"ssh -p 2222 -i {tmp_path / 'client_key'} "
+                             "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
+            "FERROCELL_REMOTE": f"env FERROCELL_CACHE={remote_cache} {kh.BINARY}",
+        })
+        # Loopback cannot be reached from another host: the launcher says so.
+        reply, _ = run(kc, f"%cluster start -n 2 --launcher ssh --hosts {ns_ip}")
+        assert reply["content"]["ename"] == "ClusterError"
+        assert "--ip" in reply["content"]["evalue"]
+        reply, outputs = run(kc, f"%cluster start -n 2 --launcher ssh --hosts {ns_ip} --ip {host_ip}",
+                             timeout=180)
+        ok(reply, outputs)
+        assert "Cluster ready: 2 engines started over ssh" in all_text(outputs), all_text(outputs)
+        reply, outputs = run(kc, "%cluster status")
+        engines = [int(p) for p in re.findall(r"^\s+\d+\s+\S+\s+(\d+)\s", stream_text(outputs), re.M)]
+        assert len(engines) == 2
+        # The engines are sshd's, not the kernel's: they came over ssh.
+        assert not set(engines) & set(kh.descendants(kh.kernel_pid(km)))
+        assert set(engines) <= set(kh.descendants(daemon.pid))
+        ok(*run(kc, "fn twice(x: usize) -> usize { 2 * x }"))
+        reply, outputs = run(kc, "%%parallel cluster --out got\ntwice(rank)", timeout=120)
+        ok(reply, outputs)
+        assert value(kc, "got") == "[0, 2]"
+        ok(*run(kc, "%cluster stop", timeout=30))
+        assert gone_within(engines, 10)
+    finally:
+        daemon.kill()
+        daemon.wait()

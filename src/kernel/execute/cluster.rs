@@ -65,17 +65,18 @@ impl Executor {
             ClusterCmd::Start {
                 engines,
                 launcher,
-                hosts: _,
+                hosts,
                 ip,
             } => {
-                if !matches!(launcher, Launcher::Local | Launcher::Mpi) {
+                if launcher == Launcher::Slurm {
                     return Err(cluster_error(format!(
                         "the {launcher:?} launcher is not available in this version of ferrocell yet; \
                          --launcher local starts engines on this machine, and `ferrocell engine --file F` \
                          started by hand on another host joins a controller started with --ip"
                     )));
                 }
-                self.start_cluster(engines, launcher, &ip, sink).await
+                self.start_cluster(engines, launcher, &hosts, &ip, sink)
+                    .await
             }
             ClusterCmd::Status => {
                 let c = self.cluster.as_mut().ok_or_else(|| {
@@ -122,6 +123,7 @@ impl Executor {
         &mut self,
         n: usize,
         how: Launcher,
+        hosts: &[String],
         ip: &str,
         sink: &mut Sink,
     ) -> Result<(), ErrorContent> {
@@ -133,6 +135,7 @@ impl Executor {
         let started = std::time::Instant::now();
         let mut launched = match how {
             Launcher::Mpi => launcher::start_mpi(n, ip).await,
+            Launcher::Ssh => launcher::start_ssh(n, hosts, ip).await,
             _ => launcher::start_local(n, ip).await,
         }
         .map_err(cluster_error)?;
@@ -193,6 +196,7 @@ impl Executor {
             "Cluster ready: {ready} engines {} in {:.2} s (controller pid {}, connection file {})\n",
             match how {
                 Launcher::Mpi => "started by mpirun, as MPI ranks,",
+                Launcher::Ssh => "started over ssh",
                 _ => "on this machine",
             },
             started.elapsed().as_secs_f64(),
@@ -229,7 +233,7 @@ impl Executor {
                 format!("ferrocell: no cluster yet; starting {n} local engines (%cluster start -n N chooses)\n")
                     .as_bytes(),
             );
-            self.start_cluster(n, Launcher::Local, "127.0.0.1", sink)
+            self.start_cluster(n, Launcher::Local, &[], "127.0.0.1", sink)
                 .await?;
         }
         let c = self.cluster.as_mut().expect("started");
