@@ -341,6 +341,22 @@ impl<T> Slots<T> {
     }
 }
 
+/// A unit's value and, when `show`, its display; a panic in either is told apart.
+fn valued<T>(
+    body: impl FnOnce() -> T,
+    repr: &impl Fn(&T) -> String,
+    show: bool,
+) -> Result<(T, String), String> {
+    let v = panic::catch_unwind(AssertUnwindSafe(body))
+        .map_err(|p| format!("panicked: {}", panic_message(&*p)))?;
+    let shown = match show {
+        true => panic::catch_unwind(AssertUnwindSafe(|| repr(&v)))
+            .map_err(|p| format!("its Debug panicked: {}", panic_message(&*p)))?,
+        false => String::new(),
+    };
+    Ok((v, shown))
+}
+
 /// Runs `body(rank, size)` on `size` threads at once (the cores, if `None`).
 /// `repr` shows a value (the kernel passes the cell's `Debug`-or-type-name display).
 pub fn threads<T: Send>(
@@ -352,10 +368,7 @@ pub fn threads<T: Send>(
     let size = size.unwrap_or_else(default_size).max(1);
     let values = Slots::new(size);
     let unit = |u: usize, rank: usize| -> Result<String, String> {
-        let v = panic::catch_unwind(AssertUnwindSafe(|| body(rank, size)))
-            .map_err(|p| format!("panicked: {}", panic_message(&*p)))?;
-        let shown = panic::catch_unwind(AssertUnwindSafe(|| repr(&v)))
-            .map_err(|p| format!("its Debug panicked: {}", panic_message(&*p)))?;
+        let (v, shown) = valued(|| body(rank, size), &repr, true)?;
         // SAFETY: unit u runs once, on one thread.
         unsafe { *values.slot(u) = Some(v) };
         Ok(shown)
@@ -389,14 +402,7 @@ pub fn each<I: Send, T: Send>(
     let unit = |u: usize, rank: usize| -> Result<String, String> {
         // SAFETY: unit u runs once, on one thread.
         let item = unsafe { items.slot(u).take() }.expect("each item runs once");
-        let v = panic::catch_unwind(AssertUnwindSafe(|| body(item, rank, size)))
-            .map_err(|p| format!("panicked: {}", panic_message(&*p)))?;
-        let shown = if is_shown(u, total) {
-            panic::catch_unwind(AssertUnwindSafe(|| repr(&v)))
-                .map_err(|p| format!("its Debug panicked: {}", panic_message(&*p)))?
-        } else {
-            String::new()
-        };
+        let (v, shown) = valued(|| body(item, rank, size), &repr, is_shown(u, total))?;
         // SAFETY: as above.
         unsafe { *values.slot(u) = Some(v) };
         Ok(shown)

@@ -182,6 +182,16 @@ impl Setup {
         }
     }
 
+    /// The worker for `rank` (a new one when `fresh`), prepared for this run.
+    fn ready(&self, rank: usize, size: usize, fresh: bool) -> Result<Worker, String> {
+        let mut w = match fresh {
+            true => self.fresh(rank)?,
+            false => self.checkout(rank)?,
+        };
+        self.prepare(&mut w, rank, size)?;
+        Ok(w)
+    }
+
     /// A new worker for `rank` (an engine replaces its own worker).
     fn fresh(&self, rank: usize) -> Result<Worker, String> {
         match self.engines.get(rank) {
@@ -337,8 +347,7 @@ impl Pooled<'_> {
     fn persist_lane(&self, rank: usize, shared: &Shared, size: usize) -> Done {
         let t0 = std::time::Instant::now();
         let mut shown = String::new();
-        let outcome = self.setup.checkout(rank).and_then(|mut p| {
-            self.setup.prepare(&mut p, rank, size)?;
+        let outcome = self.setup.ready(rank, size, false).and_then(|mut p| {
             let end = p.pump(|t, payload| match t {
                 tag::RESULT => {
                     // `{"text/plain": "…"}` from the engine's runner.
@@ -389,11 +398,7 @@ impl Pooled<'_> {
                 report(rank, &format!("{why}; its items run on the other workers"));
             }
         };
-        let mut proc = match self
-            .setup
-            .checkout(rank)
-            .and_then(|mut p| self.setup.prepare(&mut p, rank, size).map(|()| p))
-        {
+        let mut proc = match self.setup.ready(rank, size, false) {
             Ok(p) => p,
             Err(e) => {
                 fail_all(&mut rows, e);
@@ -469,11 +474,7 @@ impl Pooled<'_> {
                         return rows;
                     }
                     replaced = true;
-                    match self
-                        .setup
-                        .fresh(rank)
-                        .and_then(|mut p| self.setup.prepare(&mut p, rank, size).map(|()| p))
-                    {
+                    match self.setup.ready(rank, size, true) {
                         Ok(p) => proc = p,
                         Err(e) => {
                             report(rank, &format!("no replacement worker: {e}"));
