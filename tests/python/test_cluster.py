@@ -134,7 +134,8 @@ def cluster_msg(kind, **fields):
 def test_forged_messages_are_refused_by_controller_and_engine(kc, tmp_path):
     _, path, engines = start_cluster(kc, 1)
     info = json.loads(path.read_text())
-    ctx = zmq.Context.instance()
+    # A context of its own, so that its sockets go with it (not jupyter_client's).
+    ctx = zmq.Context()
 
     def ask_controller(key: bytes):
         sock = ctx.socket(zmq.DEALER)
@@ -207,6 +208,7 @@ def test_forged_messages_are_refused_by_controller_and_engine(kc, tmp_path):
         engine.kill()
         log = engine.communicate()[0]
         router.close(linger=0)
+        ctx.destroy(linger=0)
     assert "dropped a message that was not the controller's" in log, log
 
 
@@ -273,9 +275,9 @@ def test_an_engine_in_another_network_namespace_joins_over_tcp(kc, namespace, tm
     os.chmod(copied, 0o600)
     other_cache = tmp_path / "other-host-cache"
     env = dict(os.environ, FERROCELL_CACHE=str(other_cache))
-    log = open(tmp_path / "engine.log", "w")
-    engine = subprocess.Popen(["ip", "netns", "exec", ns, str(kh.BINARY), "engine", "--file", str(copied)],
-                              env=env, stdout=log, stderr=subprocess.STDOUT)
+    with open(tmp_path / "engine.log", "w") as log:
+        engine = subprocess.Popen(["ip", "netns", "exec", ns, str(kh.BINARY), "engine", "--file", str(copied)],
+                                  env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 180
         while True:
@@ -380,7 +382,7 @@ def test_the_ssh_launcher_starts_engines_on_another_host(start_kernel, namespace
         """))
     Path("/run/sshd").mkdir(exist_ok=True)
     daemon = subprocess.Popen(["ip", "netns", "exec", ns, sshd, "-D", "-e", "-f", str(config)],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         remote_cache = tmp_path / "remote-cache"
         km, kc = start_kernel(env={
