@@ -35,9 +35,10 @@ enum Command {
     /// Run a cluster engine: it registers with the controller of FILE and runs the
     /// cells it is sent (like ipengine).
     Engine {
-        /// The controller's connection file.
+        /// The controller's connection file; without it, the file's contents are
+        /// read from FERROCELL_CONNECTION (how the slurm launcher passes them).
         #[arg(long)]
-        file: PathBuf,
+        file: Option<PathBuf>,
     },
     /// Install the kernelspec so that Jupyter offers "Rust (ferrocell)".
     Install {
@@ -81,11 +82,23 @@ fn main() -> anyhow::Result<()> {
             ))?;
         }
         Command::Engine { file } => {
+            use ferrocell::cluster::{launcher::CONNECTION_ENV, messages::ClusterFile};
+            let cluster = match file {
+                Some(path) => ClusterFile::read(&path)?,
+                None => {
+                    let json = std::env::var(CONNECTION_ENV).map_err(|_| {
+                        anyhow::anyhow!("ferrocell engine needs --file FILE (or {CONNECTION_ENV})")
+                    })?;
+                    // Not for the cells it will run; no thread is started yet.
+                    std::env::remove_var(CONNECTION_ENV);
+                    ClusterFile::parse(&json, CONNECTION_ENV)?
+                }
+            };
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .enable_all()
                 .build()?;
-            rt.block_on(ferrocell::cluster::engine::run(file))?;
+            rt.block_on(ferrocell::cluster::engine::run(cluster))?;
             std::process::exit(0);
         }
         Command::Install {

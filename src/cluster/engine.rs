@@ -11,7 +11,7 @@ use super::controller::{HEARTBEAT, LOST_AFTER};
 use super::messages::{ClusterFile, Link, Msg, Versions};
 use crate::exec::frames;
 use bytes::Bytes;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use zeromq::{DealerSocket, Socket, SocketRecv, SocketSend};
@@ -41,11 +41,20 @@ async fn start_worker(
     libs: &Path,
     tx: mpsc::UnboundedSender<(u32, FromWorker)>,
 ) -> Result<Worker, String> {
+    // The shipped libraries come first; what the engine's own environment had
+    // (an MPI or a C library from a module system) stays findable after them.
+    let mut search = vec![libs.to_path_buf()];
+    search.extend(
+        std::env::var_os("LD_LIBRARY_PATH")
+            .iter()
+            .flat_map(std::env::split_paths),
+    );
+    let search = std::env::join_paths(search).map_err(|e| format!("LD_LIBRARY_PATH: {e}"))?;
     let (child, stream) = crate::exec::runner::spawn_process(
         prelude,
         &[
             ("FERROCELL_WORKER", std::ffi::OsStr::new("1")),
-            ("LD_LIBRARY_PATH", libs.as_os_str()),
+            ("LD_LIBRARY_PATH", search.as_os_str()),
         ],
         false,
     )?;
@@ -118,9 +127,8 @@ async fn post(send: &mut zeromq::DealerSendHalf, raw: zeromq::ZmqMessage) -> any
 }
 
 /// Runs an engine until its controller says to stop, or falls silent.
-pub async fn run(file: PathBuf) -> anyhow::Result<()> {
+pub async fn run(cf: ClusterFile) -> anyhow::Result<()> {
     use anyhow::Context;
-    let cf = ClusterFile::read(&file)?;
     let link = Link::new(&cf.key);
     let toolchain = crate::compile::Toolchain::probe()
         .await
@@ -149,8 +157,8 @@ pub async fn run(file: PathBuf) -> anyhow::Result<()> {
         host: super::messages::hostname(),
         pid: std::process::id(),
         versions,
-        // Open MPI, then MPICH and Slurm's PMI.
-        mpi_rank: ["OMPI_COMM_WORLD_RANK", "PMI_RANK"]
+        // Open MPI, then MPICH's PMI, then a Slurm task's id.
+        mpi_rank: ["OMPI_COMM_WORLD_RANK", "PMI_RANK", "SLURM_PROCID"]
             .iter()
             .find_map(|v| std::env::var(v).ok()?.parse().ok()),
     };

@@ -1,20 +1,76 @@
-//! Starting a cluster's processes: the controller and its engines.
+//! Starting a cluster's processes: the controller and its engines, and starting
+//! engines again when they end (`%cluster start --restart`).
 //!
-//! The local launcher spawns `ferrocell controller` and N `ferrocell engine`s on this
-//! machine, each logging to its own file in a private directory, so that a start that
-//! fails can say which engine failed and show its last lines.
+//! A launcher turns "N engines" into [`Recipe`]s: commands that start one engine
+//! each (local, ssh) or all of them at once (one `mpirun`, one `srun` step, one
+//! `sbatch` job). Each logs to its own file in a private directory, so that a
+//! start that fails can say which engine failed and show its last lines, and a
+//! recipe whose process ended can be run again as it was.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::process::ExitStatus;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::process::{Child, Command};
+
+/// The environment variable that carries the connection file's JSON to engines
+/// started where the file is not (a Slurm job's nodes): it travels in the job's
+/// environment, which only its owner can read, so no shared file system is needed.
+pub const CONNECTION_ENV: &str = "FERROCELL_CONNECTION";
+
+/// How often the supervisor looks for processes that ended.
+const SUPERVISE_EVERY: Duration = Duration::from_millis(250);
+/// A recipe that ends this many times within [`RESTART_WINDOW`] is not run again:
+/// it is failing, not being unlucky.
+const RESTART_LIMIT: usize = 3;
+const RESTART_WINDOW: Duration = Duration::from_secs(60);
+
+/// A command that starts engines, kept so that it can be run again.
+#[derive(Clone, Debug)]
+struct Recipe {
+    /// What it is called in messages: "engine 2", "mpirun (4 ranks)".
+    label: String,
+    program: PathBuf,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    /// Written to its stdin, which is then closed (the ssh launcher's connection file).
+    stdin: Option<Vec<u8>>,
+    log: PathBuf,
+    /// Per-engine logs that the command writes itself (`srun --output engine-%t.log`),
+    /// as a file name prefix in the cluster's directory.
+    engine_logs: Option<String>,
+    /// The process is `sbatch --wait`: its job is cancelled when the cluster stops.
+    batch: bool,
+}
+
+/// A recipe's process.
+struct Process {
+    recipe: Recipe,
+    child: Child,
+    /// How it ended, once it has.
+    ended: Option<ExitStatus>,
+    /// When it was started again, for [`RESTART_LIMIT`].
+    restarts: Vec<Instant>,
+}
+
+/// The processes a launcher started, what happened to them, and whether they are
+/// being stopped (the supervisor then leaves them be).
+#[derive(Default)]
+struct Processes {
+    list: Vec<Process>,
+    stopping: bool,
+    /// What the supervisor did, for `%cluster status`.
+    events: Vec<String>,
+}
 
 /// The processes a launcher started, and where they log.
 pub struct Launched {
     /// Holds the connection file and the logs (0700); removed with the cluster.
     pub dir: tempfile::TempDir,
     pub file: PathBuf,
-    pub controller: Child,
-    pub engines: Vec<(Child, PathBuf)>,
+    controller: Child,
+    processes: Arc<Mutex<Processes>>,
+    supervisor: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// The last lines of a log, for an error message.
@@ -24,57 +80,104 @@ pub fn tail(path: &Path, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
-fn spawn(args: &[&str], log: &Path) -> Result<Child, String> {
-    let exe = std::env::current_exe().map_err(|e| format!("ferrocell's own path: {e}"))?;
-    spawn_program(&exe, args, log)
+fn own_exe() -> Result<PathBuf, String> {
+    std::env::current_exe().map_err(|e| format!("ferrocell's own path: {e}"))
 }
 
-/// [`spawn_program`] with a pipe for its stdin (closed once written and dropped).
-fn spawn_with_stdin(program: &Path, args: &[&str], log: &Path) -> Result<Child, String> {
-    start(program, args, log, true)
-}
-
-/// Starts `program` logging to `log`; it dies with the kernel.
-fn spawn_program(program: &Path, args: &[&str], log: &Path) -> Result<Child, String> {
-    start(program, args, log, false)
-}
-
-fn start(program: &Path, args: &[&str], log: &Path, stdin: bool) -> Result<Child, String> {
-    let out = std::fs::File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
-    let err = out.try_clone().map_err(|e| e.to_string())?;
-    let mut cmd = Command::new(program);
-    cmd.args(args)
-        .stdin(if stdin {
-            std::process::Stdio::piped()
-        } else {
-            std::process::Stdio::null()
-        })
-        .stdout(out)
-        .stderr(err)
-        .kill_on_drop(true);
-    // SAFETY: prctl is async-signal-safe. The cluster goes when its kernel goes.
-    unsafe {
-        cmd.pre_exec(|| {
-            nix::libc::prctl(nix::libc::PR_SET_PDEATHSIG, nix::libc::SIGKILL);
-            Ok(())
-        });
+impl Recipe {
+    fn new(label: impl Into<String>, program: PathBuf, args: Vec<String>, log: PathBuf) -> Recipe {
+        Recipe {
+            label: label.into(),
+            program,
+            args,
+            env: Vec::new(),
+            stdin: None,
+            log,
+            engine_logs: None,
+            batch: false,
+        }
     }
-    cmd.spawn()
-        .map_err(|e| format!("cannot start {} {}: {e}", program.display(), args[0]))
-}
 
-/// Starts a controller listening on `ip` and `n` engines on this machine. Returns
-/// once the controller has written its connection file; the engines register in
-/// their own time.
-pub async fn start_local(n: usize, ip: &str) -> Result<Launched, String> {
-    let mut launched = start_controller(ip).await?;
-    let file_arg = launched.file.display().to_string();
-    for i in 0..n {
-        let log = launched.dir.path().join(format!("engine-{i}.log"));
-        let child = spawn(&["engine", "--file", &file_arg], &log)?;
-        launched.engines.push((child, log));
+    /// Starts the command, appending to its log; it dies with the kernel.
+    fn spawn(&self) -> Result<Child, String> {
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .map_err(|e| format!("{}: {e}", self.log.display()))?;
+        let err = out.try_clone().map_err(|e| e.to_string())?;
+        let mut cmd = Command::new(&self.program);
+        cmd.args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(if self.stdin.is_some() {
+                std::process::Stdio::piped()
+            } else {
+                std::process::Stdio::null()
+            })
+            .stdout(out)
+            .stderr(err)
+            .kill_on_drop(true);
+        // SAFETY: prctl is async-signal-safe. The cluster goes when its kernel goes.
+        unsafe {
+            cmd.pre_exec(|| {
+                nix::libc::prctl(nix::libc::PR_SET_PDEATHSIG, nix::libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().map_err(|e| {
+            format!(
+                "cannot start {} for {}: {e}",
+                self.program.display(),
+                self.label
+            )
+        })?;
+        if let (Some(bytes), Some(mut stdin)) = (self.stdin.clone(), child.stdin.take()) {
+            let label = self.label.clone();
+            tokio::spawn(async move {
+                use tokio::io::AsyncWriteExt;
+                if let Err(e) = stdin.write_all(&bytes).await {
+                    tracing::warn!("sending the connection file to {label}: {e}");
+                }
+            });
+        }
+        Ok(child)
     }
-    Ok(launched)
+
+    /// Its log's last lines, and those of the engines it started.
+    fn tails(&self, dir: &Path, lines: usize) -> String {
+        let mut out = tail(&self.log, lines);
+        if let Some(prefix) = &self.engine_logs {
+            let mut logs: Vec<PathBuf> = std::fs::read_dir(dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with(prefix.as_str()))
+                })
+                .collect();
+            logs.sort();
+            for log in logs {
+                let t = tail(&log, lines);
+                if !t.is_empty() {
+                    let name = log.file_name().unwrap_or_default().to_string_lossy();
+                    out.push_str(&format!("\n[{name}]\n{t}"));
+                }
+            }
+        }
+        out
+    }
+
+    /// The Slurm job an `sbatch --wait` submitted, from what it printed.
+    fn job_id(&self) -> Option<String> {
+        let text = std::fs::read_to_string(&self.log).ok()?;
+        text.lines()
+            .filter_map(|l| l.strip_prefix("Submitted batch job "))
+            .next_back()
+            .map(|id| id.trim().to_string())
+    }
 }
 
 /// Starts a controller listening on `ip`, in a private directory for the
@@ -85,9 +188,20 @@ async fn start_controller(ip: &str) -> Result<Launched, String> {
         .tempdir()
         .map_err(|e| format!("a directory for the cluster: {e}"))?;
     let file = dir.path().join("cluster.json");
-    let file_arg = file.display().to_string();
     let log = dir.path().join("controller.log");
-    let mut controller = spawn(&["controller", "--ip", ip, "--file", &file_arg], &log)?;
+    let recipe = Recipe::new(
+        "the controller",
+        own_exe()?,
+        vec![
+            "controller".into(),
+            "--ip".into(),
+            ip.into(),
+            "--file".into(),
+            file.display().to_string(),
+        ],
+        log.clone(),
+    );
+    let mut controller = recipe.spawn()?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     while !file.is_file() {
         if let Ok(Some(status)) = controller.try_wait() {
@@ -109,8 +223,35 @@ async fn start_controller(ip: &str) -> Result<Launched, String> {
         dir,
         file,
         controller,
-        engines: Vec::new(),
+        processes: Default::default(),
+        supervisor: None,
     })
+}
+
+fn is_loopback(ip: &str) -> bool {
+    ip.parse::<std::net::IpAddr>()
+        .is_ok_and(|a| a.is_loopback())
+}
+
+fn unreachable_from(hosts: &str) -> String {
+    format!(
+        "engines on {hosts} cannot reach a controller on loopback: start with --ip ADDRESS (an address of this machine that they can reach)"
+    )
+}
+
+/// Starts a controller listening on `ip` and `n` engines on this machine. Returns
+/// once the controller has written its connection file; the engines register in
+/// their own time.
+pub async fn start_local(n: usize, ip: &str) -> Result<Launched, String> {
+    let mut launched = start_controller(ip).await?;
+    let exe = own_exe()?;
+    let file = launched.file.display().to_string();
+    for i in 0..n {
+        let log = launched.dir.path().join(format!("engine-{i}.log"));
+        let args = vec!["engine".into(), "--file".into(), file.clone()];
+        launched.add(Recipe::new(format!("engine {i}"), exe.clone(), args, log))?;
+    }
+    Ok(launched)
 }
 
 /// Starts a controller and `n` engines as the ranks of one `mpirun` (Open MPI) or
@@ -127,22 +268,28 @@ pub async fn start_mpi(n: usize, ip: &str) -> Result<Launched, String> {
         .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
         .unwrap_or_default();
     let mut launched = start_controller(ip).await?;
-    let exe = std::env::current_exe().map_err(|e| format!("ferrocell's own path: {e}"))?;
     let mut args: Vec<String> = Vec::new();
+    let mut env = Vec::new();
     if version.contains("Open MPI") || version.contains("OpenRTE") {
         // More engines than cores is the user's call; root is what containers run as.
         args.extend(["--oversubscribe".into(), "--allow-run-as-root".into()]);
+        // The ranks' workers use MPI in cells and are killed, not finalized, when
+        // the cluster stops: that is no reason to abort the job.
+        env.push((
+            "OMPI_MCA_orte_allowed_exit_without_sync".to_string(),
+            "1".to_string(),
+        ));
     }
-    args.extend(["-n".into(), n.to_string(), exe.display().to_string()]);
+    args.extend(["-n".into(), n.to_string(), own_exe()?.display().to_string()]);
     args.extend([
         "engine".into(),
         "--file".into(),
         launched.file.display().to_string(),
     ]);
     let log = launched.dir.path().join("mpirun.log");
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    let child = spawn_program(&mpirun, &refs, &log)?;
-    launched.engines.push((child, log));
+    let mut recipe = Recipe::new(format!("mpirun ({n} ranks)"), mpirun, args, log);
+    recipe.env = env;
+    launched.add(recipe)?;
     Ok(launched)
 }
 
@@ -155,17 +302,11 @@ pub async fn start_ssh(n: usize, hosts: &[String], ip: &str) -> Result<Launched,
     if hosts.is_empty() {
         return Err("the ssh launcher needs --hosts HOST1,HOST2,…".into());
     }
-    let loopback = ip
-        .parse::<std::net::IpAddr>()
-        .is_ok_and(|a| a.is_loopback());
     let remote_hosts = hosts
         .iter()
         .any(|h| !matches!(h.as_str(), "localhost" | "127.0.0.1" | "::1"));
-    if loopback && remote_hosts {
-        return Err(format!(
-            "engines on {} cannot reach a controller on loopback: start with --ip ADDRESS (an address of this machine that they can reach)",
-            hosts.join(", ")
-        ));
+    if is_loopback(ip) && remote_hosts {
+        return Err(unreachable_from(&hosts.join(", ")));
     }
     let ssh = std::env::var("FERROCELL_SSH").unwrap_or_else(|_| "ssh".into());
     let mut ssh = ssh.split_whitespace().map(String::from);
@@ -182,51 +323,274 @@ pub async fn start_ssh(n: usize, hosts: &[String], ip: &str) -> Result<Launched,
     for i in 0..n {
         let host = &hosts[i % hosts.len()];
         let log = launched.dir.path().join(format!("engine-{i}.log"));
-        let mut args: Vec<&str> = options.iter().map(String::as_str).collect();
-        args.extend(["-o", "BatchMode=yes", host.as_str(), script.as_str()]);
-        let mut child = spawn_with_stdin(&program, &args, &log)?;
-        if let Some(mut stdin) = child.stdin.take() {
-            use tokio::io::AsyncWriteExt;
-            stdin
-                .write_all(&file)
-                .await
-                .map_err(|e| format!("sending the connection file to {host}: {e}"))?;
-        }
-        launched.engines.push((child, log));
+        let mut args = options.clone();
+        args.extend([
+            "-o".into(),
+            "BatchMode=yes".into(),
+            host.clone(),
+            script.clone(),
+        ]);
+        let mut recipe = Recipe::new(format!("engine {i} on {host}"), program.clone(), args, log);
+        recipe.stdin = Some(file.clone());
+        launched.add(recipe)?;
     }
     Ok(launched)
 }
 
+/// Starts a controller listening on `ip` and `n` engines with Slurm. Inside an
+/// allocation (`SLURM_JOB_ID` set, as under `salloc`) they are one `srun` step of
+/// `n` tasks; otherwise one `sbatch` job of `n` tasks is submitted, and the start
+/// waits for it to be scheduled. `FERROCELL_SBATCH` adds options to `sbatch`
+/// (partition, time limit, account). The engines' ranks are their Slurm task ids;
+/// the connection file reaches them in the job's environment.
+pub async fn start_slurm(n: usize, ip: &str) -> Result<Launched, String> {
+    let srun = crate::compile::toolchain::find_tool("srun")
+        .ok_or("the slurm launcher needs Slurm's srun and sbatch on PATH")?;
+    let allocation = std::env::var("SLURM_JOB_ID").ok();
+    if allocation.is_some() && is_loopback(ip) {
+        let nodes = std::env::var("SLURM_JOB_NODELIST").unwrap_or_default();
+        let here = super::messages::hostname();
+        let short = here.split('.').next().unwrap_or(&here);
+        if !nodes.is_empty() && nodes != short && nodes != here {
+            return Err(unreachable_from(&format!(
+                "the allocation's nodes ({nodes})"
+            )));
+        }
+    }
+    let mut launched = start_controller(ip).await?;
+    let json = std::fs::read_to_string(&launched.file).map_err(|e| e.to_string())?;
+    let dir = launched.dir.path().to_path_buf();
+    let exe = own_exe()?.display().to_string();
+    let engine_logs = dir.join("engine-%t.log").display().to_string();
+    let step = vec![
+        "--ntasks".to_string(),
+        n.to_string(),
+        "--output".into(),
+        engine_logs,
+        exe,
+        "engine".into(),
+    ];
+    let mut recipe = match allocation {
+        Some(job) => {
+            // The kernel may itself run in a step of the allocation: share its CPUs.
+            let mut args = vec!["--overlap".to_string()];
+            args.extend(step);
+            Recipe::new(
+                format!("srun ({n} tasks in job {job})"),
+                srun,
+                args,
+                dir.join("srun.log"),
+            )
+        }
+        None => {
+            let sbatch = crate::compile::toolchain::find_tool("sbatch")
+                .ok_or("the slurm launcher needs Slurm's sbatch on PATH (or run the kernel inside an allocation, where it uses srun)")?;
+            let quoted: Vec<String> = std::iter::once(srun.display().to_string())
+                .chain(step)
+                .map(|a| format!("'{}'", a.replace('\'', "'\\''")))
+                .collect();
+            let script = dir.join("engines.sbatch");
+            std::fs::write(&script, format!("#!/bin/sh\nexec {}\n", quoted.join(" ")))
+                .map_err(|e| format!("{}: {e}", script.display()))?;
+            let mut args = vec![
+                "--wait".to_string(),
+                "--job-name=ferrocell-engines".into(),
+                "--ntasks".into(),
+                n.to_string(),
+                "--output".into(),
+                dir.join("slurm-%j.log").display().to_string(),
+            ];
+            if let Ok(extra) = std::env::var("FERROCELL_SBATCH") {
+                args.extend(extra.split_whitespace().map(String::from));
+            }
+            args.push(script.display().to_string());
+            let mut r = Recipe::new(
+                format!("sbatch job ({n} tasks)"),
+                sbatch,
+                args,
+                dir.join("sbatch.log"),
+            );
+            r.batch = true;
+            r
+        }
+    };
+    recipe.env.push((CONNECTION_ENV.into(), json));
+    recipe.engine_logs = Some("engine-".into());
+    launched.add(recipe)?;
+    Ok(launched)
+}
+
 impl Launched {
-    /// Engines that have exited, with how and their last log lines.
+    fn add(&mut self, recipe: Recipe) -> Result<(), String> {
+        let child = recipe.spawn()?;
+        let mut p = self.processes.lock().expect("processes");
+        p.list.push(Process {
+            recipe,
+            child,
+            ended: None,
+            restarts: Vec::new(),
+        });
+        Ok(())
+    }
+
+    /// Processes that have ended, with how and their last log lines.
     pub fn failed_engines(&mut self) -> Vec<String> {
-        self.engines
+        let dir = self.dir.path().to_path_buf();
+        let mut p = self.processes.lock().expect("processes");
+        p.list
             .iter_mut()
-            .enumerate()
-            .filter_map(|(i, (child, log))| {
-                let status = child.try_wait().ok().flatten()?;
+            .filter_map(|proc| {
+                let status = proc.child.try_wait().ok().flatten()?;
                 Some(format!(
-                    "engine {i} {}:\n{}",
+                    "{} {}:\n{}",
+                    proc.recipe.label,
                     crate::exec::runner::describe_exit(status),
-                    tail(log, 5)
+                    proc.recipe.tails(&dir, 5)
                 ))
             })
             .collect()
     }
 
-    /// Waits for every process to end, killing what is left after `grace`.
+    /// Where the launcher stands while engines are awaited, when there is more to
+    /// say than a count: a Slurm job's state, say.
+    pub async fn waiting_on(&self) -> Option<String> {
+        let job = {
+            let p = self.processes.lock().expect("processes");
+            p.list
+                .iter()
+                .find(|proc| proc.recipe.batch)
+                .and_then(|proc| proc.recipe.job_id())
+        }?;
+        let squeue = crate::compile::toolchain::find_tool("squeue")?;
+        let out = Command::new(squeue)
+            .args(["-h", "-j", &job, "-o", "%T %R"])
+            .output()
+            .await
+            .ok()?;
+        let state = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        Some(format!("Slurm job {job}: {}", state.to_lowercase()))
+    }
+
+    /// From now on, a process that ends is started again as it was (`--restart`),
+    /// unless it keeps ending.
+    pub fn supervise(&mut self) {
+        let processes = self.processes.clone();
+        let dir = self.dir.path().to_path_buf();
+        self.supervisor = Some(tokio::spawn(async move {
+            let mut every = tokio::time::interval(SUPERVISE_EVERY);
+            loop {
+                every.tick().await;
+                let mut p = processes.lock().expect("processes");
+                if p.stopping {
+                    return;
+                }
+                let mut events = Vec::new();
+                for proc in p.list.iter_mut() {
+                    if proc.ended.is_some() {
+                        continue;
+                    }
+                    let Ok(Some(status)) = proc.child.try_wait() else {
+                        continue;
+                    };
+                    let how = crate::exec::runner::describe_exit(status);
+                    proc.restarts.retain(|at| at.elapsed() < RESTART_WINDOW);
+                    if proc.restarts.len() >= RESTART_LIMIT {
+                        proc.ended = Some(status);
+                        events.push(format!(
+                            "{} {how}; not started again: it was {RESTART_LIMIT} times within {} s already:\n{}",
+                            proc.recipe.label,
+                            RESTART_WINDOW.as_secs(),
+                            proc.recipe.tails(&dir, 5)
+                        ));
+                        continue;
+                    }
+                    match proc.recipe.spawn() {
+                        Ok(child) => {
+                            proc.child = child;
+                            proc.restarts.push(Instant::now());
+                            events.push(format!(
+                                "{} {how}; started again (restart {})",
+                                proc.recipe.label,
+                                proc.restarts.len()
+                            ));
+                        }
+                        Err(e) => {
+                            proc.ended = Some(status);
+                            events.push(format!(
+                                "{} {how}; starting it again failed: {e}",
+                                proc.recipe.label
+                            ));
+                        }
+                    }
+                }
+                for e in &events {
+                    tracing::info!("{e}");
+                }
+                p.events.extend(events);
+            }
+        }));
+    }
+
+    /// What the supervisor did (`--restart`), or `None` when it is off.
+    pub fn restart_events(&self) -> Option<Vec<String>> {
+        self.supervisor.as_ref()?;
+        Some(self.processes.lock().expect("processes").events.clone())
+    }
+
+    /// Kills the engines started here whose pid is among `pids` (the controller
+    /// lost them, but their processes live on: hung, or cut off), so that the
+    /// supervisor starts them again.
+    pub fn kill_lost(&self, pids: &[u32]) {
+        let mut p = self.processes.lock().expect("processes");
+        for proc in p.list.iter_mut() {
+            if proc.child.id().is_some_and(|pid| pids.contains(&pid)) {
+                tracing::info!("killing {}: its engine was lost", proc.recipe.label);
+                let _ = proc.child.start_kill();
+            }
+        }
+    }
+
+    /// Waits for every process to end, killing what is left after `grace`, and
+    /// cancels the Slurm jobs it submitted.
     pub async fn wait_or_kill(&mut self, grace: Duration) {
+        if let Some(s) = self.supervisor.take() {
+            s.abort();
+        }
+        let mut list = {
+            let mut p = self.processes.lock().expect("processes");
+            p.stopping = true;
+            std::mem::take(&mut p.list)
+        };
         let deadline = tokio::time::Instant::now() + grace;
-        for child in
-            std::iter::once(&mut self.controller).chain(self.engines.iter_mut().map(|(c, _)| c))
-        {
-            if tokio::time::timeout_at(deadline, child.wait())
+        for proc in list.iter_mut() {
+            if tokio::time::timeout_at(deadline, proc.child.wait())
                 .await
                 .is_err()
             {
-                let _ = child.start_kill();
-                let _ = child.wait().await;
+                let _ = proc.child.start_kill();
+                let _ = proc.child.wait().await;
             }
+            if let Some(job) = proc.recipe.batch.then(|| proc.recipe.job_id()).flatten() {
+                if let Some(scancel) = crate::compile::toolchain::find_tool("scancel") {
+                    let _ = Command::new(scancel).arg(&job).status().await;
+                }
+            }
+        }
+        if tokio::time::timeout_at(deadline, self.controller.wait())
+            .await
+            .is_err()
+        {
+            let _ = self.controller.start_kill();
+            let _ = self.controller.wait().await;
+        }
+    }
+}
+
+impl Drop for Launched {
+    /// The supervisor holds the processes; without it they go (`kill_on_drop`).
+    fn drop(&mut self) {
+        if let Some(s) = self.supervisor.take() {
+            s.abort();
         }
     }
 }

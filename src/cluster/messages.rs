@@ -47,12 +47,17 @@ impl ClusterFile {
         use anyhow::Context;
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading the cluster file {}", path.display()))?;
-        let file: ClusterFile = serde_json::from_str(&text)
-            .with_context(|| format!("{} is not a ferrocell cluster file", path.display()))?;
+        ClusterFile::parse(&text, &path.display().to_string())
+    }
+
+    /// Reads a connection file's contents; `origin` names where they came from.
+    pub fn parse(text: &str, origin: &str) -> anyhow::Result<ClusterFile> {
+        use anyhow::Context;
+        let file: ClusterFile = serde_json::from_str(text)
+            .with_context(|| format!("{origin} is not a ferrocell cluster file"))?;
         anyhow::ensure!(
             file.signature_scheme == "hmac-sha256",
-            "{}: unsupported signature scheme {}",
-            path.display(),
+            "{origin}: unsupported signature scheme {}",
             file.signature_scheme
         );
         Ok(file)

@@ -217,6 +217,33 @@ pub struct BuiltDeps {
     /// session has loaded keep their versions.
     #[serde(default)]
     pub lock: Option<PathBuf>,
+    /// Static C libraries that build scripts link (`cargo:rustc-link-lib=static=…`)
+    /// and where they are. The layer that links a crate in keeps their symbols to
+    /// itself, so a later cell whose inlined code names them links them too.
+    #[serde(default)]
+    pub native: Native,
+}
+
+/// What build scripts asked rustc to link: `-L native=DIR` and `-l static=NAME`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Native {
+    pub paths: Vec<String>,
+    pub static_libs: Vec<String>,
+}
+
+impl Native {
+    /// The rustc arguments that link them.
+    pub fn rustc_args(&self) -> Vec<String> {
+        let paths = self
+            .paths
+            .iter()
+            .flat_map(|p| ["-L".to_string(), p.clone()]);
+        let libs = self
+            .static_libs
+            .iter()
+            .flat_map(|l| ["-l".to_string(), format!("static={l}")]);
+        paths.chain(libs).collect()
+    }
 }
 
 impl BuiltDeps {
@@ -253,6 +280,12 @@ struct CargoMessage {
     target: Option<CargoTarget>,
     #[serde(default)]
     filenames: Vec<PathBuf>,
+    /// A build script's `-l` requests (`static=rsmpi`, `mpi`).
+    #[serde(default)]
+    linked_libs: Vec<String>,
+    /// A build script's `-L` requests (`native=/…/out`).
+    #[serde(default)]
+    linked_paths: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -335,12 +368,13 @@ pub async fn build(
     let mut failure = String::new();
     for &offline in attempts {
         match run_cargo(&cargo, &dir, &target, toolchain, offline, progress).await {
-            Ok(artifacts) => {
+            Ok((artifacts, native)) => {
                 let externs = direct_deps(&cargo, &dir, &target, toolchain, &artifacts).await?;
                 let built = BuiltDeps {
                     dir: target.join("release").join("deps"),
                     externs,
                     lock: lock.is_file().then(|| lock.clone()),
+                    native,
                 };
                 let text = serde_json::to_vec_pretty(&built).expect("plain data");
                 std::fs::write(&record, text).map_err(io)?;
@@ -373,7 +407,8 @@ fn cargo_command(
     cmd
 }
 
-/// Runs `cargo build`; returns each package's library file, by package id.
+/// Runs `cargo build`; returns each package's library file, by package id, and
+/// the static libraries that build scripts linked.
 async fn run_cargo(
     cargo: &Path,
     dir: &Path,
@@ -381,9 +416,13 @@ async fn run_cargo(
     toolchain: &Toolchain,
     offline: bool,
     progress: &(dyn Fn(&str) + Sync),
-) -> Result<HashMap<String, (PathBuf, bool)>, String> {
+) -> Result<(HashMap<String, (PathBuf, bool)>, Native), String> {
     let mut cmd = cargo_command(cargo, dir, target, toolchain);
-    cmd.args(["build", "--release", "--message-format=json"]);
+    cmd.args(["build", "--release", "--message-format=json"])
+        // Its progress bar ("Building [==> ] 12/40: serde, syn"), though stderr is
+        // a pipe: it tells how far the build is (see [`building`]).
+        .env("CARGO_TERM_PROGRESS_WHEN", "always")
+        .env("CARGO_TERM_PROGRESS_WIDTH", "100");
     if offline {
         cmd.arg("--offline");
     }
@@ -400,14 +439,33 @@ async fn run_cargo(
         out
     };
     let report = async {
-        let mut lines = BufReader::new(stderr).lines();
+        // Lines end in \n, progress bar updates in \r.
+        let mut reader = BufReader::new(stderr);
         let mut all = Vec::new();
-        while let Ok(Some(line)) = lines.next_line().await {
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            let mut byte = [0u8; 1];
+            while let Ok(1) = reader.read(&mut byte).await {
+                if byte[0] == b'\n' || byte[0] == b'\r' {
+                    break;
+                }
+                buf.push(byte[0]);
+            }
+            if buf.is_empty() {
+                match reader.fill_buf().await {
+                    Ok([]) | Err(_) => break,
+                    Ok(_) => continue,
+                }
+            }
+            let line = String::from_utf8_lossy(&buf).trim_end().to_string();
             // The offline try is a quiet probe; only the real build is shown.
             if !offline || !line.trim_start().starts_with("error") {
                 progress(&line);
             }
-            all.push(line);
+            if building(&line).is_none() {
+                all.push(line);
+            }
         }
         all
     };
@@ -418,10 +476,25 @@ async fn run_cargo(
         return Err(tail.join("\n"));
     }
     let mut artifacts = HashMap::new();
+    let mut native = Native::default();
     for line in out.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
         let Ok(m) = serde_json::from_slice::<CargoMessage>(line) else {
             continue;
         };
+        if m.reason == "build-script-executed" {
+            let statics: Vec<&str> = m
+                .linked_libs
+                .iter()
+                .filter_map(|l| l.strip_prefix("static="))
+                .collect();
+            if !statics.is_empty() {
+                native
+                    .static_libs
+                    .extend(statics.iter().map(|l| l.to_string()));
+                native.paths.extend(m.linked_paths.iter().cloned());
+            }
+            continue;
+        }
         let (Some(id), Some(t)) = (m.package_id, m.target) else {
             continue;
         };
@@ -441,7 +514,18 @@ async fn run_cargo(
             artifacts.insert(id, (file, proc_macro));
         }
     }
-    Ok(artifacts)
+    Ok((artifacts, native))
+}
+
+/// How far a build is, from a line of cargo's progress bar
+/// (`Building [=====>    ] 12/40: serde, syn`): units done, units in all, and
+/// those being built now.
+pub fn building(line: &str) -> Option<(usize, usize, &str)> {
+    let rest = line.trim_start().strip_prefix("Building [")?;
+    let (_, rest) = rest.split_once("] ")?;
+    let (counts, now) = rest.split_once(':').unwrap_or((rest, ""));
+    let (done, all) = counts.trim().split_once('/')?;
+    Some((done.parse().ok()?, all.parse().ok()?, now.trim()))
 }
 
 /// The set's direct dependencies, by the names cells use, with their files.
@@ -497,6 +581,16 @@ async fn direct_deps(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_cargo_progress_bar_lines() {
+        assert_eq!(
+            building("    Building [========>        ] 1/3: pg, ryu"),
+            Some((1, 3, "pg, ryu"))
+        );
+        assert_eq!(building("    Building [    ] 0/12"), Some((0, 12, "")));
+        assert_eq!(building("   Compiling ryu v1.0.23"), None);
+    }
 
     #[test]
     fn dep_lines_in_evcxr_syntax() {

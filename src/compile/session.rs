@@ -549,6 +549,10 @@ impl Session {
                 args.push("--extern".into());
                 args.push(format!("{}={}", e.name, e.path.display()).into());
             }
+            // A layer that links crates in has their C libraries already.
+            if unit.externs.is_empty() {
+                args.extend(deps.native.rustc_args().into_iter().map(OsString::from));
+            }
         }
         let mut crates: Vec<String> = base.map(|b| b.crate_name()).into_iter().collect();
         for ty in plan.take.iter().map(|(_, t)| t).chain(&unit.types) {

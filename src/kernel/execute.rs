@@ -2,6 +2,7 @@
 //! outputs, errors and reply that come of it.
 
 mod cluster;
+mod progress;
 
 use super::history::History;
 use super::iopub::{Channel, Iopub, StreamName};
@@ -353,16 +354,35 @@ impl Executor {
     async fn session(
         &mut self,
         irq: &mut watch::Receiver<u64>,
+        sink: Option<&Sink>,
     ) -> Result<&mut Session, ErrorContent> {
         if self.session.is_none() {
-            let warm = match self.warm.take() {
+            let mut warm = match self.warm.take() {
                 Some(h) => h,
                 None => tokio::spawn(prepare(self.cache.clone())),
             };
-            let ready = tokio::select! {
-                r = warm => r.unwrap_or_else(|e| Err(e.to_string())),
-                _ = irq.changed() => return Err(interrupted(" while the toolchain was being prepared")),
+            // The first use on a machine builds the prelude: say so, as it goes.
+            let started = std::time::Instant::now();
+            let mut shown = sink.map(|s| progress::Progress::new(s, "prelude"));
+            let mut tick = tokio::time::interval(Duration::from_millis(500));
+            let ready = loop {
+                tokio::select! {
+                    r = &mut warm => break r.unwrap_or_else(|e| Err(e.to_string())),
+                    _ = irq.changed() => return Err(interrupted(" while the toolchain was being prepared")),
+                    _ = tick.tick() => {
+                        let waited = started.elapsed().as_secs_f64();
+                        if let Some(p) = shown.as_mut().filter(|_| waited > 0.9) {
+                            p.show(format!("preparing Rust: building ferrocell's prelude and runner, once per toolchain ({waited:.0} s)"));
+                        }
+                    }
+                }
             };
+            if let Some(p) = shown.as_mut() {
+                p.finish(format!(
+                    "Rust is ready: ferrocell's prelude and runner were built in {:.1} s (once per toolchain)",
+                    started.elapsed().as_secs_f64()
+                ));
+            }
             let (toolchain, prelude, base) =
                 ready.map_err(|e| error("ToolchainError", e, vec![]))?;
             let mut s = Session::new(toolchain, prelude, &self.cache);
@@ -416,7 +436,7 @@ impl Executor {
         sink: &mut Sink,
         irq: &mut watch::Receiver<u64>,
     ) -> Result<(), ErrorContent> {
-        self.session(irq).await?;
+        self.session(irq, Some(sink)).await?;
         let lines: Vec<&str> = lines.iter().copied().filter(|l| !l.is_empty()).collect();
         if lines.is_empty() {
             self.take_base(Duration::from_secs(600), sink).await;
@@ -445,8 +465,21 @@ impl Executor {
         let took_over = self.base.take().map(|base| base.abort()).is_some();
         let started = std::time::Instant::now();
         let io = sink.iopub.clone();
-        let progress = move |line: &str| {
-            if let Some(io) = &io {
+        // Cargo's lines go to stderr as they come; how far it is, in one line
+        // updated in place.
+        let shown = std::sync::Mutex::new(progress::Progress::new(sink, "crates"));
+        let progress = |line: &str| {
+            if let Some((done, all, now)) = deps::building(line) {
+                let now = if now.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {now}")
+                };
+                shown
+                    .lock()
+                    .expect("progress")
+                    .show(format!("building crates: {done} of {all} done{now}"));
+            } else if let Some(io) = &io {
                 io.stream(StreamName::Stderr, format!("{line}\n"));
             }
         };
@@ -477,14 +510,13 @@ impl Executor {
             .iter()
             .filter_map(|l| deps::parse_line(l).ok().map(|d| d.name))
             .collect();
-        sink.stderr(
-            format!(
-                "ferrocell: {} ready ({:.1} s)\n",
-                names.join(", "),
-                started.elapsed().as_secs_f64()
-            )
-            .as_bytes(),
+        let ready = format!(
+            "ferrocell: {} ready ({:.1} s)",
+            names.join(", "),
+            started.elapsed().as_secs_f64()
         );
+        shown.lock().expect("progress").finish(ready.clone());
+        sink.stderr(format!("{ready}\n").as_bytes());
         Ok(())
     }
 
@@ -674,7 +706,7 @@ impl Executor {
         sink: &mut Sink,
         irq: &mut watch::Receiver<u64>,
     ) -> Result<Vec<String>, ErrorContent> {
-        self.session(irq).await?;
+        self.session(irq, Some(sink)).await?;
         if self.base.is_some() {
             sink.stderr(b"ferrocell: %%parallel on processes and engines sends values with serde; waiting for its build (once per machine)\n");
         }
@@ -771,7 +803,7 @@ impl Executor {
             return Ok(());
         }
         let count = self.count;
-        self.session(irq).await?;
+        self.session(irq, Some(sink)).await?;
         self.take_base(BASE_WAIT, sink).await;
         let session = self.session.as_mut().expect("session");
         let started = std::time::Instant::now();
@@ -837,7 +869,7 @@ impl Executor {
         irq: &mut watch::Receiver<u64>,
     ) -> Result<(), ErrorContent> {
         let count = self.count;
-        let session = self.session(irq).await?;
+        let session = self.session(irq, Some(sink)).await?;
         let built = match session.build(code, count).await {
             Ok(Compiled::Cell(b)) => b,
             Ok(Compiled::Empty) => return Ok(()),
@@ -1244,7 +1276,7 @@ impl Executor {
         irq: &mut watch::Receiver<u64>,
     ) -> Result<MimeBundle, ErrorContent> {
         let count = self.count;
-        let session = self.session(irq).await?;
+        let session = self.session(irq, None).await?;
         let built = match session.build(expr, count).await {
             Ok(Compiled::Cell(b)) => b,
             Ok(Compiled::Empty) => return Err(error("SyntaxError", "empty expression", vec![])),

@@ -21,6 +21,8 @@ pub enum ClusterCmd {
         launcher: Launcher,
         hosts: Vec<String>,
         ip: String,
+        /// Start engines again when they end.
+        restart: bool,
     },
     Status,
     Stop,
@@ -28,7 +30,7 @@ pub enum ClusterCmd {
 }
 
 const USAGE: &str =
-    "%cluster start -n N [--launcher local|ssh|mpi|slurm] [--hosts H1,H2] [--ip ADDRESS] \
+    "%cluster start -n N [--launcher local|ssh|mpi|slurm] [--hosts H1,H2] [--ip ADDRESS] [--restart] \
                      | %cluster status | %cluster stop | %cluster connect FILE";
 
 /// Reads what follows `%cluster`.
@@ -42,6 +44,7 @@ pub fn parse(args: &[&str]) -> Result<ClusterCmd, String> {
             let mut launcher = Launcher::Local;
             let mut hosts = Vec::new();
             let mut ip = "127.0.0.1".to_string();
+            let mut restart = false;
             let mut it = rest.iter();
             while let Some(flag) = it.next() {
                 let mut value = || {
@@ -74,6 +77,7 @@ pub fn parse(args: &[&str]) -> Result<ClusterCmd, String> {
                         hosts = value()?.split(',').map(String::from).collect();
                     }
                     "--ip" => ip = value()?.to_string(),
+                    "--restart" => restart = true,
                     other => return Err(format!("unknown option `{other}`: {USAGE}")),
                 }
             }
@@ -88,6 +92,7 @@ pub fn parse(args: &[&str]) -> Result<ClusterCmd, String> {
                 launcher,
                 hosts,
                 ip,
+                restart,
             })
         }
         _ => Err(USAGE.to_string()),
@@ -131,9 +136,18 @@ mod tests {
                 engines: 3,
                 launcher: Launcher::Local,
                 hosts: vec![],
-                ip: "10.0.0.1".into()
+                ip: "10.0.0.1".into(),
+                restart: false,
             })
         );
+        assert!(matches!(
+            parse(&["start", "--launcher", "slurm", "--restart"]),
+            Ok(ClusterCmd::Start {
+                launcher: Launcher::Slurm,
+                restart: true,
+                ..
+            })
+        ));
         assert!(parse(&["start", "-n", "0"]).is_err());
         assert!(parse(&["start", "--launcher", "pbs"]).is_err());
         assert!(parse(&["frob"]).is_err());

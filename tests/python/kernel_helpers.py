@@ -388,3 +388,17 @@ def value(kc: Any, code: str, timeout: float = CELL_TIMEOUT) -> str | None:
     reply, outputs = run(kc, code, timeout=timeout)
     ok(reply, outputs)
     return result_text(outputs)
+
+
+def progress_texts(outputs: list[dict]) -> list[str]:
+    """The texts an in-place progress display showed, in order: its display_data,
+    then each update_display_data (one display id: one line that changes)."""
+    shown = [m for m in outputs if m["msg_type"] in ("display_data", "update_display_data")
+             and m["content"].get("transient", {}).get("display_id")
+             and "text/html" not in m["content"]["data"]]
+    ids = {m["content"]["transient"]["display_id"] for m in shown}
+    assert len(ids) <= 1, f"more than one progress display: {ids}"
+    if shown:
+        assert shown[0]["msg_type"] == "display_data", shown[0]
+        assert all(m["msg_type"] == "update_display_data" for m in shown[1:])
+    return [m["content"]["data"]["text/plain"] for m in shown]

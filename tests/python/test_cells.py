@@ -373,5 +373,10 @@ def test_two_kernels_share_a_fresh_cache(start_kernel, tmp_path):
         reply, outputs = kh.wait(kernel.kc, msg_id, timeout=kh.FIRST_CELL_TIMEOUT)
         ok(reply, outputs)
         assert result_text(outputs) == str(40 + i)
+        # Building the prelude is a wait a person sees: one line, updated in place,
+        # and replaced by what it ended in.
+        shown = kh.progress_texts(outputs)
+        assert shown and shown[0].startswith("preparing Rust: building ferrocell's prelude"), shown
+        assert shown[-1].startswith("Rust is ready: ferrocell's prelude and runner were built in"), shown
     for kernel in kernels:
         assert value(kernel.kc, "fn shared() -> u8 { 1 }\nshared()") == "1"

@@ -413,3 +413,163 @@ def test_the_ssh_launcher_starts_engines_on_another_host(start_kernel, namespace
     finally:
         daemon.kill()
         daemon.wait()
+
+
+def wait_for_status(kc, done, seconds=60):
+    """Polls `%cluster status` until `done(engines, text)` holds; returns both."""
+    deadline = time.monotonic() + seconds
+    while True:
+        reply, outputs = run(kc, "%cluster status")
+        ok(reply, outputs)
+        text = stream_text(outputs)
+        engines = [tuple(int(x) for x in row) for row in
+                   re.findall(r"^\s+(\d+)\s+\S+\s+(\d+)\s+(\d+)\s+ready", text, re.M)]
+        if done(engines, text):
+            return engines, text
+        assert time.monotonic() < deadline, text
+        time.sleep(0.5)
+
+
+def test_restart_replaces_engines_that_die_or_hang(kc):
+    reply, outputs = run(kc, "%cluster start -n 2 --restart", timeout=180)
+    ok(reply, outputs)
+    controller, _, engines = status(kc)
+    assert len(engines) == 2
+    first, second = engines
+    # A killed engine process is started again by its launcher and registers anew.
+    os.kill(first[1], signal.SIGKILL)
+    engines, text = wait_for_status(kc, lambda e, _: len(e) == 2 and first[1] not in [p for _, p, _ in e])
+    assert re.search(r"engine 0 killed by signal SIGKILL.*; started again \(restart 1\)", text), text
+    assert not kh.alive(first[1]) and not kh.alive(first[2])  # its worker went with it
+    reply, outputs = run(kc, "%%parallel cluster --out ranks\nrank * 10", timeout=120)
+    ok(reply, outputs)
+    assert value(kc, "ranks") == "[0, 10]"
+    # A hung engine is lost to heartbeats; its process is killed and started again.
+    os.kill(second[1], signal.SIGSTOP)
+    try:
+        engines, text = wait_for_status(
+            kc, lambda e, t: len(e) == 2 and second[1] not in [p for _, p, _ in e])
+        assert re.search(r"engine 1 killed by signal SIGKILL.*; started again \(restart 1\)", text), text
+    finally:
+        if kh.alive(second[1]):
+            os.kill(second[1], signal.SIGCONT)
+    everything = [controller] + [p for _, p, _ in engines] + [w for _, _, w in engines]
+    ok(*run(kc, "%cluster stop"))
+    assert gone_within(everything), [p for p in everything if kh.alive(p)]
+    assert not kh.alive(second[1])
+
+
+def test_an_engine_that_keeps_dying_is_not_restarted_forever(kc, tmp_path):
+    reply, outputs = run(kc, "%cluster start -n 1 --restart", timeout=180)
+    ok(reply, outputs)
+    for attempt in range(4):
+        engines, _ = wait_for_status(kc, lambda e, _: len(e) == 1)
+        os.kill(engines[0][1], signal.SIGKILL)
+        wait_for_status(kc, lambda e, t: f"(restart {attempt + 1})" in t or "not started again" in t)
+    _, text = wait_for_status(kc, lambda e, t: "not started again" in t and not e)
+    assert re.search(r"engine 0 killed by signal SIGKILL.*; not started again: it was 3 times within 60 s already", text), text
+    reply, outputs = run(kc, "%%parallel cluster\nrank")
+    assert reply["content"]["status"] == "error"
+    assert "no ready engine" in error_text(reply["content"]), error_text(reply["content"])
+    ok(*run(kc, "%cluster stop"))
+
+
+@pytest.fixture(scope="module")
+def slurm():
+    """A private single-node Slurm (slurmctld + slurmd) for the slurm launcher."""
+    from slurm_local import LocalSlurm
+
+    reason = LocalSlurm.unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    with LocalSlurm() as cluster:
+        yield cluster
+
+
+def test_the_slurm_launcher_submits_a_batch_job(start_kernel, slurm):
+    km, kc = start_kernel(env=dict(slurm.env))
+    reply, outputs = run(kc, "%cluster start -n 3 --launcher slurm", timeout=240)
+    ok(reply, outputs)
+    assert "Cluster ready: 3 engines started by Slurm" in all_text(outputs), all_text(outputs)
+    [(job, state)] = slurm.jobs().items()
+    assert state == "RUNNING"
+    reply, outputs = run(kc, "%cluster status")
+    text = stream_text(outputs)
+    # Ranks are the Slurm task ids; the engines learnt the key from the job's
+    # environment, and their cells do not see it.
+    assert sorted(re.findall(r"ready\s+\d+\s+\S+ s\s+(\d)$", text, re.M)) == ["0", "1", "2"], text
+    reply, outputs = run(kc, "%%parallel cluster --out seen\n"
+                             "(std::env::var(\"SLURM_JOB_ID\").unwrap_or_default(), "
+                             "std::env::var(\"SLURM_PROCID\").unwrap_or_default(), "
+                             "std::env::var(\"FERROCELL_CONNECTION\").is_ok())", timeout=120)
+    ok(reply, outputs)
+    assert value(kc, "seen") == f'[("{job}", "0", false), ("{job}", "1", false), ("{job}", "2", false)]'
+    engines = [int(p) for p in re.findall(r"^\s+\d+\s+\S+\s+(\d+)\s+\d+\s+ready", text, re.M)]
+    ok(*run(kc, "%cluster stop"))
+    assert gone_within(engines, 10), [p for p in engines if kh.alive(p)]
+    deadline = time.monotonic() + 30
+    while slurm.jobs() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert slurm.jobs() == {}
+
+
+def test_the_slurm_launcher_runs_srun_inside_an_allocation(start_kernel, slurm):
+    granted = slurm.run("salloc", "-N1", "-n4", "--no-shell")
+    job = re.search(r"Granted job allocation (\d+)", granted.stdout + granted.stderr).group(1)
+    try:
+        env = dict(slurm.env, SLURM_JOB_ID=job, SLURM_JOB_NODELIST=slurm.hostname)
+        km, kc = start_kernel(env=env)
+        reply, outputs = run(kc, "%cluster start -n 2 --launcher slurm", timeout=240)
+        ok(reply, outputs)
+        reply, outputs = run(kc, "%%parallel cluster --out seen\n"
+                                 "(rank, std::env::var(\"SLURM_JOB_ID\").unwrap_or_default(), "
+                                 "std::env::var(\"SLURM_STEP_ID\").is_ok())", timeout=120)
+        ok(reply, outputs)
+        # Two tasks of one step in the allocation the kernel runs in.
+        assert value(kc, "seen") == f'[(0, "{job}", true), (1, "{job}", true)]'
+        assert len(slurm.jobs()) == 1
+        ok(*run(kc, "%cluster stop"))
+        # A step needing more tasks than the allocation has fails the start clearly.
+        reply, outputs = run(kc, "%cluster start -n 9 --launcher slurm", timeout=120)
+        assert reply["content"]["status"] == "error"
+        assert "srun (9 tasks in job" in error_text(reply["content"]), error_text(reply["content"])
+    finally:
+        slurm.run("scancel", job, check=False)
+
+
+# The lecture's mpi4py reduction, with the `mpi` crate: building it needs Open MPI's
+# headers (libopenmpi-dev) and libclang (libclang-dev) for its bindings.
+MPI_DEP = ':dep mpi = { version = "0.8", default-features = false }'
+MPI_REDUCTION = """\
+%%parallel cluster --out sums
+use mpi::traits::*;
+// The first MPI cell of a worker starts MPI and keeps it for the worker's life.
+if let Some((universe, _)) = mpi::initialize_with_threading(mpi::Threading::Serialized) {
+    std::mem::forget(universe);
+}
+let world = mpi::topology::SimpleCommunicator::world();
+let mut sum = 0i32;
+world.all_reduce_into(&(world.rank() + 1), &mut sum, mpi::collective::SystemOperation::sum());
+(world.rank(), world.size(), sum)
+"""
+
+
+def test_cells_use_mpi_on_engines_that_mpirun_started(kc):
+    if not shutil.which("mpicc"):
+        pytest.skip("needs Open MPI's development files (apt install libopenmpi-dev)")
+    reply, outputs = run(kc, "%cluster start -n 4 --launcher mpi", timeout=240)
+    ok(reply, outputs)
+    reply, outputs = run(kc, MPI_DEP, timeout=900)
+    ok(reply, outputs)
+    # The communicator is the one mpirun set up: the engines' ranks and size.
+    reply, outputs = run(kc, MPI_REDUCTION, timeout=240)
+    ok(reply, outputs)
+    assert value(kc, "sums") == "[(0, 4, 10), (1, 4, 10), (2, 4, 10), (3, 4, 10)]"
+    # A later cell of the same workers finds MPI started and reduces again.
+    reply, outputs = run(kc, MPI_REDUCTION.replace("world.rank() + 1", "10 * world.rank()"), timeout=240)
+    ok(reply, outputs)
+    assert value(kc, "sums") == "[(0, 4, 60), (1, 4, 60), (2, 4, 60), (3, 4, 60)]"
+    _, _, engines = status(kc)
+    reply, outputs = run(kc, "%cluster stop")
+    ok(reply, outputs)
+    assert gone_within([p for _, p, _ in engines] + [w for _, _, w in engines])

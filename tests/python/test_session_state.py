@@ -4,6 +4,7 @@ long session whose cells do not grow."""
 from __future__ import annotations
 
 import os
+import re
 import textwrap
 import time
 from pathlib import Path
@@ -101,6 +102,23 @@ def test_a_struct_whose_fields_have_no_serde_still_works(kc):
     assert value(kc, "label_len") == "1"
 
 
+def test_a_dep_build_shows_how_far_it_is_in_one_line(kc):
+    # Features no other test asks for: this set is built here, by a real cargo.
+    reply, outputs = run(kc, ':dep serde_json = { version = "1", features = ["preserve_order"] }',
+                         timeout=DEP_TIMEOUT)
+    ok(reply, outputs)
+    assert "Compiling indexmap" in stream_text(outputs, "stderr")
+    # How far cargo is, as one display updated in place ("k of n done: crates"),
+    # replaced by what it ended in.
+    shown = kh.progress_texts(outputs)
+    counts = [re.match(r"building crates: (\d+) of (\d+) done", t) for t in shown[:-1]]
+    assert counts and all(counts), shown
+    counts = [(int(m.group(1)), int(m.group(2))) for m in counts]
+    assert all(d <= n for d, n in counts), shown
+    assert [d for d, _ in counts] == sorted(d for d, _ in counts), shown
+    assert re.match(r"ferrocell: serde_json ready \(\d+\.\d s\)", shown[-1]), shown
+
+
 def test_deps_build_once_show_progress_and_survive_a_restart(start_kernel):
     km, kc = start_kernel()
     reply, outputs = run(kc, ':dep serde_json = "1"\nserde_json::to_string(&vec![1, 2]).unwrap()',
@@ -109,6 +127,7 @@ def test_deps_build_once_show_progress_and_survive_a_restart(start_kernel):
     assert kh.result_text(outputs) == '"[1,2]"'
     progress = stream_text(outputs, "stderr")
     assert "serde_json ready" in progress, progress
+
     # The crate is usable from later cells, and with serde's derive from the user's code.
     ok(*run(kc, textwrap.dedent("""\
         #[derive(Debug)]

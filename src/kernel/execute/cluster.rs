@@ -38,7 +38,7 @@ fn status_text(c: &Client, s: &Status) -> String {
     }
     out.push_str(&format!(
         "{:>6}  {:<14} {:>8}  {:>8}  {:<6} {:>7}  {:>9}  {:>3}\n",
-        "engine", "host", "pid", "worker", "state", "frames", "heartbeat", "mpi"
+        "engine", "host", "pid", "worker", "state", "frames", "heartbeat", "rank"
     ));
     for e in s.engines.iter().chain(&s.lost) {
         let worker = e.worker_pid.map(|p| p.to_string()).unwrap_or("-".into());
@@ -51,7 +51,30 @@ fn status_text(c: &Client, s: &Status) -> String {
     if s.engines.is_empty() && s.lost.is_empty() {
         out.push_str("(no engines)\n");
     }
+    match c.launched.as_ref().and_then(|l| l.restart_events()) {
+        Some(events) if events.is_empty() => {
+            out.push_str("--restart: engines that end are started again (none has ended)\n")
+        }
+        Some(events) => {
+            out.push_str("--restart: engines that end are started again:\n");
+            for e in events {
+                out.push_str(&format!("  {e}\n"));
+            }
+        }
+        None => {}
+    }
     out
+}
+
+/// Has the launcher kill engines the controller lost while their processes live
+/// on (hung, cut off), so that `--restart` replaces them.
+fn kill_lost(c: &Client, s: &Status) {
+    if let Some(l) = &c.launched {
+        if l.restart_events().is_some() {
+            let pids: Vec<u32> = s.lost.iter().map(|e| e.pid).collect();
+            l.kill_lost(&pids);
+        }
+    }
 }
 
 impl Executor {
@@ -67,16 +90,16 @@ impl Executor {
                 launcher,
                 hosts,
                 ip,
+                restart,
             } => {
-                if launcher == Launcher::Slurm {
-                    return Err(cluster_error(format!(
-                        "the {launcher:?} launcher is not available in this version of ferrocell yet; \
-                         --launcher local starts engines on this machine, and `ferrocell engine --file F` \
-                         started by hand on another host joins a controller started with --ip"
-                    )));
-                }
                 self.start_cluster(engines, launcher, &hosts, &ip, sink)
-                    .await
+                    .await?;
+                if restart {
+                    if let Some(l) = self.cluster.as_mut().and_then(|c| c.launched.as_mut()) {
+                        l.supervise();
+                    }
+                }
+                Ok(())
             }
             ClusterCmd::Status => {
                 let c = self.cluster.as_mut().ok_or_else(|| {
@@ -84,6 +107,7 @@ impl Executor {
                 })?;
                 match c.status().await {
                     Ok(s) => {
+                        kill_lost(c, &s);
                         let text = status_text(c, &s);
                         sink.stdout(text.as_bytes());
                         Ok(())
@@ -136,7 +160,8 @@ impl Executor {
         let mut launched = match how {
             Launcher::Mpi => launcher::start_mpi(n, ip).await,
             Launcher::Ssh => launcher::start_ssh(n, hosts, ip).await,
-            _ => launcher::start_local(n, ip).await,
+            Launcher::Slurm => launcher::start_slurm(n, ip).await,
+            Launcher::Local => launcher::start_local(n, ip).await,
         }
         .map_err(cluster_error)?;
         let mut client = match Client::connect(&launched.file).await {
@@ -146,9 +171,7 @@ impl Executor {
                 return Err(cluster_error(e));
             }
         };
-        let progress = crate::protocol::messages::MimeBundle::default();
-        let id = format!("cluster-start-{}", uuid::Uuid::new_v4().simple());
-        let mut shown = false;
+        let mut progress = super::progress::Progress::new(sink, "cluster-start");
         let mut last_shown: Option<(usize, std::time::Instant)> = None;
         let deadline = tokio::time::Instant::now() + START_TIMEOUT;
         let ready = loop {
@@ -178,17 +201,16 @@ impl Executor {
                 .is_none_or(|(k, at)| k != ready || at.elapsed() > Duration::from_secs(1));
             if started.elapsed() > Duration::from_millis(500) && due {
                 last_shown = Some((ready, std::time::Instant::now()));
-                let mut data = progress.clone();
-                data.insert(
-                    "text/plain".into(),
-                    serde_json::Value::String(format!(
-                        "engines ready: {} of {n} ({:.1} s; the first start on a machine builds the runner)",
-                        ready,
-                        started.elapsed().as_secs_f64()
-                    )),
-                );
-                sink.display(id.clone(), shown, data);
-                shown = true;
+                let launcher_says = launched
+                    .waiting_on()
+                    .await
+                    .map(|w| format!("; {w}"))
+                    .unwrap_or_default();
+                progress.show(format!(
+                    "engines ready: {} of {n} ({:.1} s; the first start on a machine builds the runner{launcher_says})",
+                    ready,
+                    started.elapsed().as_secs_f64()
+                ));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
@@ -197,20 +219,14 @@ impl Executor {
             match how {
                 Launcher::Mpi => "started by mpirun, as MPI ranks,",
                 Launcher::Ssh => "started over ssh",
-                _ => "on this machine",
+                Launcher::Slurm => "started by Slurm, ranked by task id,",
+                Launcher::Local => "on this machine",
             },
             started.elapsed().as_secs_f64(),
             client.file.controller_pid,
             client.path.display()
         );
-        if shown {
-            let mut data = progress;
-            data.insert(
-                "text/plain".into(),
-                serde_json::Value::String(text.trim_end().into()),
-            );
-            sink.display(id, true, data);
-        } else {
+        if !progress.finish(text.trim_end()) {
             sink.stdout(text.as_bytes());
         }
         client.launched = Some(launched);
@@ -244,6 +260,7 @@ impl Executor {
                 vec![],
             )
         })?;
+        kill_lost(c, &s);
         let mut engines: Vec<_> = s
             .engines
             .iter()
