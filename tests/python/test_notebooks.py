@@ -17,7 +17,7 @@ NOTEBOOKS = sorted((kh.REPO / "notebooks").glob("*.ipynb"))
 
 def execute(path: Path, tmp_path: Path):
     nb = nbformat.read(path, as_version=4)
-    client = NotebookClient(nb, kernel_name="ferrocell", timeout=120, resources={
+    client = NotebookClient(nb, kernel_name="ferrocell", timeout=300, resources={
         "metadata": {"path": str(tmp_path)}})
     client.execute()
     return nb
@@ -175,3 +175,10 @@ def test_cluster_outputs(tmp_path):
     sums = [int(v) for v in re.findall(r"^\s+\d\s+(\d+)\s", text(code_cells[11]), re.M)]
     assert sum(sums) == sum(n * n for n in range(1_000_000))
     assert "Cluster stopped." in stdout(code_cells[12])
+    # MPI inside cells: four ranks of one mpirun reduce their shares to the same π.
+    assert "Cluster ready: 4 engines started by mpirun" in text(code_cells[13])
+    shares = re.findall(r"rank (\d) of 4: my share (\d\.\d+), pi = (\d\.\d+)", text(code_cells[15]))
+    assert sorted(r for r, _, _ in shares) == ["0", "1", "2", "3"], text(code_cells[15])
+    assert {pi for _, _, pi in shares} == {"3.1415926536"}
+    assert abs(sum(float(s) for _, s, _ in shares) - 3.141592653589793) < 1e-5
+    assert "Cluster stopped." in stdout(code_cells[16])
