@@ -61,6 +61,9 @@ fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
+        // With its terminal gone, a failed write must not panic the thread that
+        // logged (the kernel's parent watch would die before it shuts down).
+        .log_internal_errors(false)
         .init();
     match Cli::parse().command {
         Command::Kernel { connection_file } => {

@@ -1046,11 +1046,39 @@ impl Session {
         if vars.is_empty() || !self.snapshots() {
             return Ok(None);
         }
+        match self.compile_restore(&vars).await {
+            Err(CompileError::Code { summary, .. }) if vars.len() > 1 => {
+                // A type whose snapshot cannot be read back (one that borrows, such
+                // as `&'static str`) must not cost the other variables theirs: keep
+                // those that build on their own.
+                tracing::info!(
+                    "the restore cell did not compile ({summary}); trying each variable"
+                );
+                let mut good = Vec::new();
+                for v in &vars {
+                    if self.compile_restore(std::slice::from_ref(v)).await.is_ok() {
+                        good.push(v.clone());
+                    }
+                }
+                if good.is_empty() {
+                    return Ok(None);
+                }
+                self.compile_restore(&good).await.map(Some)
+            }
+            r => r.map(Some),
+        }
+    }
+
+    /// Builds the cell that restores `vars` (name, type) from their snapshots.
+    async fn compile_restore(
+        &mut self,
+        vars: &[(String, String)],
+    ) -> Result<BuiltCell, CompileError> {
         let mut code = String::from(
             "{\nlet mut __fc_back: ::std::vec::Vec<&str> = ::std::vec::Vec::new();\n\
              let __fc_want = ::ferrocell::__runner::args();\n",
         );
-        for (n, ty) in &vars {
+        for (n, ty) in vars {
             code.push_str(&format!(
                 "if __fc_want.is_empty() || __fc_want.iter().any(|w| w == {n:?}) {{ \
                  if let ::std::option::Option::Some(__fc_v) = {{ use __fc_snap::{{ViaDeserialize as _, NoDeserialize as _}}; \
@@ -1067,12 +1095,12 @@ impl Session {
         parsed.idents.clear();
         let base = self.chain.last().cloned();
         let mut unit = Unit {
-            types: vars.into_iter().map(|(_, t)| t).collect(),
+            types: vars.iter().map(|(_, t)| t.clone()).collect(),
             glue: true,
             ..Unit::statements(&parsed, base.as_deref())
         };
         let (built, _) = self.compile(&mut unit, &code, &[]).await?;
-        Ok(Some(built))
+        Ok(built)
     }
 }
 

@@ -607,6 +607,10 @@ impl Executor {
                         "data": {"text/plain": magics::help_text()},
                         "start": 0
                     })),
+                    Magic::Exit => payload.push(json!({
+                        "source": "ask_exit",
+                        "keepkernel": false
+                    })),
                     Magic::LsMagic => {
                         sink.stdout(format!("{}\n", magics::lsmagic_text()).as_bytes())
                     }

@@ -25,6 +25,9 @@ pub fn is_spelling(s: &str) -> bool {
 pub enum Magic {
     /// `%help`: the help text, as a pager payload.
     Help,
+    /// A cell that is only `exit` or `quit` (not Rust): asks a terminal client
+    /// to leave, as in IPython's console.
+    Exit,
     /// `%lsmagic`: the list of magics.
     LsMagic,
     /// `%opt` alone shows the level; `%opt N` sets it.
@@ -93,6 +96,12 @@ pub fn starts_with_magic(code: &str) -> bool {
 
 /// Reads the magic line of a cell.
 pub fn parse<'a>(code: &'a str) -> CellKind<'a> {
+    if matches!(code.trim(), "exit" | "quit") {
+        return CellKind::Magic {
+            magic: Magic::Exit,
+            rest: "".into(),
+        };
+    }
     if !starts_with_magic(code) {
         return CellKind::Rust(code);
     }
@@ -213,8 +222,11 @@ pub fn lsmagic_text() -> String {
         "  :dep NAME = SPEC    add a crate (cargo syntax: \"1.0\" or { version, features, package, path })",
         "  %help, :help        this help",
         "  %lsmagic            list the magics",
-        "  %cluster start -n N [--ip ADDRESS], %cluster status, %cluster stop, %cluster connect FILE",
-        "                      engines for %%parallel cluster (a controller and N engines here)",
+        "  exit, quit          leave jupyter console (a cell of that word alone)",
+        "  %cluster start -n N [--launcher local|mpi|ssh|slurm] [--hosts H1,H2] [--ip ADDRESS] [--restart]",
+        "                      a controller and N engines for %%parallel cluster: here, as mpirun's",
+        "                      ranks, over ssh, or as a Slurm job; --restart starts ended engines again",
+        "  %cluster status, %cluster stop, %cluster connect FILE",
         "  %%parallel threads|processes|cluster [N] [--each EXPR] [--out NAME] [--group] [--scaling 1,2,4]",
         "                      run the cell on N threads, worker processes or engines at once",
         "                      (rank, size in scope); cluster: [--targets 0,2-3] [--persist]; --each:",
@@ -267,6 +279,14 @@ mod tests {
         ));
         assert!(matches!(parse("%opt 9"), CellKind::BadArgs(_)));
         assert!(matches!(parse("%frobnicate"), CellKind::Unknown(_)));
+        assert!(matches!(
+            parse(" quit\n"),
+            CellKind::Magic {
+                magic: Magic::Exit,
+                ..
+            }
+        ));
+        assert_eq!(parse("exit(0)"), CellKind::Rust("exit(0)"));
         assert!(matches!(parse("%%help"), CellKind::Unknown(_)));
         match parse("%timeit -n 10 -r 3 fib(20)") {
             CellKind::Magic { magic, rest } => {

@@ -77,6 +77,18 @@ def test_variables_survive_an_abort_and_keep_changing(kc):
     assert value(kc, "(total, log.len())") == "(6, 2)"
 
 
+def test_a_variable_that_cannot_come_back_costs_the_others_nothing(kc):
+    # A `&'static str` is saved, but serde cannot give back a borrowed str: it
+    # alone is lost when the runner dies; the String next to it comes back.
+    ok(*run(kc, 'let label = "demo";\nlet owned = String::from("own");'))
+    reply, outputs = run(kc, "std::process::abort();")
+    text = error_text(of_type(outputs, "error")[0])
+    assert "label (its snapshot could not be read back)" in text, text
+    assert value(kc, "owned.clone()") == '"own"'
+    reply, outputs = run(kc, "label")
+    assert "cannot find value `label`" in error_text(of_type(outputs, "error")[0])
+
+
 def test_an_interrupt_that_kills_the_runner_restores_variables(kernel):
     km, kc = kernel
     ok(*run(kc, "let kept = vec![String::from(\"still here\")];"))
