@@ -338,6 +338,12 @@ impl Executor {
         self.session.as_ref().and_then(|s| s.item_source(name))
     }
 
+    /// Where runners write the variables' snapshots. The kernel removes it as it
+    /// exits: the process ends without dropping the executor.
+    pub fn snapshot_dir(&self) -> PathBuf {
+        self.snapshots.path().to_path_buf()
+    }
+
     /// Kills the runner (at shutdown).
     pub async fn stop(&mut self) {
         if let Some(r) = self.runner.take() {

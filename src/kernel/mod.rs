@@ -86,6 +86,7 @@ pub async fn run(connection_file: &Path) -> anyhow::Result<()> {
         stdin,
         interrupt_rx,
     );
+    let snapshots = executor.snapshot_dir();
     let (shutdown_tx, mut shutdown_rx) = tokio::sync::mpsc::channel::<()>(1);
     let shutdown_tx_watch = shutdown_tx.clone();
     shell::spawn(
@@ -131,6 +132,10 @@ pub async fn run(connection_file: &Path) -> anyhow::Result<()> {
             _ = sigterm.recv() => break,
             _ = shutdown_rx.recv() => break,
         }
+    }
+    // The values of the session's variables do not outlive it.
+    if let Err(e) = std::fs::remove_dir_all(&snapshots) {
+        tracing::warn!("removing {}: {e}", snapshots.display());
     }
     Ok(())
 }

@@ -428,9 +428,12 @@ def test_lsmagic(kc):
 # --- shutdown and restart ------------------------------------------------------------
 
 
-def test_shutdown_request_exits(kernel):
-    km, kc = kernel
-    ok(*run(kc, 'println!("runner up");'))
+def test_shutdown_request_exits(start_kernel, tmp_path):
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    km, kc = start_kernel(env={"TMPDIR": str(tmp)})
+    ok(*run(kc, 'println!("runner up");\nlet kept = vec![1, 2, 3];'))
+    assert list(tmp.glob("ferrocell-snapshots-*")), list(tmp.iterdir())
     pid = kh.kernel_pid(km)
     children = kh.descendants(pid)
     reply = request(kc, "shutdown_request", {"restart": False}, channel="control")
@@ -443,6 +446,8 @@ def test_shutdown_request_exits(kernel):
     while time.monotonic() < deadline and any(kh.alive(c) for c in children):
         time.sleep(0.05)
     assert not [c for c in children if kh.alive(c)], "the runner outlived the kernel"
+    # The variables' snapshots go with the kernel.
+    assert not list(tmp.glob("ferrocell-snapshots-*")), list(tmp.iterdir())
 
 
 def test_restart(kernel):
