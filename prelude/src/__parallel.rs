@@ -725,7 +725,9 @@ impl Table {
                 Ok(v) => html_escape(v),
                 Err(m) => format!("<b>{}</b>", html_escape(m)),
             };
-            out.push_str(&format!("<tr><td>{idx}</td><td><pre>{v}</pre></td>"));
+            out.push_str(&format!(
+                "<tr><td>{idx}</td><td><pre style=\"margin:0;background:none\">{v}</pre></td>"
+            ));
             if self.items {
                 out.push_str(&format!("<td>{}</td>", r.rank));
             }
