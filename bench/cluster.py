@@ -5,7 +5,10 @@ ipyparallel with 2 engines, in one run on this machine.
 Run it from the repository root after scripts/setup (and, for the peer,
 `.venv/bin/pip install -r bench/requirements.txt`):
 
-    .venv/bin/python bench/cluster.py [--limit 5000000]
+    .venv/bin/python bench/cluster.py [--limit 5000000] [--quick] [--json PATH]
+
+(bench/run runs it with the other bench scripts and collects `--json`; --quick counts
+the primes below 1 000 000 and takes medians of 5 instead of 20.)
 
 Figures, each side by side:
 
@@ -16,6 +19,9 @@ Figures, each side by side:
 * items per second over 100 000 trivial items: `--each` and a LoadBalancedView
   map (by default on 2000 items, since it is slow, and chunked by hand on all);
 * the primes below LIMIT on 2 engines, split in halves of blocks dealt round-robin.
+
+When ipyparallel is not installed or fails, its column says "not measured" (the JSON
+document says why).
 """
 
 from __future__ import annotations
@@ -30,10 +36,12 @@ import time
 from pathlib import Path
 
 from kernel import ferrocell_environment, fmt_seconds, start, stop
-from parallel import BLOCK, IS_PRIME_RS, count_blocks, halves, is_prime, run_cell, seconds_in
+from parallel import (BLOCK, IS_PRIME_RS, count_blocks, halves, is_prime, peer_figures,
+                      run_cell, seconds_in, version)
+from results import figure as json_figure, write as write_document
 
 
-def ferrocell(limit: int, env: dict, log) -> dict:
+def ferrocell(limit: int, env: dict, reps: int, log) -> dict:
     f = {}
     km, kc, _ = start("ferrocell", env)
     try:
@@ -48,7 +56,7 @@ def ferrocell(limit: int, env: dict, log) -> dict:
         empty = "%%parallel cluster\nrank"
         run_cell(kc, empty)
         trips = []
-        for _ in range(20):
+        for _ in range(reps):
             t0 = time.perf_counter()
             run_cell(kc, empty)
             trips.append(time.perf_counter() - t0)
@@ -71,23 +79,24 @@ def ferrocell(limit: int, env: dict, log) -> dict:
     return f
 
 
-def ipyparallel_figures(limit: int, log) -> dict:
-    try:
-        import ipyparallel as ipp
-    except ImportError:
-        log("  ipyparallel: not installed")
-        return {}
+def ipyparallel_figures(limit: int, reps: int, log) -> dict:
+    import ipyparallel as ipp
+
     f = {}
     cluster = ipp.Cluster(n=2, log_level=40)
     t0 = time.perf_counter()
-    rc = cluster.start_and_connect_sync()
-    rc.wait_for_engines(2, timeout=120)
-    f["start"] = time.perf_counter() - t0
     try:
+        rc = cluster.start_and_connect_sync()
+    except BaseException:
+        cluster.stop_cluster_sync()
+        raise
+    try:
+        rc.wait_for_engines(2, timeout=120)
+        f["start"] = time.perf_counter() - t0
         view = rc[:]
         view.execute("pass", block=True)
         trips = []
-        for _ in range(20):
+        for _ in range(reps):
             t0 = time.perf_counter()
             view.execute("pass", block=True)
             trips.append(time.perf_counter() - t0)
@@ -113,42 +122,74 @@ def ipyparallel_figures(limit: int, log) -> dict:
     return f
 
 
+# The rows: label, key, unit, better; `{limit}` and `{reps}` are filled in.
+ROWS = [
+    ("start, until 2 engines are ready", "start", "s", "lower"),
+    ("empty cell on both engines, round trip (median of {reps})", "empty_trip", "s", "lower"),
+    ("`--each` / LoadBalancedView map, trivial items, no chunking by the user", "items",
+     "items/s", "higher"),
+    ("primes below {limit:,} on 2 engines", "primes", "s", "lower"),
+]
+PEER = "ipyparallel, 2 engines"
+CHUNKED = "ipyparallel, chunksize 5000"
+
+
+def write_json(path: str, fc: dict, ip: dict, limit: int, reps: int, reason: str | None) -> None:
+    figures = []
+    for label, key, unit, better in ROWS:
+        peers = {PEER: ip.get(key)}
+        if key == "items":
+            peers[CHUNKED] = ip.get("items_chunked")
+        figures.append(json_figure(label.format(limit=limit, reps=reps), unit, better,
+                                   fc.get(key), peers))
+    missing = {PEER: reason, CHUNKED: reason} if reason else {}
+    about = {PEER: version("ipyparallel"), CHUNKED: version("ipyparallel")}
+    write_document(path, "cluster", "`%cluster` and `%%parallel cluster` with 2 engines "
+                   "on this machine", figures, missing=missing, about=about)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--limit", type=int, default=5_000_000)
+    parser.add_argument("--limit", type=int, help="count the primes below it (default 5000000)")
+    parser.add_argument("--quick", action="store_true",
+                        help="primes below 1000000 (unless --limit), medians of 5, not 20")
     parser.add_argument("--ferrocell-only", action="store_true")
+    parser.add_argument("--json", metavar="PATH", help="also write the figures there (for bench/run)")
     args = parser.parse_args()
+    limit = args.limit or (1_000_000 if args.quick else 5_000_000)
+    reps = 5 if args.quick else 20
 
     def log(text: str) -> None:
         print(text, file=sys.stderr, flush=True)
 
     root = Path(tempfile.mkdtemp(prefix="ferrocell-bench-cluster-"))
     try:
-        fc = ferrocell(args.limit, ferrocell_environment(root), log)
+        fc = ferrocell(limit, ferrocell_environment(root), reps, log)
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    ip = {} if args.ferrocell_only else ipyparallel_figures(args.limit, log)
+    if args.ferrocell_only:
+        ip, reason = {}, "left out with --ferrocell-only"
+    else:
+        ip, reason = peer_figures("ipyparallel",
+                                  lambda lim, lg: ipyparallel_figures(lim, reps, lg), limit, log)
+    if args.json:
+        write_json(args.json, fc, ip, limit, reps, reason)
 
     def rate(v):
         return f"{v:,.0f} items/s"
 
-    rows = [
-        ("start, until 2 engines are ready", "start", fmt_seconds, True),
-        ("empty cell on both engines, round trip (median of 20)", "empty_trip", fmt_seconds, True),
-        ("`--each` / LoadBalancedView map, trivial items, no chunking by the user", "items", rate, False),
-        (f"primes below {args.limit:,} on 2 engines", "primes", fmt_seconds, True),
-    ]
     print("| figure | ferrocell | ipyparallel 2 engines | ipyparallel ÷ ferrocell |")
     print("|---|---|---|---|")
-    for label, key, fmt, lower_better in rows:
+    for label, key, unit, better in ROWS:
+        fmt = rate if unit == "items/s" else fmt_seconds
         ours = fmt(fc[key])
         theirs = fmt(ip[key]) if key in ip else "not measured"
         if key in ip:
-            ratio = ip[key] / fc[key] if lower_better else fc[key] / ip[key]
+            ratio = ip[key] / fc[key] if better == "lower" else fc[key] / ip[key]
             ratio = f"{ratio:,.1f}×"
         else:
             ratio = "—"
-        print(f"| {label} | {ours} | {theirs} | {ratio} |")
+        print(f"| {label.format(limit=limit, reps=reps)} | {ours} | {theirs} | {ratio} |")
     if "items_chunked" in ip:
         print(f"\nipyparallel's map chunked by hand (chunksize 5000): {rate(ip['items_chunked'])}.")
 

@@ -3,7 +3,9 @@
 
 Run it from the repository root after scripts/setup:
 
-    .venv/bin/python bench/deps.py [--only ferrocell]
+    .venv/bin/python bench/deps.py [--only ferrocell] [--quick] [--json PATH]
+
+(bench/run runs it with the other bench scripts and collects `--json`.)
 
 For each kernel, in one run:
 
@@ -12,7 +14,8 @@ For each kernel, in one run:
   cache in ~/.cargo is shared by both kernels, so neither pays for the network);
 * first `:dep` of the crate on a machine where ferrocell ran before (its serde
   build is in the cache, the crate is not); for evcxr, again a fresh kernel;
-* a later cell that uses the crate (median of 5, a new cell each time);
+* a later cell that uses the crate (median of 5, of 3 with --quick, a new cell each
+  time);
 * the same `:dep` line in a restarted kernel (a new kernel process, same cache);
 * the first cell using the crate in that kernel.
 
@@ -31,12 +34,13 @@ import tempfile
 from pathlib import Path
 
 from kernel import execute, ferrocell_environment, find_peers, fmt_seconds, start, stop
+from results import figure as json_figure, write as write_document
 
 DEP = 'serde_json = "1"'
 USE = "serde_json::to_string(&vec![{n}u64]).unwrap()"
 
 
-def measure(name: str, dep: str, env: dict, log) -> dict:
+def measure(name: str, dep: str, env: dict, uses: int, log) -> dict:
     fresh = random.Random()
     figures = {}
     # A second cache where only the kernel's own serde build has happened.
@@ -57,7 +61,7 @@ def measure(name: str, dep: str, env: dict, log) -> dict:
     try:
         figures["first"] = execute(kc, f":dep {dep}")
         figures["use"] = statistics.median(
-            execute(kc, USE.format(n=fresh.randrange(10**9))) for _ in range(5))
+            execute(kc, USE.format(n=fresh.randrange(10**9))) for _ in range(uses))
     finally:
         stop(km, kc)
     log(f"  {name}: first :dep {figures['first']:.2f} s, later cell {figures['use']:.3f} s")
@@ -76,36 +80,55 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", action="append", choices=["ferrocell", "evcxr"],
                         help="measure only this kernel (repeatable)")
+    parser.add_argument("--quick", action="store_true",
+                        help="a later cell's median of 3 instead of 5 (the rest is one run each)")
+    parser.add_argument("--json", metavar="PATH", help="also write the figures there (for bench/run)")
     args = parser.parse_args()
+    uses = 3 if args.quick else 5
 
     def log(text: str) -> None:
         print(text, file=sys.stderr, flush=True)
 
     root = Path(tempfile.mkdtemp(prefix="ferrocell-bench-deps-"))
     results: dict[str, dict | str] = {}
+    reasons: dict[str, str] = {}  # why a kernel's figures are missing
     try:
         env = ferrocell_environment(root)
         peers = find_peers()
         for label, name in (("ferrocell", "ferrocell"), ("evcxr", peers["evcxr"])):
             if (args.only and label not in args.only) or name is None:
                 results[label] = "not measured"
+                reasons[label] = ("left out with --only" if args.only and label not in args.only
+                                  else f"no {label} kernelspec found by `jupyter kernelspec list` "
+                                  "(none named evcxr or running evcxr_jupyter)")
                 continue
             log(f"measuring {label} (kernelspec {name})")
             try:
-                results[label] = measure(name, DEP, env, log)
+                results[label] = measure(name, DEP, env, uses, log)
             except Exception as err:  # a broken peer must not hide the other figures
                 log(f"  {label} failed: {err}")
                 results[label] = "failed"
+                reasons[label] = f"failed: {type(err).__name__}: {err}"
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
     rows = [
         ("first", f"`:dep {DEP}` in a fresh kernel, empty cache"),
         ("new_crate", "the same, where ferrocell ran before (its serde build cached)"),
-        ("use", "a later cell using the crate (median of 5)"),
+        ("use", f"a later cell using the crate (median of {uses})"),
         ("restart", "the same `:dep` in a restarted kernel"),
         ("restart_use", "first cell using it after the restart"),
     ]
+    if args.json:
+        def value(kernel: str, key: str):
+            r = results[kernel]
+            return r[key] if isinstance(r, dict) else None
+
+        write_document(args.json, "deps", f"`:dep {DEP}`: a crate added to a session",
+                       [json_figure(label, "s", "lower", value("ferrocell", key),
+                                    {"evcxr": value("evcxr", key)}) for key, label in rows],
+                       missing=reasons)
+
     print("| figure | ferrocell | evcxr | evcxr ÷ ferrocell |")
     print("|---|---|---|---|")
     for key, label in rows:

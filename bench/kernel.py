@@ -3,7 +3,9 @@
 
 Run it from the repository root after scripts/setup:
 
-    .venv/bin/python bench/kernel.py [--quick]
+    .venv/bin/python bench/kernel.py [--quick] [--json PATH]
+
+(bench/run runs it with the other bench scripts and collects `--json`.)
 
 Everything is measured the way a notebook client sees it, with jupyter_client
 over ZeroMQ:
@@ -19,7 +21,8 @@ over ZeroMQ:
 * idle memory: resident memory of the kernel and all its child processes.
 
 Peers: evcxr (a kernelspec named `evcxr`, or one that runs evcxr_jupyter) and
-ipykernel (`python3`) when they are installed; otherwise "not measured".
+ipykernel (`python3`) when they are installed; otherwise "not measured" (with the
+reason in the JSON document).
 The ferrocell kernel measured is target/release/ferrocell, with a private
 cache and history directory that are removed afterwards.
 """
@@ -35,11 +38,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from importlib import metadata
 from pathlib import Path
 from queue import Empty
 
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import KernelManager
+
+from results import figure as json_figure, write as write_document
 
 REPO = Path(__file__).resolve().parents[1]
 BINARY = REPO / "target" / "release" / "ferrocell"
@@ -146,7 +152,7 @@ def tree_rss_mib(pid: int) -> float:
 
 
 def measure(name: str, codes: dict, env: dict, reps: dict, log) -> dict:
-    figures: dict[str, float] = {}
+    figures: dict[str, float | str] = {}
     fresh = random.Random()
 
     def new_n() -> int:
@@ -156,6 +162,11 @@ def measure(name: str, codes: dict, env: dict, reps: dict, log) -> dict:
     # evcxr's build dir).
     km, kc, _ = start(name, env)
     try:
+        info = kc.kernel_info(reply=True, timeout=TIMEOUT)["content"]
+        figures["version"] = (f"{info.get('implementation', name)} "
+                              f"{info.get('implementation_version', '?')}")
+        if info.get("implementation") == "ipython":  # ipykernel names IPython's version
+            figures["version"] = f"ipykernel {metadata.version('ipykernel')} ({figures['version']})"
         if "warm" in codes:
             execute(kc, codes["warm"])
         execute(kc, codes["trivial"].format(n=new_n()))
@@ -269,22 +280,28 @@ def ratio_peer(results: dict[str, dict | str | None]) -> str | None:
     return None
 
 
+# The table's rows: label, key in a kernel's figures, unit (every figure: lower is better).
+ROWS = [
+    ("start → kernel_info_reply (median of {starts})", "start", "s"),
+    ("first cell (median of {starts})", "first", "s"),
+    ("warm cell `N + 1` (median of {cells})", "trivial", "s"),
+    ("re-run of an unchanged cell (median of {cells})", "rerun", "s"),
+    ("cell reading and updating 3 session variables (median of {cells})", "vars3", "s"),
+    ("… that cell ÷ the warm `N + 1` cell", "vars3_ratio", "×"),
+    ("cell defining a new variable (median of {cells})", "new_var", "s"),
+    ("2nd cell of a session (fn item + call; median of cells 2–6)", "second", "s"),
+    ("{session}th cell of a session (median of the last 5)", "last", "s"),
+    ("{session}th ÷ 2nd cell", "growth", "×"),
+    ("idle memory, kernel + children", "memory", "MiB"),
+]
+SHOW = {"s": fmt_seconds, "×": lambda v: f"{v:.2f}×", "MiB": lambda v: f"{v:.0f} MiB"}
+PEERS = ("evcxr", "ipykernel")
+
+
 def table(results: dict[str, dict | str | None], reps: dict) -> str:
-    rows = [
-        ("start → kernel_info_reply (median of {starts})", "start", fmt_seconds),
-        ("first cell (median of {starts})", "first", fmt_seconds),
-        ("warm cell `N + 1` (median of {cells})", "trivial", fmt_seconds),
-        ("re-run of an unchanged cell (median of {cells})", "rerun", fmt_seconds),
-        ("cell reading and updating 3 session variables (median of {cells})", "vars3", fmt_seconds),
-        ("… that cell ÷ the warm `N + 1` cell", "vars3_ratio", lambda v: f"{v:.2f}×"),
-        ("cell defining a new variable (median of {cells})", "new_var", fmt_seconds),
-        ("2nd cell of a session (fn item + call; median of cells 2–6)", "second", fmt_seconds),
-        ("{session}th cell of a session (median of the last 5)", "last", fmt_seconds),
-        ("{session}th ÷ 2nd cell", "growth", lambda v: f"{v:.2f}×"),
-        ("idle memory, kernel + children", "memory", lambda v: f"{v:.0f} MiB"),
-    ]
     out = ["| figure | ferrocell | evcxr | ipykernel | ratio |", "|---|---|---|---|---|"]
-    for label, key, show in rows:
+    for label, key, unit in ROWS:
+        show = SHOW[unit]
         cells = []
         for kernel in ("ferrocell", "evcxr", "ipykernel"):
             res = results.get(kernel)
@@ -304,11 +321,27 @@ def table(results: dict[str, dict | str | None], reps: dict) -> str:
     return "\n".join(out)
 
 
+def write_json(path: str, results: dict, reasons: dict, reps: dict) -> None:
+    """The same figures for bench/run: one row per figure, evcxr and ipykernel as peers."""
+
+    def value(kernel: str, key: str):
+        res = results.get(kernel)
+        return res.get(key) if isinstance(res, dict) else None
+
+    figures = [json_figure(label.format(**reps), unit, "lower", value("ferrocell", key),
+                           {peer: value(peer, key) for peer in PEERS})
+               for label, key, unit in ROWS]
+    about = {k: r["version"] for k, r in results.items() if isinstance(r, dict) and "version" in r}
+    write_document(path, "kernel", "kernel start, cells and memory, as a client sees them",
+                   figures, missing=reasons, about=about)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions")
     parser.add_argument("--only", action="append", choices=["ferrocell", "evcxr", "ipykernel"],
                         help="measure only this kernel (repeatable)")
+    parser.add_argument("--json", metavar="PATH", help="also write the figures there (for bench/run)")
     args = parser.parse_args()
     reps = ({"starts": 2, "cells": 5, "session": 20} if args.quick
             else {"starts": 5, "cells": 20, "session": 100})
@@ -321,14 +354,19 @@ def main() -> None:
         env = ferrocell_environment(root)
         peers = find_peers()
         results: dict[str, dict | str | None] = {}
+        reasons: dict[str, str] = {}  # why a kernel's figures are missing
         kernels = [("ferrocell", "ferrocell", FERROCELL), ("evcxr", peers["evcxr"], RUST),
                    ("ipykernel", peers["ipykernel"], PYTHON)]
         for label, name, codes in kernels:
             if args.only and label not in args.only:
                 results[label] = "not measured"
+                reasons[label] = "left out with --only"
                 continue
             if name is None:
                 results[label] = "not measured"
+                reasons[label] = (f"no {label} kernelspec found by `jupyter kernelspec list`"
+                                  + (" (none named evcxr or running evcxr_jupyter)"
+                                     if label == "evcxr" else " (python3 running ipykernel)"))
                 continue
             log(f"measuring {label} (kernelspec {name})")
             try:
@@ -336,8 +374,12 @@ def main() -> None:
             except Exception as err:  # a broken peer must not hide the other figures
                 log(f"  {label} failed: {err}")
                 results[label] = "failed"
+                reasons[label] = f"failed: {type(err).__name__}: {err}"
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+    if args.json:
+        write_json(args.json, results, reasons, reps)
 
     print(table(results, reps))
     print()

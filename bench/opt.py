@@ -4,7 +4,10 @@ run time, measured through the kernel.
 
 Run it from the repository root after scripts/setup:
 
-    .venv/bin/python bench/opt.py [--reps 3]
+    .venv/bin/python bench/opt.py [--reps 3] [--quick] [--json PATH]
+
+(bench/run runs it with the other bench scripts and collects `--json`: one figure per
+level, the sum over the sample cells; it has no peer.)
 
 For each level 0–3 (`%opt N`) and each sample cell, the cell runs under `%time` with
 a fresh constant (so nothing comes from the cache); the kernel reports the compile
@@ -26,6 +29,7 @@ import tempfile
 from pathlib import Path
 
 from kernel import ferrocell_environment, start, stop
+from results import figure as json_figure, write as write_document
 
 SAMPLES = {
     "trivial": "{n} + 1",
@@ -76,7 +80,11 @@ def timed(kc, code: str) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reps", type=int, default=3, help="runs per cell and level")
+    parser.add_argument("--quick", action="store_true", help="one run per cell and level")
+    parser.add_argument("--json", metavar="PATH", help="also write the figures there (for bench/run)")
     args = parser.parse_args()
+    if args.quick:
+        args.reps = 1
     fresh = random.Random()
     root = Path(tempfile.mkdtemp(prefix="ferrocell-bench-opt-"))
     figures: dict[int, dict[str, tuple[float, float]]] = {}
@@ -109,8 +117,21 @@ def main() -> None:
                  (figures[lv][name] for lv in figures)]
         print(f"| {name} | " + " | ".join(cells) + " |")
     totals = {lv: sum(c + r for c, r in figures[lv].values()) for lv in figures}
-    print("| **sum** | " + " | ".join(f"**{totals[lv] * 1000:.0f} ms**" for lv in figures) + " |")
     best = min(totals, key=totals.get)
+    if args.json:
+        rows = []
+        for lv in figures:
+            compile_s = sum(c for c, _ in figures[lv].values())
+            run_s = sum(r for _, r in figures[lv].values())
+            rows.append(json_figure(
+                f"`%opt {lv}`: compile + run of the {len(SAMPLES)} sample cells "
+                + (f"(medians of {args.reps})" if args.reps > 1 else "(one run each)"),
+                "s", "lower", totals[lv],
+                note=f"compile {compile_s * 1000:.0f} ms + run {run_s * 1000:.0f} ms"
+                     + ("; the smallest total" if lv == best else "")))
+        write_document(args.json, "opt", "compile + run time per `%opt` level "
+                       f"(cells: {', '.join(SAMPLES)})", rows)
+    print("| **sum** | " + " | ".join(f"**{totals[lv] * 1000:.0f} ms**" for lv in figures) + " |")
     print(f"\nSmallest total wait: opt-level {best} (medians of {args.reps} runs per cell).")
 
 

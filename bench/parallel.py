@@ -4,7 +4,10 @@
 Run it from the repository root after scripts/setup (and, for every peer,
 `.venv/bin/pip install -r bench/requirements.txt`):
 
-    .venv/bin/python bench/parallel.py [--limit 5000000]
+    .venv/bin/python bench/parallel.py [--limit 5000000] [--quick] [--json PATH]
+
+(bench/run runs it with the other bench scripts and collects `--json`; --quick counts
+the primes below 1 000 000 and takes medians of 5 instead of 20.)
 
 In one run, the same workload — count the primes below LIMIT by trial division,
 split into blocks of 1000 numbers dealt out round-robin so both halves cost the same:
@@ -21,6 +24,9 @@ Then the overheads: an empty `%%parallel threads 2` and `processes 2` cell (the 
 as the table reports it, and the request's round trip through the kernel), and
 `--each` over 100 000 trivial items on both against ipyparallel's
 load-balanced map of the same items, by default and chunked by hand.
+
+A peer that is not installed or fails is shown as "not measured"; the JSON document
+says why.
 """
 
 from __future__ import annotations
@@ -34,9 +40,11 @@ import sys
 import tempfile
 import threading
 import time
+from importlib import metadata
 from pathlib import Path
 
 from kernel import ferrocell_environment, fmt_seconds, start, stop
+from results import figure as json_figure, write as write_document
 
 BLOCK = 1000
 
@@ -119,7 +127,7 @@ def seconds_in(text: str, pattern: str) -> float:
     return float(value) * UNITS[unit]
 
 
-def ferrocell(limit: int, env: dict, log) -> dict:
+def ferrocell(limit: int, env: dict, reps: int, log) -> dict:
     figures = {}
     km, kc, _ = start("ferrocell", env)
     try:
@@ -146,7 +154,7 @@ def ferrocell(limit: int, env: dict, log) -> dict:
             empty = f"%%parallel {backend} 2\nrank"
             run_cell(kc, empty)
             runs, trips = [], []
-            for _ in range(20):
+            for _ in range(reps):
                 t0 = time.perf_counter()
                 text = run_cell(kc, empty)
                 trips.append(time.perf_counter() - t0)
@@ -192,11 +200,8 @@ def cpython(limit: int, log) -> dict:
 
 
 def ipyparallel_figures(limit: int, log) -> dict:
-    try:
-        import ipyparallel as ipp
-    except ImportError:
-        log("  ipyparallel: not installed")
-        return {}
+    import ipyparallel as ipp
+
     figures = {}
     with ipp.Cluster(n=2, log_level=40) as rc:
         view = rc[:]
@@ -248,11 +253,8 @@ def count_prange(limit, block):
 
 
 def numba_figures(limit: int, log) -> dict:
-    try:
-        import numba
-    except ImportError:
-        log("  Numba: not installed")
-        return {}
+    import numba
+
     numba.set_num_threads(2)
     scope: dict = {}
     exec(NUMBA_SOURCE, scope)
@@ -265,32 +267,121 @@ def numba_figures(limit: int, log) -> dict:
     return figures
 
 
+def peer_figures(name: str, measure, limit: int, log) -> tuple[dict, str | None]:
+    """A peer's figures, or none and the reason (not installed, or how it failed)."""
+    try:
+        return measure(limit, log), None
+    except ImportError as err:
+        reason = (f"{name} is not installed here ({err}; "
+                  "`.venv/bin/pip install -r bench/requirements.txt`)")
+    except Exception as err:  # a broken peer must not hide the other figures
+        reason = f"{name} failed: {type(err).__name__}: {err}"
+    log(f"  {reason}")
+    return {}, reason
+
+
+def version(module: str) -> str | None:
+    """`name version` of an installed distribution, None when it is not installed."""
+    try:
+        return f"{module} {metadata.version(module)}"
+    except metadata.PackageNotFoundError:
+        return None
+
+
+# The JSON rows: figure, unit, better, ferrocell's key, {peer: its key}; `{limit}` and
+# `{reps}` are filled in. The peers' names are those the footnotes speak of.
+JSON_ROWS = [
+    ("primes below {limit:,}, one thread", "s", "lower", "rust_1",
+     {"CPython": "py_1", "Numba `@njit`": "numba_1"}),
+    ("primes below {limit:,}, `%%parallel threads 2`", "s", "lower", "rust_threads2",
+     {"CPython `threading`, 2 threads": "py_threads2",
+      "Numba `prange`, 2 threads": "numba_prange2"}),
+    ("primes below {limit:,}, `%%parallel threads 2 --each` over the blocks", "s", "lower",
+     "rust_threads_each2", {}),
+    ("primes below {limit:,}, `%%parallel processes 2`", "s", "lower", "rust_processes2",
+     {"CPython `multiprocessing.Pool(2)`": "py_pool2",
+      "ipyparallel, 2 engines (DirectView map)": "ipp_2"}),
+    ("primes below {limit:,}, `%%parallel processes 2 --each` over the blocks", "s", "lower",
+     "rust_processes_each2", {}),
+    ("empty `%%parallel threads 2`: the run (median of {reps})", "s", "lower",
+     "empty_threads", {}),
+    ("empty `%%parallel threads 2`: request to idle (median of {reps})", "s", "lower",
+     "empty_threads_trip", {}),
+    ("empty `%%parallel processes 2`: the run (median of {reps})", "s", "lower",
+     "empty_processes", {}),
+    ("empty `%%parallel processes 2`: request to idle (median of {reps})", "s", "lower",
+     "empty_processes_trip", {}),
+    ("`%%parallel threads 2 --each` over 100 000 trivial items", "items/s", "higher",
+     "items_threads", {}),
+    ("`%%parallel processes 2 --each` over 100 000 trivial items", "items/s", "higher",
+     "items_processes",
+     {"ipyparallel load-balanced map": "ipp_items_default",
+      "ipyparallel load-balanced map, chunksize 5000": "ipp_items_chunked"}),
+]
+
+
+def write_json(path: str, f: dict, limit: int, reps: int, missing: dict, cap: float) -> None:
+    figures = [json_figure(label.format(limit=limit, reps=reps), unit, better, f.get(key),
+                           {peer: f.get(k) for peer, k in peers.items()})
+               for label, unit, better, key, peers in JSON_ROWS]
+    about = {}
+    for peer in (peer for row in JSON_ROWS for peer in row[4]):
+        module = peer.split()[0].lower()  # CPython, Numba or ipyparallel
+        about[peer] = (f"CPython {sys.version.split()[0]}" if module == "cpython"
+                       else version(module))
+    write_document(path, "parallel",
+                   f"counting the primes below {limit:,} on threads and processes "
+                   f"(trial division, blocks of {BLOCK} dealt round-robin)",
+                   figures, missing=missing, about=about, context={"capacity": cap})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--limit", type=int, default=5_000_000)
+    parser.add_argument("--limit", type=int, help="count the primes below it (default 5000000)")
+    parser.add_argument("--quick", action="store_true",
+                        help="primes below 1000000 (unless --limit), medians of 5, not 20")
     parser.add_argument("--ferrocell-only", action="store_true",
                         help="skip the peers (a quick rerun of ferrocell's figures)")
+    parser.add_argument("--json", metavar="PATH", help="also write the figures there (for bench/run)")
     args = parser.parse_args()
+    limit = args.limit or (1_000_000 if args.quick else 5_000_000)
+    reps = 5 if args.quick else 20
 
     def log(text: str) -> None:
         print(text, file=sys.stderr, flush=True)
 
-    log(f"machine: two busy processes run {capacity():.2f}× as fast as one after the other")
+    cap = capacity()
+    log(f"machine: two busy processes run {cap:.2f}× as fast as one after the other")
     root = Path(tempfile.mkdtemp(prefix="ferrocell-bench-parallel-"))
     try:
         env = ferrocell_environment(root)
-        f = ferrocell(args.limit, env, log)
+        f = ferrocell(limit, env, reps, log)
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    if not args.ferrocell_only:
-        f.update(cpython(args.limit, log))
-        f.update(ipyparallel_figures(args.limit, log))
-        f.update(numba_figures(args.limit, log))
+    f["items_threads"] = 100_000 / f["each_100k_threads"]
+    f["items_processes"] = 100_000 / f["each_100k_processes"]
+    missing: dict[str, str] = {}
+    peers = [("CPython", cpython, ["CPython", "CPython `threading`, 2 threads",
+                                   "CPython `multiprocessing.Pool(2)`"]),
+             ("ipyparallel", ipyparallel_figures,
+              ["ipyparallel, 2 engines (DirectView map)", "ipyparallel load-balanced map",
+               "ipyparallel load-balanced map, chunksize 5000"]),
+             ("Numba", numba_figures, ["Numba `@njit`", "Numba `prange`, 2 threads"])]
+    for name, measure, shown_as in peers:
+        if args.ferrocell_only:
+            reason = "left out with --ferrocell-only"
+        else:
+            figures, reason = peer_figures(name, measure, limit, log)
+            f.update(figures)
+        if reason:
+            missing.update(dict.fromkeys(shown_as, reason))
+    if args.json:
+        write_json(args.json, f, limit, reps, missing, cap)
 
     def cell(key: str) -> str:
         return fmt_seconds(f[key]) if key in f else "not measured"
 
-    print(f"Primes below {args.limit:,} by trial division, blocks of {BLOCK} dealt round-robin:\n")
+    print(f"Primes below {limit:,} by trial division, blocks of {BLOCK} dealt round-robin:\n")
     print("| how | time | ÷ ferrocell threads 2 |")
     print("|---|---|---|")
     base = f["rust_threads2"]
@@ -314,13 +405,13 @@ def main() -> None:
     print("\n| overhead | figure |")
     print("|---|---|")
     for backend in ("threads", "processes"):
-        print(f"| empty `%%parallel {backend} 2`: the run (median of 20) | "
+        print(f"| empty `%%parallel {backend} 2`: the run (median of {reps}) | "
               f"{fmt_seconds(f[f'empty_{backend}'])} |")
         print(f"| empty `%%parallel {backend} 2`: request to idle, through the kernel | "
               f"{fmt_seconds(f[f'empty_{backend}_trip'])} |")
     for backend in ("threads", "processes"):
         print(f"| ferrocell `{backend} 2 --each` over 100 000 trivial items | "
-              f"{100_000 / f[f'each_100k_{backend}']:,.0f} items/s |")
+              f"{f[f'items_{backend}']:,.0f} items/s |")
     for key, label in [("ipp_items_default", "ipyparallel load-balanced map, default"),
                        ("ipp_items_chunked", "ipyparallel load-balanced map, chunksize 5000")]:
         value = f"{f[key]:,.0f} items/s" if key in f else "not measured"
