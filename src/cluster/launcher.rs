@@ -47,6 +47,8 @@ struct Recipe {
 struct Process {
     recipe: Recipe,
     child: Child,
+    /// Its pid, kept for messages once it has ended (the engines' table shows it).
+    pid: Option<u32>,
     /// How it ended, once it has.
     ended: Option<ExitStatus>,
     /// When it was started again, for [`RESTART_LIMIT`].
@@ -249,7 +251,12 @@ pub async fn start_local(n: usize, ip: &str) -> Result<Launched, String> {
     for i in 0..n {
         let log = launched.dir.path().join(format!("engine-{i}.log"));
         let args = vec!["engine".into(), "--file".into(), file.clone()];
-        launched.add(Recipe::new(format!("engine {i}"), exe.clone(), args, log))?;
+        launched.add(Recipe::new(
+            format!("engine process {i}"),
+            exe.clone(),
+            args,
+            log,
+        ))?;
     }
     Ok(launched)
 }
@@ -330,7 +337,12 @@ pub async fn start_ssh(n: usize, hosts: &[String], ip: &str) -> Result<Launched,
             host.clone(),
             script.clone(),
         ]);
-        let mut recipe = Recipe::new(format!("engine {i} on {host}"), program.clone(), args, log);
+        let mut recipe = Recipe::new(
+            format!("engine process {i} on {host}"),
+            program.clone(),
+            args,
+            log,
+        );
         recipe.stdin = Some(file.clone());
         launched.add(recipe)?;
     }
@@ -426,6 +438,7 @@ impl Launched {
         let mut p = self.processes.lock().expect("processes");
         p.list.push(Process {
             recipe,
+            pid: child.id(),
             child,
             ended: None,
             restarts: Vec::new(),
@@ -492,7 +505,11 @@ impl Launched {
                     let Ok(Some(status)) = proc.child.try_wait() else {
                         continue;
                     };
-                    let how = crate::exec::runner::describe_exit(status);
+                    let how = format!(
+                        "(pid {}) {}",
+                        proc.pid.unwrap_or(0),
+                        crate::exec::runner::describe_exit(status)
+                    );
                     proc.restarts.retain(|at| at.elapsed() < RESTART_WINDOW);
                     if proc.restarts.len() >= RESTART_LIMIT {
                         proc.ended = Some(status);
@@ -506,6 +523,7 @@ impl Launched {
                     }
                     match proc.recipe.spawn() {
                         Ok(child) => {
+                            proc.pid = child.id();
                             proc.child = child;
                             proc.restarts.push(Instant::now());
                             events.push(format!(

@@ -384,10 +384,13 @@ impl Executor {
                 }
             };
             if let Some(p) = shown.as_mut() {
-                p.finish(format!(
-                    "Rust is ready: ferrocell's prelude and runner were built in {:.1} s (once per toolchain)",
-                    started.elapsed().as_secs_f64()
-                ));
+                p.finish(match &ready {
+                    Ok(_) => format!(
+                        "Rust is ready: ferrocell's prelude and runner were built in {:.1} s (once per toolchain)",
+                        started.elapsed().as_secs_f64()
+                    ),
+                    Err(_) => "preparing Rust failed: the error follows".to_string(),
+                });
             }
             let (toolchain, prelude, base) =
                 ready.map_err(|e| error("ToolchainError", e, vec![]))?;

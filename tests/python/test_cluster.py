@@ -439,7 +439,8 @@ def test_restart_replaces_engines_that_die_or_hang(kc):
     # A killed engine process is started again by its launcher and registers anew.
     os.kill(first[1], signal.SIGKILL)
     engines, text = wait_for_status(kc, lambda e, _: len(e) == 2 and first[1] not in [p for _, p, _ in e])
-    assert re.search(r"engine 0 killed by signal SIGKILL.*; started again \(restart 1\)", text), text
+    assert re.search(rf"engine process \d \(pid {first[1]}\) killed by signal SIGKILL.*; started again \(restart 1\)",
+                     text), text
     assert not kh.alive(first[1]) and not kh.alive(first[2])  # its worker went with it
     reply, outputs = run(kc, "%%parallel cluster --out ranks\nrank * 10", timeout=120)
     ok(reply, outputs)
@@ -449,7 +450,8 @@ def test_restart_replaces_engines_that_die_or_hang(kc):
     try:
         engines, text = wait_for_status(
             kc, lambda e, t: len(e) == 2 and second[1] not in [p for _, p, _ in e])
-        assert re.search(r"engine 1 killed by signal SIGKILL.*; started again \(restart 1\)", text), text
+        assert re.search(rf"engine process \d \(pid {second[1]}\) killed by signal SIGKILL.*; started again \(restart 1\)",
+                         text), text
     finally:
         if kh.alive(second[1]):
             os.kill(second[1], signal.SIGCONT)
@@ -467,7 +469,8 @@ def test_an_engine_that_keeps_dying_is_not_restarted_forever(kc, tmp_path):
         os.kill(engines[0][1], signal.SIGKILL)
         wait_for_status(kc, lambda e, t: f"(restart {attempt + 1})" in t or "not started again" in t)
     _, text = wait_for_status(kc, lambda e, t: "not started again" in t and not e)
-    assert re.search(r"engine 0 killed by signal SIGKILL.*; not started again: it was 3 times within 60 s already", text), text
+    assert re.search(r"engine process 0 \(pid \d+\) killed by signal SIGKILL.*; not started again: "
+                     r"it was 3 times within 60 s already", text), text
     reply, outputs = run(kc, "%%parallel cluster\nrank")
     assert reply["content"]["status"] == "error"
     assert "no ready engine" in error_text(reply["content"]), error_text(reply["content"])

@@ -281,6 +281,10 @@ def test_hanging_rustc(start_kernel, tmp_path):
     reply, outputs = run(kc, unique_cell(), timeout=30)
     elapsed = time.monotonic() - start
     assert elapsed < 30, f"took {elapsed:.1f} s"
-    error = single_error(reply, outputs)
+    # The wait was long enough to show progress: one line, ending in the failure.
+    shown = kh.progress_texts(outputs)
+    assert shown and shown[0].startswith("preparing Rust"), shown
+    assert shown[-1] == "preparing Rust failed: the error follows", shown
+    error = single_error(reply, [m for m in outputs if m["msg_type"] == "error"])
     assert "rustc" in error_text(error)
     assert_still_answers(kc)
