@@ -188,6 +188,10 @@ impl Client {
     /// Stops the cluster: engines, then the controller; waits for the processes this
     /// kernel started, and kills what is left.
     pub async fn stop(&mut self) -> Result<(), String> {
+        // The engines are about to end on purpose: none is to be started again.
+        if let Some(l) = &mut self.launched {
+            l.stop_supervising();
+        }
         let asked = self.post(Msg::StopCluster, None).await;
         let deadline = tokio::time::Instant::now() + ANSWER_TIMEOUT;
         let stopped = loop {

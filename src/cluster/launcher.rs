@@ -25,8 +25,9 @@ const SUPERVISE_EVERY: Duration = Duration::from_millis(250);
 const RESTART_LIMIT: usize = 3;
 const RESTART_WINDOW: Duration = Duration::from_secs(60);
 
-/// A command that starts engines, kept so that it can be run again.
-#[derive(Clone, Debug)]
+/// A command that starts engines, kept so that it can be run again. (Not `Debug`:
+/// its environment may hold the cluster's key.)
+#[derive(Clone)]
 struct Recipe {
     /// What it is called in messages: "engine 2", "mpirun (4 ranks)".
     label: String,
@@ -36,11 +37,14 @@ struct Recipe {
     /// Written to its stdin, which is then closed (the ssh launcher's connection file).
     stdin: Option<Vec<u8>>,
     log: PathBuf,
-    /// Per-engine logs that the command writes itself (`srun --output engine-%t.log`),
-    /// as a file name prefix in the cluster's directory.
-    engine_logs: Option<String>,
-    /// The process is `sbatch --wait`: its job is cancelled when the cluster stops.
-    batch: bool,
+    /// Another log the command's engines write to (a Slurm batch job's output).
+    more_log: Option<PathBuf>,
+    /// The process is `sbatch --wait` of a job of this (unique) name: the job is
+    /// cancelled when the cluster stops.
+    batch: Option<String>,
+    /// Its process is the engine itself, on this machine: one that the controller
+    /// lost may be killed to be started again.
+    engine_here: bool,
 }
 
 /// A recipe's process.
@@ -95,8 +99,9 @@ impl Recipe {
             env: Vec::new(),
             stdin: None,
             log,
-            engine_logs: None,
-            batch: false,
+            more_log: None,
+            batch: None,
+            engine_here: false,
         }
     }
 
@@ -145,41 +150,31 @@ impl Recipe {
         Ok(child)
     }
 
-    /// Its log's last lines, and those of the engines it started.
-    fn tails(&self, dir: &Path, lines: usize) -> String {
+    /// Its log's last lines, and those its engines wrote elsewhere.
+    fn tails(&self, lines: usize) -> String {
         let mut out = tail(&self.log, lines);
-        if let Some(prefix) = &self.engine_logs {
-            let mut logs: Vec<PathBuf> = std::fs::read_dir(dir)
-                .into_iter()
-                .flatten()
-                .flatten()
-                .map(|e| e.path())
-                .filter(|p| {
-                    p.file_name()
-                        .and_then(|n| n.to_str())
-                        .is_some_and(|n| n.starts_with(prefix.as_str()))
-                })
-                .collect();
-            logs.sort();
-            for log in logs {
-                let t = tail(&log, lines);
-                if !t.is_empty() {
-                    let name = log.file_name().unwrap_or_default().to_string_lossy();
-                    out.push_str(&format!("\n[{name}]\n{t}"));
-                }
+        if let Some(log) = &self.more_log {
+            let t = tail(log, lines);
+            if !t.is_empty() {
+                out.push_str(&format!("\n[{}]\n{t}", log.display()));
             }
         }
         out
     }
+}
 
-    /// The Slurm job an `sbatch --wait` submitted, from what it printed.
-    fn job_id(&self) -> Option<String> {
-        let text = std::fs::read_to_string(&self.log).ok()?;
-        text.lines()
-            .filter_map(|l| l.strip_prefix("Submitted batch job "))
-            .next_back()
-            .map(|id| id.trim().to_string())
-    }
+/// Runs a Slurm client briefly: a slow or hung slurmctld must not stall the kernel.
+async fn slurm_client(tool: &str, args: &[&str]) -> Option<String> {
+    let path = crate::compile::toolchain::find_tool(tool)?;
+    let mut cmd = Command::new(path);
+    cmd.args(args)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    let out = tokio::time::timeout(Duration::from_secs(5), cmd.output())
+        .await
+        .ok()?
+        .ok()?;
+    Some(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 /// Starts a controller listening on `ip`, in a private directory for the
@@ -251,12 +246,9 @@ pub async fn start_local(n: usize, ip: &str) -> Result<Launched, String> {
     for i in 0..n {
         let log = launched.dir.path().join(format!("engine-{i}.log"));
         let args = vec!["engine".into(), "--file".into(), file.clone()];
-        launched.add(Recipe::new(
-            format!("engine process {i}"),
-            exe.clone(),
-            args,
-            log,
-        ))?;
+        let mut recipe = Recipe::new(format!("engine process {i}"), exe.clone(), args, log);
+        recipe.engine_here = true;
+        launched.add(recipe)?;
     }
     Ok(launched)
 }
@@ -373,12 +365,12 @@ pub async fn start_slurm(n: usize, ip: &str) -> Result<Launched, String> {
     let json = std::fs::read_to_string(&launched.file).map_err(|e| e.to_string())?;
     let dir = launched.dir.path().to_path_buf();
     let exe = own_exe()?.display().to_string();
-    let engine_logs = dir.join("engine-%t.log").display().to_string();
+    // The engines' output comes back through srun, each line labelled with its
+    // task: no file on the nodes, which need not share this one's /tmp.
     let step = vec![
         "--ntasks".to_string(),
         n.to_string(),
-        "--output".into(),
-        engine_logs,
+        "--label".into(),
         exe,
         "engine".into(),
     ];
@@ -404,30 +396,44 @@ pub async fn start_slurm(n: usize, ip: &str) -> Result<Launched, String> {
             let script = dir.join("engines.sbatch");
             std::fs::write(&script, format!("#!/bin/sh\nexec {}\n", quoted.join(" ")))
                 .map_err(|e| format!("{}: {e}", script.display()))?;
+            // A name of its own finds the job (sbatch --wait prints its id only
+            // when it exits). The job's output is written on its first node: in
+            // the cache, under the home directory that cluster nodes share.
+            let name = format!("ferrocell-{}", uuid::Uuid::new_v4().simple());
+            let logs = crate::kernel::cache_dir().join("slurm");
+            std::fs::create_dir_all(&logs)
+                .and_then(|_| {
+                    use std::os::unix::fs::PermissionsExt;
+                    std::fs::set_permissions(&logs, std::fs::Permissions::from_mode(0o700))
+                })
+                .map_err(|e| format!("{}: {e}", logs.display()))?;
+            let output = logs.join(format!("{name}.log"));
             let mut args = vec![
                 "--wait".to_string(),
-                "--job-name=ferrocell-engines".into(),
+                format!("--job-name={name}"),
+                // The key travels in the environment, whatever the site's default.
+                "--export=ALL".into(),
                 "--ntasks".into(),
                 n.to_string(),
                 "--output".into(),
-                dir.join("slurm-%j.log").display().to_string(),
+                output.display().to_string(),
             ];
             if let Ok(extra) = std::env::var("FERROCELL_SBATCH") {
                 args.extend(extra.split_whitespace().map(String::from));
             }
             args.push(script.display().to_string());
             let mut r = Recipe::new(
-                format!("sbatch job ({n} tasks)"),
+                format!("sbatch job {name} ({n} tasks)"),
                 sbatch,
                 args,
                 dir.join("sbatch.log"),
             );
-            r.batch = true;
+            r.batch = Some(name);
+            r.more_log = Some(output);
             r
         }
     };
     recipe.env.push((CONNECTION_ENV.into(), json));
-    recipe.engine_logs = Some("engine-".into());
     launched.add(recipe)?;
     Ok(launched)
 }
@@ -448,7 +454,6 @@ impl Launched {
 
     /// Processes that have ended, with how and their last log lines.
     pub fn failed_engines(&mut self) -> Vec<String> {
-        let dir = self.dir.path().to_path_buf();
         let mut p = self.processes.lock().expect("processes");
         p.list
             .iter_mut()
@@ -458,7 +463,7 @@ impl Launched {
                     "{} {}:\n{}",
                     proc.recipe.label,
                     crate::exec::runner::describe_exit(status),
-                    proc.recipe.tails(&dir, 5)
+                    proc.recipe.tails(5)
                 ))
             })
             .collect()
@@ -467,20 +472,12 @@ impl Launched {
     /// Where the launcher stands while engines are awaited, when there is more to
     /// say than a count: a Slurm job's state, say.
     pub async fn waiting_on(&self) -> Option<String> {
-        let job = {
+        let name = {
             let p = self.processes.lock().expect("processes");
-            p.list
-                .iter()
-                .find(|proc| proc.recipe.batch)
-                .and_then(|proc| proc.recipe.job_id())
+            p.list.iter().find_map(|proc| proc.recipe.batch.clone())
         }?;
-        let squeue = crate::compile::toolchain::find_tool("squeue")?;
-        let out = Command::new(squeue)
-            .args(["-h", "-j", &job, "-o", "%T %R"])
-            .output()
-            .await
-            .ok()?;
-        let state = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let state = slurm_client("squeue", &["-h", "--name", &name, "-o", "%i %T %R"]).await?;
+        let (job, state) = state.split_once(' ')?;
         Some(format!("Slurm job {job}: {}", state.to_lowercase()))
     }
 
@@ -488,7 +485,6 @@ impl Launched {
     /// unless it keeps ending.
     pub fn supervise(&mut self) {
         let processes = self.processes.clone();
-        let dir = self.dir.path().to_path_buf();
         self.supervisor = Some(tokio::spawn(async move {
             let mut every = tokio::time::interval(SUPERVISE_EVERY);
             loop {
@@ -517,7 +513,7 @@ impl Launched {
                             "{} {how}; not started again: it was {RESTART_LIMIT} times within {} s already:\n{}",
                             proc.recipe.label,
                             RESTART_WINDOW.as_secs(),
-                            proc.recipe.tails(&dir, 5)
+                            proc.recipe.tails(5)
                         ));
                         continue;
                     }
@@ -549,6 +545,15 @@ impl Launched {
         }));
     }
 
+    /// Stops starting processes again: the cluster is being stopped, and its
+    /// engines are about to end on purpose.
+    pub fn stop_supervising(&mut self) {
+        self.processes.lock().expect("processes").stopping = true;
+        if let Some(s) = self.supervisor.take() {
+            s.abort();
+        }
+    }
+
     /// What the supervisor did (`--restart`), or `None` when it is off.
     pub fn restart_events(&self) -> Option<Vec<String>> {
         self.supervisor.as_ref()?;
@@ -560,7 +565,7 @@ impl Launched {
     /// supervisor starts them again.
     pub fn kill_lost(&self, pids: &[u32]) {
         let mut p = self.processes.lock().expect("processes");
-        for proc in p.list.iter_mut() {
+        for proc in p.list.iter_mut().filter(|p| p.recipe.engine_here) {
             if proc.child.id().is_some_and(|pid| pids.contains(&pid)) {
                 tracing::info!("killing {}: its engine was lost", proc.recipe.label);
                 let _ = proc.child.start_kill();
@@ -571,14 +576,9 @@ impl Launched {
     /// Waits for every process to end, killing what is left after `grace`, and
     /// cancels the Slurm jobs it submitted.
     pub async fn wait_or_kill(&mut self, grace: Duration) {
-        if let Some(s) = self.supervisor.take() {
-            s.abort();
-        }
-        let mut list = {
-            let mut p = self.processes.lock().expect("processes");
-            p.stopping = true;
-            std::mem::take(&mut p.list)
-        };
+        self.stop_supervising();
+        let list = std::mem::take(&mut self.processes.lock().expect("processes").list);
+        let mut list = list;
         let deadline = tokio::time::Instant::now() + grace;
         for proc in list.iter_mut() {
             if tokio::time::timeout_at(deadline, proc.child.wait())
@@ -588,10 +588,11 @@ impl Launched {
                 let _ = proc.child.start_kill();
                 let _ = proc.child.wait().await;
             }
-            if let Some(job) = proc.recipe.batch.then(|| proc.recipe.job_id()).flatten() {
-                if let Some(scancel) = crate::compile::toolchain::find_tool("scancel") {
-                    let _ = Command::new(scancel).arg(&job).status().await;
-                }
+            if let Some(name) = &proc.recipe.batch {
+                let _ = slurm_client("scancel", &["--name", name]).await;
+            }
+            if let Some(log) = &proc.recipe.more_log {
+                let _ = std::fs::remove_file(log);
             }
         }
         if tokio::time::timeout_at(deadline, self.controller.wait())

@@ -1047,7 +1047,10 @@ impl Session {
             return Ok(None);
         }
         match self.compile_restore(&vars).await {
-            Err(CompileError::Code { summary, .. }) if vars.len() > 1 => {
+            Err(e @ CompileError::Code { .. }) if vars.len() > 1 => {
+                let CompileError::Code { summary, .. } = &e else {
+                    unreachable!()
+                };
                 // A type whose snapshot cannot be read back (one that borrows, such
                 // as `&'static str`) must not cost the other variables theirs: keep
                 // those that build on their own.
@@ -1061,7 +1064,7 @@ impl Session {
                     }
                 }
                 if good.is_empty() {
-                    return Ok(None);
+                    return Err(e);
                 }
                 self.compile_restore(&good).await.map(Some)
             }

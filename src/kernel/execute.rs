@@ -374,7 +374,14 @@ impl Executor {
             let ready = loop {
                 tokio::select! {
                     r = &mut warm => break r.unwrap_or_else(|e| Err(e.to_string())),
-                    _ = irq.changed() => return Err(interrupted(" while the toolchain was being prepared")),
+                    _ = irq.changed() => {
+                        // The build goes on, for the next cell to wait on.
+                        self.warm = Some(warm);
+                        if let Some(p) = shown.as_mut() {
+                            p.finish("preparing Rust: interrupted (it goes on for the next cell)");
+                        }
+                        return Err(interrupted(" while the toolchain was being prepared"));
+                    }
                     _ = tick.tick() => {
                         let waited = started.elapsed().as_secs_f64();
                         if let Some(p) = shown.as_mut().filter(|_| waited > 0.9) {
@@ -507,6 +514,10 @@ impl Executor {
             None => Some(interrupted(" while its crates were being built")),
         };
         if let Some(e) = failure {
+            shown
+                .lock()
+                .expect("progress")
+                .finish(format!("building crates stopped: {}", e.ename));
             // The serde build this one took over is still wanted.
             if took_over && session.deps().is_none() {
                 self.base = Some(build_base(session.toolchain().clone(), self.cache.clone()));
