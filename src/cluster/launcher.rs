@@ -15,7 +15,8 @@ use tokio::process::{Child, Command};
 
 /// The environment variable that carries the connection file's JSON to engines
 /// started where the file is not (a Slurm job's nodes): it travels in the job's
-/// environment, which only its owner can read, so no shared file system is needed.
+/// environment, which only its owner (and Slurm's administrators, who see the
+/// job's state) can read, never on a command line; no shared file system is needed.
 pub const CONNECTION_ENV: &str = "FERROCELL_CONNECTION";
 
 /// How often the supervisor looks for processes that ended.
