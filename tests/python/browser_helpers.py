@@ -186,12 +186,7 @@ class JupyterServer:
             os.killpg(self.process.pid, signal.SIGKILL)
         except OSError:
             pass
-        for pid in below:
-            if kh.alive(pid):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except OSError:
-                    pass
+        kh.kill_left(below)
         self.process.wait()
         self.log.close()
         self.process = None

@@ -402,3 +402,18 @@ def progress_texts(outputs: list[dict]) -> list[str]:
         assert shown[0]["msg_type"] == "display_data", shown[0]
         assert all(m["msg_type"] == "update_display_data" for m in shown[1:])
     return [m["content"]["data"]["text/plain"] for m in shown]
+
+
+def kill_left(pids: list[int], within: float = 0.0) -> list[int]:
+    """Waits up to `within` seconds for `pids` to exit, then kills (SIGKILL) those
+    still running; returns them, so a test can say which outlived their time."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline and any(alive(p) for p in pids):
+        time.sleep(0.1)
+    left = [p for p in pids if alive(p)]
+    for pid in left:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    return left

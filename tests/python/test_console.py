@@ -282,15 +282,7 @@ class Console:
             except Exception:
                 pass
         self._tmux("kill-server", check=False)
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and any(kh.alive(p) for p in leftovers):
-            time.sleep(0.1)
-        for pid in leftovers:
-            if kh.alive(pid):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except OSError:
-                    pass
+        kh.kill_left(leftovers, within=5)
         shutil.rmtree(self.socket_dir, ignore_errors=True)
 
 
@@ -445,12 +437,7 @@ def test_closing_the_terminal_ends_the_kernel(console):
     assert kernel, "cannot find the console's kernel"
     leftovers = kernel + [p for k in kernel for p in kh.descendants(k)]
     c.close_terminal()
-    deadline = time.monotonic() + 15
-    while any(kh.alive(p) for p in leftovers) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    left = [p for p in leftovers if kh.alive(p)]
-    for pid in left:
-        os.kill(pid, signal.SIGKILL)
+    left = kh.kill_left(leftovers, within=15)
     assert not left, f"still running 15 s after the terminal closed: {left}"
 
 

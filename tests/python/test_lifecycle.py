@@ -34,10 +34,5 @@ def test_kernel_and_runner_exit_when_their_client_is_killed(tmp_path):
     assert len(pids) >= 2, pids  # the kernel and its runner
     proc.kill()
     proc.wait()
-    deadline = time.monotonic() + 10
-    while any(kh.alive(p) for p in pids) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    left = [p for p in pids if kh.alive(p)]
-    for p in left:
-        os.kill(p, 9)
+    left = kh.kill_left(pids, within=10)
     assert not left, f"still running after the client died: {left}"
