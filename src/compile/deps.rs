@@ -367,9 +367,16 @@ pub async fn build(
     // The error worth showing is the online build's, not the offline probe's.
     let mut failure = String::new();
     for &offline in attempts {
-        match run_cargo(&cargo, &dir, &target, toolchain, offline, progress).await {
+        let outcome = match run_cargo(&cargo, &dir, &target, toolchain, offline, progress).await {
             Ok((artifacts, native)) => {
-                let externs = direct_deps(&cargo, &dir, &target, toolchain, &artifacts).await?;
+                direct_deps(&cargo, &dir, &target, toolchain, offline, &artifacts)
+                    .await
+                    .map(|externs| (externs, native))
+            }
+            Err(e) => Err(e),
+        };
+        match outcome {
+            Ok((externs, native)) => {
                 let built = BuiltDeps {
                     dir: target.join("release").join("deps"),
                     externs,
@@ -529,35 +536,46 @@ pub fn building(line: &str) -> Option<(usize, usize, &str)> {
 }
 
 /// The set's direct dependencies, by the names cells use, with their files.
+///
+/// Asked of `cargo metadata` for the host platform only: a build downloads just the
+/// crates of the platform it builds for, and metadata of every platform would need
+/// the others too (a Windows-only crate, offline, fails). Offline or not as the build
+/// was, so that an offline failure leads to the online try like the build's own.
 async fn direct_deps(
     cargo: &Path,
     dir: &Path,
     target: &Path,
     toolchain: &Toolchain,
+    offline: bool,
     artifacts: &HashMap<String, (PathBuf, bool)>,
-) -> Result<Vec<Extern>, DepError> {
-    let out = cargo_command(cargo, dir, target, toolchain)
-        .args(["metadata", "--format-version", "1", "--offline"])
+) -> Result<Vec<Extern>, String> {
+    let mut cmd = cargo_command(cargo, dir, target, toolchain);
+    cmd.args(["metadata", "--format-version", "1", "--filter-platform"])
+        .arg(&toolchain.host);
+    if offline {
+        cmd.arg("--offline");
+    }
+    let out = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .output()
         .await
-        .map_err(|e| DepError::Build(format!("cargo metadata: {e}")))?;
+        .map_err(|e| format!("cargo metadata: {e}"))?;
     if !out.status.success() {
-        return Err(DepError::Build(format!(
+        return Err(format!(
             "cargo metadata: {}",
             String::from_utf8_lossy(&out.stderr)
-        )));
+        ));
     }
-    let meta: Metadata = serde_json::from_slice(&out.stdout)
-        .map_err(|e| DepError::Build(format!("cargo metadata: {e}")))?;
+    let meta: Metadata =
+        serde_json::from_slice(&out.stdout).map_err(|e| format!("cargo metadata: {e}"))?;
     let root = meta.resolve.root.unwrap_or_default();
     let node = meta
         .resolve
         .nodes
         .into_iter()
         .find(|n| n.id == root)
-        .ok_or_else(|| DepError::Build("cargo metadata names no root package".into()))?;
+        .ok_or_else(|| "cargo metadata names no root package".to_string())?;
     let mut externs = Vec::new();
     for d in node.deps {
         match artifacts.get(&d.pkg) {
@@ -567,10 +585,10 @@ async fn direct_deps(
                 proc_macro: *proc_macro,
             }),
             None => {
-                return Err(DepError::Build(format!(
+                return Err(format!(
                     "cargo built no library for `{}` ({})",
                     d.name, d.pkg
-                )))
+                ))
             }
         }
     }

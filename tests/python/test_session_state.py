@@ -159,6 +159,35 @@ def test_deps_build_once_show_progress_and_survive_a_restart(start_kernel):
     assert value(kc2, 'serde_json::json!({"k": [1, 2]}).to_string()') == '"{\\"k\\":[1,2]}"'
 
 
+def test_dep_needs_no_crates_of_other_platforms_online_or_offline(start_kernel, tmp_path: Path):
+    """A cargo home that holds only what a Linux build downloaded (so no Windows-only
+    crate), then `:dep` of a crate with Windows-only dependencies (libloading needs
+    windows-link on Windows): online, and again offline with the crate built but not
+    recorded, as on a machine that lost its network."""
+    cargo_home = tmp_path / "cargo-home"
+    cargo_home.mkdir()
+    cache = tmp_path / "cache"
+    env = {"CARGO_HOME": str(cargo_home), "FERROCELL_CACHE": str(cache)}
+    _, kc = start_kernel(env=env)
+    dep = ':dep libloading = "0.8"'
+    ok(*run(kc, dep, timeout=DEP_TIMEOUT))
+    assert value(kc, 'libloading::library_filename("m")') == '"libm.so"'
+    downloaded = {p.name for p in cargo_home.glob("registry/cache/*/*.crate")}
+    assert any(n.startswith("libloading-") for n in downloaded), downloaded
+    assert not any(n.startswith("windows") for n in downloaded), downloaded
+
+    # Offline: the record of the built set is gone, so cargo runs again (build and
+    # metadata) with no network at all.
+    records = list(cache.glob("*/deps/set-*/built.json"))
+    assert records
+    for record in records:
+        record.unlink()
+    _, kc2 = start_kernel(env={**env, "CARGO_NET_OFFLINE": "true"})
+    reply, outputs = run(kc2, dep, timeout=DEP_TIMEOUT)
+    ok(reply, outputs)
+    assert value(kc2, 'libloading::library_filename("z")') == '"libz.so"'
+
+
 def test_dep_with_features_rename_and_path(kc, tmp_path: Path):
     local = tmp_path / "answer"
     (local / "src").mkdir(parents=True)
