@@ -82,6 +82,47 @@ fn answer_input(answer: Result<String, String>) {
     INPUT_READY.notify_all();
 }
 
+/// The error a `?` cell returns when one of its errors is not a
+/// `std::error::Error`: any `Debug` error converts into it, as `main` returning
+/// `Result` accepts. It is deliberately not `Debug` itself, so that this `From` does
+/// not overlap core's `From<T> for T`.
+pub struct DebugError(String);
+
+impl<E: std::fmt::Debug> From<E> for DebugError {
+    fn from(error: E) -> Self {
+        DebugError(format!("{error:?}"))
+    }
+}
+
+/// How a cell's `?` error is told: an `Error` by its `Display` and each `source()`
+/// under it, as `anyhow` and `eyre` do; any other error by its `Debug` form.
+pub trait CellFailure {
+    fn report(&self);
+}
+
+impl CellFailure for Box<dyn std::error::Error> {
+    fn report(&self) {
+        let mut text = self.to_string();
+        let mut source = self.source();
+        if source.is_some() {
+            text.push_str("\n\nCaused by:");
+        }
+        let mut depth = 0;
+        while let Some(s) = source {
+            text.push_str(&format!("\n    {depth}: {s}"));
+            depth += 1;
+            source = s.source();
+        }
+        fail(&text);
+    }
+}
+
+impl CellFailure for DebugError {
+    fn report(&self) {
+        fail(&self.0);
+    }
+}
+
 /// Records a `?` error that reached the top of a cell; it is reported instead of
 /// success when the cell returns.
 pub fn fail(error: &dyn std::fmt::Display) {

@@ -159,6 +159,9 @@ struct Unit<'a> {
     /// Whether the code uses the snapshot helpers (a saver's or a restore's); they
     /// make rustc load serde, so other cells go without.
     glue: bool,
+    /// Whether `?` converts errors through their `Debug` form: set when one of the
+    /// cell's errors is not a `std::error::Error` (see [`try_needs_debug`]).
+    debug_errors: bool,
 }
 
 impl<'a> Unit<'a> {
@@ -173,6 +176,7 @@ impl<'a> Unit<'a> {
             externs: vec![],
             types: vec![],
             glue: false,
+            debug_errors: false,
         }
     }
 }
@@ -576,13 +580,42 @@ impl Session {
     /// each binding's type as rustc prints it, or why it cannot be kept.
     async fn probe_types(
         &self,
-        unit: &Unit<'_>,
+        unit: &mut Unit<'_>,
         name: &str,
         key: &str,
         plan: &VarPlan,
     ) -> Result<Probed, CompileError> {
+        loop {
+            let (found, real, map) = self.probe_once(unit, name, key, plan).await?;
+            if real.is_empty() {
+                return Ok(found);
+            }
+            if try_needs_debug(unit, &real) {
+                unit.debug_errors = true;
+                continue;
+            }
+            return Err(code_error(&real, &map));
+        }
+    }
+
+    /// One check-only build with probes: the types found, and the errors that are
+    /// not the probes'.
+    async fn probe_once(
+        &self,
+        unit: &Unit<'_>,
+        name: &str,
+        key: &str,
+        plan: &VarPlan,
+    ) -> Result<(Probed, Vec<rustc::Diagnostic>, SourceMap), CompileError> {
         let probes: Vec<String> = unit.parsed.bindings.clone();
-        let map = generate(unit, "__fc_check", plan, &probes, self.snapshots());
+        let map = generate(
+            unit,
+            "__fc_check",
+            plan,
+            &probes,
+            self.snapshots(),
+            unit.debug_errors,
+        );
         std::fs::create_dir_all(&self.cells_dir)
             .map_err(|e| CompileError::Io(format!("{}: {e}", self.cells_dir.display())))?;
         let dir = tempfile::Builder::new()
@@ -646,10 +679,7 @@ impl Session {
                 None => real.push(d),
             }
         }
-        if !real.is_empty() {
-            return Err(code_error(&real, &map));
-        }
-        Ok(found)
+        Ok((found, real, map))
     }
 
     async fn compile(
@@ -712,49 +742,48 @@ impl Session {
         let key = hex::encode(&h.finalize()[..12]);
         let name = crate_name(&key);
 
-        // Put back what the cell took (unless it binds the name again) and what it binds.
+        // Put back what the cell took (unless it binds the name again) and what it
+        // binds. A `%timeit` body's bindings live in its closure: they rebind
+        // nothing, and what it took is always put back.
+        let rebinds = |n: &String| !repeat && parsed.bindings.contains(n);
         let mut puts: Vec<(String, String, String)> = Vec::new(); // name, type here, type later
-        if guards_panics(parsed) {
-            plan.keep = plan
-                .take
-                .iter()
-                .filter(|(n, _)| parsed.bindings.contains(n))
-                .cloned()
-                .collect();
-        }
-        if !repeat {
-            for (n, t) in &plan.take {
-                if !parsed.bindings.contains(n) {
-                    puts.push((n.clone(), t.clone(), t.clone()));
-                }
+        plan.keep = plan
+            .take
+            .iter()
+            .filter(|(n, _)| rebinds(n))
+            .cloned()
+            .collect();
+        for (n, t) in &plan.take {
+            if !rebinds(n) {
+                puts.push((n.clone(), t.clone(), t.clone()));
             }
-            if !parsed.bindings.is_empty() {
-                let cached = self
-                    .probe_cache
-                    .lock()
-                    .expect("probe cache")
-                    .get(&key)
-                    .cloned();
-                let probed = match cached {
-                    Some(p) => p,
-                    None => {
-                        let p = self.probe_types(&*unit, &name, &key, &plan).await?;
-                        self.probe_cache
-                            .lock()
-                            .expect("probe cache")
-                            .insert(key.clone(), p.clone());
-                        p
-                    }
-                };
-                for (var, ty) in probed {
-                    match ty.and_then(|t| vars::writable(&t, &name)) {
-                        Ok((here, later)) => puts.push((var, here, later)),
-                        Err(why) => {
-                            outcome.removed.push(var.clone());
-                            outcome
-                                .notes
-                                .push(format!("`{var}` is not kept for later cells: {why}"));
-                        }
+        }
+        if !repeat && !parsed.bindings.is_empty() {
+            let cached = self
+                .probe_cache
+                .lock()
+                .expect("probe cache")
+                .get(&key)
+                .cloned();
+            let probed = match cached {
+                Some(p) => p,
+                None => {
+                    let p = self.probe_types(unit, &name, &key, &plan).await?;
+                    self.probe_cache
+                        .lock()
+                        .expect("probe cache")
+                        .insert(key.clone(), p.clone());
+                    p
+                }
+            };
+            for (var, ty) in probed {
+                match ty.and_then(|t| vars::writable(&t, &name)) {
+                    Ok((here, later)) => puts.push((var, here, later)),
+                    Err(why) => {
+                        outcome.removed.push(var.clone());
+                        outcome
+                            .notes
+                            .push(format!("`{var}` is not kept for later cells: {why}"));
                     }
                 }
             }
@@ -762,7 +791,7 @@ impl Session {
 
         // Build; a put-back that does not compile (the value was moved, or borrows a
         // local) is dropped with a note and the build retried.
-        for _attempt in 0..6 {
+        for _attempt in 0..8 {
             plan.put = puts
                 .iter()
                 .map(|(n, here, _)| (n.clone(), here.clone()))
@@ -776,9 +805,10 @@ impl Session {
             for it in &unit.items {
                 hk.update([u8::from(it.serde)]);
             }
+            hk.update([u8::from(unit.debug_errors)]);
             let lib_key = hex::encode(&hk.finalize()[..4]);
             let symbol = format!("__fc_run_{key}_{lib_key}");
-            let map = generate(unit, &symbol, &plan, &[], snapshots);
+            let map = generate(unit, &symbol, &plan, &[], snapshots, unit.debug_errors);
             // One file per set of put-backs: the crate name stays (types name it), the
             // metadata and file differ.
             let lib = self.cells_dir.join(format!("lib{name}-{lib_key}.so"));
@@ -797,17 +827,16 @@ impl Session {
                 .iter()
                 .map(|(n, _, later)| (n.clone(), Var { ty: later.clone() }))
                 .collect();
-            if guards_panics(parsed) {
-                let taken: Vec<&(String, String)> = plan.take.iter().collect();
-                final_outcome.kept_on_panic = taken
-                    .into_iter()
-                    .filter(|(n, _)| {
-                        plan.keep.iter().any(|(k, _)| k == n)
-                            || plan.put.iter().any(|(p, _)| p == n) && !parsed.bindings.contains(n)
-                    })
-                    .map(|(n, ty)| (n.clone(), Var { ty: ty.clone() }))
-                    .collect();
-            }
+            // What the store holds when the cell panics or stops at a `?`.
+            final_outcome.kept_on_panic = plan
+                .take
+                .iter()
+                .filter(|(n, _)| {
+                    plan.keep.iter().any(|(k, _)| k == n)
+                        || plan.put.iter().any(|(p, _)| p == n) && !rebinds(n)
+                })
+                .map(|(n, ty)| (n.clone(), Var { ty: ty.clone() }))
+                .collect();
             if lib.is_file() {
                 return Ok((built(false, &final_outcome), key));
             }
@@ -832,6 +861,10 @@ impl Session {
                 Err(RustcFailure::Errors(diags)) => {
                     // Derived serde traits that the fields do not allow are dropped.
                     if drop_failed_derives(&diags, &map, &mut unit.items) {
+                        continue;
+                    }
+                    if try_needs_debug(unit, &diags) {
+                        unit.debug_errors = true;
                         continue;
                     }
                     // The put-back may be the primary span (a moved value) or a
@@ -1192,6 +1225,7 @@ fn generate(
     plan: &VarPlan,
     probes: &[String],
     snapshots: bool,
+    debug_errors: bool,
 ) -> SourceMap {
     let parsed = unit.parsed;
     let mut m = SourceMap::default();
@@ -1240,10 +1274,12 @@ fn generate(
             &format!("take:{var}"),
         );
     }
-    // A panic must not take the session's variables with it: the cell runs in a
-    // closure that borrows them, and they are put back whether it returns or panics.
-    let guarded = guards_panics(parsed) && !plan.take.is_empty();
+    // No failure may take the session's variables with it: the cell runs in a
+    // closure that borrows them, and they are put back whether it ends, panics or
+    // stops at a `?`.
+    let guarded = !plan.take.is_empty();
     if guarded {
+        m.glue("let mut __fc_failed = false;");
         m.glue("let __fc_caught = ::ferrocell::__vars::guarded(::std::boxed::Box::new(|| {");
     }
     match parsed.timing {
@@ -1252,7 +1288,14 @@ fn generate(
         Timing::Repeat { .. } => m.glue("let mut __fc_body = || {"),
     }
     if parsed.uses_try {
-        m.glue("let __fc_result: ::std::result::Result<_, ::std::boxed::Box<dyn ::std::error::Error>> = (|| {");
+        let error = if debug_errors {
+            "::ferrocell::__runner::DebugError"
+        } else {
+            "::std::boxed::Box<dyn ::std::error::Error>"
+        };
+        m.glue(&format!(
+            "let __fc_result: ::std::result::Result<_, {error}> = (|| {{"
+        ));
     }
     for s in &parsed.statements {
         m.code(&s.text, s.column, here(s.line));
@@ -1288,7 +1331,8 @@ fn generate(
         }
     }
     let taken = |n: &String| plan.take.iter().any(|(t, _)| t == n);
-    let rebound = |n: &String| parsed.bindings.contains(n);
+    let repeat = matches!(parsed.timing, Timing::Repeat { .. });
+    let rebound = |n: &String| !repeat && parsed.bindings.contains(n);
     let put_back = |m: &mut SourceMap, which: &dyn Fn(&String) -> bool| {
         for (var, ty) in plan.put.iter().filter(|(v, _)| which(v)) {
             m.tagged(
@@ -1297,11 +1341,21 @@ fn generate(
             );
         }
     };
+    // New bindings (and taken ones the cell binds anew) are put back where they are
+    // in scope; the taken ones after the guard, whatever happened.
+    let new_ones = |v: &String| !taken(v) || rebound(v);
     if parsed.uses_try {
         // The bindings live in the closure: they are put back before it returns.
-        put_back(&mut m, &|_| true);
+        put_back(&mut m, &new_ones);
+        if !guarded {
+            put_back(&mut m, &|v| !new_ones(v));
+        }
         m.glue("::std::result::Result::Ok(__fc_value)\n})();");
-        m.glue("let __fc_value = match __fc_result { ::std::result::Result::Ok(v) => v, ::std::result::Result::Err(e) => { ::ferrocell::__runner::fail(&e); return; } };");
+        let failed = if guarded { "__fc_failed = true; " } else { "" };
+        m.glue(&format!(
+            "let __fc_value = match __fc_result {{ ::std::result::Result::Ok(v) => v, \
+             ::std::result::Result::Err(e) => {{ ::ferrocell::__runner::CellFailure::report(&e); {failed}return; }} }};"
+        ));
     }
     m.glue(
         "{\n\
@@ -1311,17 +1365,20 @@ fn generate(
          }",
     );
     if guarded {
-        // New bindings are put back inside the closure, taken variables after it.
-        put_back(&mut m, &|v| !taken(v) || rebound(v));
+        if !parsed.uses_try {
+            put_back(&mut m, &new_ones);
+        }
         m.glue("}));");
-        put_back(&mut m, &|v| taken(v) && !rebound(v));
-        m.glue("if let ::std::option::Option::Some(__fc_panic) = __fc_caught {");
+        put_back(&mut m, &|v| !new_ones(v));
+        m.glue("if __fc_failed || __fc_caught.is_some() {");
         for (var, ty) in &plan.keep {
             m.tagged(
                 &format!("::ferrocell::__vars::put::<{ty}>({var:?}, {var});"),
                 &format!("keep:{var}"),
             );
         }
+        m.glue("}");
+        m.glue("if let ::std::option::Option::Some(__fc_panic) = __fc_caught {");
         m.glue("::std::panic::resume_unwind(__fc_panic);\n}");
     } else if !parsed.uses_try {
         put_back(&mut m, &|_| true);
@@ -1357,6 +1414,19 @@ impl<T> NoDeserialize<T> for &Load<T> {
     fn __fc_load(&self, _: &str) -> ::std::option::Option<T> { ::std::option::Option::None }
 }
 }";
+
+/// Whether a `?` cell failed only because one of its errors is not a
+/// `std::error::Error` (E0277, "`?` couldn't convert the error"): then it is built
+/// again with errors taken through `Debug`, as `main` returning `Result` takes them.
+/// Cells whose errors are all `Error`s keep `Box<dyn Error>`, which shows their
+/// `Display` and `source()` chain.
+fn try_needs_debug(unit: &Unit, diags: &[rustc::Diagnostic]) -> bool {
+    unit.parsed.uses_try
+        && !unit.debug_errors
+        && diags
+            .iter()
+            .any(|d| d.message.contains("`?` couldn't convert the error"))
+}
 
 /// Whether a rustc error is about serde's traits (a derive the fields do not allow).
 fn derive_failure(d: &rustc::Diagnostic) -> bool {
@@ -1407,12 +1477,6 @@ fn drop_failed_derives(
     changed
 }
 
-/// Whether the cell's code runs guarded against panics (plain cells; `?` cells and
-/// timed cells already run in closures of their own).
-fn guards_panics(parsed: &ParsedCell) -> bool {
-    parsed.timing == Timing::None && !parsed.uses_try
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1459,7 +1523,7 @@ mod tests {
     fn generated_code_maps_back_to_cell_lines() {
         let parsed = cell::parse("let a = 1;\n\na + 1").unwrap();
         let unit = Unit::statements(&parsed, None);
-        let m = generate(&unit, "__fc_run_x", &VarPlan::default(), &[], false);
+        let m = generate(&unit, "__fc_run_x", &VarPlan::default(), &[], false, false);
         let line = m.text.lines().position(|l| l.contains("a + 1")).unwrap() + 1;
         assert_eq!(
             m.origin(line),

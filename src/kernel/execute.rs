@@ -45,6 +45,19 @@ fn error(ename: &str, evalue: impl Into<String>, traceback: Vec<String>) -> Erro
     }
 }
 
+/// How far a cell's own code got, which decides what the runner's variable store
+/// holds afterwards (see [`Executor::settle_vars`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum CellEnd {
+    /// It never started (the library did not load, the runner was not there).
+    NotRun,
+    /// It ran to its end and put back everything it keeps, even if the user
+    /// interrupted it and it obeyed.
+    Completed,
+    /// It panicked or stopped at a `?`: what it took is back, its new bindings are not.
+    Unwound,
+}
+
 fn interrupted(detail: &str) -> ErrorContent {
     error(
         "KeyboardInterrupt",
@@ -910,7 +923,7 @@ impl Executor {
     async fn settle_vars(
         &mut self,
         built: &BuiltCell,
-        r: Result<(), ErrorContent>,
+        (r, end): (Result<(), ErrorContent>, CellEnd),
         irq: &mut watch::Receiver<u64>,
     ) -> Result<(), ErrorContent> {
         let runner_gone = self.runner.is_none();
@@ -940,15 +953,20 @@ impl Executor {
                 }
                 Err(e)
             }
+            // Interrupted, but the cell obeyed and ran to its end: all it kept is there.
+            Err(e) if end == CellEnd::Completed => {
+                session.commit_vars(&built.vars);
+                self.unsaved
+                    .extend(built.vars.kept.iter().map(|(n, _)| n.clone()));
+                Err(e)
+            }
+            // Nothing was taken out of the store.
+            Err(e) if end == CellEnd::NotRun => Err(e),
             Err(mut e) => {
-                let lost = if e.ename == "Panic" || e.ename == "ParallelError" {
-                    // What the cell put back may have changed before the panic.
-                    self.unsaved
-                        .extend(built.vars.kept_on_panic.iter().map(|(n, _)| n.clone()));
-                    session.settle_panic(&built.vars)
-                } else {
-                    session.lose_vars(&built.vars)
-                };
+                // What the cell put back may have changed before it failed.
+                self.unsaved
+                    .extend(built.vars.kept_on_panic.iter().map(|(n, _)| n.clone()));
+                let lost = session.settle_panic(&built.vars);
                 if !lost.is_empty() {
                     e.traceback
                         .push(format!("Variables lost with the cell: {}", lost.join(", ")));
@@ -994,7 +1012,7 @@ impl Executor {
             built.args = names.clone();
             let mut sink = Sink::new(None, self.count);
             let msg = internal_request();
-            if let Err(e) = self
+            if let (Err(e), _) = self
                 .run_built(&built, &msg, false, &mut sink, &mut irq)
                 .await
             {
@@ -1058,7 +1076,7 @@ impl Executor {
         };
         let mut sink = Sink::new(None, self.count);
         let msg = internal_request();
-        let ran = self.run_built(&built, &msg, false, &mut sink, irq).await;
+        let (ran, _) = self.run_built(&built, &msg, false, &mut sink, irq).await;
         let restored: Vec<String> = match (ran, &sink.result) {
             (Ok(()), Some(r)) => r
                 .get("text/plain")
@@ -1141,6 +1159,23 @@ impl Executor {
         allow_stdin: bool,
         sink: &mut Sink,
         irq: &mut watch::Receiver<u64>,
+    ) -> (Result<(), ErrorContent>, CellEnd) {
+        let mut end = CellEnd::NotRun;
+        let result = self
+            .run_events(built, msg, allow_stdin, sink, irq, &mut end)
+            .await;
+        (result, end)
+    }
+
+    /// Starts the cell and handles its events until it ends; `end` says how far it got.
+    async fn run_events(
+        &mut self,
+        built: &BuiltCell,
+        msg: &Message,
+        allow_stdin: bool,
+        sink: &mut Sink,
+        irq: &mut watch::Receiver<u64>,
+        end: &mut CellEnd,
     ) -> Result<(), ErrorContent> {
         let stdin = self.stdin.clone();
         let runner = self.runner().await?;
@@ -1250,9 +1285,18 @@ impl Executor {
                     )
                     .await
                 }
-                CellEvent::Done => break Ok(()),
-                CellEvent::Panic(p) => break Err(self.panic_error(built, &p)),
-                CellEvent::Failed(m) => break Err(error("Error", m, vec![])),
+                CellEvent::Done => {
+                    *end = CellEnd::Completed;
+                    break Ok(());
+                }
+                CellEvent::Panic(p) => {
+                    *end = CellEnd::Unwound;
+                    break Err(self.panic_error(built, &p));
+                }
+                CellEvent::Failed(m) => {
+                    *end = CellEnd::Unwound;
+                    break Err(error("Error", m, vec![]));
+                }
                 CellEvent::LoadError(m) => break Err(error("LoadError", m, vec![])),
                 CellEvent::Exited(how) => {
                     self.runner = None;

@@ -1,0 +1,120 @@
+"""No error loses a session variable: a cell that stops at a `?` (any `Debug` error),
+panics (also under %time and %timeit) or obeys an interrupt keeps every variable,
+with the changes it made before it stopped, exactly as a panic in a plain cell does."""
+
+from __future__ import annotations
+
+import textwrap
+import time
+
+import kernel_helpers as kh
+from kernel_helpers import error_text, of_type, ok, run, value
+
+
+def failed(reply, outputs, ename="Error"):
+    """The cell failed with one error of `ename`: return its text."""
+    assert reply["content"]["status"] == "error", reply["content"]
+    errors = of_type(outputs, "error")
+    assert len(errors) == 1, outputs
+    assert errors[0]["content"]["ename"] == ename, errors[0]["content"]
+    return error_text(errors[0])
+
+
+def test_a_question_mark_keeps_what_the_cell_changed(kc):
+    ok(*run(kc, "let mut log: Vec<i32> = vec![];\nlet total = 10;"))
+    text = failed(*run(kc, 'log.push(1);\nlet n: i32 = "x".parse()?;\nlog.push(n);'))
+    assert "invalid digit found in string" in text
+    assert "lost" not in text, text
+    assert value(kc, "(log.clone(), total)") == "([1], 10)"
+    # And the variables go on working as before.
+    ok(*run(kc, "log.push(2);"))
+    assert value(kc, "log") == "[1, 2]"
+
+
+def test_a_rebinding_before_the_question_mark_leaves_the_old_value(kc):
+    ok(*run(kc, "let v = 1;"))
+    failed(*run(kc, 'let v = v + 100;\nlet _n: u8 = "300".parse()?;'))
+    assert value(kc, "v") == "1"
+
+
+def test_any_debug_error_goes_through_a_question_mark(kc):
+    ok(*run(kc, textwrap.dedent("""\
+        #[derive(Debug)]
+        struct MyErr { code: i32 }
+        fn check(x: i32) -> Result<i32, MyErr> {
+            if x < 0 { Err(MyErr { code: x }) } else { Ok(x) }
+        }
+        let mut seen = 0;
+        """)))
+    text = failed(*run(kc, "seen += check(5)?;\nseen += check(-7)?;"))
+    assert "MyErr { code: -7 }" in text, text
+    assert value(kc, "seen") == "5"
+    text = failed(*run(kc, "Err::<(), i32>(42)?;"))
+    assert "42" in text
+    # A cell whose `?` succeeds shows its value as usual.
+    assert value(kc, "check(3)? + 1") == "4"
+
+
+def test_an_error_shows_its_display_and_source_chain(kc):
+    ok(*run(kc, textwrap.dedent("""\
+        #[derive(Debug)]
+        struct Outer(std::num::ParseIntError);
+        impl std::fmt::Display for Outer {
+            fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                write!(f, "the config could not be read")
+            }
+        }
+        impl std::error::Error for Outer {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> { Some(&self.0) }
+        }
+        fn read() -> Result<i32, Outer> { "x".parse::<i32>().map_err(Outer) }
+        """)))
+    text = failed(*run(kc, "let n = read()?;"))
+    assert "the config could not be read" in text
+    assert "Caused by:" in text and "0: invalid digit found in string" in text, text
+
+
+def test_a_panic_under_time_and_timeit_keeps_the_variables(kc):
+    ok(*run(kc, "let mut counter = 0u32;\nlet name = String::from(\"kept\");"))
+    text = failed(*run(kc, '%time { counter += 1; if counter > 0 { panic!("boom") } }'),
+                  ename="Panic")
+    assert "boom" in text
+    assert "lost" not in text, text
+    assert value(kc, "(counter, name.clone())") == '(1, "kept")'
+    failed(*run(kc, '%%timeit -n 1 -r 1\ncounter += 1;\npanic!("again {}", name);'),
+           ename="Panic")
+    assert value(kc, "(counter, name.len())") == "(2, 4)"
+    # A %timeit that succeeds keeps what it took too.
+    ok(*run(kc, "%timeit -n 2 -r 1 counter += 1"))
+    assert value(kc, "counter") == "4"
+
+
+def test_an_interrupt_the_cell_obeys_keeps_its_changes(kernel):
+    km, kc = kernel
+    ok(*run(kc, "let mut steps = 0u64;\nlet other = vec![1, 2];"))
+    msg_id = kc.execute(textwrap.dedent("""\
+        println!("started");
+        while !interrupted() {
+            steps += 1;
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        """))
+    deadline = time.monotonic() + 60
+    while kh.next_iopub(kc, msg_id, deadline)["msg_type"] != "stream":
+        pass
+    time.sleep(0.5)
+    km.interrupt_kernel()
+    reply = kh.shell_reply(kc, msg_id, time.monotonic() + 30)
+    assert reply["content"]["ename"] == "KeyboardInterrupt"
+    outputs = kh.collect_iopub(kc, msg_id, time.monotonic() + 10)
+    assert "lost" not in kh.all_text(outputs), kh.all_text(outputs)
+    assert value(kc, "(steps > 10, other.len())") == "(true, 2)"
+
+
+def test_only_what_the_cell_moved_away_is_reported(kc):
+    ok(*run(kc, 'let s = String::from("gone");\nlet t = String::from("stays");'))
+    reply, outputs = run(kc, 'drop(s);\nlet _n: i32 = "x".parse()?;')
+    text = failed(reply, outputs)
+    notes = kh.all_text(outputs)
+    assert "`s` was moved" in notes or "lost with the cell: s" in text, (text, notes)
+    assert value(kc, "t") == '"stays"'
