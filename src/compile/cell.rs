@@ -18,6 +18,10 @@ pub struct Snippet {
     pub line: usize,
     /// 0-based column (in characters) where the text starts.
     pub column: usize,
+    /// Text the kernel inserted (`pub `), which the user never wrote: line within
+    /// the snippet, 0-based column in that line as generated (the first line
+    /// indented to `column`), and length in characters.
+    pub inserted: Vec<(usize, usize, usize)>,
 }
 
 /// A top-level item of the cell.
@@ -57,6 +61,9 @@ pub struct ParsedCell {
     pub timing: super::session::Timing,
     /// Names bound by top-level `let` statements, in order (the cell's new variables).
     pub bindings: Vec<String>,
+    /// Those of them whose last binding is `mut`: later cells may change them; the
+    /// others stay immutable, as in one block of Rust.
+    pub mutable: Vec<String>,
     /// Every identifier the statements and the value mention before the cell binds
     /// it (to find which session variables the cell uses).
     pub idents: std::collections::HashSet<String>,
@@ -136,7 +143,7 @@ pub fn parse(code: &str) -> Result<ParsedCell, SyntaxError> {
         }
         idents.extend(used.into_iter().filter(|n| !cell.bindings.contains(n)));
         if let syn::Stmt::Local(local) = stmt {
-            pattern_names(&local.pat, &mut cell.bindings);
+            pattern_names(&local.pat, &mut cell.bindings, &mut cell.mutable);
         }
         match stmt {
             syn::Stmt::Item(item) => cell.items.push(make_item(item, &index)),
@@ -177,24 +184,29 @@ fn is_place(expr: &syn::Expr) -> bool {
     }
 }
 
-/// The variable names a `let` pattern binds.
-fn pattern_names(pat: &syn::Pat, out: &mut Vec<String>) {
+/// The variable names a `let` pattern binds, and which of them are `mut`.
+fn pattern_names(pat: &syn::Pat, out: &mut Vec<String>, mutable: &mut Vec<String>) {
+    let mut each = |p: &syn::Pat| pattern_names(p, out, mutable);
     match pat {
         syn::Pat::Ident(i) => {
             let name = i.ident.to_string();
             out.retain(|n| *n != name);
+            mutable.retain(|n| *n != name);
+            if i.mutability.is_some() {
+                mutable.push(name.clone());
+            }
             out.push(name);
             if let Some((_, sub)) = &i.subpat {
-                pattern_names(sub, out);
+                pattern_names(sub, out, mutable);
             }
         }
-        syn::Pat::Type(t) => pattern_names(&t.pat, out),
-        syn::Pat::Tuple(t) => t.elems.iter().for_each(|p| pattern_names(p, out)),
-        syn::Pat::TupleStruct(t) => t.elems.iter().for_each(|p| pattern_names(p, out)),
-        syn::Pat::Struct(s) => s.fields.iter().for_each(|f| pattern_names(&f.pat, out)),
-        syn::Pat::Slice(s) => s.elems.iter().for_each(|p| pattern_names(p, out)),
-        syn::Pat::Reference(r) => pattern_names(&r.pat, out),
-        syn::Pat::Paren(p) => pattern_names(&p.pat, out),
+        syn::Pat::Type(t) => each(&t.pat),
+        syn::Pat::Tuple(t) => t.elems.iter().for_each(each),
+        syn::Pat::TupleStruct(t) => t.elems.iter().for_each(each),
+        syn::Pat::Struct(s) => s.fields.iter().for_each(|f| each(&f.pat)),
+        syn::Pat::Slice(s) => s.elems.iter().for_each(each),
+        syn::Pat::Reference(r) => each(&r.pat),
+        syn::Pat::Paren(p) => each(&p.pat),
         _ => {}
     }
 }
@@ -211,8 +223,13 @@ fn snippet(span: proc_macro2::Span, index: &LineIndex, edits: &[(usize, String)]
         .filter(|(o, _)| *o >= start && *o <= end)
         .collect();
     edits.sort_by_key(|(o, _)| *o);
+    let mut inserted = Vec::new();
     for (offset, insert) in edits {
         text.push_str(&index.src[at..*offset]);
+        let line = text.matches('\n').count();
+        let here = text.rsplit('\n').next().unwrap_or("").chars().count();
+        let indent = if line == 0 { span.start().column } else { 0 };
+        inserted.push((line, here + indent, insert.chars().count()));
         text.push_str(insert);
         at = *offset;
     }
@@ -221,6 +238,7 @@ fn snippet(span: proc_macro2::Span, index: &LineIndex, edits: &[(usize, String)]
         text,
         line: span.start().line - 1,
         column: span.start().column,
+        inserted,
     }
 }
 
@@ -286,6 +304,8 @@ fn use_names(tree: &syn::UseTree, out: &mut Vec<String>) {
     match tree {
         syn::UseTree::Path(p) => use_names(&p.tree, out),
         syn::UseTree::Name(n) => out.push(n.ident.to_string()),
+        // `as _` binds no name: it only brings a trait's methods into scope.
+        syn::UseTree::Rename(r) if r.rename == "_" => {}
         syn::UseTree::Rename(r) => out.push(r.rename.to_string()),
         syn::UseTree::Glob(_) => {}
         syn::UseTree::Group(g) => g.items.iter().for_each(|t| use_names(t, out)),
@@ -351,6 +371,14 @@ fn make_item(item: &syn::Item, index: &LineIndex) -> Item {
         syn::Item::Use(u) => {
             use_names(&u.tree, &mut names);
             make_pub(&u.attrs, &u.vis, &mut edits);
+        }
+        // `pub extern crate x as y` is an item that later cells' glob imports see.
+        syn::Item::ExternCrate(e) => {
+            let name = e.rename.as_ref().map_or(&e.ident, |(_, r)| r);
+            if name != "_" {
+                names.push(name.to_string());
+            }
+            make_pub(&e.attrs, &e.vis, &mut edits);
         }
         syn::Item::Macro(m) => {
             if let Some(ident) = &m.ident {

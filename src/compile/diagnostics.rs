@@ -36,6 +36,12 @@ pub struct SourceMap {
     line: usize,
     /// Generated lines that stand for something (`put:x`), for reading errors.
     tags: Vec<(usize, String)>,
+    /// The file rustc compiles this text from: spans in other files (std's macros,
+    /// other crates) are not the cell's, whatever their line numbers.
+    file: Option<String>,
+    /// Text the kernel inserted into the user's lines: generated line, 0-based
+    /// column, length (see [`SourceMap::user_column`]).
+    inserted: Vec<(usize, usize, usize)>,
 }
 
 impl SourceMap {
@@ -77,6 +83,64 @@ impl SourceMap {
         self.line += lines;
     }
 
+    /// Records text inserted into the lines of the piece appended last (see
+    /// [`crate::compile::cell::Snippet::inserted`]).
+    pub fn mark_inserted(&mut self, inserted: &[(usize, usize, usize)]) {
+        let Some(first) = self.pieces.last().map(|p| p.gen_line) else {
+            return;
+        };
+        self.inserted.extend(
+            inserted
+                .iter()
+                .map(|&(line, column, len)| (first + line, column, len)),
+        );
+    }
+
+    /// A 1-based column of a generated line as the user wrote it: inserted text
+    /// before it does not count.
+    pub fn user_column(&self, gen_line: usize, column: usize) -> usize {
+        let shift: usize = self
+            .inserted
+            .iter()
+            .filter(|&&(l, c, len)| l == gen_line && c + len < column)
+            .map(|&(_, _, len)| len)
+            .sum();
+        column.saturating_sub(shift).max(1)
+    }
+
+    /// A generated line's text as the user wrote it.
+    fn user_text(&self, gen_line: usize, text: &str) -> String {
+        let cut: Vec<(usize, usize)> = self
+            .inserted
+            .iter()
+            .filter(|&&(l, _, _)| l == gen_line)
+            .map(|&(_, c, len)| (c, c + len))
+            .collect();
+        text.chars()
+            .enumerate()
+            .filter(|(i, _)| !cut.iter().any(|(from, to)| (*from..*to).contains(i)))
+            .map(|(_, ch)| ch)
+            .collect()
+    }
+
+    /// Names the file this text is compiled from (see [`SourceMap::file`]).
+    pub fn set_file(&mut self, path: &std::path::Path) {
+        self.file = Some(path.display().to_string());
+    }
+
+    /// The span itself when it lies in the user's code, or else the innermost macro
+    /// call in the user's code that it was expanded from (as rustc shows a crate's).
+    fn user_span<'a>(&self, span: &'a DiagnosticSpan) -> Option<&'a DiagnosticSpan> {
+        let mut s = span;
+        loop {
+            let this_file = self.file.as_ref().is_none_or(|f| *f == s.file_name);
+            if this_file && self.origin(s.line_start).is_some() {
+                return Some(s);
+            }
+            s = &s.expansion.as_ref()?.span;
+        }
+    }
+
     /// The cell line a generated line (1-based) came from.
     pub fn origin(&self, gen_line: usize) -> Option<Origin> {
         self.pieces
@@ -99,13 +163,16 @@ pub fn render(diag: &Diagnostic, map: &SourceMap) -> String {
     }
     render_spans(&diag.spans, map, &mut out);
     for child in &diag.children {
-        if child
-            .spans
-            .iter()
-            .any(|s| map.origin(s.line_start).is_some())
-        {
+        if child.spans.iter().any(|s| map.user_span(s).is_some()) {
             out.push_str(&format!("{}: {}\n", child.level, child.message));
             render_spans(&child.spans, map, &mut out);
+        } else if let Some(var) = immutable_take(child, map) {
+            // rustc's "consider changing this to be mutable" points at the line
+            // that takes the variable from the session, which the user never wrote.
+            out.push_str(&format!(
+                "  = help: `{var}` was declared without `mut` in an earlier cell; \
+                 to change it, rebind it first: `let mut {var} = {var};`\n"
+            ));
         } else {
             out.push_str(&format!("  = {}: {}\n", child.level, child.message));
         }
@@ -113,16 +180,35 @@ pub fn render(diag: &Diagnostic, map: &SourceMap) -> String {
     out
 }
 
-fn render_spans(spans: &[DiagnosticSpan], map: &SourceMap, out: &mut String) {
-    let mut spans: Vec<&DiagnosticSpan> = spans
+/// The variable whose generated take line a "make it mutable" help points at.
+fn immutable_take<'a>(child: &Diagnostic, map: &'a SourceMap) -> Option<&'a str> {
+    if !child.message.contains("mutable") {
+        return None;
+    }
+    child
+        .spans
         .iter()
-        .filter(|s| map.origin(s.line_start).is_some())
+        .find_map(|s| map.tag(s.line_start)?.strip_prefix("take:"))
+}
+
+fn render_spans(spans: &[DiagnosticSpan], map: &SourceMap, out: &mut String) {
+    // Each span where the user can see it; a span inside a macro's expansion keeps
+    // its label and weight but is shown at the macro call.
+    let mut spans: Vec<(&DiagnosticSpan, &DiagnosticSpan)> = spans
+        .iter()
+        .filter_map(|s| Some((s, map.user_span(s)?)))
         .collect();
-    spans.sort_by_key(|s| (!s.is_primary, s.line_start));
-    let Some(first) = spans.first() else { return };
+    spans.sort_by_key(|(s, at)| (!s.is_primary, at.line_start));
+    spans.dedup_by(|a, b| {
+        a.1.line_start == b.1.line_start && a.1.column_start == b.1.column_start
+    });
+    let Some((_, first)) = spans.first() else {
+        return;
+    };
     let origin = map.origin(first.line_start).expect("filtered");
-    out.push_str(&format!("  --> {}:{}\n", origin, first.column_start));
-    let mut lines: Vec<usize> = spans.iter().map(|s| s.line_start).collect();
+    let column = map.user_column(first.line_start, first.column_start);
+    out.push_str(&format!("  --> {origin}:{column}\n"));
+    let mut lines: Vec<usize> = spans.iter().map(|(_, at)| at.line_start).collect();
     lines.sort();
     lines.dedup();
     let width = lines
@@ -135,22 +221,33 @@ fn render_spans(spans: &[DiagnosticSpan], map: &SourceMap, out: &mut String) {
     out.push_str(&format!("{pad} |\n"));
     for line in lines {
         let o = map.origin(line).expect("filtered");
-        let on_line: Vec<&&DiagnosticSpan> =
-            spans.iter().filter(|s| s.line_start == line).collect();
-        let Some(text) = on_line.iter().find_map(|s| s.text.first()) else {
+        let on_line: Vec<&(&DiagnosticSpan, &DiagnosticSpan)> =
+            spans.iter().filter(|(_, at)| at.line_start == line).collect();
+        let Some(text) = on_line.iter().find_map(|(_, at)| at.text.first()) else {
             continue;
         };
-        out.push_str(&format!("{:>width$} | {}\n", o.line, text.text.trim_end()));
-        for s in on_line {
-            let Some(t) = s.text.first() else { continue };
-            let start = t.highlight_start.saturating_sub(1);
-            let len = t.highlight_end.saturating_sub(t.highlight_start).max(1);
+        let shown = map.user_text(line, &text.text);
+        out.push_str(&format!("{:>width$} | {}\n", o.line, shown.trim_end()));
+        for (s, at) in on_line {
+            let Some(t) = at.text.first() else { continue };
+            let (from, to) = (
+                map.user_column(line, t.highlight_start),
+                map.user_column(line, t.highlight_end),
+            );
+            let start = from - 1;
+            let len = to.saturating_sub(from).max(1);
             let mark = if s.is_primary { "^" } else { "-" };
+            let label = match (s.label.as_deref(), std::ptr::eq(*s, *at)) {
+                (Some(l), true) => l.to_string(),
+                (Some(l), false) => format!("{l} (in this macro invocation)"),
+                (None, true) => String::new(),
+                (None, false) => "in this macro invocation".to_string(),
+            };
             out.push_str(&format!(
                 "{pad} | {}{} {}\n",
                 " ".repeat(start),
                 mark.repeat(len),
-                s.label.as_deref().unwrap_or("")
+                label
             ));
         }
     }

@@ -41,6 +41,15 @@ pub struct DiagnosticSpan {
     pub label: Option<String>,
     #[serde(default)]
     pub text: Vec<SpanText>,
+    /// Set when the span lies inside a macro's expansion: where the macro was called.
+    #[serde(default)]
+    pub expansion: Option<Box<SpanExpansion>>,
+}
+
+/// The invocation a span inside a macro expansion came from.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SpanExpansion {
+    pub span: DiagnosticSpan,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -608,7 +608,7 @@ impl Session {
         plan: &VarPlan,
     ) -> Result<(Probed, Vec<rustc::Diagnostic>, SourceMap), CompileError> {
         let probes: Vec<String> = unit.parsed.bindings.clone();
-        let map = generate(
+        let mut map = generate(
             unit,
             "__fc_check",
             plan,
@@ -623,6 +623,7 @@ impl Session {
             .tempdir_in(&self.cells_dir)
             .map_err(|e| CompileError::Io(e.to_string()))?;
         let src = dir.path().join(format!("{name}.rs"));
+        map.set_file(&src);
         std::fs::write(&src, &map.text).map_err(|e| CompileError::Io(e.to_string()))?;
         let mut args = self.cell_args(name, key, unit, plan);
         args.extend(
@@ -732,12 +733,16 @@ impl Session {
                 ));
             } else if parsed.idents.contains(var) {
                 plan.take.push((var.clone(), v.ty.clone()));
+                if v.mutable {
+                    plan.mutable.push(var.clone());
+                }
             }
         }
         outcome.taken = plan.take.iter().map(|(n, _)| n.clone()).collect();
         for (n, t) in &plan.take {
             h.update(n.as_bytes());
             h.update(t.as_bytes());
+            h.update([u8::from(plan.mutable.contains(n))]);
         }
         let key = hex::encode(&h.finalize()[..12]);
         let name = crate_name(&key);
@@ -808,11 +813,12 @@ impl Session {
             hk.update([u8::from(unit.debug_errors)]);
             let lib_key = hex::encode(&hk.finalize()[..4]);
             let symbol = format!("__fc_run_{key}_{lib_key}");
-            let map = generate(unit, &symbol, &plan, &[], snapshots, unit.debug_errors);
+            let mut map = generate(unit, &symbol, &plan, &[], snapshots, unit.debug_errors);
             // One file per set of put-backs: the crate name stays (types name it), the
             // metadata and file differ.
             let lib = self.cells_dir.join(format!("lib{name}-{lib_key}.so"));
             let source_path = self.cells_dir.join(format!("{name}-{lib_key}.rs"));
+            map.set_file(&source_path);
             let built = |compiled, outcome: &VarOutcome| BuiltCell {
                 lib: lib.clone(),
                 symbol: symbol.clone(),
@@ -823,9 +829,23 @@ impl Session {
                 args: vec![],
             };
             let mut final_outcome = outcome.clone();
+            // A new binding is as mutable as the cell declared it; a taken one as before.
+            let mutable = |n: &String| {
+                if rebinds(n) || !plan.take.iter().any(|(t, _)| t == n) {
+                    parsed.mutable.contains(n)
+                } else {
+                    plan.mutable.contains(n)
+                }
+            };
             final_outcome.kept = puts
                 .iter()
-                .map(|(n, _, later)| (n.clone(), Var { ty: later.clone() }))
+                .map(|(n, _, later)| {
+                    let var = Var {
+                        ty: later.clone(),
+                        mutable: mutable(n),
+                    };
+                    (n.clone(), var)
+                })
                 .collect();
             // What the store holds when the cell panics or stops at a `?`.
             final_outcome.kept_on_panic = plan
@@ -835,7 +855,13 @@ impl Session {
                     plan.keep.iter().any(|(k, _)| k == n)
                         || plan.put.iter().any(|(p, _)| p == n) && !rebinds(n)
                 })
-                .map(|(n, ty)| (n.clone(), Var { ty: ty.clone() }))
+                .map(|(n, ty)| {
+                    let var = Var {
+                        ty: ty.clone(),
+                        mutable: plan.mutable.contains(n),
+                    };
+                    (n.clone(), var)
+                })
                 .collect();
             if lib.is_file() {
                 return Ok((built(false, &final_outcome), key));
@@ -1165,6 +1191,8 @@ type Probed = Vec<(String, Result<String, String>)>;
 struct VarPlan {
     /// Taken out of the store at the start: name and type.
     take: Vec<(String, String)>,
+    /// Those taken that were declared `let mut`.
+    mutable: Vec<String>,
     /// Put back (or in) at the end: name and type as written in this crate.
     put: Vec<(String, String)>,
     /// Removed from the store at the start (stale).
@@ -1262,6 +1290,7 @@ fn generate(
                 line: s.line,
             },
         );
+        m.mark_inserted(&s.inserted);
     }
     m.glue(&format!("#[no_mangle]\npub fn {symbol}() {{"));
     let here = |line| Origin { cell: None, line };
@@ -1270,7 +1299,10 @@ fn generate(
     }
     for (var, ty) in &plan.take {
         m.tagged(
-            &format!("let mut {var}: {ty} = ::ferrocell::__vars::take::<{ty}>({var:?});"),
+            &format!(
+                "let {}{var}: {ty} = ::ferrocell::__vars::take::<{ty}>({var:?});",
+                if plan.mutable.contains(var) { "mut " } else { "" }
+            ),
             &format!("take:{var}"),
         );
     }

@@ -15,6 +15,8 @@ use std::collections::BTreeMap;
 pub struct Var {
     /// The type as later cells write it (paths into cell crates are qualified).
     pub ty: String,
+    /// Declared `let mut`: later cells take it as `let mut`, others as `let`.
+    pub mutable: bool,
 }
 
 /// The session's variables by name.

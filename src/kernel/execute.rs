@@ -1134,8 +1134,8 @@ impl Executor {
                             .map(|(_, m)| m)
                     })
                 };
-                match map.and_then(|m| m.origin(line)) {
-                    Some(o) => format!("{o}:{}", p.column.unwrap_or(1)),
+                match map.and_then(|m| Some((m.origin(line)?, m))) {
+                    Some((o, m)) => format!("{o}:{}", m.user_column(line, p.column.unwrap_or(1))),
                     None => format!("{file}:{line}:{}", p.column.unwrap_or(1)),
                 }
             }
