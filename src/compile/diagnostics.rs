@@ -199,9 +199,7 @@ fn render_spans(spans: &[DiagnosticSpan], map: &SourceMap, out: &mut String) {
         .filter_map(|s| Some((s, map.user_span(s)?)))
         .collect();
     spans.sort_by_key(|(s, at)| (!s.is_primary, at.line_start));
-    spans.dedup_by(|a, b| {
-        a.1.line_start == b.1.line_start && a.1.column_start == b.1.column_start
-    });
+    spans.dedup_by(|a, b| a.1.line_start == b.1.line_start && a.1.column_start == b.1.column_start);
     let Some((_, first)) = spans.first() else {
         return;
     };
@@ -221,8 +219,10 @@ fn render_spans(spans: &[DiagnosticSpan], map: &SourceMap, out: &mut String) {
     out.push_str(&format!("{pad} |\n"));
     for line in lines {
         let o = map.origin(line).expect("filtered");
-        let on_line: Vec<&(&DiagnosticSpan, &DiagnosticSpan)> =
-            spans.iter().filter(|(_, at)| at.line_start == line).collect();
+        let on_line: Vec<&(&DiagnosticSpan, &DiagnosticSpan)> = spans
+            .iter()
+            .filter(|(_, at)| at.line_start == line)
+            .collect();
         let Some(text) = on_line.iter().find_map(|(_, at)| at.text.first()) else {
             continue;
         };

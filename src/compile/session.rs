@@ -1301,7 +1301,11 @@ fn generate(
         m.tagged(
             &format!(
                 "let {}{var}: {ty} = ::ferrocell::__vars::take::<{ty}>({var:?});",
-                if plan.mutable.contains(var) { "mut " } else { "" }
+                if plan.mutable.contains(var) {
+                    "mut "
+                } else {
+                    ""
+                }
             ),
             &format!("take:{var}"),
         );

@@ -57,7 +57,7 @@ def test_variables_are_sent_once_and_again_when_changed(kc):
                 Ok(Loud(v))
             }
         }
-        let loud = Loud(3);
+        let mut loud = Loud(3);
         let shared = std::rc::Rc::new(vec![1u8, 2, 3]);
         """)))
     cell = "%%parallel processes 2\nloud.0 * 10 + shared.len() as u64"
