@@ -5,7 +5,7 @@
 
 use std::ffi::{c_char, c_int, c_void};
 
-extern "C" {
+unsafe extern "C" {
     fn dlsym(handle: *mut c_void, symbol: *const c_char) -> *mut c_void;
 }
 const RTLD_NEXT: *mut c_void = -1isize as *mut c_void;
@@ -27,7 +27,7 @@ unsafe fn real<T>(name: &[u8]) -> T {
 
 /// # Safety
 /// Called by libstd and C code exactly like libc's `write`.
-#[no_mangle]
+#[unsafe(no_mangle)]
 pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, count: usize) -> isize {
     if (fd == 1 || fd == 2) && !buf.is_null() {
         let bytes = std::slice::from_raw_parts(buf as *const u8, count);
@@ -40,7 +40,7 @@ pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, count: usize) -> i
 
 /// # Safety
 /// Called exactly like libc's `writev`.
-#[no_mangle]
+#[unsafe(no_mangle)]
 pub unsafe extern "C" fn writev(fd: c_int, iov: *const IoVec, iovcnt: c_int) -> isize {
     if (fd == 1 || fd == 2) && !iov.is_null() && iovcnt >= 0 {
         let parts = std::slice::from_raw_parts(iov, iovcnt as usize);

@@ -13,8 +13,8 @@ use crate::display::{self, DisplayId};
 use crate::json;
 use std::cell::RefCell;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// How a parallel cell treats its workers' output.
@@ -333,7 +333,8 @@ impl<T> Slots<T> {
     /// The caller is the only one touching slot `i` now.
     #[allow(clippy::mut_from_ref)]
     pub unsafe fn slot(&self, i: usize) -> &mut Option<T> {
-        &mut *self.0[i].get()
+        // SAFETY: the caller's promise: no one else uses slot `i` now.
+        unsafe { &mut *self.0[i].get() }
     }
 
     pub fn into_values(self) -> Vec<Option<T>> {
@@ -865,10 +866,12 @@ mod tests {
             },
             |v| v.to_string(),
         );
-        assert!(run.table.as_ref().unwrap().rows[7]
-            .shown
-            .as_ref()
-            .is_err_and(|m| m == "panicked: seven"));
+        assert!(
+            run.table.as_ref().unwrap().rows[7]
+                .shown
+                .as_ref()
+                .is_err_and(|m| m == "panicked: seven")
+        );
         let failed = panic::catch_unwind(AssertUnwindSafe(|| run.show())).unwrap_err();
         assert!(panic_message(&*failed).contains("item 7"));
     }

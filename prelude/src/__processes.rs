@@ -17,8 +17,8 @@
 
 use crate::__parallel::{self as par, Done, Options, Row, Run, Shared, Slots};
 use crate::channel::{self, tag};
-use crate::transport::{json_message, Local, Lost, Remote, Worker};
-use crate::worker::{serve, Reader};
+use crate::transport::{Local, Lost, Remote, Worker, json_message};
+use crate::worker::{Reader, serve};
 use std::collections::HashMap;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
@@ -156,10 +156,10 @@ impl Setup {
         if let Some((engine, pid)) = self.engines.get(rank) {
             let mut w = Worker::new(Box::new(Remote::new(*engine)));
             let mut known = ENGINE_VARS.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some((was, loaded)) = known.get_or_insert_with(HashMap::new).remove(engine) {
-                if was == *pid {
-                    w.loaded = loaded;
-                }
+            if let Some((was, loaded)) = known.get_or_insert_with(HashMap::new).remove(engine)
+                && was == *pid
+            {
+                w.loaded = loaded;
             }
             return Ok(w);
         }
@@ -458,7 +458,12 @@ impl Pooled<'_> {
                             ));
                         }
                         shared.done.fetch_add(n, Ordering::Relaxed);
-                        report(rank, &format!("{why}; its {n} items had already lost a worker, so they are reported failed"));
+                        report(
+                            rank,
+                            &format!(
+                                "{why}; its {n} items had already lost a worker, so they are reported failed"
+                            ),
+                        );
                     } else {
                         self.orphans
                             .lock()

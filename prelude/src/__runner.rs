@@ -9,7 +9,7 @@
 
 use crate::channel::{self, tag};
 use crate::json;
-use std::ffi::{c_char, c_int, c_void, CString};
+use std::ffi::{CString, c_char, c_int, c_void};
 use std::io::Write;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,6 +22,8 @@ static INPUT: Mutex<Option<Result<String, String>>> = Mutex::new(None);
 static INPUT_READY: Condvar = Condvar::new();
 static PANIC_INFO: Mutex<Option<String>> = Mutex::new(None);
 static FAILURE: Mutex<Option<String>> = Mutex::new(None);
+/// The variables a failing `?` put in the store before the cell returned.
+static KEPT: Mutex<Vec<String>> = Mutex::new(Vec::new());
 static ARGS: Mutex<Vec<String>> = Mutex::new(Vec::new());
 static CURRENT: Mutex<(String, String)> = Mutex::new((String::new(), String::new()));
 
@@ -37,7 +39,7 @@ pub fn args() -> Vec<String> {
 }
 
 #[link(name = "dl")]
-extern "C" {
+unsafe extern "C" {
     fn dlopen(filename: *const c_char, flags: c_int) -> *mut c_void;
     fn dlsym(handle: *mut c_void, symbol: *const c_char) -> *mut c_void;
     fn dlerror() -> *const c_char;
@@ -123,11 +125,62 @@ impl CellFailure for DebugError {
     }
 }
 
+/// What a cell's `?` applies to, as the kernel writes `?` out: a `Result`, or an
+/// `Option` whose `None` becomes [`NoneError`].
+pub trait TryBranch {
+    type Ok;
+    type Err;
+    fn branch(self) -> Result<Self::Ok, Self::Err>;
+}
+
+impl<T, E> TryBranch for Result<T, E> {
+    type Ok = T;
+    type Err = E;
+    fn branch(self) -> Result<T, E> {
+        self
+    }
+}
+
+impl<T> TryBranch for Option<T> {
+    type Ok = T;
+    type Err = NoneError;
+    fn branch(self) -> Result<T, NoneError> {
+        self.ok_or(NoneError)
+    }
+}
+
+/// The error of a cell's `?` on `None`.
+#[derive(Debug)]
+pub struct NoneError;
+
+impl std::fmt::Display for NoneError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a `?` met `None`")
+    }
+}
+
+impl std::error::Error for NoneError {}
+
+/// Names the variables that a failing `?` put in the store (those the cell bound
+/// before it); the kernel keeps them.
+pub fn kept_after_error(names: &[&str]) {
+    *KEPT.lock().unwrap_or_else(|e| e.into_inner()) = names.iter().map(|n| n.to_string()).collect();
+}
+
 /// Records a `?` error that reached the top of a cell; it is reported instead of
 /// success when the cell returns.
 pub fn fail(error: &dyn std::fmt::Display) {
     let mut msg = String::from("{\"message\":");
     json::push_str(&mut msg, &error.to_string());
+    let kept = std::mem::take(&mut *KEPT.lock().unwrap_or_else(|e| e.into_inner()));
+    msg.push_str(",\"kept\":[");
+    for (i, name) in kept.iter().enumerate() {
+        if i > 0 {
+            msg.push(',');
+        }
+        json::push_str(&mut msg, name);
+    }
+    msg.push(']');
     msg.push('}');
     *FAILURE.lock().unwrap_or_else(|e| e.into_inner()) = Some(msg);
 }
@@ -210,6 +263,7 @@ fn load(lib: &str, symbol: &str) -> Result<fn(), String> {
 
 fn run_cell(entry: fn()) {
     INTERRUPTED.store(false, Ordering::Relaxed);
+    KEPT.lock().unwrap_or_else(|e| e.into_inner()).clear();
     RUNNING.store(true, Ordering::Release);
     let outcome = panic::catch_unwind(AssertUnwindSafe(entry));
     let _ = std::io::stdout().flush();
@@ -239,10 +293,12 @@ fn run_cell(entry: fn()) {
 fn start_flusher() {
     std::thread::Builder::new()
         .name("ferrocell-flush".into())
-        .spawn(|| loop {
-            std::thread::sleep(Duration::from_millis(25));
-            if RUNNING.load(Ordering::Acquire) {
-                let _ = std::io::stdout().flush();
+        .spawn(|| {
+            loop {
+                std::thread::sleep(Duration::from_millis(25));
+                if RUNNING.load(Ordering::Acquire) {
+                    let _ = std::io::stdout().flush();
+                }
             }
         })
         .expect("spawn flusher");

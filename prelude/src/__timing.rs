@@ -8,7 +8,7 @@ struct Timespec {
     tv_nsec: i64,
 }
 
-extern "C" {
+unsafe extern "C" {
     fn clock_gettime(clock: i32, tp: *mut Timespec) -> i32;
 }
 const CLOCK_PROCESS_CPUTIME_ID: i32 = 2;

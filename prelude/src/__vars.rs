@@ -88,7 +88,8 @@ pub fn alloc_block(layout: Layout) -> *mut u8 {
 #[inline(never)]
 pub unsafe fn free_block(ptr: *mut u8, layout: Layout) {
     if layout.size() != 0 {
-        std::alloc::dealloc(ptr, layout)
+        // SAFETY: the caller's promise: allocated with this layout, used no more.
+        unsafe { std::alloc::dealloc(ptr, layout) }
     }
 }
 
@@ -216,6 +217,11 @@ pub fn snapshot_bytes(name: &str) -> Option<Vec<u8>> {
 }
 
 /// The names of the variables the store holds.
+/// Whether the store holds a variable of that name.
+pub fn has(name: &str) -> bool {
+    with(|m| m.contains_key(name))
+}
+
 pub fn names() -> Vec<String> {
     with(|m| m.keys().cloned().collect())
 }

@@ -26,8 +26,8 @@ pub mod __value;
 pub mod __vars;
 
 pub use display::{
-    clear_output, display_html, display_json, display_markdown, display_mime, display_png,
-    display_svg, display_text, update_display, DisplayId,
+    DisplayId, clear_output, display_html, display_json, display_markdown, display_mime,
+    display_png, display_svg, display_text, update_display,
 };
 pub use input::{input, password};
 
@@ -40,7 +40,7 @@ pub fn interrupted() -> bool {
 /// Everything a cell sees unqualified.
 pub mod prelude {
     pub use crate::{
-        clear_output, display_html, display_json, display_markdown, display_mime, display_png,
-        display_svg, display_text, input, interrupted, password, update_display, DisplayId,
+        DisplayId, clear_output, display_html, display_json, display_markdown, display_mime,
+        display_png, display_svg, display_text, input, interrupted, password, update_display,
     };
 }

@@ -11,7 +11,7 @@ use std::io::Write;
 use std::os::unix::io::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
-use std::sync::{mpsc, Mutex};
+use std::sync::{Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 /// How long a new worker may take to say it is ready.
@@ -93,7 +93,7 @@ impl Worker {
             let (t, payload) = match self.link.recv_timeout(Duration::from_millis(20)) {
                 Ok(Some(frame)) => frame,
                 Ok(None) | Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    return Err(Lost::Died(self.link.reap()))
+                    return Err(Lost::Died(self.link.reap()));
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => continue,
             };
@@ -147,7 +147,7 @@ pub(crate) struct Local {
     pid: u32,
 }
 
-extern "C" {
+unsafe extern "C" {
     fn dup2(old: c_int, new: c_int) -> c_int;
     fn fcntl(fd: c_int, cmd: c_int, ...) -> c_int;
 }
@@ -408,12 +408,11 @@ impl Transport for Remote {
 
 impl Drop for Remote {
     fn drop(&mut self) {
-        if let Some(l) = LINKS.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
-            if l.get(&self.engine)
+        if let Some(l) = LINKS.lock().unwrap_or_else(|e| e.into_inner()).as_mut()
+            && l.get(&self.engine)
                 .is_some_and(|(link, _)| *link == self.link)
-            {
-                l.remove(&self.engine);
-            }
+        {
+            l.remove(&self.engine);
         }
     }
 }

@@ -64,12 +64,28 @@ pub struct ParsedCell {
     /// Those of them whose last binding is `mut`: later cells may change them; the
     /// others stay immutable, as in one block of Rust.
     pub mutable: Vec<String>,
+    /// The names each statement binds, by the statement's index in `statements`.
+    pub binds_at: Vec<Vec<String>>,
+    /// The `?`s of the statements and the value, outside closures, nested functions,
+    /// async blocks and macro calls: the kernel writes each out so that a failure
+    /// there can keep the variables bound before it.
+    pub try_sites: Vec<TrySite>,
     /// Every identifier the statements and the value mention before the cell binds
     /// it (to find which session variables the cell uses).
     pub idents: std::collections::HashSet<String>,
     /// The value is a plain variable or field path: shown by reference, so that
     /// showing a variable does not move it out of the session.
     pub value_is_place: bool,
+}
+
+/// One `?` of the cell: which statement it is in (`statements.len()` for the
+/// value), where the expression it applies to starts and where the `?` is, as
+/// (line, column) in the cell's coordinates (those of [`Snippet`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrySite {
+    pub statement: usize,
+    pub expr: (usize, usize),
+    pub question: (usize, usize),
 }
 
 /// A syntax error, with its place in the cell.
@@ -142,8 +158,11 @@ pub fn parse(code: &str) -> Result<ParsedCell, SyntaxError> {
             other => idents_in(other, &mut used),
         }
         idents.extend(used.into_iter().filter(|n| !cell.bindings.contains(n)));
+        let mut bound = Vec::new();
         if let syn::Stmt::Local(local) = stmt {
-            pattern_names(&local.pat, &mut cell.bindings, &mut cell.mutable);
+            pattern_names(&local.pat, &mut bound, &mut cell.mutable);
+            cell.bindings.retain(|n| !bound.contains(n));
+            cell.bindings.extend(bound.iter().cloned());
         }
         match stmt {
             syn::Stmt::Item(item) => cell.items.push(make_item(item, &index)),
@@ -151,12 +170,14 @@ pub fn parse(code: &str) -> Result<ParsedCell, SyntaxError> {
                 cell.value = Some(snippet(expr.span(), &index, &[]));
                 cell.value_is_place = is_place(expr);
                 cell.uses_try |= uses_try(stmt);
+                try_sites(stmt, cell.statements.len(), &mut cell.try_sites);
             }
             syn::Stmt::Macro(m)
                 if last && m.semi_token.is_none() && !is_diverging_macro(&m.mac) =>
             {
                 cell.value = Some(snippet(m.span(), &index, &[]));
                 cell.uses_try |= uses_try(stmt);
+                try_sites(stmt, cell.statements.len(), &mut cell.try_sites);
             }
             other => {
                 cell.uses_try |= uses_try(other);
@@ -166,7 +187,9 @@ pub fn parse(code: &str) -> Result<ParsedCell, SyntaxError> {
                 if open_end {
                     s.text.push(';');
                 }
+                try_sites(other, cell.statements.len(), &mut cell.try_sites);
                 cell.statements.push(s);
+                cell.binds_at.push(bound);
             }
         }
     }
@@ -492,6 +515,31 @@ fn diverges(expr: &syn::Expr) -> bool {
             .is_some_and(|s| matches!(s, syn::Stmt::Expr(e, None) if diverges(e))),
         _ => false,
     }
+}
+
+/// The `?`s of a statement that the kernel writes out itself (see
+/// [`ParsedCell::try_sites`]); those inside macro calls stay `?`.
+fn try_sites(stmt: &syn::Stmt, statement: usize, out: &mut Vec<TrySite>) {
+    struct Finder<'o> {
+        statement: usize,
+        out: &'o mut Vec<TrySite>,
+    }
+    impl<'a> syn::visit::Visit<'a> for Finder<'_> {
+        fn visit_expr_try(&mut self, e: &'a syn::ExprTry) {
+            let at = |lc: LineColumn| (lc.line - 1, lc.column);
+            self.out.push(TrySite {
+                statement: self.statement,
+                expr: at(e.expr.span().start()),
+                question: at(e.question_token.span.start()),
+            });
+            syn::visit::visit_expr_try(self, e);
+        }
+        fn visit_expr_closure(&mut self, _: &'a syn::ExprClosure) {}
+        fn visit_expr_async(&mut self, _: &'a syn::ExprAsync) {}
+        fn visit_item(&mut self, _: &'a syn::Item) {}
+        fn visit_macro(&mut self, _: &'a syn::Macro) {}
+    }
+    syn::visit::visit_stmt(&mut Finder { statement, out }, stmt);
 }
 
 /// Whether a statement uses `?` outside nested closures, functions and async blocks.

@@ -180,7 +180,8 @@ impl DepSet {
         let mut package = toml::Table::new();
         package.insert("name".into(), "ferrocell-deps".into());
         package.insert("version".into(), "0.0.0".into());
-        package.insert("edition".into(), "2021".into());
+        let edition = super::edition::Edition::DEFAULT.as_str();
+        package.insert("edition".into(), edition.into());
         package.insert("publish".into(), false.into());
         doc.insert("package".into(), toml::Value::Table(package));
         let mut lib = toml::Table::new();

@@ -5,10 +5,12 @@
 pub mod cell;
 pub mod deps;
 pub mod diagnostics;
+pub mod edition;
 pub mod prelude;
 pub mod rustc;
 pub mod session;
 pub mod toolchain;
+pub mod try_rewrite;
 pub mod vars;
 
 pub use session::{BuiltCell, CompileError, Session, Timing};

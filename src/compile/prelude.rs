@@ -3,6 +3,7 @@
 //! Both are built once per toolchain and prelude version with the same rustc as the
 //! cells, so runner and cells share one libstd; the result is cached on disk.
 
+use super::edition::Edition;
 use super::rustc::{self, RustcFailure};
 use super::toolchain::Toolchain;
 use sha2::{Digest, Sha256};
@@ -64,6 +65,7 @@ fn source_id(toolchain: &Toolchain) -> String {
         h.update(text.as_bytes());
     }
     h.update(RUNNER.as_bytes());
+    h.update(Edition::DEFAULT.as_str().as_bytes());
     hex::encode(&h.finalize()[..8])
 }
 
@@ -81,7 +83,8 @@ fn failure(f: RustcFailure) -> PreludeError {
     }
 }
 
-/// The rustc flags every dynamically linked piece (prelude, runner, cells) shares.
+/// The rustc flags every dynamically linked piece (prelude, runner, cells) shares;
+/// each adds its edition.
 pub fn common_flags(toolchain: &Toolchain, rpath: &[&Path]) -> Vec<OsString> {
     let rpath: Vec<String> = rpath
         .iter()
@@ -89,7 +92,6 @@ pub fn common_flags(toolchain: &Toolchain, rpath: &[&Path]) -> Vec<OsString> {
         .chain([toolchain.target_libdir.display().to_string()])
         .collect();
     [
-        "--edition=2021".into(),
         "-C".into(),
         "prefer-dynamic".into(),
         "-C".into(),
@@ -136,6 +138,7 @@ pub async fn ensure(toolchain: &Toolchain, cache: &Path) -> Result<Prelude, Prel
     std::fs::write(tmp.path().join("runner.rs"), RUNNER).map_err(io)?;
     let lib = tmp.path().join("libferrocell.so");
     let mut args = common_flags(toolchain, &[&dir]);
+    args.push(Edition::DEFAULT.flag().into());
     args.extend(
         [
             "--crate-name",
@@ -155,6 +158,7 @@ pub async fn ensure(toolchain: &Toolchain, cache: &Path) -> Result<Prelude, Prel
     let build = async {
         rustc::run(&toolchain.rustc, args).await.map_err(failure)?;
         let mut args = common_flags(toolchain, &[&dir]);
+        args.push(Edition::DEFAULT.flag().into());
         args.extend(
             [
                 "--crate-type",

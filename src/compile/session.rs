@@ -13,9 +13,11 @@
 use super::cell::{self, Item, ParsedCell};
 use super::deps::BuiltDeps;
 use super::diagnostics::{self, Origin, SourceMap};
+use super::edition::Edition;
 use super::prelude::{self, Prelude};
 use super::rustc::{self, RustcFailure};
 use super::toolchain::Toolchain;
+use super::try_rewrite;
 use super::vars::{self, Var, Vars};
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet};
@@ -126,6 +128,8 @@ pub struct Session {
     cells_dir: PathBuf,
     chain: Vec<Arc<Layer>>,
     pub opt_level: u8,
+    /// The edition cells are compiled in (`%edition`).
+    pub edition: Edition,
     vars: Vars,
     /// Every layer library built in this session, by crate name: variables keep
     /// their types' crates alive after a merge replaced them in the chain.
@@ -190,6 +194,7 @@ impl Session {
             cells_dir,
             chain: Vec::new(),
             opt_level: DEFAULT_OPT_LEVEL,
+            edition: Edition::DEFAULT,
             vars: Vars::new(),
             layer_libs: HashMap::new(),
             probe_cache: Mutex::new(HashMap::new()),
@@ -540,6 +545,7 @@ impl Session {
         args.push(format!("metadata={metadata}").into());
         args.push("-C".into());
         args.push(format!("opt-level={}", self.opt_level).into());
+        args.push(self.edition.flag().into());
         for dir in [&self.prelude.dir, &self.cells_dir] {
             args.push("-L".into());
             args.push(format!("dependency={}", dir.display()).into());
@@ -590,7 +596,7 @@ impl Session {
             if real.is_empty() {
                 return Ok(found);
             }
-            if try_needs_debug(unit, &real) {
+            if try_needs_debug(unit, &real, &map) {
                 unit.debug_errors = true;
                 continue;
             }
@@ -697,6 +703,7 @@ impl Session {
             self.toolchain.id.as_str(),
             self.prelude.id.as_str(),
             &self.opt_level.to_string(),
+            self.edition.as_str(),
             base.map(|b| b.key.as_str()).unwrap_or("-"),
         ] {
             h.update(part.as_bytes());
@@ -796,7 +803,9 @@ impl Session {
 
         // Build; a put-back that does not compile (the value was moved, or borrows a
         // local) is dropped with a note and the build retried.
-        for _attempt in 0..8 {
+        for attempt in 0..10 {
+            // Late tries go without keeping bindings at a failing `?` rather than fail.
+            plan.no_staging = attempt >= 7;
             plan.put = puts
                 .iter()
                 .map(|(n, here, _)| (n.clone(), here.clone()))
@@ -811,6 +820,11 @@ impl Session {
                 hk.update([u8::from(it.serde)]);
             }
             hk.update([u8::from(unit.debug_errors)]);
+            hk.update([u8::from(plan.no_staging)]);
+            for (site, n) in &plan.unstaged {
+                hk.update(site.to_le_bytes());
+                hk.update(n.as_bytes());
+            }
             let lib_key = hex::encode(&hk.finalize()[..4]);
             let symbol = format!("__fc_run_{key}_{lib_key}");
             let mut map = generate(unit, &symbol, &plan, &[], snapshots, unit.debug_errors);
@@ -885,14 +899,49 @@ impl Session {
                     return Ok((built(true, &final_outcome), key));
                 }
                 Err(RustcFailure::Errors(diags)) => {
+                    for d in &diags {
+                        let tags: Vec<(bool, Option<&str>)> = d
+                            .spans
+                            .iter()
+                            .map(|s| (s.is_primary, map.tag(s.line_start)))
+                            .collect();
+                        tracing::debug!(code = ?d.code.as_ref().map(|c| &c.code), message = %d.message, ?tags, "cell build error");
+                    }
                     // Derived serde traits that the fields do not allow are dropped.
                     if drop_failed_derives(&diags, &map, &mut unit.items) {
                         continue;
                     }
-                    if try_needs_debug(unit, &diags) {
+                    if try_needs_debug(unit, &diags, &map) {
                         unit.debug_errors = true;
                         continue;
                     }
+                    // A binding that a failing `?` cannot put back there (moved, or
+                    // borrowed by what the `?` applies to) is not kept at that `?`.
+                    // As with put-backs, borrows that cannot be kept go first: they
+                    // make what they borrow look unmovable.
+                    let staging = |d: &&rustc::Diagnostic, primary_only: bool| {
+                        d.spans
+                            .iter()
+                            .filter(|s| s.is_primary || !primary_only)
+                            .filter_map(|s| staging_tag(map.tag(s.line_start)?))
+                            .filter(|p| !plan.unstaged.contains(p))
+                            .collect::<Vec<_>>()
+                    };
+                    let borrow = |d: &&rustc::Diagnostic| {
+                        d.code
+                            .as_ref()
+                            .is_some_and(|c| BORROWS.contains(&c.code.as_str()))
+                    };
+                    let unstaged: Vec<(usize, String)> = diags
+                        .iter()
+                        .filter(borrow)
+                        .flat_map(|d| staging(&d, false))
+                        .collect();
+                    if !unstaged.is_empty() {
+                        plan.unstaged.extend(unstaged);
+                        continue;
+                    }
+
                     // The put-back may be the primary span (a moved value) or a
                     // secondary one ("requires that `v` is borrowed for 'static").
                     let failed: Vec<(String, Option<String>, String)> = diags
@@ -910,8 +959,6 @@ impl Session {
                             ))
                         })
                         .collect();
-                    const BORROWS: &[&str] =
-                        &["E0597", "E0716", "E0515", "E0521", "E0759", "E0506"];
                     let is_borrow =
                         |c: &Option<String>| c.as_deref().is_some_and(|c| BORROWS.contains(&c));
                     // A borrow that cannot be kept also makes its referent look moved:
@@ -949,7 +996,14 @@ impl Session {
                         }
                     }
                     if !retry {
-                        return Err(code_error(&diags, &map));
+                        // The put-backs compile: what fails is a `?` keeping a binding.
+                        let mut unstaged: Vec<(usize, String)> =
+                            diags.iter().flat_map(|d| staging(&d, true)).collect();
+                        unstaged.dedup();
+                        if unstaged.is_empty() {
+                            return Err(code_error(&diags, &map));
+                        }
+                        plan.unstaged.extend(unstaged);
                     }
                 }
                 Err(other) => return Err(failure(other, &map)),
@@ -970,32 +1024,31 @@ impl Session {
         }
     }
 
-    /// Forgets the variables a failed cell had taken out of the store (they were
-    /// dropped with the cell). Returns their names.
-    pub fn lose_vars(&mut self, outcome: &VarOutcome) -> Vec<String> {
+    /// After a panic or a failing `?`, the variables the cell took and could put
+    /// back stay, and so do the new bindings that a failing `?` kept (`kept`); the
+    /// others are gone with the cell. Returns the names of the lost ones and of the
+    /// new ones kept.
+    pub fn settle_failure(
+        &mut self,
+        outcome: &VarOutcome,
+        kept: &[String],
+    ) -> (Vec<String>, Vec<String>) {
         let mut lost = Vec::new();
         for n in outcome.taken.iter().chain(&outcome.removed) {
-            if self.vars.remove(n).is_some() {
-                lost.push(n.clone());
-            }
-        }
-        lost
-    }
-
-    /// After a panic, the variables the cell took and could put back stay; the
-    /// others are gone with the cell. Returns the names of the lost ones.
-    pub fn settle_panic(&mut self, outcome: &VarOutcome) -> Vec<String> {
-        let mut lost = Vec::new();
-        for n in outcome.taken.iter().chain(&outcome.removed) {
-            let kept = outcome.kept_on_panic.iter().any(|(k, _)| k == n);
-            if !kept && self.vars.remove(n).is_some() && !lost.contains(n) {
+            let back = outcome.kept_on_panic.iter().any(|(k, _)| k == n) || kept.contains(n);
+            if !back && self.vars.remove(n).is_some() && !lost.contains(n) {
                 lost.push(n.clone());
             }
         }
         for (n, v) in &outcome.kept_on_panic {
             self.vars.insert(n.clone(), v.clone());
         }
-        lost
+        let mut new = Vec::new();
+        for (n, v) in outcome.kept.iter().filter(|(n, _)| kept.contains(n)) {
+            self.vars.insert(n.clone(), v.clone());
+            new.push(n.clone());
+        }
+        (lost, new)
     }
 
     /// Forgets every variable (the runner that held them is gone). Returns their names.
@@ -1193,6 +1246,11 @@ struct VarPlan {
     take: Vec<(String, String)>,
     /// Those taken that were declared `let mut`.
     mutable: Vec<String>,
+    /// New bindings that a failing `?` cannot put back (moved or borrowed there):
+    /// the `?`'s index in [`ParsedCell::try_sites`] and the name.
+    unstaged: Vec<(usize, String)>,
+    /// No failing `?` keeps bindings (the cell took too many tries to settle them).
+    no_staging: bool,
     /// Put back (or in) at the end: name and type as written in this crate.
     put: Vec<(String, String)>,
     /// Removed from the store at the start (stale).
@@ -1292,8 +1350,7 @@ fn generate(
         );
         m.mark_inserted(&s.inserted);
     }
-    m.glue(&format!("#[no_mangle]\npub fn {symbol}() {{"));
-    let here = |line| Origin { cell: None, line };
+    m.glue(&format!("#[unsafe(no_mangle)]\npub fn {symbol}() {{"));
     for var in &plan.drop {
         m.glue(&format!("::ferrocell::__vars::remove({var:?});"));
     }
@@ -1333,8 +1390,9 @@ fn generate(
             "let __fc_result: ::std::result::Result<_, {error}> = (|| {{"
         ));
     }
-    for s in &parsed.statements {
-        m.code(&s.text, s.column, here(s.line));
+    let staged = |site: usize| -> Vec<(String, String)> { staged_at(parsed, plan, site) };
+    for (i, s) in parsed.statements.iter().enumerate() {
+        try_rewrite::emit(&mut m, s, &parsed.try_sites, i, &staged);
     }
     for var in probes {
         // A one-element tuple makes rustc print the element's full path in a note.
@@ -1347,7 +1405,13 @@ fn generate(
         "let __fc_value = {"
     });
     match &parsed.value {
-        Some(v) => m.code(&v.text, v.column, here(v.line)),
+        Some(v) => try_rewrite::emit(
+            &mut m,
+            v,
+            &parsed.try_sites,
+            parsed.statements.len(),
+            &staged,
+        ),
         None => m.glue("()"),
     }
     m.glue(if by_ref { ");" } else { "};" });
@@ -1407,9 +1471,12 @@ fn generate(
         m.glue("}));");
         put_back(&mut m, &|v| !new_ones(v));
         m.glue("if __fc_failed || __fc_caught.is_some() {");
+        // A rebound variable keeps its old value, unless a failing `?` kept the new.
         for (var, ty) in &plan.keep {
             m.tagged(
-                &format!("::ferrocell::__vars::put::<{ty}>({var:?}, {var});"),
+                &format!(
+                    "if !::ferrocell::__vars::has({var:?}) {{ ::ferrocell::__vars::put::<{ty}>({var:?}, {var}); }}"
+                ),
                 &format!("keep:{var}"),
             );
         }
@@ -1421,6 +1488,32 @@ fn generate(
     }
     m.glue("}");
     m
+}
+
+/// The new bindings that the failing `?` number `site` keeps: those the cell binds
+/// for the last time before that `?`'s statement, whose put-back compiles there
+/// (see [`VarPlan::unstaged`]), with their types.
+fn staged_at(parsed: &ParsedCell, plan: &VarPlan, site: usize) -> Vec<(String, String)> {
+    if plan.no_staging {
+        return vec![];
+    }
+    let statement = parsed.try_sites[site].statement;
+    let last_bound = |n: &String| parsed.binds_at.iter().rposition(|b| b.contains(n));
+    plan.put
+        .iter()
+        .filter(|(n, _)| !plan.unstaged.iter().any(|(s, u)| *s == site && u == n))
+        .filter(|(n, _)| last_bound(n).is_some_and(|at| at < statement))
+        .cloned()
+        .collect()
+}
+
+/// rustc's codes for a borrow that does not live long enough (to be kept).
+const BORROWS: &[&str] = &["E0597", "E0716", "E0515", "E0521", "E0759", "E0506"];
+
+/// The `?` and variable of a `stage:SITE:NAME` tag.
+fn staging_tag(tag: &str) -> Option<(usize, String)> {
+    let (site, name) = tag.strip_prefix("stage:")?.split_once(':')?;
+    Some((site.parse().ok()?, name.to_string()))
 }
 
 /// Snapshot helpers compiled into each cell while snapshots are on. Which `__fc_save`
@@ -1456,12 +1549,17 @@ impl<T> NoDeserialize<T> for &Load<T> {
 /// again with errors taken through `Debug`, as `main` returning `Result` takes them.
 /// Cells whose errors are all `Error`s keep `Box<dyn Error>`, which shows their
 /// `Display` and `source()` chain.
-fn try_needs_debug(unit: &Unit, diags: &[rustc::Diagnostic]) -> bool {
+fn try_needs_debug(unit: &Unit, diags: &[rustc::Diagnostic], map: &SourceMap) -> bool {
+    let at_conversion = |d: &rustc::Diagnostic| {
+        d.spans
+            .iter()
+            .any(|s| map.tag(s.line_start) == Some("try:convert"))
+    };
     unit.parsed.uses_try
         && !unit.debug_errors
         && diags
             .iter()
-            .any(|d| d.message.contains("`?` couldn't convert the error"))
+            .any(|d| d.message.contains("`?` couldn't convert the error") || at_conversion(d))
 }
 
 /// Whether a rustc error is about serde's traits (a derive the fields do not allow).

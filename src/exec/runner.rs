@@ -40,8 +40,12 @@ pub enum CellEvent {
     /// The cell finished normally. This and the ones below end a cell.
     Done,
     Panic(PanicReport),
-    /// A `?` error reached the top of the cell.
-    Failed(String),
+    /// A `?` error reached the top of the cell; `kept` names the variables the cell
+    /// had bound before it, which it put in the store.
+    Failed {
+        message: String,
+        kept: Vec<String>,
+    },
     /// The library could not be loaded.
     LoadError(String),
     /// The runner process ended.
@@ -61,7 +65,7 @@ impl CellEvent {
             self,
             CellEvent::Done
                 | CellEvent::Panic(_)
-                | CellEvent::Failed(_)
+                | CellEvent::Failed { .. }
                 | CellEvent::LoadError(_)
                 | CellEvent::Exited(_)
         )
@@ -98,6 +102,8 @@ struct InputFrame {
 #[derive(Deserialize)]
 struct MessageFrame {
     message: String,
+    #[serde(default)]
+    kept: Vec<String>,
 }
 
 enum Internal {
@@ -224,11 +230,16 @@ fn decode(t: u8, payload: Vec<u8>) -> Option<CellEvent> {
             column: None,
             thread: None,
         })),
-        tag::CELL_ERROR => CellEvent::Failed(
-            serde_json::from_slice::<MessageFrame>(&payload)
-                .map(|m| m.message)
-                .unwrap_or_else(|_| text()),
-        ),
+        tag::CELL_ERROR => match serde_json::from_slice::<MessageFrame>(&payload) {
+            Ok(m) => CellEvent::Failed {
+                message: m.message,
+                kept: m.kept,
+            },
+            Err(_) => CellEvent::Failed {
+                message: text(),
+                kept: vec![],
+            },
+        },
         tag::LOAD_ERROR => CellEvent::LoadError(text()),
         tag::TO_ENGINE if payload.len() >= 5 => CellEvent::ToEngine {
             engine: u32::from_le_bytes([payload[0], payload[1], payload[2], payload[3]]),

@@ -47,15 +47,16 @@ fn error(ename: &str, evalue: impl Into<String>, traceback: Vec<String>) -> Erro
 
 /// How far a cell's own code got, which decides what the runner's variable store
 /// holds afterwards (see [`Executor::settle_vars`]).
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 enum CellEnd {
     /// It never started (the library did not load, the runner was not there).
     NotRun,
     /// It ran to its end and put back everything it keeps, even if the user
     /// interrupted it and it obeyed.
     Completed,
-    /// It panicked or stopped at a `?`: what it took is back, its new bindings are not.
-    Unwound,
+    /// It panicked or stopped at a `?`: what it took is back; of its new bindings,
+    /// only those a failing `?` kept (named here).
+    Unwound { kept: Vec<String> },
 }
 
 fn interrupted(detail: &str) -> ErrorContent {
@@ -244,6 +245,7 @@ pub struct Executor {
     warm: Option<JoinHandle<Warm>>,
     session: Option<Session>,
     opt_level: u8,
+    edition: crate::compile::edition::Edition,
     runner: Option<Runner>,
     pub count: u64,
     pub history: History,
@@ -314,6 +316,7 @@ impl Executor {
             warm,
             session: None,
             opt_level: crate::compile::session::DEFAULT_OPT_LEVEL,
+            edition: crate::compile::edition::Edition::DEFAULT,
             runner: None,
             count: 0,
             history,
@@ -416,6 +419,7 @@ impl Executor {
                 ready.map_err(|e| error("ToolchainError", e, vec![]))?;
             let mut s = Session::new(toolchain, prelude, &self.cache);
             s.opt_level = self.opt_level;
+            s.edition = self.edition;
             s.set_snapshot_dir(self.snapshots.path().to_path_buf());
             self.session = Some(s);
             self.base = Some(base);
@@ -654,6 +658,20 @@ impl Executor {
                             ""
                         };
                         sink.stdout(format!("opt-level {}{how}\n", self.opt_level).as_bytes())
+                    }
+                    Magic::Edition(None) => {
+                        let how = if self.edition == crate::compile::edition::Edition::DEFAULT {
+                            " (the default, as `cargo new` makes packages)"
+                        } else {
+                            ""
+                        };
+                        sink.stdout(format!("edition {}{how}\n", self.edition).as_bytes())
+                    }
+                    Magic::Edition(Some(e)) => {
+                        self.edition = e;
+                        if let Some(s) = &mut self.session {
+                            s.edition = e;
+                        }
                     }
                     Magic::Opt(Some(n)) => {
                         self.opt_level = n;
@@ -963,10 +981,19 @@ impl Executor {
             // Nothing was taken out of the store.
             Err(e) if end == CellEnd::NotRun => Err(e),
             Err(mut e) => {
+                let kept = match end {
+                    CellEnd::Unwound { kept } => kept,
+                    _ => vec![],
+                };
                 // What the cell put back may have changed before it failed.
                 self.unsaved
                     .extend(built.vars.kept_on_panic.iter().map(|(n, _)| n.clone()));
-                let lost = session.settle_panic(&built.vars);
+                self.unsaved.extend(kept.iter().cloned());
+                let (lost, new) = session.settle_failure(&built.vars, &kept);
+                if !new.is_empty() {
+                    e.traceback
+                        .push(format!("Kept from before the error: {}", new.join(", ")));
+                }
                 if !lost.is_empty() {
                     e.traceback
                         .push(format!("Variables lost with the cell: {}", lost.join(", ")));
@@ -1290,12 +1317,12 @@ impl Executor {
                     break Ok(());
                 }
                 CellEvent::Panic(p) => {
-                    *end = CellEnd::Unwound;
+                    *end = CellEnd::Unwound { kept: vec![] };
                     break Err(self.panic_error(built, &p));
                 }
-                CellEvent::Failed(m) => {
-                    *end = CellEnd::Unwound;
-                    break Err(error("Error", m, vec![]));
+                CellEvent::Failed { message, kept } => {
+                    *end = CellEnd::Unwound { kept };
+                    break Err(error("Error", message, vec![]));
                 }
                 CellEvent::LoadError(m) => break Err(error("LoadError", m, vec![])),
                 CellEvent::Exited(how) => {

@@ -8,8 +8,8 @@ pub use parallel::Parallel;
 
 /// Every magic ferrocell knows, for completion and `%lsmagic`.
 pub const NAMES: &[&str] = &[
-    "cluster", "dep", "help", "lsmagic", "opt", "parallel", "reset", "time", "timeit", "vars",
-    "who",
+    "cluster", "dep", "edition", "help", "lsmagic", "opt", "parallel", "reset", "time", "timeit",
+    "vars", "who",
 ];
 
 /// Whether a spelling (with its `%`, `%%` or `:` prefix) is one the kernel accepts.
@@ -32,6 +32,8 @@ pub enum Magic {
     LsMagic,
     /// `%opt` alone shows the level; `%opt N` sets it.
     Opt(Option<u8>),
+    /// `%edition` alone shows the edition cells use; `%edition 2021` sets it.
+    Edition(Option<crate::compile::edition::Edition>),
     /// `%vars` / `%who`: the session's variables with type and size.
     Vars,
     /// `%reset`: forget every item and variable.
@@ -182,6 +184,28 @@ pub fn parse<'a>(code: &'a str) -> CellKind<'a> {
             },
             _ => return CellKind::BadArgs("%opt takes one level from 0 to 3".into()),
         },
+        "edition" => {
+            use crate::compile::edition::Edition;
+            let editions: Vec<&str> = Edition::ALL.iter().map(|e| e.as_str()).collect();
+            match args.as_slice() {
+                [] => Magic::Edition(None),
+                [e] => match Edition::parse(e) {
+                    Some(e) => Magic::Edition(Some(e)),
+                    None => {
+                        return CellKind::BadArgs(format!(
+                            "%edition takes one of {}, not {e:?}",
+                            editions.join(", ")
+                        ))
+                    }
+                },
+                _ => {
+                    return CellKind::BadArgs(format!(
+                        "%edition takes one edition: {}",
+                        editions.join(", ")
+                    ))
+                }
+            }
+        }
         _ => return CellKind::Unknown(line.trim().to_string()),
     };
     CellKind::Magic {
@@ -232,6 +256,8 @@ pub fn lsmagic_text() -> String {
         "                      (rank, size in scope); cluster: [--targets 0,2-3] [--persist]; --each:",
         "                      once per item (item in scope); --out: keep the values as a Vec;",
         "                      --scaling: speed-up chart with Amdahl's law fitted",
+        "  %edition [2015|2018|2021|2024]",
+        "                      show or set the Rust edition of later cells (2024 by default)",
         "  %opt [0-3]          show or set rustc's optimisation level for cells",
         "  %vars, %who         the session's variables: name, type, size",
         "  %reset              forget every item and variable (a fresh runner)",

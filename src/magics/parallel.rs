@@ -178,6 +178,14 @@ pub fn persist_code(p: &Parallel) -> String {
 /// the units it is sent; items and values travel with bincode (the session's serde
 /// build), so the cell passes its own encoders.
 pub fn cell_code(p: &Parallel, body: &str) -> String {
+    // A body without a value (`loop { … }` last) is worth `()`: in edition 2024 a
+    // diverging block's type falls back to `!`, which has no serde support.
+    let unit = crate::compile::cell::parse(body).is_ok_and(|c| c.value.is_none());
+    let body = if unit {
+        format!("{body}\n;()")
+    } else {
+        body.to_string()
+    };
     let workers = match (&p.scaling, p.workers) {
         (Some(_), _) => "::std::option::Option::Some(__fc_n)".to_string(),
         (None, Some(n)) => format!("::std::option::Option::Some({n})"),

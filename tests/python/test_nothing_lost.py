@@ -31,10 +31,13 @@ def test_a_question_mark_keeps_what_the_cell_changed(kc):
     assert value(kc, "log") == "[1, 2]"
 
 
-def test_a_rebinding_before_the_question_mark_leaves_the_old_value(kc):
+def test_a_rebinding_keeps_its_old_value_after_a_panic_and_its_new_after_a_question_mark(kc):
     ok(*run(kc, "let v = 1;"))
-    failed(*run(kc, 'let v = v + 100;\nlet _n: u8 = "300".parse()?;'))
+    failed(*run(kc, 'let v = v + 100;\npanic!("stop");'), ename="Panic")
     assert value(kc, "v") == "1"
+    text = failed(*run(kc, 'let v = v + 100;\nlet _n: u8 = "300".parse()?;'))
+    assert "Kept from before the error: v" in text
+    assert value(kc, "v") == "101"
 
 
 def test_any_debug_error_goes_through_a_question_mark(kc):
@@ -118,3 +121,47 @@ def test_only_what_the_cell_moved_away_is_reported(kc):
     notes = kh.all_text(outputs)
     assert "`s` was moved" in notes or "lost with the cell: s" in text, (text, notes)
     assert value(kc, "t") == '"stays"'
+
+
+def test_bindings_made_before_a_question_mark_are_kept_and_named(kc):
+    ok(*run(kc, "let mut total = 1;"))
+    text = failed(*run(kc, textwrap.dedent("""\
+        let a = 10;
+        let s = String::from("hi");
+        total += a;
+        let n: i32 = "x".parse()?;
+        let after = n + 1;
+        """)))
+    assert "Kept from before the error: a, s" in text, text
+    assert value(kc, "(a, s.clone(), total)") == '(10, "hi", 11)'
+    # What came after the error was never bound.
+    reply, outputs = run(kc, "after")
+    assert "cannot find value `after`" in error_text(of_type(outputs, "error")[0])
+
+
+def test_a_binding_borrowed_by_the_failing_expression_is_kept_at_the_next(kc):
+    # At the first `?`, `b` is borrowed by what the `?` applies to, so it cannot be
+    # put away there; at the second it can. `r` borrows a local: never kept.
+    text = failed(*run(kc, textwrap.dedent("""\
+        let b = vec![1, 2];
+        let r = &b;
+        let first = r.iter().next().copied().ok_or("empty")?;
+        let c: u8 = "300".parse()?;
+        """)))
+    assert "number too large" in text
+    assert "Kept from before the error: b, first" in text, text
+    assert value(kc, "(b.clone(), first)") == "([1, 2], 1)"
+
+
+def test_question_marks_on_options_nested_and_in_the_value(kc):
+    ok(*run(kc, 'fn f(x: i32) -> Result<i32, String> { if x > 0 { Ok(x) } else { Err(format!("bad {x}")) } }'))
+    text = failed(*run(kc, "let p = f(1)? + f(2)?;\nlet w = f(f(0)?)?;"))
+    assert "bad 0" in text and "Kept from before the error: p" in text, text
+    assert value(kc, "p") == "3"
+    text = failed(*run(kc, "let q: Option<i32> = None;\nlet z = q?;"))
+    assert "`?` met `None`" in text and "Kept from before the error: q" in text, text
+    assert value(kc, "Some(5)? + f(p)?") == "8"
+    # A rebinding before the error keeps the new value, as the cell left it.
+    ok(*run(kc, "let level = 1;"))
+    failed(*run(kc, 'let level = level * 100;\n"y".parse::<f64>()?;'))
+    assert value(kc, "level") == "100"

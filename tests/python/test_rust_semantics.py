@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import textwrap
 
+import kernel_helpers as kh
 from kernel_helpers import error_text, of_type, ok, run, value
 
 
@@ -135,3 +136,30 @@ def test_an_error_in_an_item_shows_the_users_own_line(kc):
     text = compile_error(*run(kc, "fn bad() -> u8 { \"no\" }"))
     assert "cell:1:18" in text, text
     assert "fn bad() -> u8" in text and "pub fn" not in text
+
+
+# --- editions ---------------------------------------------------------------------
+
+
+def test_cells_are_edition_2024_and_edition_switches(kc):
+    reply, outputs = run(kc, "%edition")
+    ok(reply, outputs)
+    assert "edition 2024" in kh.all_text(outputs)
+    # 2024: `gen` is reserved and `set_var` is unsafe.
+    text = compile_error(*run(kc, "let gen = 1;"))
+    assert "gen" in text
+    text = compile_error(*run(kc, 'std::env::set_var("FERROCELL_EDITION_TEST", "1");'))
+    assert "E0133" in text and "cell:1:1" in text, text
+    ok(*run(kc, 'unsafe { std::env::set_var("FERROCELL_EDITION_TEST", "1"); }'))
+    # 2021 for older code; items defined there work from 2024 cells.
+    ok(*run(kc, "%edition 2021"))
+    ok(*run(kc, "fn old_style() -> i32 { let gen = 20; gen + 1 }"))
+    ok(*run(kc, 'std::env::set_var("FERROCELL_EDITION_TEST", "2");'))
+    reply, outputs = run(kc, ":edition")
+    assert "edition 2021" in kh.all_text(outputs)
+    ok(*run(kc, ":edition 2024"))
+    compile_error(*run(kc, "let gen = 1;"))
+    assert value(kc, 'old_style() + std::env::var("FERROCELL_EDITION_TEST").unwrap().len() as i32') == "22"
+    reply, outputs = run(kc, "%edition 2027")
+    assert reply["content"]["status"] == "error"
+    assert "2015, 2018, 2021, 2024" in error_text(of_type(outputs, "error")[0])
