@@ -22,6 +22,15 @@ static INPUT: Mutex<Option<Result<String, String>>> = Mutex::new(None);
 static INPUT_READY: Condvar = Condvar::new();
 static PANIC_INFO: Mutex<Option<String>> = Mutex::new(None);
 static FAILURE: Mutex<Option<String>> = Mutex::new(None);
+/// How an error that reaches a cell's `?` is shown: 0 `{}`, 1 `{:?}`, 2 `{:#?}`
+/// (the kernel's `ErrorFormat`; a cell sets it when `%efmt` changed it).
+static ERROR_FORMAT: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+/// Sets how the running cell's `?` errors are shown (see [`ERROR_FORMAT`]).
+pub fn set_error_format(code: u8) {
+    ERROR_FORMAT.store(code, Ordering::Relaxed);
+}
+
 /// The variables a failing `?` put in the store before the cell returned.
 static KEPT: Mutex<Vec<String>> = Mutex::new(Vec::new());
 static ARGS: Mutex<Vec<String>> = Mutex::new(Vec::new());
@@ -92,7 +101,10 @@ pub struct DebugError(String);
 
 impl<E: std::fmt::Debug> From<E> for DebugError {
     fn from(error: E) -> Self {
-        DebugError(format!("{error:?}"))
+        match ERROR_FORMAT.load(Ordering::Relaxed) {
+            2 => DebugError(format!("{error:#?}")),
+            _ => DebugError(format!("{error:?}")),
+        }
     }
 }
 
@@ -104,6 +116,11 @@ pub trait CellFailure {
 
 impl CellFailure for Box<dyn std::error::Error> {
     fn report(&self) {
+        match ERROR_FORMAT.load(Ordering::Relaxed) {
+            1 => return fail(&format!("{self:?}")),
+            2 => return fail(&format!("{self:#?}")),
+            _ => {}
+        }
         let mut text = self.to_string();
         let mut source = self.source();
         if source.is_some() {
@@ -264,6 +281,7 @@ fn load(lib: &str, symbol: &str) -> Result<fn(), String> {
 fn run_cell(entry: fn()) {
     INTERRUPTED.store(false, Ordering::Relaxed);
     KEPT.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    ERROR_FORMAT.store(0, Ordering::Relaxed);
     RUNNING.store(true, Ordering::Release);
     let outcome = panic::catch_unwind(AssertUnwindSafe(entry));
     let _ = std::io::stdout().flush();

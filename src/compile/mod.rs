@@ -6,6 +6,7 @@ pub mod cell;
 pub mod deps;
 pub mod diagnostics;
 pub mod edition;
+pub mod error_format;
 pub mod prelude;
 pub mod rustc;
 pub mod session;

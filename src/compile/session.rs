@@ -14,6 +14,7 @@ use super::cell::{self, Item, ParsedCell};
 use super::deps::BuiltDeps;
 use super::diagnostics::{self, Origin, SourceMap};
 use super::edition::Edition;
+use super::error_format::ErrorFormat;
 use super::prelude::{self, Prelude};
 use super::rustc::{self, RustcFailure};
 use super::toolchain::Toolchain;
@@ -130,6 +131,8 @@ pub struct Session {
     pub opt_level: u8,
     /// The edition cells are compiled in (`%edition`).
     pub edition: Edition,
+    /// How an error that reaches a cell's `?` is shown (`%efmt`).
+    pub error_format: ErrorFormat,
     vars: Vars,
     /// Every layer library built in this session, by crate name: variables keep
     /// their types' crates alive after a merge replaced them in the chain.
@@ -163,6 +166,8 @@ struct Unit<'a> {
     /// Whether the code uses the snapshot helpers (a saver's or a restore's); they
     /// make rustc load serde, so other cells go without.
     glue: bool,
+    /// How an error that reaches a `?` is shown (`%efmt`).
+    error_format: ErrorFormat,
     /// Whether `?` converts errors through their `Debug` form: set when one of the
     /// cell's errors is not a `std::error::Error` (see [`try_needs_debug`]).
     debug_errors: bool,
@@ -180,12 +185,18 @@ impl<'a> Unit<'a> {
             externs: vec![],
             types: vec![],
             glue: false,
+            error_format: ErrorFormat::default(),
             debug_errors: false,
         }
     }
 }
 
 impl Session {
+    /// The rustc cells are compiled with.
+    pub fn rustc(&self) -> &std::path::Path {
+        &self.toolchain.rustc
+    }
+
     pub fn new(toolchain: Toolchain, prelude: Prelude, cache: &std::path::Path) -> Self {
         let cells_dir = cache.join(&toolchain.id).join("cells");
         Session {
@@ -195,6 +206,7 @@ impl Session {
             chain: Vec::new(),
             opt_level: DEFAULT_OPT_LEVEL,
             edition: Edition::DEFAULT,
+            error_format: ErrorFormat::default(),
             vars: Vars::new(),
             layer_libs: HashMap::new(),
             probe_cache: Mutex::new(HashMap::new()),
@@ -695,6 +707,7 @@ impl Session {
         code: &str,
         stale_vars: &[String],
     ) -> Result<(BuiltCell, String), CompileError> {
+        unit.error_format = self.error_format;
         let parsed = unit.parsed;
         let base = unit.base;
         let snapshots = self.snapshots();
@@ -704,6 +717,7 @@ impl Session {
             self.prelude.id.as_str(),
             &self.opt_level.to_string(),
             self.edition.as_str(),
+            self.error_format.as_str(),
             base.map(|b| b.key.as_str()).unwrap_or("-"),
         ] {
             h.update(part.as_bytes());
@@ -1379,6 +1393,12 @@ fn generate(
         Timing::None => {}
         Timing::Once => m.glue("let __fc_timer = ::ferrocell::__timing::Timer::start();"),
         Timing::Repeat { .. } => m.glue("let mut __fc_body = || {"),
+    }
+    if parsed.uses_try && unit.error_format != ErrorFormat::default() {
+        m.glue(&format!(
+            "::ferrocell::__runner::set_error_format({});",
+            unit.error_format.code()
+        ));
     }
     if parsed.uses_try {
         let error = if debug_errors {

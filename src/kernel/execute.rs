@@ -59,6 +59,13 @@ enum CellEnd {
     Unwound { kept: Vec<String> },
 }
 
+/// The code of a rendered rustc error (`error[E0308]: …` gives `E0308`).
+fn error_code(rendered: &str) -> Option<String> {
+    let rest = rendered.strip_prefix("error[")?;
+    let (code, _) = rest.split_once(']')?;
+    Some(code.to_string())
+}
+
 fn interrupted(detail: &str) -> ErrorContent {
     error(
         "KeyboardInterrupt",
@@ -246,6 +253,11 @@ pub struct Executor {
     session: Option<Session>,
     opt_level: u8,
     edition: crate::compile::edition::Edition,
+    error_format: crate::compile::error_format::ErrorFormat,
+    /// `%timing`: each cell says how long it took.
+    show_timing: bool,
+    /// The code of the last compile error (`E0308`), for `%explain`.
+    last_error_code: Option<String>,
     runner: Option<Runner>,
     pub count: u64,
     pub history: History,
@@ -317,6 +329,9 @@ impl Executor {
             session: None,
             opt_level: crate::compile::session::DEFAULT_OPT_LEVEL,
             edition: crate::compile::edition::Edition::DEFAULT,
+            error_format: Default::default(),
+            show_timing: false,
+            last_error_code: None,
             runner: None,
             count: 0,
             history,
@@ -420,6 +435,7 @@ impl Executor {
             let mut s = Session::new(toolchain, prelude, &self.cache);
             s.opt_level = self.opt_level;
             s.edition = self.edition;
+            s.error_format = self.error_format;
             s.set_snapshot_dir(self.snapshots.path().to_path_buf());
             self.session = Some(s);
             self.base = Some(base);
@@ -673,6 +689,53 @@ impl Executor {
                             s.edition = e;
                         }
                     }
+                    Magic::Efmt(None) => sink.stdout(
+                        format!(
+                            "errors that reach a `?` are shown as {}\n",
+                            self.error_format.as_str()
+                        )
+                        .as_bytes(),
+                    ),
+                    Magic::Efmt(Some(f)) => {
+                        self.error_format = f;
+                        if let Some(s) = &mut self.session {
+                            s.error_format = f;
+                        }
+                    }
+                    Magic::Timing => {
+                        self.show_timing = !self.show_timing;
+                        let on = if self.show_timing { "on" } else { "off" };
+                        sink.stdout(format!("timing: {on}\n").as_bytes());
+                    }
+                    Magic::Explain(code) => {
+                        let Some(code) = code.or_else(|| self.last_error_code.clone()) else {
+                            return Err(error(
+                                "MagicError",
+                                "no error to explain yet: name a code, as in %explain E0308",
+                                vec![],
+                            ));
+                        };
+                        self.session(irq, Some(sink)).await?;
+                        let rustc = self
+                            .session
+                            .as_ref()
+                            .expect("session")
+                            .rustc()
+                            .to_path_buf();
+                        let out = tokio::process::Command::new(rustc)
+                            .args(["--explain", &code])
+                            .kill_on_drop(true)
+                            .output()
+                            .await
+                            .map_err(|e| {
+                                error("MagicError", format!("cannot run rustc: {e}"), vec![])
+                            })?;
+                        if !out.status.success() {
+                            let why = String::from_utf8_lossy(&out.stderr).trim().to_string();
+                            return Err(error("MagicError", why, vec![]));
+                        }
+                        sink.stdout(&out.stdout);
+                    }
                     Magic::Opt(Some(n)) => {
                         self.opt_level = n;
                         if let Some(s) = &mut self.session {
@@ -874,6 +937,7 @@ impl Executor {
             };
             sink.stdout(format!("Compile time: {took}\n").as_bytes());
         }
+        let compile_time = started.elapsed();
         let built = match built {
             Ok(Compiled::Empty) => return Ok(()),
             Ok(Compiled::Cell(b)) => b,
@@ -895,6 +959,7 @@ impl Executor {
                     }
                     rendered.push(hint.note.to_string());
                 }
+                self.last_error_code = rendered.iter().find_map(|r| error_code(r));
                 return Err(error("CompileError", summary, rendered));
             }
             Err(e) => return Err(error("CompileError", e.to_string(), vec![])),
@@ -903,13 +968,27 @@ impl Executor {
         if let Some(args) = parallel {
             built.args = args;
         }
+        let ran = std::time::Instant::now();
         let r = self
             .run_built(&built, msg, req.allow_stdin, sink, irq)
             .await;
         sink.finish();
+        let run_time = ran.elapsed();
         let r = self.settle_vars(&built, r, irq).await;
         for note in &built.vars.notes {
             sink.stderr(format!("ferrocell: {note}\n").as_bytes());
+        }
+        if self.show_timing {
+            let took = |d: Duration| format_seconds(d.as_secs_f64());
+            sink.stdout(
+                format!(
+                    "Took {} (compile {}, run {})\n",
+                    took(compile_time + run_time),
+                    took(compile_time),
+                    took(run_time)
+                )
+                .as_bytes(),
+            );
         }
         sink.finish();
         r

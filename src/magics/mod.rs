@@ -8,8 +8,8 @@ pub use parallel::Parallel;
 
 /// Every magic ferrocell knows, for completion and `%lsmagic`.
 pub const NAMES: &[&str] = &[
-    "cluster", "dep", "edition", "help", "lsmagic", "opt", "parallel", "reset", "time", "timeit",
-    "vars", "who",
+    "clear", "cluster", "dep", "edition", "efmt", "explain", "help", "lsmagic", "opt", "parallel",
+    "reset", "time", "timeit", "timing", "vars", "who",
 ];
 
 /// Whether a spelling (with its `%`, `%%` or `:` prefix) is one the kernel accepts.
@@ -34,6 +34,12 @@ pub enum Magic {
     Opt(Option<u8>),
     /// `%edition` alone shows the edition cells use; `%edition 2021` sets it.
     Edition(Option<crate::compile::edition::Edition>),
+    /// `%timing` (evcxr's `:timing`): turns the time each cell took on or off.
+    Timing,
+    /// `%explain [E0308]`: rustc's explanation of an error code (the last error's).
+    Explain(Option<String>),
+    /// `%efmt [{}|{:?}|{:#?}]`: how errors that reach a cell's `?` are shown.
+    Efmt(Option<crate::compile::error_format::ErrorFormat>),
     /// `%vars` / `%who`: the session's variables with type and size.
     Vars,
     /// `%reset`: forget every item and variable.
@@ -94,6 +100,12 @@ pub fn split_deps(code: &str) -> (Vec<&str>, &str) {
 pub fn starts_with_magic(code: &str) -> bool {
     let t = code.trim_start();
     t.starts_with('%') || (t.starts_with(':') && !t.starts_with("::"))
+}
+
+/// `E0308` (or `e0308`): a rustc error code.
+fn is_error_code(text: &str) -> bool {
+    let mut chars = text.chars();
+    matches!(chars.next(), Some('E' | 'e')) && text.len() == 5 && chars.all(|c| c.is_ascii_digit())
 }
 
 /// Reads the magic line of a cell.
@@ -168,7 +180,33 @@ pub fn parse<'a>(code: &'a str) -> CellKind<'a> {
         }
         "help" => Magic::Help,
         "vars" | "who" => Magic::Vars,
-        "reset" => Magic::Reset,
+        // evcxr's `:clear` clears the session's state, as `%reset` does.
+        "reset" | "clear" => Magic::Reset,
+        "timing" => Magic::Timing,
+        "explain" => match args.as_slice() {
+            [] => Magic::Explain(None),
+            [code] if is_error_code(code) => Magic::Explain(Some(code.to_uppercase())),
+            _ => {
+                return CellKind::BadArgs(
+                    "%explain takes one error code, like E0308 (or none: the last error's)".into(),
+                )
+            }
+        },
+        "efmt" => {
+            use crate::compile::error_format::ErrorFormat;
+            match args.as_slice() {
+                [] => Magic::Efmt(None),
+                [f] => match ErrorFormat::parse(f) {
+                    Some(f) => Magic::Efmt(Some(f)),
+                    None => {
+                        return CellKind::BadArgs(format!(
+                            "%efmt takes {{}} (an error's message and causes), {{:?}} or {{:#?}} (its Debug form), not {f:?}"
+                        ))
+                    }
+                },
+                _ => return CellKind::BadArgs("%efmt takes one format: {}, {:?} or {:#?}".into()),
+            }
+        }
         "cluster" => match cluster::parse(&args) {
             Ok(c) => Magic::Cluster(c),
             Err(why) => return CellKind::BadArgs(why),
@@ -258,10 +296,13 @@ pub fn lsmagic_text() -> String {
         "                      --scaling: speed-up chart with Amdahl's law fitted",
         "  %edition [2015|2018|2021|2024]",
         "                      show or set the Rust edition of later cells (2024 by default)",
+        "  %efmt [{}|{:?}|{:#?}] show or set how an error that reaches a cell's ? is shown",
+        "  %explain [E0308]    rustc's explanation of an error code (default: the last error's)",
         "  %opt [0-3]          show or set rustc's optimisation level for cells",
         "  %vars, %who         the session's variables: name, type, size",
-        "  %reset              forget every item and variable (a fresh runner)",
+        "  %reset, %clear      forget every item and variable (a fresh runner)",
         "  %time CODE, %%time  CPU and wall time of one run (compile time shown apart)",
+        "  %timing             show how long each cell took to compile and run (on/off)",
         "  %timeit [-n N] [-r R] CODE, %%timeit",
         "                      mean ± std. dev. over R runs of N loops (N chosen if not given)",
     ]
