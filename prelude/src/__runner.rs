@@ -166,9 +166,16 @@ impl<T> TryBranch for Option<T> {
     }
 }
 
-/// The error of a cell's `?` on `None`.
-#[derive(Debug)]
+/// The error of a cell's `?` on `None`. Its Debug form says so too, for cells
+/// whose errors are shown through `Debug` (`%efmt {:?}`, or one error type that is
+/// not an `Error`).
 pub struct NoneError;
+
+impl std::fmt::Debug for NoneError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a `?` met `None`")
+    }
+}
 
 impl std::fmt::Display for NoneError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -216,12 +216,12 @@ pub fn snapshot_bytes(name: &str) -> Option<Vec<u8>> {
     std::fs::read(snapshot_dir()?.join(name)).ok()
 }
 
-/// The names of the variables the store holds.
 /// Whether the store holds a variable of that name.
 pub fn has(name: &str) -> bool {
     with(|m| m.contains_key(name))
 }
 
+/// The names of the variables the store holds.
 pub fn names() -> Vec<String> {
     with(|m| m.keys().cloned().collect())
 }

@@ -86,6 +86,10 @@ pub struct TrySite {
     pub statement: usize,
     pub expr: (usize, usize),
     pub question: (usize, usize),
+    /// Names the statement binds in scopes of its own (a `for` variable, a match
+    /// arm, a closure's parameter): at the `?` they may stand for something else
+    /// than the cell's variable of that name, so the `?` keeps none of them.
+    pub shadowed: Vec<String>,
 }
 
 /// A syntax error, with its place in the cell.
@@ -520,8 +524,28 @@ fn diverges(expr: &syn::Expr) -> bool {
 /// The `?`s of a statement that the kernel writes out itself (see
 /// [`ParsedCell::try_sites`]); those inside macro calls stay `?`.
 fn try_sites(stmt: &syn::Stmt, statement: usize, out: &mut Vec<TrySite>) {
+    // Every name a pattern inside the statement binds (not the statement's own
+    // `let` pattern): conservative, as a `?` then keeps fewer variables, never a
+    // wrong one.
+    struct Patterns(Vec<String>);
+    impl<'a> syn::visit::Visit<'a> for Patterns {
+        fn visit_pat_ident(&mut self, p: &'a syn::PatIdent) {
+            self.0.push(p.ident.to_string());
+            syn::visit::visit_pat_ident(self, p);
+        }
+    }
+    let mut inner = Patterns(Vec::new());
+    match stmt {
+        syn::Stmt::Local(local) => {
+            if let Some(init) = &local.init {
+                syn::visit::visit_local_init(&mut inner, init);
+            }
+        }
+        other => syn::visit::visit_stmt(&mut inner, other),
+    }
     struct Finder<'o> {
         statement: usize,
+        shadowed: Vec<String>,
         out: &'o mut Vec<TrySite>,
     }
     impl<'a> syn::visit::Visit<'a> for Finder<'_> {
@@ -531,6 +555,7 @@ fn try_sites(stmt: &syn::Stmt, statement: usize, out: &mut Vec<TrySite>) {
                 statement: self.statement,
                 expr: at(e.expr.span().start()),
                 question: at(e.question_token.span.start()),
+                shadowed: self.shadowed.clone(),
             });
             syn::visit::visit_expr_try(self, e);
         }
@@ -539,7 +564,12 @@ fn try_sites(stmt: &syn::Stmt, statement: usize, out: &mut Vec<TrySite>) {
         fn visit_item(&mut self, _: &'a syn::Item) {}
         fn visit_macro(&mut self, _: &'a syn::Macro) {}
     }
-    syn::visit::visit_stmt(&mut Finder { statement, out }, stmt);
+    let mut finder = Finder {
+        statement,
+        shadowed: inner.0,
+        out,
+    };
+    syn::visit::visit_stmt(&mut finder, stmt);
 }
 
 /// Whether a statement uses `?` outside nested closures, functions and async blocks.

@@ -42,6 +42,9 @@ pub struct SourceMap {
     /// Text the kernel inserted into the user's lines: generated line, 0-based
     /// column, length (see [`SourceMap::user_column`]).
     inserted: Vec<(usize, usize, usize)>,
+    /// Glue lines that stand for a place in the user's code (the value a `?` gives):
+    /// generated line, that place, its 1-based column.
+    anchors: Vec<(usize, Origin, usize)>,
 }
 
 impl SourceMap {
@@ -58,6 +61,15 @@ impl SourceMap {
     pub fn tagged(&mut self, line: &str, tag: &str) {
         self.glue(line);
         self.tags.push((self.line, tag.to_string()));
+    }
+
+    /// The tag of the generated line a span of rustc's lies on, if it lies in this
+    /// file (a span in std's macros may have the same line number).
+    pub fn tag_at(&self, span: &DiagnosticSpan) -> Option<&str> {
+        if self.file.as_ref().is_some_and(|f| *f != span.file_name) {
+            return None;
+        }
+        self.tag(span.line_start)
     }
 
     /// The tag of a generated line, if it has one.
@@ -121,6 +133,12 @@ impl SourceMap {
             .filter(|(i, _)| !cut.iter().any(|(from, to)| (*from..*to).contains(i)))
             .map(|(_, ch)| ch)
             .collect()
+    }
+
+    /// Appends a glue line whose errors belong to a place in the user's code.
+    pub fn anchored(&mut self, line: &str, origin: Origin, column: usize) {
+        self.glue(line);
+        self.anchors.push((self.line, origin, column));
     }
 
     /// Names the file this text is compiled from (see [`SourceMap::file`]).
@@ -188,19 +206,34 @@ fn immutable_take<'a>(child: &Diagnostic, map: &'a SourceMap) -> Option<&'a str>
     child
         .spans
         .iter()
-        .find_map(|s| map.tag(s.line_start)?.strip_prefix("take:"))
+        .find_map(|s| map.tag_at(s)?.strip_prefix("take-imm:"))
 }
 
-fn render_spans(spans: &[DiagnosticSpan], map: &SourceMap, out: &mut String) {
+fn render_spans(spans_in: &[DiagnosticSpan], map: &SourceMap, out: &mut String) {
     // Each span where the user can see it; a span inside a macro's expansion keeps
     // its label and weight but is shown at the macro call.
-    let mut spans: Vec<(&DiagnosticSpan, &DiagnosticSpan)> = spans
+    let mut spans: Vec<(&DiagnosticSpan, &DiagnosticSpan)> = spans_in
         .iter()
         .filter_map(|s| Some((s, map.user_span(s)?)))
         .collect();
     spans.sort_by_key(|(s, at)| (!s.is_primary, at.line_start));
     spans.dedup_by(|a, b| a.1.line_start == b.1.line_start && a.1.column_start == b.1.column_start);
     let Some((_, first)) = spans.first() else {
+        // Only glue: an anchored line still tells where.
+        let anchor = spans_in.iter().find_map(|s| {
+            let this_file = map.file.as_ref().is_none_or(|f| *f == s.file_name);
+            let (_, origin, column) = map
+                .anchors
+                .iter()
+                .find(|(l, _, _)| this_file && *l == s.line_start)?;
+            Some((*origin, *column, s.label.clone()))
+        });
+        if let Some((origin, column, label)) = anchor {
+            let label = label.map(|l| format!(": {l}")).unwrap_or_default();
+            out.push_str(&format!(
+                "  --> {origin}:{column} (the value of this `?`{label})\n"
+            ));
+        }
         return;
     };
     let origin = map.origin(first.line_start).expect("filtered");

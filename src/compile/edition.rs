@@ -1,10 +1,10 @@
 //! The Rust edition cells are compiled in: 2024 by default, as `cargo new` makes
 //! new packages; `%edition 2021` (or older) for code written before it.
 
-/// A Rust edition.
+/// A Rust edition. Not 2015: there a crate named with `--extern` is not in scope
+/// without `extern crate`, which every cell's glue would need.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Edition {
-    E2015,
     E2018,
     E2021,
     E2024,
@@ -15,16 +15,10 @@ impl Edition {
     pub const DEFAULT: Edition = Edition::E2024;
 
     /// Every edition, oldest first (for `%edition`'s help and errors).
-    pub const ALL: [Edition; 4] = [
-        Edition::E2015,
-        Edition::E2018,
-        Edition::E2021,
-        Edition::E2024,
-    ];
+    pub const ALL: [Edition; 3] = [Edition::E2018, Edition::E2021, Edition::E2024];
 
     pub fn as_str(self) -> &'static str {
         match self {
-            Edition::E2015 => "2015",
             Edition::E2018 => "2018",
             Edition::E2021 => "2021",
             Edition::E2024 => "2024",

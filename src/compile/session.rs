@@ -674,7 +674,7 @@ impl Session {
                 .spans
                 .iter()
                 .find(|s| s.is_primary)
-                .and_then(|s| map.tag(s.line_start))
+                .and_then(|s| map.tag_at(s))
                 .and_then(|t| t.strip_prefix("probe:"))
                 .map(String::from);
             match tag {
@@ -815,6 +815,14 @@ impl Session {
             }
         }
 
+        plan.stageable = puts
+            .iter()
+            .map(|(n, here, _)| (n.clone(), here.clone()))
+            .collect();
+        let stageable_later: Vec<(String, String)> = puts
+            .iter()
+            .map(|(n, _, later)| (n.clone(), later.clone()))
+            .collect();
         // Build; a put-back that does not compile (the value was moved, or borrows a
         // local) is dropped with a note and the build retried.
         for attempt in 0..10 {
@@ -834,6 +842,10 @@ impl Session {
                 hk.update([u8::from(it.serde)]);
             }
             hk.update([u8::from(unit.debug_errors)]);
+            for (n, _) in &plan.keep {
+                hk.update(n.as_bytes());
+                hk.update([2]);
+            }
             hk.update([u8::from(plan.no_staging)]);
             for (site, n) in &plan.unstaged {
                 hk.update(site.to_le_bytes());
@@ -865,6 +877,16 @@ impl Session {
                     plan.mutable.contains(n)
                 }
             };
+            final_outcome.stageable = stageable_later
+                .iter()
+                .map(|(n, ty)| {
+                    let var = Var {
+                        ty: ty.clone(),
+                        mutable: mutable(n),
+                    };
+                    (n.clone(), var)
+                })
+                .collect();
             final_outcome.kept = puts
                 .iter()
                 .map(|(n, _, later)| {
@@ -917,7 +939,7 @@ impl Session {
                         let tags: Vec<(bool, Option<&str>)> = d
                             .spans
                             .iter()
-                            .map(|s| (s.is_primary, map.tag(s.line_start)))
+                            .map(|s| (s.is_primary, map.tag_at(s)))
                             .collect();
                         tracing::debug!(code = ?d.code.as_ref().map(|c| &c.code), message = %d.message, ?tags, "cell build error");
                     }
@@ -937,7 +959,7 @@ impl Session {
                         d.spans
                             .iter()
                             .filter(|s| s.is_primary || !primary_only)
-                            .filter_map(|s| staging_tag(map.tag(s.line_start)?))
+                            .filter_map(|s| staging_tag(map.tag_at(s)?))
                             .filter(|p| !plan.unstaged.contains(p))
                             .collect::<Vec<_>>()
                     };
@@ -946,11 +968,13 @@ impl Session {
                             .as_ref()
                             .is_some_and(|c| BORROWS.contains(&c.code.as_str()))
                     };
-                    let unstaged: Vec<(usize, String)> = diags
+                    let mut unstaged: Vec<(usize, String)> = diags
                         .iter()
                         .filter(borrow)
                         .flat_map(|d| staging(&d, false))
                         .collect();
+                    unstaged.sort();
+                    unstaged.dedup();
                     if !unstaged.is_empty() {
                         plan.unstaged.extend(unstaged);
                         continue;
@@ -964,7 +988,7 @@ impl Session {
                             let var = d
                                 .spans
                                 .iter()
-                                .filter_map(|s| map.tag(s.line_start))
+                                .filter_map(|s| map.tag_at(s))
                                 .find_map(|t| t.strip_prefix("put:"))?;
                             Some((
                                 var.to_string(),
@@ -982,7 +1006,7 @@ impl Session {
                     // A taken variable the cell moved cannot be restored after a panic.
                     let unkept: Vec<String> = diags
                         .iter()
-                        .flat_map(|d| d.spans.iter().filter_map(|s| map.tag(s.line_start)))
+                        .flat_map(|d| d.spans.iter().filter_map(|s| map.tag_at(s)))
                         .filter_map(|t| t.strip_prefix("keep:").map(String::from))
                         .collect();
                     if !unkept.is_empty() {
@@ -1013,6 +1037,7 @@ impl Session {
                         // The put-backs compile: what fails is a `?` keeping a binding.
                         let mut unstaged: Vec<(usize, String)> =
                             diags.iter().flat_map(|d| staging(&d, true)).collect();
+                        unstaged.sort();
                         unstaged.dedup();
                         if unstaged.is_empty() {
                             return Err(code_error(&diags, &map));
@@ -1058,7 +1083,7 @@ impl Session {
             self.vars.insert(n.clone(), v.clone());
         }
         let mut new = Vec::new();
-        for (n, v) in outcome.kept.iter().filter(|(n, _)| kept.contains(n)) {
+        for (n, v) in outcome.stageable.iter().filter(|(n, _)| kept.contains(n)) {
             self.vars.insert(n.clone(), v.clone());
             new.push(n.clone());
         }
@@ -1260,6 +1285,9 @@ struct VarPlan {
     take: Vec<(String, String)>,
     /// Those taken that were declared `let mut`.
     mutable: Vec<String>,
+    /// What a failing `?` may keep: the cell's new bindings with their types, also
+    /// those the end of the cell cannot keep (moved later).
+    stageable: Vec<(String, String)>,
     /// New bindings that a failing `?` cannot put back (moved or borrowed there):
     /// the `?`'s index in [`ParsedCell::try_sites`] and the name.
     unstaged: Vec<(usize, String)>,
@@ -1283,6 +1311,8 @@ pub struct VarOutcome {
     pub kept: Vec<(String, Var)>,
     /// Variables in the store if the cell panics (what it took and did not move).
     pub kept_on_panic: Vec<(String, Var)>,
+    /// The new bindings a failing `?` may keep (it names which), with their types.
+    pub stageable: Vec<(String, Var)>,
     /// Variables the session no longer has.
     pub removed: Vec<String>,
     /// What to tell the user (why a variable is not kept).
@@ -1378,7 +1408,13 @@ fn generate(
                     ""
                 }
             ),
-            &format!("take:{var}"),
+            // An immutable one's tag lets an error's "make it mutable" help be told
+            // in the user's terms.
+            &if plan.mutable.contains(var) {
+                format!("take:{var}")
+            } else {
+                format!("take-imm:{var}")
+            },
         );
     }
     // No failure may take the session's variables with it: the cell runs in a
@@ -1418,7 +1454,7 @@ fn generate(
         // A one-element tuple makes rustc print the element's full path in a note.
         m.tagged(&format!("let _: () = ({var},);"), &format!("probe:{var}"));
     }
-    let by_ref = parsed.value_is_place && parsed.timing == Timing::None && !parsed.uses_try;
+    let by_ref = parsed.value_is_place && parsed.timing == Timing::None;
     m.glue(if by_ref {
         "let __fc_value = &("
     } else {
@@ -1464,19 +1500,8 @@ fn generate(
     // New bindings (and taken ones the cell binds anew) are put back where they are
     // in scope; the taken ones after the guard, whatever happened.
     let new_ones = |v: &String| !taken(v) || rebound(v);
-    if parsed.uses_try {
-        // The bindings live in the closure: they are put back before it returns.
-        put_back(&mut m, &new_ones);
-        if !guarded {
-            put_back(&mut m, &|v| !new_ones(v));
-        }
-        m.glue("::std::result::Result::Ok(__fc_value)\n})();");
-        let failed = if guarded { "__fc_failed = true; " } else { "" };
-        m.glue(&format!(
-            "let __fc_value = match __fc_result {{ ::std::result::Result::Ok(v) => v, \
-             ::std::result::Result::Err(e) => {{ ::ferrocell::__runner::CellFailure::report(&e); {failed}return; }} }};"
-        ));
-    }
+    // The value is shown before any new binding is put in the store: if showing it
+    // panics, the store still agrees with what the kernel keeps.
     m.glue(
         "{\n\
          use ::ferrocell::__value::{ViaDebug as _, ViaTypeName as _, FallbackEvcxrDisplay as _};\n\
@@ -1484,6 +1509,19 @@ fn generate(
          if !__fc_shown.0 { ::ferrocell::__value::emit((&::ferrocell::__value::Wrap(&__fc_value)).__fc_repr()); }\n\
          }",
     );
+    if parsed.uses_try {
+        // The bindings live in the closure: they are put back before it returns.
+        put_back(&mut m, &new_ones);
+        if !guarded {
+            put_back(&mut m, &|v| !new_ones(v));
+        }
+        m.glue("::std::result::Result::Ok(())\n})();");
+        let failed = if guarded { "__fc_failed = true; " } else { "" };
+        m.glue(&format!(
+            "if let ::std::result::Result::Err(e) = __fc_result {{ \
+             ::ferrocell::__runner::CellFailure::report(&e); {failed}return; }}"
+        ));
+    }
     if guarded {
         if !parsed.uses_try {
             put_back(&mut m, &new_ones);
@@ -1491,11 +1529,12 @@ fn generate(
         m.glue("}));");
         put_back(&mut m, &|v| !new_ones(v));
         m.glue("if __fc_failed || __fc_caught.is_some() {");
-        // A rebound variable keeps its old value, unless a failing `?` kept the new.
+        // A rebound variable keeps its old value after a panic (even one after the
+        // cell put its new value), and after a `?` unless that `?` kept the new one.
         for (var, ty) in &plan.keep {
             m.tagged(
                 &format!(
-                    "if !::ferrocell::__vars::has({var:?}) {{ ::ferrocell::__vars::put::<{ty}>({var:?}, {var}); }}"
+                    "if __fc_caught.is_some() || !::ferrocell::__vars::has({var:?}) {{ ::ferrocell::__vars::put::<{ty}>({var:?}, {var}); }}"
                 ),
                 &format!("keep:{var}"),
             );
@@ -1518,10 +1557,12 @@ fn staged_at(parsed: &ParsedCell, plan: &VarPlan, site: usize) -> Vec<(String, S
         return vec![];
     }
     let statement = parsed.try_sites[site].statement;
+    let shadowed = &parsed.try_sites[site].shadowed;
     let last_bound = |n: &String| parsed.binds_at.iter().rposition(|b| b.contains(n));
-    plan.put
+    plan.stageable
         .iter()
         .filter(|(n, _)| !plan.unstaged.iter().any(|(s, u)| *s == site && u == n))
+        .filter(|(n, _)| !shadowed.contains(n))
         .filter(|(n, _)| last_bound(n).is_some_and(|at| at < statement))
         .cloned()
         .collect()
@@ -1570,11 +1611,8 @@ impl<T> NoDeserialize<T> for &Load<T> {
 /// Cells whose errors are all `Error`s keep `Box<dyn Error>`, which shows their
 /// `Display` and `source()` chain.
 fn try_needs_debug(unit: &Unit, diags: &[rustc::Diagnostic], map: &SourceMap) -> bool {
-    let at_conversion = |d: &rustc::Diagnostic| {
-        d.spans
-            .iter()
-            .any(|s| map.tag(s.line_start) == Some("try:convert"))
-    };
+    let at_conversion =
+        |d: &rustc::Diagnostic| d.spans.iter().any(|s| map.tag_at(s) == Some("try:convert"));
     unit.parsed.uses_try
         && !unit.debug_errors
         && diags
@@ -1605,7 +1643,7 @@ fn drop_failed_derives(
     let mut hit = HashSet::new();
     for s in failed.iter().flat_map(|d| &d.spans) {
         if let Some(i) = map
-            .tag(s.line_start)
+            .tag_at(s)
             .and_then(|t| t.strip_prefix("derive:"))
             .and_then(|i| i.parse::<usize>().ok())
         {

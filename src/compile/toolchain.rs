@@ -31,6 +31,20 @@ pub enum ToolchainError {
     Hung { path: String, secs: u64 },
     #[error("rustc at {path} is not usable: {detail}")]
     Broken { path: String, detail: String },
+    #[error("{version} at {path} is too old: cells are Rust 2024, which needs rustc 1.85 or newer (rustup update)")]
+    TooOld { path: String, version: String },
+}
+
+/// Whether a `rustc 1.N.P …` version line is at least 1.85, the first rustc that
+/// builds edition 2024 (the prelude, the runner and cells); a line it cannot read
+/// counts as new enough (rustc itself will say what is wrong).
+fn new_enough(version: &str) -> bool {
+    let number = version.split_whitespace().nth(1).unwrap_or("");
+    let mut parts = number.split(['.', '-']).map(|p| p.parse::<u32>().ok());
+    match (parts.next().flatten(), parts.next().flatten()) {
+        (Some(major), Some(minor)) => (major, minor) >= (1, 85),
+        _ => true,
+    }
 }
 
 fn locate() -> Result<PathBuf, ToolchainError> {
@@ -109,6 +123,9 @@ impl Toolchain {
                 detail: format!("`rustc -vV` printed {:?}, not a rustc version", vv.trim()),
             });
         };
+        if !new_enough(&version) {
+            return Err(ToolchainError::TooOld { path, version });
+        }
         let libdir = ask(&rustc, &["--print", "target-libdir"]).await?;
         let target_libdir = PathBuf::from(libdir.trim());
         let id = hex::encode(&Sha256::digest(vv.as_bytes())[..6]);
@@ -119,5 +136,18 @@ impl Toolchain {
             target_libdir,
             id,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn knows_which_rustc_builds_edition_2024() {
+        assert!(new_enough("rustc 1.95.0 (59807616e 2026-04-14)"));
+        assert!(new_enough("rustc 1.85.0-nightly (abc 2024-11-01)"));
+        assert!(!new_enough("rustc 1.84.1 (e71f9a9a9 2025-01-27)"));
+        assert!(new_enough("rustc 2.0.0"));
     }
 }

@@ -16,8 +16,9 @@ struct Event {
 }
 
 /// Appends a statement (or the value) of the cell with each of its `?`s written
-/// out: `(match TryBranch::branch(EXPR) { Ok(v) => v, Err(e) => { keep the bindings
-/// made so far; return Err(e.into()) } })`. The glue goes on lines of its own and the
+/// out: `(match TryBranch::branch(EXPR) { Ok(v) => v, Err(e) => { let e =
+/// From::from(e); put the bindings made so far in the store and name them
+/// (`kept_after_error`); return Err(e) } })`. The glue goes on lines of its own and the
 /// user's text keeps its columns, so rustc's errors still point at the user's code.
 pub fn emit(
     m: &mut SourceMap,
@@ -85,7 +86,14 @@ pub fn emit(
                 // In parentheses: a `match` that starts a statement would end it.
                 m.glue("(match ::ferrocell::__runner::TryBranch::branch(");
             } else {
-                m.glue(") { ::std::result::Result::Ok(__fc_ok) => __fc_ok, ::std::result::Result::Err(__fc_err) => {");
+                // A type error on the value the `?` gives is rustc's here: tell it at
+                // the `?`.
+                let (line, column) = events[next].question;
+                m.anchored(
+                    ") { ::std::result::Result::Ok(__fc_ok) => __fc_ok, ::std::result::Result::Err(__fc_err) => {",
+                    origin(line),
+                    column + 1,
+                );
                 m.tagged(
                     "let __fc_err = ::std::convert::From::from(__fc_err);",
                     "try:convert",

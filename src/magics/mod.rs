@@ -294,7 +294,7 @@ pub fn lsmagic_text() -> String {
         "                      (rank, size in scope); cluster: [--targets 0,2-3] [--persist]; --each:",
         "                      once per item (item in scope); --out: keep the values as a Vec;",
         "                      --scaling: speed-up chart with Amdahl's law fitted",
-        "  %edition [2015|2018|2021|2024]",
+        "  %edition [2018|2021|2024]",
         "                      show or set the Rust edition of later cells (2024 by default)",
         "  %efmt [{}|{:?}|{:#?}] show or set how an error that reaches a cell's ? is shown",
         "  %explain [E0308]    rustc's explanation of an error code (default: the last error's)",

@@ -139,18 +139,69 @@ def test_bindings_made_before_a_question_mark_are_kept_and_named(kc):
     assert "cannot find value `after`" in error_text(of_type(outputs, "error")[0])
 
 
-def test_a_binding_borrowed_by_the_failing_expression_is_kept_at_the_next(kc):
-    # At the first `?`, `b` is borrowed by what the `?` applies to, so it cannot be
-    # put away there; at the second it can. `r` borrows a local: never kept.
+def test_each_question_mark_keeps_what_can_be_kept_there(kc):
+    # `b` is moved between the two `?`s: the first can keep it, the second cannot
+    # (it keeps `t`, which holds it now). `r` borrows a local: never kept.
     text = failed(*run(kc, textwrap.dedent("""\
         let b = vec![1, 2];
         let r = &b;
-        let first = r.iter().next().copied().ok_or("empty")?;
-        let c: u8 = "300".parse()?;
+        let first = r.len();
+        let bad: u8 = "300".parse()?;
+        let t = b;
         """)))
-    assert "number too large" in text
     assert "Kept from before the error: b, first" in text, text
-    assert value(kc, "(b.clone(), first)") == "([1, 2], 1)"
+    assert value(kc, "(b.clone(), first)") == "([1, 2], 2)"
+    text = failed(*run(kc, textwrap.dedent("""\
+        let b2 = vec![3];
+        let ok: u8 = "3".parse()?;
+        let t2 = b2;
+        let bad: u8 = "300".parse()?;
+        """)))
+    assert "Kept from before the error: ok, t2" in text, text
+    assert value(kc, "(t2.clone(), ok)") == "([3], 3)"
+    reply, outputs = run(kc, "b2")
+    assert reply["content"]["status"] == "error"
+
+
+def test_a_loop_variable_is_not_taken_for_the_cells_variable(kc):
+    ok(*run(kc, "let total = 100;\nfn check(x: i32) -> Result<i32, String> { if x < 2 { Ok(x) } else { Err(format!(\"{x} too big\")) } }"))
+    text = failed(*run(kc, "let kept = 5;\nlet total = total + 1;\nfor total in 0..3 { check(total)?; }"))
+    assert "2 too big" in text
+    # At the `?`, `total` is the loop's: the cell's own cannot be kept there, so the
+    # variable keeps its value from before the cell (never the loop's 2).
+    assert "Kept from before the error: kept" in text, text
+    assert value(kc, "(total, kept)") == "(100, 5)"
+
+
+def test_the_same_failing_cell_run_twice_agrees_with_itself(kc):
+    # The cell moves `s` away, so a panic loses it; the second run takes the built
+    # library from the cache and must say the same, not claim `s` was kept.
+    cell = 'let s = s + "!";\npanic!("stop");'
+    for _ in range(2):
+        ok(*run(kc, 'let s = String::from("a");\nlet other = 1;'))
+        text = failed(*run(kc, cell), ename="Panic")
+        assert "Variables lost with the cell: s" in text, text
+        reply, outputs = run(kc, "s.len()")
+        assert "cannot find value `s`" in error_text(of_type(outputs, "error")[0])
+        assert value(kc, "other") == "1"
+
+
+def test_a_panic_while_showing_the_value_restores_a_rebound_variable(kc):
+    ok(*run(kc, textwrap.dedent("""\
+        struct Bad;
+        impl std::fmt::Debug for Bad {
+            fn fmt(&self, _: &mut std::fmt::Formatter) -> std::fmt::Result { panic!("no Debug today") }
+        }
+        let v = 1;
+        """)))
+    failed(*run(kc, 'let v = String::from("new");\nlet _n: i32 = "1".parse()?;\nBad'), ename="Panic")
+    assert value(kc, "v + 1") == "2"
+
+
+def test_a_type_error_on_the_value_of_a_question_mark_says_where(kc):
+    reply, outputs = run(kc, 'let x = 1;\nlet n: i32 = "5".parse::<u8>()?;')
+    text = error_text(of_type(outputs, "error")[0])
+    assert "mismatched types" in text and "cell:2:31" in text, text
 
 
 def test_question_marks_on_options_nested_and_in_the_value(kc):

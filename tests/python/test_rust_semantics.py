@@ -162,4 +162,8 @@ def test_cells_are_edition_2024_and_edition_switches(kc):
     assert value(kc, 'old_style() + std::env::var("FERROCELL_EDITION_TEST").unwrap().len() as i32') == "22"
     reply, outputs = run(kc, "%edition 2027")
     assert reply["content"]["status"] == "error"
-    assert "2015, 2018, 2021, 2024" in error_text(of_type(outputs, "error")[0])
+    assert "2018, 2021, 2024" in error_text(of_type(outputs, "error")[0])
+    # 2018 works too (2015 is refused: its crates need `extern crate`).
+    ok(*run(kc, "%edition 2018"))
+    assert value(kc, "let async_ = 1; old_style() + async_") == "22"
+    assert run(kc, "%edition 2015")[0]["content"]["status"] == "error"
