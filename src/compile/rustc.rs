@@ -59,6 +59,22 @@ pub struct SpanText {
     pub highlight_end: usize,
 }
 
+/// rustc's explanation of an error code (`rustc --explain E0308`), or why there is
+/// none (an unknown code, a rustc that cannot run).
+pub async fn explain(rustc: &Path, code: &str) -> Result<String, String> {
+    let out = tokio::process::Command::new(rustc)
+        .args(["--explain", code])
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .map_err(|e| format!("cannot run {}: {e}", rustc.display()))?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 /// How a rustc run ended, when it did not produce the library.
 #[derive(Debug)]
 pub enum RustcFailure {

@@ -192,11 +192,6 @@ impl<'a> Unit<'a> {
 }
 
 impl Session {
-    /// The rustc cells are compiled with.
-    pub fn rustc(&self) -> &std::path::Path {
-        &self.toolchain.rustc
-    }
-
     pub fn new(toolchain: Toolchain, prelude: Prelude, cache: &std::path::Path) -> Self {
         let cells_dir = cache.join(&toolchain.id).join("cells");
         Session {
@@ -877,26 +872,15 @@ impl Session {
                     plan.mutable.contains(n)
                 }
             };
-            final_outcome.stageable = stageable_later
-                .iter()
-                .map(|(n, ty)| {
-                    let var = Var {
-                        ty: ty.clone(),
-                        mutable: mutable(n),
-                    };
-                    (n.clone(), var)
-                })
-                .collect();
-            final_outcome.kept = puts
-                .iter()
-                .map(|(n, _, later)| {
-                    let var = Var {
-                        ty: later.clone(),
-                        mutable: mutable(n),
-                    };
-                    (n.clone(), var)
-                })
-                .collect();
+            let var = |n: &String, ty: &String| {
+                let v = Var {
+                    ty: ty.clone(),
+                    mutable: mutable(n),
+                };
+                (n.clone(), v)
+            };
+            final_outcome.stageable = stageable_later.iter().map(|(n, t)| var(n, t)).collect();
+            final_outcome.kept = puts.iter().map(|(n, _, later)| var(n, later)).collect();
             // What the store holds when the cell panics or stops at a `?`.
             final_outcome.kept_on_panic = plan
                 .take

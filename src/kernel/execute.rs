@@ -715,26 +715,14 @@ impl Executor {
                                 vec![],
                             ));
                         };
-                        self.session(irq, Some(sink)).await?;
-                        let rustc = self
-                            .session
-                            .as_ref()
-                            .expect("session")
-                            .rustc()
-                            .to_path_buf();
-                        let out = tokio::process::Command::new(rustc)
-                            .args(["--explain", &code])
-                            .kill_on_drop(true)
-                            .output()
+                        // Only rustc is needed, not a prepared session.
+                        let toolchain = crate::compile::toolchain::Toolchain::probe()
                             .await
-                            .map_err(|e| {
-                                error("MagicError", format!("cannot run rustc: {e}"), vec![])
-                            })?;
-                        if !out.status.success() {
-                            let why = String::from_utf8_lossy(&out.stderr).trim().to_string();
-                            return Err(error("MagicError", why, vec![]));
-                        }
-                        sink.stdout(&out.stdout);
+                            .map_err(|e| error("ToolchainError", e.to_string(), vec![]))?;
+                        let text = crate::compile::rustc::explain(&toolchain.rustc, &code)
+                            .await
+                            .map_err(|why| error("MagicError", why, vec![]))?;
+                        sink.stdout(text.as_bytes());
                     }
                     Magic::Opt(Some(n)) => {
                         self.opt_level = n;
