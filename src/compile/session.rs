@@ -139,6 +139,9 @@ pub struct Session {
     layer_libs: HashMap<String, PathBuf>,
     /// Probed binding types by cell key, so an unchanged cell is not probed again.
     probe_cache: Mutex<HashMap<String, Probed>>,
+    /// What each cell's build settled on after retries, by cell key, so that an
+    /// unchanged cell run again finds its library at once.
+    settled: Mutex<HashMap<String, Settled>>,
     /// The crates built for the session (`:dep`, and serde for snapshots).
     deps: Option<BuiltDeps>,
     /// Which build of each crate the chain's layers link in: a crate is linked into
@@ -205,6 +208,7 @@ impl Session {
             vars: Vars::new(),
             layer_libs: HashMap::new(),
             probe_cache: Mutex::new(HashMap::new()),
+            settled: Mutex::new(HashMap::new()),
             deps: None,
             embedded: HashMap::new(),
             snapshot_dir: None,
@@ -818,11 +822,24 @@ impl Session {
             .iter()
             .map(|(n, _, later)| (n.clone(), later.clone()))
             .collect();
+        let mut settled_no_staging = false;
+        let known = self.settled.lock().expect("settled").get(&key).cloned();
+        if let Some(s) = known {
+            puts = s.puts;
+            plan.keep = s.keep;
+            plan.unstaged = s.unstaged;
+            settled_no_staging = s.no_staging;
+            unit.debug_errors = s.debug_errors;
+            for (it, serde) in unit.items.iter_mut().zip(s.serde) {
+                it.serde = serde;
+            }
+            outcome = s.outcome;
+        }
         // Build; a put-back that does not compile (the value was moved, or borrows a
         // local) is dropped with a note and the build retried.
         for attempt in 0..10 {
             // Late tries go without keeping bindings at a failing `?` rather than fail.
-            plan.no_staging = attempt >= 7;
+            plan.no_staging = settled_no_staging || attempt >= 7;
             plan.put = puts
                 .iter()
                 .map(|(n, here, _)| (n.clone(), here.clone()))
@@ -897,7 +914,20 @@ impl Session {
                     (n.clone(), var)
                 })
                 .collect();
+            let remember = |unit: &Unit, plan: &VarPlan| {
+                let s = Settled {
+                    puts: puts.clone(),
+                    keep: plan.keep.clone(),
+                    unstaged: plan.unstaged.clone(),
+                    no_staging: plan.no_staging,
+                    debug_errors: unit.debug_errors,
+                    serde: unit.items.iter().map(|i| i.serde).collect(),
+                    outcome: outcome.clone(),
+                };
+                self.settled.lock().expect("settled").insert(key.clone(), s);
+            };
             if lib.is_file() {
+                remember(unit, &plan);
                 return Ok((built(false, &final_outcome), key));
             }
             let io =
@@ -916,6 +946,7 @@ impl Session {
             match rustc::run(&self.toolchain.rustc, args).await {
                 Ok(()) => {
                     std::fs::rename(&out, &lib).map_err(io)?;
+                    remember(unit, &plan);
                     return Ok((built(true, &final_outcome), key));
                 }
                 Err(RustcFailure::Errors(diags)) => {
@@ -1284,6 +1315,20 @@ struct VarPlan {
     /// Taken variables the cell binds anew: put back with their old value and type if
     /// the cell panics.
     keep: Vec<(String, String)>,
+}
+
+/// What a cell's build settled on after its retries (put-backs dropped, derives
+/// cleared, errors through `Debug`, bindings a `?` cannot keep): the same cell run
+/// again starts from it (see [`Session::compile`]).
+#[derive(Debug, Clone)]
+struct Settled {
+    puts: Vec<(String, String, String)>,
+    keep: Vec<(String, String)>,
+    unstaged: Vec<(usize, String)>,
+    no_staging: bool,
+    debug_errors: bool,
+    serde: Vec<bool>,
+    outcome: VarOutcome,
 }
 
 /// What a cell does to the session's variables once it has run.
