@@ -33,6 +33,28 @@ use std::sync::Mutex;
 /// compile slower and run no faster on notebook-sized work).
 pub const DEFAULT_OPT_LEVEL: u8 = 1;
 
+/// How cells are compiled, as the magics set it: the kernel keeps it across
+/// sessions (`%reset`) and hands it to each new one.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Settings {
+    /// rustc's `-C opt-level` (`%opt`).
+    pub opt_level: u8,
+    /// The edition cells are compiled in (`%edition`).
+    pub edition: Edition,
+    /// How an error that reaches a cell's `?` is shown (`%efmt`).
+    pub error_format: ErrorFormat,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            opt_level: DEFAULT_OPT_LEVEL,
+            edition: Edition::DEFAULT,
+            error_format: ErrorFormat::default(),
+        }
+    }
+}
+
 /// A cell's item, with the execution count of the cell it came from.
 #[derive(Debug, Clone)]
 struct LayerItem {
@@ -128,11 +150,8 @@ pub struct Session {
     prelude: Prelude,
     cells_dir: PathBuf,
     chain: Vec<Arc<Layer>>,
-    pub opt_level: u8,
-    /// The edition cells are compiled in (`%edition`).
-    pub edition: Edition,
-    /// How an error that reaches a cell's `?` is shown (`%efmt`).
-    pub error_format: ErrorFormat,
+    /// How later cells are compiled (`%opt`, `%edition`, `%efmt`).
+    pub settings: Settings,
     vars: Vars,
     /// Every layer library built in this session, by crate name: variables keep
     /// their types' crates alive after a merge replaced them in the chain.
@@ -202,9 +221,7 @@ impl Session {
             prelude,
             cells_dir,
             chain: Vec::new(),
-            opt_level: DEFAULT_OPT_LEVEL,
-            edition: Edition::DEFAULT,
-            error_format: ErrorFormat::default(),
+            settings: Settings::default(),
             vars: Vars::new(),
             layer_libs: HashMap::new(),
             probe_cache: Mutex::new(HashMap::new()),
@@ -555,8 +572,8 @@ impl Session {
         args.push("-C".into());
         args.push(format!("metadata={metadata}").into());
         args.push("-C".into());
-        args.push(format!("opt-level={}", self.opt_level).into());
-        args.push(self.edition.flag().into());
+        args.push(format!("opt-level={}", self.settings.opt_level).into());
+        args.push(self.settings.edition.flag().into());
         for dir in [&self.prelude.dir, &self.cells_dir] {
             args.push("-L".into());
             args.push(format!("dependency={}", dir.display()).into());
@@ -706,7 +723,7 @@ impl Session {
         code: &str,
         stale_vars: &[String],
     ) -> Result<(BuiltCell, String), CompileError> {
-        unit.error_format = self.error_format;
+        unit.error_format = self.settings.error_format;
         let parsed = unit.parsed;
         let base = unit.base;
         let snapshots = self.snapshots();
@@ -714,9 +731,9 @@ impl Session {
         for part in [
             self.toolchain.id.as_str(),
             self.prelude.id.as_str(),
-            &self.opt_level.to_string(),
-            self.edition.as_str(),
-            self.error_format.as_str(),
+            &self.settings.opt_level.to_string(),
+            self.settings.edition.as_str(),
+            self.settings.error_format.as_str(),
             base.map(|b| b.key.as_str()).unwrap_or("-"),
         ] {
             h.update(part.as_bytes());

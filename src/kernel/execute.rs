@@ -10,7 +10,7 @@ use super::outputs::{self, Piece};
 use super::stdin::Stdin;
 use crate::compile::deps::{self, BuiltDeps, DepSet};
 use crate::compile::prelude::{self, Prelude};
-use crate::compile::session::Compiled;
+use crate::compile::session::{Compiled, Settings};
 use crate::compile::{BuiltCell, CompileError, Session, Timing, Toolchain};
 use crate::exec::runner::PanicReport;
 use crate::exec::{CellEvent, Runner};
@@ -251,9 +251,8 @@ pub struct Executor {
     cache: PathBuf,
     warm: Option<JoinHandle<Warm>>,
     session: Option<Session>,
-    opt_level: u8,
-    edition: crate::compile::edition::Edition,
-    error_format: crate::compile::error_format::ErrorFormat,
+    /// What `%opt`, `%edition` and `%efmt` set, for this and later sessions.
+    settings: Settings,
     /// `%timing`: each cell says how long it took.
     show_timing: bool,
     /// The code of the last compile error (`E0308`), for `%explain`.
@@ -327,9 +326,7 @@ impl Executor {
             cache,
             warm,
             session: None,
-            opt_level: crate::compile::session::DEFAULT_OPT_LEVEL,
-            edition: crate::compile::edition::Edition::DEFAULT,
-            error_format: Default::default(),
+            settings: Settings::default(),
             show_timing: false,
             last_error_code: None,
             runner: None,
@@ -433,9 +430,7 @@ impl Executor {
             let (toolchain, prelude, base) =
                 ready.map_err(|e| error("ToolchainError", e, vec![]))?;
             let mut s = Session::new(toolchain, prelude, &self.cache);
-            s.opt_level = self.opt_level;
-            s.edition = self.edition;
-            s.error_format = self.error_format;
+            s.settings = self.settings;
             s.set_snapshot_dir(self.snapshots.path().to_path_buf());
             self.session = Some(s);
             self.base = Some(base);
@@ -668,40 +663,32 @@ impl Executor {
                         sink.stdout(format!("{}\n", magics::lsmagic_text()).as_bytes())
                     }
                     Magic::Opt(None) => {
-                        let how = if self.opt_level == crate::compile::session::DEFAULT_OPT_LEVEL {
+                        let how = if self.settings.opt_level == Settings::default().opt_level {
                             " (the default: the least compile plus run time in bench/opt.py)"
                         } else {
                             ""
                         };
-                        sink.stdout(format!("opt-level {}{how}\n", self.opt_level).as_bytes())
+                        let level = self.settings.opt_level;
+                        sink.stdout(format!("opt-level {level}{how}\n").as_bytes())
                     }
+                    Magic::Opt(Some(n)) => self.set(|s| s.opt_level = n),
                     Magic::Edition(None) => {
-                        let how = if self.edition == crate::compile::edition::Edition::DEFAULT {
+                        let edition = self.settings.edition;
+                        let how = if edition == Settings::default().edition {
                             " (the default, as `cargo new` makes packages)"
                         } else {
                             ""
                         };
-                        sink.stdout(format!("edition {}{how}\n", self.edition).as_bytes())
+                        sink.stdout(format!("edition {edition}{how}\n").as_bytes())
                     }
-                    Magic::Edition(Some(e)) => {
-                        self.edition = e;
-                        if let Some(s) = &mut self.session {
-                            s.edition = e;
-                        }
-                    }
-                    Magic::Efmt(None) => sink.stdout(
-                        format!(
-                            "errors that reach a `?` are shown as {}\n",
-                            self.error_format.as_str()
+                    Magic::Edition(Some(e)) => self.set(|s| s.edition = e),
+                    Magic::Efmt(None) => {
+                        let format = self.settings.error_format.as_str();
+                        sink.stdout(
+                            format!("errors that reach a `?` are shown as {format}\n").as_bytes(),
                         )
-                        .as_bytes(),
-                    ),
-                    Magic::Efmt(Some(f)) => {
-                        self.error_format = f;
-                        if let Some(s) = &mut self.session {
-                            s.error_format = f;
-                        }
                     }
+                    Magic::Efmt(Some(f)) => self.set(|s| s.error_format = f),
                     Magic::Timing => {
                         self.show_timing = !self.show_timing;
                         let on = if self.show_timing { "on" } else { "off" };
@@ -723,12 +710,6 @@ impl Executor {
                             .await
                             .map_err(|why| error("MagicError", why, vec![]))?;
                         sink.stdout(text.as_bytes());
-                    }
-                    Magic::Opt(Some(n)) => {
-                        self.opt_level = n;
-                        if let Some(s) = &mut self.session {
-                            s.opt_level = n;
-                        }
                     }
                     Magic::Reset => {
                         if let Some(r) = self.runner.take() {
@@ -1002,6 +983,14 @@ impl Executor {
         self.settle_vars(&built, r, irq).await
     }
 
+    /// Changes how later cells are compiled, in this session and the ones after it.
+    fn set(&mut self, change: impl FnOnce(&mut Settings)) {
+        change(&mut self.settings);
+        if let Some(s) = &mut self.session {
+            s.settings = self.settings;
+        }
+    }
+
     /// Brings the session's variable table up to date after a cell ran: what it kept
     /// on success; on failure, what went with the cell, or, when the runner died,
     /// what a new runner got back from the snapshots.
@@ -1016,12 +1005,6 @@ impl Executor {
             return r;
         };
         match r {
-            Ok(()) => {
-                session.commit_vars(&built.vars);
-                self.unsaved
-                    .extend(built.vars.kept.iter().map(|(n, _)| n.clone()));
-                Ok(())
-            }
             Err(mut e) if runner_gone => {
                 let (restored, lost) = self.restore_vars(irq).await;
                 if !restored.is_empty() {
@@ -1038,16 +1021,9 @@ impl Executor {
                 }
                 Err(e)
             }
-            // Interrupted, but the cell obeyed and ran to its end: all it kept is there.
-            Err(e) if end == CellEnd::Completed => {
-                session.commit_vars(&built.vars);
-                self.unsaved
-                    .extend(built.vars.kept.iter().map(|(n, _)| n.clone()));
-                Err(e)
-            }
             // Nothing was taken out of the store.
             Err(e) if end == CellEnd::NotRun => Err(e),
-            Err(mut e) => {
+            Err(mut e) if matches!(end, CellEnd::Unwound { .. }) => {
                 let kept = match end {
                     CellEnd::Unwound { kept } => kept,
                     _ => vec![],
@@ -1066,6 +1042,13 @@ impl Executor {
                         .push(format!("Variables lost with the cell: {}", lost.join(", ")));
                 }
                 Err(e)
+            }
+            // It ran to its end (perhaps interrupted, and it obeyed): all it kept is there.
+            r => {
+                session.commit_vars(&built.vars);
+                self.unsaved
+                    .extend(built.vars.kept.iter().map(|(n, _)| n.clone()));
+                r
             }
         }
     }
