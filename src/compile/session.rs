@@ -642,14 +642,7 @@ impl Session {
         plan: &VarPlan,
     ) -> Result<(Probed, Vec<rustc::Diagnostic>, SourceMap), CompileError> {
         let probes: Vec<String> = unit.parsed.bindings.clone();
-        let mut map = generate(
-            unit,
-            "__fc_check",
-            plan,
-            &probes,
-            self.snapshots(),
-            unit.debug_errors,
-        );
+        let mut map = generate(unit, "__fc_check", plan, &probes, self.snapshots());
         std::fs::create_dir_all(&self.cells_dir)
             .map_err(|e| CompileError::Io(format!("{}: {e}", self.cells_dir.display())))?;
         let dir = tempfile::Builder::new()
@@ -882,7 +875,7 @@ impl Session {
             }
             let lib_key = hex::encode(&hk.finalize()[..4]);
             let symbol = format!("__fc_run_{key}_{lib_key}");
-            let mut map = generate(unit, &symbol, &plan, &[], snapshots, unit.debug_errors);
+            let mut map = generate(unit, &symbol, &plan, &[], snapshots);
             // One file per set of put-backs: the crate name stays (types name it), the
             // metadata and file differ.
             let lib = self.cells_dir.join(format!("lib{name}-{lib_key}.so"));
@@ -1401,7 +1394,6 @@ fn generate(
     plan: &VarPlan,
     probes: &[String],
     snapshots: bool,
-    debug_errors: bool,
 ) -> SourceMap {
     let parsed = unit.parsed;
     let mut m = SourceMap::default();
@@ -1483,7 +1475,7 @@ fn generate(
         ));
     }
     if parsed.uses_try {
-        let error = if debug_errors {
+        let error = if unit.debug_errors {
             "::ferrocell::__runner::DebugError"
         } else {
             "::std::boxed::Box<dyn ::std::error::Error>"
@@ -1761,7 +1753,7 @@ mod tests {
     fn generated_code_maps_back_to_cell_lines() {
         let parsed = cell::parse("let a = 1;\n\na + 1").unwrap();
         let unit = Unit::statements(&parsed, None);
-        let m = generate(&unit, "__fc_run_x", &VarPlan::default(), &[], false, false);
+        let m = generate(&unit, "__fc_run_x", &VarPlan::default(), &[], false);
         let line = m.text.lines().position(|l| l.contains("a + 1")).unwrap() + 1;
         assert_eq!(
             m.origin(line),

@@ -33,6 +33,10 @@ pub fn emit(
         .enumerate()
         .filter(|(_, t)| t.statement == statement)
         .collect();
+    if sites.is_empty() {
+        m.code(&snippet.text, snippet.column, origin(snippet.line));
+        return;
+    }
     // Opens of the outer `?` (the later one) first.
     let mut events: Vec<Event> = Vec::new();
     for (index, t) in &sites {
@@ -65,7 +69,7 @@ pub fn emit(
         chars.iter().any(|(p, ch)| *p == t.question && *ch == '?')
             && chars.iter().any(|(p, _)| *p == t.expr)
     });
-    if sites.is_empty() || !fits {
+    if !fits {
         m.code(&snippet.text, snippet.column, origin(snippet.line));
         return;
     }
