@@ -374,7 +374,10 @@ pub fn main() {
             }
             tag::INPUT_REPLY => answer_input(Ok(String::from_utf8_lossy(&payload).into_owned())),
             tag::INPUT_DENIED => answer_input(Err(String::from_utf8_lossy(&payload).into_owned())),
-            tag::INTERRUPT => INTERRUPTED.store(true, Ordering::Relaxed),
+            tag::INTERRUPT => {
+                INTERRUPTED.store(true, Ordering::Relaxed);
+                crate::__async::interrupt();
+            }
             tag::UNITS | tag::NO_MORE_UNITS => crate::worker::push_work(t, payload),
             tag::VAR_BYTES => crate::worker::receive(payload),
             tag::FROM_ENGINE => crate::transport::from_engine(payload),

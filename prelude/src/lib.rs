@@ -13,6 +13,8 @@ mod transport;
 mod worker;
 
 #[doc(hidden)]
+pub mod __async;
+#[doc(hidden)]
 pub mod __parallel;
 #[doc(hidden)]
 pub mod __processes;

@@ -57,6 +57,9 @@ pub struct ParsedCell {
     pub value: Option<Snippet>,
     /// The statements use `?`, so the body runs in a closure returning a `Result`.
     pub uses_try: bool,
+    /// The statements `.await`, so the body runs in an async block, driven to its end
+    /// by the runner.
+    pub uses_await: bool,
     /// Set by the session for `%time` / `%timeit`.
     pub timing: super::session::Timing,
     /// Names bound by top-level `let` statements, in order (the cell's new variables).
@@ -64,6 +67,10 @@ pub struct ParsedCell {
     /// Those of them whose last binding is `mut`: later cells may change them; the
     /// others stay immutable, as in one block of Rust.
     pub mutable: Vec<String>,
+    /// New bindings whose value is a closure written in the cell (`let f = |x| …;`),
+    /// with its number of parameters: kept as boxed `dyn Fn` (see
+    /// [`super::boxed`]).
+    pub closures: Vec<(String, usize)>,
     /// The names each statement binds, by the statement's index in `statements`.
     pub binds_at: Vec<Vec<String>>,
     /// The `?`s of the statements and the value, outside closures, nested functions,
@@ -167,24 +174,26 @@ pub fn parse(code: &str) -> Result<ParsedCell, SyntaxError> {
             pattern_names(&local.pat, &mut bound, &mut cell.mutable);
             cell.bindings.retain(|n| !bound.contains(n));
             cell.bindings.extend(bound.iter().cloned());
+            cell.closures.retain(|(n, _)| !bound.contains(n));
+            cell.closures.extend(super::boxed::closure_binding(local));
         }
         match stmt {
             syn::Stmt::Item(item) => cell.items.push(make_item(item, &index)),
             syn::Stmt::Expr(expr, None) if last && !diverges(expr) => {
                 cell.value = Some(snippet(expr.span(), &index, &[]));
                 cell.value_is_place = is_place(expr);
-                cell.uses_try |= uses_try(stmt);
+                scan(stmt, &mut cell);
                 try_sites(stmt, cell.statements.len(), &mut cell.try_sites);
             }
             syn::Stmt::Macro(m)
                 if last && m.semi_token.is_none() && !is_diverging_macro(&m.mac) =>
             {
                 cell.value = Some(snippet(m.span(), &index, &[]));
-                cell.uses_try |= uses_try(stmt);
+                scan(stmt, &mut cell);
                 try_sites(stmt, cell.statements.len(), &mut cell.try_sites);
             }
             other => {
-                cell.uses_try |= uses_try(other);
+                scan(other, &mut cell);
                 let mut s = snippet(other.span(), &index, &[]);
                 let open_end = matches!(other, syn::Stmt::Expr(_, None))
                     || matches!(other, syn::Stmt::Macro(m) if m.semi_token.is_none());
@@ -572,12 +581,21 @@ fn try_sites(stmt: &syn::Stmt, statement: usize, out: &mut Vec<TrySite>) {
     syn::visit::visit_stmt(&mut finder, stmt);
 }
 
-/// Whether a statement uses `?` outside nested closures, functions and async blocks.
-fn uses_try(stmt: &syn::Stmt) -> bool {
-    struct Finder(bool);
+/// Notes whether a statement uses `?` or `.await` outside nested closures, functions
+/// and async blocks.
+fn scan(stmt: &syn::Stmt, cell: &mut ParsedCell) {
+    struct Finder {
+        try_: bool,
+        await_: bool,
+    }
     impl<'a> syn::visit::Visit<'a> for Finder {
-        fn visit_expr_try(&mut self, _: &'a syn::ExprTry) {
-            self.0 = true;
+        fn visit_expr_try(&mut self, e: &'a syn::ExprTry) {
+            self.try_ = true;
+            syn::visit::visit_expr_try(self, e);
+        }
+        fn visit_expr_await(&mut self, e: &'a syn::ExprAwait) {
+            self.await_ = true;
+            syn::visit::visit_expr_await(self, e);
         }
         fn visit_expr_closure(&mut self, _: &'a syn::ExprClosure) {}
         fn visit_expr_async(&mut self, _: &'a syn::ExprAsync) {}
@@ -593,9 +611,13 @@ fn uses_try(stmt: &syn::Stmt) -> bool {
             }
         }
     }
-    let mut f = Finder(false);
+    let mut f = Finder {
+        try_: false,
+        await_: false,
+    };
     syn::visit::visit_stmt(&mut f, stmt);
-    f.0
+    cell.uses_try |= f.try_;
+    cell.uses_await |= f.await_;
 }
 
 #[cfg(test)]

@@ -101,6 +101,34 @@ pub fn parse_line(text: &str) -> Result<DepLine, DepError> {
     Ok(DepLine { name, spec })
 }
 
+/// A dependency's line (version `"1"` if the user gave none) with `features` added.
+fn with_features(spec: Option<&toml::Value>, features: &[&str]) -> toml::Table {
+    let mut table = match spec {
+        Some(toml::Value::Table(t)) => t.clone(),
+        Some(toml::Value::String(v)) => {
+            let mut t = toml::Table::new();
+            t.insert("version".into(), toml::Value::String(v.clone()));
+            t
+        }
+        _ => {
+            let mut t = toml::Table::new();
+            t.insert("version".into(), toml::Value::String("1".into()));
+            t
+        }
+    };
+    let mut all: Vec<toml::Value> = match table.get("features") {
+        Some(toml::Value::Array(a)) => a.clone(),
+        _ => vec![],
+    };
+    for f in features {
+        if !all.iter().any(|v| v.as_str() == Some(f)) {
+            all.push(toml::Value::String(f.to_string()));
+        }
+    }
+    table.insert("features".into(), toml::Value::Array(all));
+    table
+}
+
 /// The session's dependencies, by the name cells use.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct DepSet {
@@ -138,31 +166,9 @@ impl DepSet {
         let mut deps = toml::Table::new();
         // serde is shared with the user's crates (their derives must implement the
         // trait the snapshots use), so the user's own `serde` line is extended.
-        let mut serde = match self.deps.get("serde") {
-            Some(toml::Value::Table(t)) => t.clone(),
-            Some(toml::Value::String(v)) => {
-                let mut t = toml::Table::new();
-                t.insert("version".into(), toml::Value::String(v.clone()));
-                t
-            }
-            _ => {
-                let mut t = toml::Table::new();
-                t.insert("version".into(), toml::Value::String("1".into()));
-                t
-            }
-        };
-        let mut features: Vec<toml::Value> = match serde.get("features") {
-            Some(toml::Value::Array(a)) => a.clone(),
-            _ => vec![],
-        };
         // Not serde's "derive" feature: it makes serde (and every crate that needs
         // serde) wait for syn to build; serde_derive is a dependency of its own.
-        for f in ["rc"] {
-            if !features.iter().any(|v| v.as_str() == Some(f)) {
-                features.push(toml::Value::String(f.into()));
-            }
-        }
-        serde.insert("features".into(), toml::Value::Array(features));
+        let serde = with_features(self.deps.get("serde"), &["rc"]);
         deps.insert("serde".into(), toml::Value::Table(serde));
         if !self.deps.contains_key(DERIVE) {
             deps.insert(DERIVE.into(), toml::Value::String("1".into()));
@@ -172,8 +178,16 @@ impl DepSet {
         codec.insert("version".into(), toml::Value::String("1.3".into()));
         deps.insert(SNAPSHOT_CODEC.into(), toml::Value::Table(codec));
         for (name, spec) in &self.deps {
-            if name != "serde" {
-                deps.insert(name.clone(), spec.clone());
+            match name.as_str() {
+                "serde" => {}
+                // A cell's `.await` runs on tokio's multi-thread runtime.
+                "tokio" => {
+                    let tokio = with_features(Some(spec), &["rt-multi-thread"]);
+                    deps.insert(name.clone(), toml::Value::Table(tokio));
+                }
+                _ => {
+                    deps.insert(name.clone(), spec.clone());
+                }
             }
         }
         let mut doc = toml::Table::new();
@@ -223,6 +237,27 @@ pub struct BuiltDeps {
     /// itself, so a later cell whose inlined code names them links them too.
     #[serde(default)]
     pub native: Native,
+}
+
+impl BuiltDeps {
+    /// Each crate's name as rustc prints it in types (its own name), with the name
+    /// cells use for it (`:dep num = { package = "itoa" }`: `itoa` is `num`).
+    pub fn crate_names(&self) -> Vec<(String, String)> {
+        self.externs
+            .iter()
+            .map(|e| {
+                let own = e
+                    .path
+                    .file_stem()
+                    .and_then(|s| s.to_str())
+                    .and_then(|s| s.strip_prefix("lib"))
+                    .and_then(|s| s.split('-').next())
+                    .unwrap_or(&e.name)
+                    .to_string();
+                (own, e.name.clone())
+            })
+            .collect()
+    }
 }
 
 /// What build scripts asked rustc to link: `-L native=DIR` and `-l static=NAME`.

@@ -2,6 +2,7 @@
 //! into a shared library (cached by content hash), and map rustc's diagnostics back
 //! to the cell's own lines.
 
+pub mod boxed;
 pub mod cell;
 pub mod deps;
 pub mod diagnostics;

@@ -18,6 +18,7 @@ const SOURCES: &[(&str, &str)] = &[
     ("display.rs", include_str!("../../prelude/src/display.rs")),
     ("input.rs", include_str!("../../prelude/src/input.rs")),
     ("json.rs", include_str!("../../prelude/src/json.rs")),
+    ("__async.rs", include_str!("../../prelude/src/__async.rs")),
     (
         "__parallel.rs",
         include_str!("../../prelude/src/__parallel.rs"),

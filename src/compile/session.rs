@@ -10,6 +10,7 @@
 //! are rebuilt as one crate (usually a cell or two). A cell without items links the
 //! latest layer and changes nothing.
 
+use super::boxed::{self, Wrap};
 use super::cell::{self, Item, ParsedCell};
 use super::deps::BuiltDeps;
 use super::diagnostics::{self, Origin, SourceMap};
@@ -19,7 +20,7 @@ use super::prelude::{self, Prelude};
 use super::rustc::{self, RustcFailure};
 use super::toolchain::Toolchain;
 use super::try_rewrite;
-use super::vars::{self, Var, Vars};
+use super::vars::{self, Kept, Var, Vars};
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
@@ -193,6 +194,8 @@ struct Unit<'a> {
     /// Whether `?` converts errors through their `Debug` form: set when one of the
     /// cell's errors is not a `std::error::Error` (see [`try_needs_debug`]).
     debug_errors: bool,
+    /// `.await` runs on the session's tokio runtime (tokio is a dependency).
+    tokio: bool,
 }
 
 impl<'a> Unit<'a> {
@@ -209,6 +212,7 @@ impl<'a> Unit<'a> {
             glue: false,
             error_format: ErrorFormat::default(),
             debug_errors: false,
+            tokio: false,
         }
     }
 }
@@ -433,6 +437,12 @@ impl Session {
         if parsed.items.is_empty() && parsed.statements.is_empty() && parsed.value.is_none() {
             return Ok(Compiled::Empty);
         }
+        if matches!(timing, Timing::Repeat { .. }) && parsed.uses_await {
+            return Err(CompileError::Code {
+                summary: "`.await` cannot be used in a %timeit cell".into(),
+                rendered: vec!["error: `.await` cannot be used in a %timeit cell; time the awaiting cell with %time".into()],
+            });
+        }
         if timing != Timing::None && parsed.uses_try {
             return Err(CompileError::Code {
                 summary: "`?` cannot be used in a timed cell".into(),
@@ -620,8 +630,29 @@ impl Session {
         plan: &VarPlan,
     ) -> Result<Probed, CompileError> {
         loop {
-            let (found, real, map) = self.probe_once(unit, name, key, plan).await?;
+            let (mut found, real, map) = self.probe_once(unit, name, key, plan).await?;
             if real.is_empty() {
+                // A closure's result may wait for its arguments' integer defaults:
+                // probe again with them given.
+                let sig_args: Vec<(String, Vec<String>)> = found
+                    .iter()
+                    .filter_map(|p| Some((p.name.clone(), boxed::second_look(p.sig.as_ref()?)?)))
+                    .collect();
+                if !sig_args.is_empty() {
+                    let again = VarPlan {
+                        sig_args,
+                        ..plan.clone()
+                    };
+                    if let Ok((second, real, _)) = self.probe_once(unit, name, key, &again).await {
+                        if real.is_empty() {
+                            for (p, q) in found.iter_mut().zip(second) {
+                                if q.sig.is_some() {
+                                    p.sig = q.sig;
+                                }
+                            }
+                        }
+                    }
+                }
                 return Ok(found);
             }
             if try_needs_debug(unit, &real, &map) {
@@ -642,7 +673,7 @@ impl Session {
         plan: &VarPlan,
     ) -> Result<(Probed, Vec<rustc::Diagnostic>, SourceMap), CompileError> {
         let probes: Vec<String> = unit.parsed.bindings.clone();
-        let mut map = generate(unit, "__fc_check", plan, &probes, self.snapshots());
+        let mut map = generate(unit, "__fc_check", plan, true, self.snapshots());
         std::fs::create_dir_all(&self.cells_dir)
             .map_err(|e| CompileError::Io(format!("{}: {e}", self.cells_dir.display())))?;
         let dir = tempfile::Builder::new()
@@ -673,9 +704,13 @@ impl Session {
                 Err(RustcFailure::Errors(d)) => d,
                 Err(other) => return Err(failure(other, &map)),
             };
-        let mut found: Vec<(String, Result<String, String>)> = probes
+        let mut found: Probed = probes
             .iter()
-            .map(|p| (p.clone(), Err("rustc did not tell its type".to_string())))
+            .map(|p| ProbedVar {
+                name: p.clone(),
+                ty: Err("rustc did not tell its type".to_string()),
+                sig: None,
+            })
             .collect();
         let mut real = Vec::new();
         for d in diags {
@@ -684,9 +719,15 @@ impl Session {
                 .iter()
                 .find(|s| s.is_primary)
                 .and_then(|s| map.tag_at(s))
-                .and_then(|t| t.strip_prefix("probe:"))
                 .map(String::from);
-            match tag {
+            let slot = |var: &str, found: &mut Probed| found.iter_mut().position(|p| p.name == var);
+            if let Some(var) = tag.as_deref().and_then(|t| t.strip_prefix("sig:")) {
+                if let Some(i) = slot(var, &mut found) {
+                    found[i].sig = vars::probed_type(&d);
+                }
+                continue;
+            }
+            match tag.as_deref().and_then(|t| t.strip_prefix("probe:")) {
                 Some(var) => {
                     let ty = match (
                         d.code.as_ref().map(|c| c.code.as_str()),
@@ -698,8 +739,8 @@ impl Session {
                         }
                         _ => Err(d.message.clone()),
                     };
-                    if let Some(slot) = found.iter_mut().find(|(n, _)| *n == var) {
-                        slot.1 = ty;
+                    if let Some(i) = slot(var, &mut found) {
+                        found[i].ty = ty;
                     }
                 }
                 // The build settles derives that the fields do not allow.
@@ -717,6 +758,10 @@ impl Session {
         stale_vars: &[String],
     ) -> Result<(BuiltCell, String), CompileError> {
         unit.error_format = self.settings.error_format;
+        unit.tokio = self
+            .deps
+            .as_ref()
+            .is_some_and(|d| d.externs.iter().any(|e| e.name == "tokio"));
         let parsed = unit.parsed;
         let base = unit.base;
         let snapshots = self.snapshots();
@@ -781,7 +826,7 @@ impl Session {
         // binds. A `%timeit` body's bindings live in its closure: they rebind
         // nothing, and what it took is always put back.
         let rebinds = |n: &String| !repeat && parsed.bindings.contains(n);
-        let mut puts: Vec<(String, String, String)> = Vec::new(); // name, type here, type later
+        let mut puts: Vec<(String, Kept)> = Vec::new();
         plan.keep = plan
             .take
             .iter()
@@ -790,7 +835,12 @@ impl Session {
             .collect();
         for (n, t) in &plan.take {
             if !rebinds(n) {
-                puts.push((n.clone(), t.clone(), t.clone()));
+                let kept = Kept {
+                    here: t.clone(),
+                    later: t.clone(),
+                    wrap: Wrap::None,
+                };
+                puts.push((n.clone(), kept));
             }
         }
         if !repeat && !parsed.bindings.is_empty() {
@@ -811,9 +861,20 @@ impl Session {
                     p
                 }
             };
-            for (var, ty) in probed {
-                match ty.and_then(|t| vars::writable(&t, &name)) {
-                    Ok((here, later)) => puts.push((var, here, later)),
+            let dep_names = self
+                .deps
+                .as_ref()
+                .map(|d| d.crate_names())
+                .unwrap_or_default();
+            for ProbedVar { name: var, ty, sig } in probed {
+                let kept = match (ty, sig) {
+                    (Ok(t), Some(sig)) if t.contains("{closure") => {
+                        vars::writable_closure(&sig, &name, &dep_names)
+                    }
+                    (ty, _) => ty.and_then(|t| vars::writable(&t, &name, &dep_names)),
+                };
+                match kept {
+                    Ok(kept) => puts.push((var, kept)),
                     Err(why) => {
                         outcome.removed.push(var.clone());
                         outcome
@@ -824,18 +885,12 @@ impl Session {
             }
         }
 
-        plan.stageable = puts
-            .iter()
-            .map(|(n, here, _)| (n.clone(), here.clone()))
-            .collect();
-        let stageable_later: Vec<(String, String)> = puts
-            .iter()
-            .map(|(n, _, later)| (n.clone(), later.clone()))
-            .collect();
+        let mut stageable = puts.clone();
         let mut settled_no_staging = false;
         let known = self.settled.lock().expect("settled").get(&key).cloned();
         if let Some(s) = known {
             puts = s.puts;
+            stageable = s.stageable;
             plan.keep = s.keep;
             plan.unstaged = s.unstaged;
             settled_no_staging = s.no_staging;
@@ -852,11 +907,20 @@ impl Session {
             plan.no_staging = settled_no_staging || attempt >= 7;
             plan.put = puts
                 .iter()
-                .map(|(n, here, _)| (n.clone(), here.clone()))
+                .map(|(n, k)| (n.clone(), k.here.clone()))
+                .collect();
+            plan.stageable = stageable
+                .iter()
+                .map(|(n, k)| (n.clone(), k.here.clone()))
+                .collect();
+            plan.wrapped = stageable
+                .iter()
+                .filter(|(_, k)| k.wrap != Wrap::None)
+                .map(|(n, k)| (n.clone(), k.wrap))
                 .collect();
             let mut hk = Sha256::new();
             hk.update(key.as_bytes());
-            for (n, t) in &plan.put {
+            for (n, t) in plan.put.iter().chain(&plan.stageable) {
                 hk.update(n.as_bytes());
                 hk.update(t.as_bytes());
             }
@@ -875,7 +939,7 @@ impl Session {
             }
             let lib_key = hex::encode(&hk.finalize()[..4]);
             let symbol = format!("__fc_run_{key}_{lib_key}");
-            let mut map = generate(unit, &symbol, &plan, &[], snapshots);
+            let mut map = generate(unit, &symbol, &plan, false, snapshots);
             // One file per set of put-backs: the crate name stays (types name it), the
             // metadata and file differ.
             let lib = self.cells_dir.join(format!("lib{name}-{lib_key}.so"));
@@ -906,8 +970,8 @@ impl Session {
                 };
                 (n.clone(), v)
             };
-            final_outcome.stageable = stageable_later.iter().map(|(n, t)| var(n, t)).collect();
-            final_outcome.kept = puts.iter().map(|(n, _, later)| var(n, later)).collect();
+            final_outcome.stageable = stageable.iter().map(|(n, k)| var(n, &k.later)).collect();
+            final_outcome.kept = puts.iter().map(|(n, k)| var(n, &k.later)).collect();
             // What the store holds when the cell panics or stops at a `?`.
             final_outcome.kept_on_panic = plan
                 .take
@@ -927,6 +991,7 @@ impl Session {
             let remember = |unit: &Unit, plan: &VarPlan| {
                 let s = Settled {
                     puts: puts.clone(),
+                    stageable: stageable.clone(),
                     keep: plan.keep.clone(),
                     unstaged: plan.unstaged.clone(),
                     no_staging: plan.no_staging,
@@ -976,6 +1041,10 @@ impl Session {
                         unit.debug_errors = true;
                         continue;
                     }
+                    // A boxed closure that is `FnMut` or `FnOnce`, not `Fn`.
+                    if narrow_closures(&diags, &map, &mut puts, &mut stageable) {
+                        continue;
+                    }
                     // A binding that a failing `?` cannot put back there (moved, or
                     // borrowed by what the `?` applies to) is not kept at that `?`.
                     // As with put-backs, borrows that cannot be kept go first: they
@@ -1007,12 +1076,15 @@ impl Session {
 
                     // The put-back may be the primary span (a moved value) or a
                     // secondary one ("requires that `v` is borrowed for 'static").
+                    // A closure that borrows names the put-back in a note ("function
+                    // requires argument type to outlive `'static`").
                     let failed: Vec<(String, Option<String>, String)> = diags
                         .iter()
                         .filter_map(|d| {
                             let var = d
                                 .spans
                                 .iter()
+                                .chain(d.children.iter().flat_map(|c| &c.spans))
                                 .filter_map(|s| map.tag_at(s))
                                 .find_map(|t| t.strip_prefix("put:"))?;
                             Some((
@@ -1047,12 +1119,17 @@ impl Session {
                                 format!("`{var}` was moved by this cell, so it is no longer a session variable")
                             }
                             _ if is_borrow(&code) => format!(
-                                "`{var}` is not kept for later cells: it borrows from a value that does not outlive the cell"
+                                "`{var}` is not kept for later cells: it borrows from a value that does not outlive the cell{}",
+                                if parsed.closures.iter().any(|(n, _)| *n == var) {
+                                    " (a `move` closure owns what it captures)"
+                                } else {
+                                    ""
+                                }
                             ),
                             _ => format!("`{var}` is not kept for later cells: {message}"),
                         };
-                        if puts.iter().any(|(n, _, _)| *n == var) {
-                            puts.retain(|(n, _, _)| *n != var);
+                        if puts.iter().any(|(n, _)| *n == var) {
+                            puts.retain(|(n, _)| *n != var);
                             outcome.removed.push(var);
                             outcome.notes.push(why);
                             retry = true;
@@ -1301,7 +1378,17 @@ fn failure(f: RustcFailure, map: &SourceMap) -> CompileError {
 }
 
 /// Each new binding's type as rustc printed it, or why it has none.
-type Probed = Vec<(String, Result<String, String>)>;
+type Probed = Vec<ProbedVar>;
+
+/// What the probe build learnt about one new binding.
+#[derive(Debug, Clone)]
+struct ProbedVar {
+    name: String,
+    /// Its type as rustc printed it, or why it has none.
+    ty: Result<String, String>,
+    /// For a closure the cell binds, its signature as a function pointer type.
+    sig: Option<String>,
+}
 
 /// What a cell's generated code does with session variables.
 #[derive(Debug, Clone, Default)]
@@ -1320,6 +1407,11 @@ struct VarPlan {
     no_staging: bool,
     /// Put back (or in) at the end: name and type as written in this crate.
     put: Vec<(String, String)>,
+    /// The new bindings put in boxed (closures, `impl Trait` values), and how.
+    wrapped: Vec<(String, Wrap)>,
+    /// For the probe build: closures whose signature is probed with these argument
+    /// types (see [`boxed::second_look`]).
+    sig_args: Vec<(String, Vec<String>)>,
     /// Removed from the store at the start (stale).
     drop: Vec<String>,
     /// Taken variables the cell binds anew: put back with their old value and type if
@@ -1327,12 +1419,64 @@ struct VarPlan {
     keep: Vec<(String, String)>,
 }
 
+impl VarPlan {
+    /// The statement that puts `var` of type `ty` in the store (boxed if it is kept
+    /// boxed).
+    fn put_stmt(&self, var: &str, ty: &str) -> String {
+        let wrap = self
+            .wrapped
+            .iter()
+            .find(|(n, _)| n == var)
+            .map(|(_, w)| *w)
+            .unwrap_or_default();
+        format!(
+            "::ferrocell::__vars::put::<{ty}>({var:?}, {});",
+            wrap.value(var)
+        )
+    }
+}
+
+/// Narrows boxed closures that rustc says are `FnMut` or `FnOnce` rather than `Fn`
+/// (E0525 at a put-back, see [`boxed::narrowed`]). Returns whether any changed.
+fn narrow_closures(
+    diags: &[rustc::Diagnostic],
+    map: &SourceMap,
+    puts: &mut [(String, Kept)],
+    stageable: &mut [(String, Kept)],
+) -> bool {
+    let mut changed = false;
+    for d in diags
+        .iter()
+        .filter(|d| d.code.as_ref().is_some_and(|c| c.code == "E0525"))
+    {
+        let var = d.spans.iter().filter_map(|s| map.tag_at(s)).find_map(|t| {
+            t.strip_prefix("put:")
+                .or_else(|| staging_tag(t).map(|_| t.rsplit(':').next().unwrap_or_default()))
+        });
+        let Some(var) = var else { continue };
+        for (n, k) in puts.iter_mut().chain(stageable.iter_mut()) {
+            if n == var && k.wrap == Wrap::Box {
+                if let (Some(here), Some(later)) = (
+                    boxed::narrowed(&k.here, &d.message),
+                    boxed::narrowed(&k.later, &d.message),
+                ) {
+                    k.here = here;
+                    k.later = later;
+                    changed = true;
+                }
+            }
+        }
+    }
+    changed
+}
+
 /// What a cell's build settled on after its retries (put-backs dropped, derives
 /// cleared, errors through `Debug`, bindings a `?` cannot keep): the same cell run
 /// again starts from it (see [`Session::compile`]).
 #[derive(Debug, Clone)]
 struct Settled {
-    puts: Vec<(String, String, String)>,
+    puts: Vec<(String, Kept)>,
+    stageable: Vec<(String, Kept)>,
     keep: Vec<(String, String)>,
     unstaged: Vec<(usize, String)>,
     no_staging: bool,
@@ -1388,13 +1532,7 @@ fn without_replaced(items: Vec<LayerItem>) -> Vec<LayerItem> {
 
 /// Writes the crate for a cell: imports, items (for a layer), and the entry function
 /// holding the statements and the display of the value.
-fn generate(
-    unit: &Unit,
-    symbol: &str,
-    plan: &VarPlan,
-    probes: &[String],
-    snapshots: bool,
-) -> SourceMap {
+fn generate(unit: &Unit, symbol: &str, plan: &VarPlan, probes: bool, snapshots: bool) -> SourceMap {
     let parsed = unit.parsed;
     let mut m = SourceMap::default();
     // The second: a body that only loops (`loop {}`) has `()` as its type, as in
@@ -1433,6 +1571,14 @@ fn generate(
         m.mark_inserted(&s.inserted);
     }
     m.glue(&format!("#[unsafe(no_mangle)]\npub fn {symbol}() {{"));
+    if unit.tokio {
+        // One multi-thread runtime for the session, entered by every cell: tasks a
+        // cell spawns run on after it, and later cells can await their handles.
+        m.glue(
+            "let __fc_tokio = ::ferrocell::__async::shared(|| ::tokio::runtime::Builder::new_multi_thread().enable_all().build().expect(\"a tokio runtime for the session\"));\n\
+             let __fc_tokio_entered = __fc_tokio.enter();",
+        );
+    }
     for var in &plan.drop {
         m.glue(&format!("::ferrocell::__vars::remove({var:?});"));
     }
@@ -1468,29 +1614,57 @@ fn generate(
         Timing::Once => m.glue("let __fc_timer = ::ferrocell::__timing::Timer::start();"),
         Timing::Repeat { .. } => m.glue("let mut __fc_body = || {"),
     }
+    // `?` and `.await` need the body in a container of its own: a closure returning
+    // a `Result`, or an async block that the runner drives to its end.
+    let contained = parsed.uses_try || parsed.uses_await;
     if parsed.uses_try && unit.error_format != ErrorFormat::default() {
         m.glue(&format!(
             "::ferrocell::__runner::set_error_format({});",
             unit.error_format.code()
         ));
     }
-    if parsed.uses_try {
-        let error = if unit.debug_errors {
-            "::ferrocell::__runner::DebugError"
+    let error = if unit.debug_errors {
+        "::ferrocell::__runner::DebugError"
+    } else {
+        "::std::boxed::Box<dyn ::std::error::Error>"
+    };
+    if contained {
+        let open = if !parsed.uses_await {
+            "(|| {"
+        } else if unit.tokio {
+            "__fc_tokio.block_on(::ferrocell::__async::interruptible(async {"
         } else {
-            "::std::boxed::Box<dyn ::std::error::Error>"
+            "::ferrocell::__async::block_on(async {"
         };
         m.glue(&format!(
-            "let __fc_result: ::std::result::Result<_, {error}> = (|| {{"
+            "let __fc_result: ::std::result::Result<(), {error}> = {open}"
         ));
     }
-    let staged = |site: usize| -> Vec<(String, String)> { staged_at(parsed, plan, site) };
+    let staged = |site: usize| -> Vec<(String, String)> {
+        staged_at(parsed, plan, site)
+            .into_iter()
+            .map(|(var, ty)| {
+                let put = plan.put_stmt(&var, &ty);
+                (var, put)
+            })
+            .collect()
+    };
     for (i, s) in parsed.statements.iter().enumerate() {
         try_rewrite::emit(&mut m, s, &parsed.try_sites, i, &staged);
     }
-    for var in probes {
-        // A one-element tuple makes rustc print the element's full path in a note.
-        m.tagged(&format!("let _: () = ({var},);"), &format!("probe:{var}"));
+    if probes {
+        for var in &parsed.bindings {
+            // A one-element tuple makes rustc print the element's full path in a note.
+            m.tagged(&format!("let _: () = ({var},);"), &format!("probe:{var}"));
+        }
+        for (var, arity) in &parsed.closures {
+            let args = plan
+                .sig_args
+                .iter()
+                .find(|(n, _)| n == var)
+                .map(|(_, a)| a.as_slice());
+            m.tagged(&boxed::sig_probe(var, *arity, args), &format!("sig:{var}"));
+        }
     }
     let by_ref = parsed.value_is_place && parsed.timing == Timing::None;
     m.glue(if by_ref {
@@ -1529,10 +1703,7 @@ fn generate(
     let rebound = |n: &String| !repeat && parsed.bindings.contains(n);
     let put_back = |m: &mut SourceMap, which: &dyn Fn(&String) -> bool| {
         for (var, ty) in plan.put.iter().filter(|(v, _)| which(v)) {
-            m.tagged(
-                &format!("::ferrocell::__vars::put::<{ty}>({var:?}, {var});"),
-                &format!("put:{var}"),
-            );
+            m.tagged(&plan.put_stmt(var, ty), &format!("put:{var}"));
         }
     };
     // New bindings (and taken ones the cell binds anew) are put back where they are
@@ -1547,13 +1718,20 @@ fn generate(
          if !__fc_shown.0 { ::ferrocell::__value::emit((&::ferrocell::__value::Wrap(&__fc_value)).__fc_repr()); }\n\
          }",
     );
-    if parsed.uses_try {
-        // The bindings live in the closure: they are put back before it returns.
+    if contained {
+        // The bindings live in the container: they are put back before it returns.
         put_back(&mut m, &new_ones);
         if !guarded {
             put_back(&mut m, &|v| !new_ones(v));
         }
-        m.glue("::std::result::Result::Ok(())\n})();");
+        m.glue(&format!(
+            "::std::result::Result::<(), {error}>::Ok(())\n}}){};",
+            match (parsed.uses_await, unit.tokio) {
+                (false, _) => "()",
+                (true, false) => "",
+                (true, true) => ")",
+            }
+        ));
         let failed = if guarded { "__fc_failed = true; " } else { "" };
         m.glue(&format!(
             "if let ::std::result::Result::Err(e) = __fc_result {{ \
@@ -1561,7 +1739,7 @@ fn generate(
         ));
     }
     if guarded {
-        if !parsed.uses_try {
+        if !contained {
             put_back(&mut m, &new_ones);
         }
         m.glue("}));");
@@ -1580,7 +1758,7 @@ fn generate(
         m.glue("}");
         m.glue("if let ::std::option::Option::Some(__fc_panic) = __fc_caught {");
         m.glue("::std::panic::resume_unwind(__fc_panic);\n}");
-    } else if !parsed.uses_try {
+    } else if !contained {
         put_back(&mut m, &|_| true);
     }
     m.glue("}");
@@ -1607,7 +1785,9 @@ fn staged_at(parsed: &ParsedCell, plan: &VarPlan, site: usize) -> Vec<(String, S
 }
 
 /// rustc's codes for a borrow that does not live long enough (to be kept).
-const BORROWS: &[&str] = &["E0597", "E0716", "E0515", "E0521", "E0759", "E0506"];
+const BORROWS: &[&str] = &[
+    "E0597", "E0716", "E0515", "E0521", "E0759", "E0506", "E0373",
+];
 
 /// The `?` and variable of a `stage:SITE:NAME` tag.
 fn staging_tag(tag: &str) -> Option<(usize, String)> {
@@ -1753,7 +1933,7 @@ mod tests {
     fn generated_code_maps_back_to_cell_lines() {
         let parsed = cell::parse("let a = 1;\n\na + 1").unwrap();
         let unit = Unit::statements(&parsed, None);
-        let m = generate(&unit, "__fc_run_x", &VarPlan::default(), &[], false);
+        let m = generate(&unit, "__fc_run_x", &VarPlan::default(), false, false);
         let line = m.text.lines().position(|l| l.contains("a + 1")).unwrap() + 1;
         assert_eq!(
             m.origin(line),

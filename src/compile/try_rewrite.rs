@@ -20,6 +20,7 @@ struct Event {
 /// From::from(e); put the bindings made so far in the store and name them
 /// (`kept_after_error`); return Err(e) } })`. The glue goes on lines of its own and the
 /// user's text keeps its columns, so rustc's errors still point at the user's code.
+/// `staged(site)` gives the bindings that `?` keeps, each with its put statement.
 pub fn emit(
     m: &mut SourceMap,
     snippet: &Snippet,
@@ -104,11 +105,8 @@ pub fn emit(
                 );
                 let site = events[next].site;
                 let keep = staged(site);
-                for (var, ty) in &keep {
-                    m.tagged(
-                        &format!("::ferrocell::__vars::put::<{ty}>({var:?}, {var});"),
-                        &format!("stage:{site}:{var}"),
-                    );
+                for (var, put) in &keep {
+                    m.tagged(put, &format!("stage:{site}:{var}"));
                 }
                 if !keep.is_empty() {
                     let names: Vec<String> = keep.iter().map(|(n, _)| format!("{n:?}")).collect();
@@ -154,7 +152,11 @@ mod tests {
         let parsed = cell::parse("let a = 1;\nlet n: i32 = f(g(a)?)?;").unwrap();
         assert_eq!(parsed.try_sites.len(), 2);
         let mut m = SourceMap::default();
-        let keep = |site: usize| vec![(format!("kept{site}"), "i32".to_string())];
+        let keep = |site: usize| {
+            let var = format!("kept{site}");
+            let put = format!("::ferrocell::__vars::put::<i32>({var:?}, {var});");
+            vec![(var, put)]
+        };
         emit(&mut m, &parsed.statements[1], &parsed.try_sites, 1, &keep);
         // The user's text is all there, at its own columns, and no `?` is left.
         assert!(!m.text.contains('?'), "{}", m.text);

@@ -205,6 +205,10 @@ def test_dep_with_features_rename_and_path(kc, tmp_path: Path):
         """)
     ok(*run(kc, code, timeout=DEP_TIMEOUT))
     assert value(kc, "shown") == '"42"'
+    # Variables whose types come from the crates live on in later cells.
+    assert value(kc, "buf.format(7).to_string()") == '"7"'
+    ok(*run(kc, "let own = Own { a: 5 };\nlet text = num::Buffer::new();"))
+    assert value(kc, "own.a") == "5"
 
 
 def test_bad_dep_lines_are_clear_errors_and_lose_nothing(kc):
