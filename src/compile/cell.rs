@@ -24,6 +24,31 @@ pub struct Snippet {
     pub inserted: Vec<(usize, usize, usize)>,
 }
 
+impl Snippet {
+    /// The text as the user wrote it, without what the kernel inserted.
+    pub fn as_written(&self) -> String {
+        let mut lines: Vec<Vec<char>> =
+            self.text.split('\n').map(|l| l.chars().collect()).collect();
+        let mut cuts = self.inserted.clone();
+        // From the right, so that earlier columns stay where they are.
+        cuts.sort_by(|a, b| b.cmp(a));
+        for (line, column, len) in cuts {
+            let at = if line == 0 {
+                column.saturating_sub(self.column)
+            } else {
+                column
+            };
+            if let Some(l) = lines.get_mut(line) {
+                if at + len <= l.len() {
+                    l.drain(at..at + len);
+                }
+            }
+        }
+        let lines: Vec<String> = lines.into_iter().map(|l| l.into_iter().collect()).collect();
+        lines.join("\n")
+    }
+}
+
 /// A top-level item of the cell.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Item {
@@ -52,6 +77,8 @@ pub struct ImplKey {
 /// A parsed cell.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ParsedCell {
+    /// The cell's code, to quote its lines in errors.
+    pub source: String,
     pub items: Vec<Item>,
     pub statements: Vec<Snippet>,
     pub value: Option<Snippet>,
@@ -140,15 +167,38 @@ const OPEN: &str = "{\n";
 pub fn parse(code: &str) -> Result<ParsedCell, SyntaxError> {
     let wrapped = format!("{OPEN}{code}\n}}");
     let block: syn::Block = syn::parse_str(&wrapped).map_err(|e| {
-        let start = e.span().start();
+        // The tokenizer says nothing of where; the delimiters tell, as rustc does.
+        use super::delimiters::{self, Delimiters};
+        let (message, at) = match delimiters::scan(code) {
+            Delimiters::Balanced => {
+                let start = e.span().start();
+                return SyntaxError {
+                    message: e.to_string(),
+                    line: start.line.saturating_sub(1).max(1),
+                    column: start.column,
+                };
+            }
+            Delimiters::Open(open) => (
+                "this cell contains an unclosed delimiter".to_string(),
+                open.last().map(|o| o.1).unwrap_or(0),
+            ),
+            Delimiters::Stray { found, at } => {
+                (format!("unexpected closing delimiter: `{found}`"), at)
+            }
+            Delimiters::Unterminated { what, at } => (format!("unterminated {what}"), at),
+        };
+        let (line, column) = delimiters::line_column(code, at);
         SyntaxError {
-            message: e.to_string(),
-            line: start.line.saturating_sub(1).max(1),
-            column: start.column,
+            message,
+            line,
+            column,
         }
     })?;
     let index = LineIndex::new(&wrapped);
-    let mut cell = ParsedCell::default();
+    let mut cell = ParsedCell {
+        source: code.to_string(),
+        ..ParsedCell::default()
+    };
     let mut idents = Vec::new();
     let count = block.stmts.len();
     for (i, stmt) in block.stmts.iter().enumerate() {
@@ -683,6 +733,18 @@ mod tests {
             assert_eq!(c.statements.len(), 1, "{code}");
         }
         assert!(parse("loop { break 3 }").unwrap().value.is_some());
+    }
+
+    #[test]
+    fn an_item_reads_as_written_without_the_kernels_pub() {
+        let parsed = parse("let a = 1;\n  struct P(usize);\nfn f() {}").unwrap();
+        let texts: Vec<String> = parsed
+            .items
+            .iter()
+            .map(|i| i.snippet.as_written())
+            .collect();
+        assert_eq!(texts, vec!["struct P(usize);", "fn f() {}"]);
+        assert!(parsed.items[0].snippet.text.contains("pub"));
     }
 
     #[test]

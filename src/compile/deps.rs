@@ -44,9 +44,11 @@ pub struct DepLine {
     pub spec: toml::Value,
 }
 
-/// Parses what follows `:dep` (evcxr's syntax): `name`, `name = "1.0"`, or
-/// `name = { version = "1", features = ["x"], package = "real-name", path = "../p" }`.
-pub fn parse_line(text: &str) -> Result<DepLine, DepError> {
+/// Parses what follows `:dep` (evcxr's syntax): `name`, `name = "1.0"`,
+/// `name = { version = "1", features = ["x"], package = "real-name", path = "../p" }`,
+/// or the path of a local crate (`:dep ../mycrate`), named by its Cargo.toml; a
+/// relative path is taken from `cwd`.
+pub fn parse_line(text: &str, cwd: &Path) -> Result<DepLine, DepError> {
     let text = text.trim();
     let bad = |why: String| DepError::Syntax(format!(":dep {text}: {why}"));
     if text.is_empty() {
@@ -59,6 +61,25 @@ pub fn parse_line(text: &str) -> Result<DepLine, DepError> {
             && n.chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
     };
+    if text.starts_with('/') || text.starts_with('.') {
+        let dir = cwd.join(text);
+        let manifest = dir.join("Cargo.toml");
+        let read = std::fs::read_to_string(&manifest)
+            .map_err(|e| bad(format!("cannot read {}: {e}", manifest.display())))?;
+        let doc: toml::Table = toml::from_str(&read)
+            .map_err(|e| bad(format!("{}: {}", manifest.display(), e.message())))?;
+        let name = doc
+            .get("package")
+            .and_then(|p| p.get("name"))
+            .and_then(|n| n.as_str())
+            .ok_or_else(|| bad(format!("{} names no package", manifest.display())))?;
+        let mut spec = toml::Table::new();
+        spec.insert("path".into(), dir.display().to_string().into());
+        return Ok(DepLine {
+            name: name.to_string(),
+            spec: toml::Value::Table(spec),
+        });
+    }
     if valid_name(text) {
         return Ok(DepLine {
             name: text.to_string(),
@@ -648,30 +669,45 @@ mod tests {
 
     #[test]
     fn dep_lines_in_evcxr_syntax() {
-        let l = parse_line("regex = \"1.10\"").unwrap();
+        let l = parse_line("regex = \"1.10\"", Path::new("/")).unwrap();
         assert_eq!(l.name, "regex");
         assert_eq!(l.spec.as_str(), Some("1.10"));
-        let l = parse_line("serde = { version = \"1\", features = [\"derive\"] }").unwrap();
+        let l = parse_line(
+            "serde = { version = \"1\", features = [\"derive\"] }",
+            Path::new("/"),
+        )
+        .unwrap();
         assert_eq!(l.spec["features"][0].as_str(), Some("derive"));
-        let l = parse_line("rnd = { package = \"rand\", version = \"0.8\" }").unwrap();
+        let l = parse_line(
+            "rnd = { package = \"rand\", version = \"0.8\" }",
+            Path::new("/"),
+        )
+        .unwrap();
         assert_eq!(l.spec["package"].as_str(), Some("rand"));
-        assert_eq!(parse_line("itoa").unwrap().spec.as_str(), Some("*"));
-        assert!(parse_line("").is_err());
-        assert!(parse_line("a = 1").is_err());
-        assert!(parse_line("a = \"1\"\nb = \"2\"").is_err());
-        assert!(parse_line("a = { verson = \"1\" }").is_err());
-        assert!(parse_line("bad name = \"1\"").is_err());
+        assert_eq!(
+            parse_line("itoa", Path::new("/")).unwrap().spec.as_str(),
+            Some("*")
+        );
+        assert!(parse_line("", Path::new("/")).is_err());
+        assert!(parse_line("a = 1", Path::new("/")).is_err());
+        assert!(parse_line("a = \"1\"\nb = \"2\"", Path::new("/")).is_err());
+        assert!(parse_line("a = { verson = \"1\" }", Path::new("/")).is_err());
+        assert!(parse_line("bad name = \"1\"", Path::new("/")).is_err());
     }
 
     #[test]
     fn manifest_adds_serde_features_and_resolves_paths() {
         let mut set = DepSet::default();
         set.add(
-            parse_line("serde = { version = \"1.0.100\", features = [\"std\"] }").unwrap(),
+            parse_line(
+                "serde = { version = \"1.0.100\", features = [\"std\"] }",
+                Path::new("/"),
+            )
+            .unwrap(),
             Path::new("/nb"),
         );
         set.add(
-            parse_line("p = { path = \"../p\" }").unwrap(),
+            parse_line("p = { path = \"../p\" }", Path::new("/")).unwrap(),
             Path::new("/nb"),
         );
         let m: toml::Table = toml::from_str(&set.manifest()).unwrap();

@@ -45,6 +45,9 @@ pub struct SourceMap {
     /// Glue lines that stand for a place in the user's code (the value a `?` gives):
     /// generated line, that place, its 1-based column.
     anchors: Vec<(usize, Origin, usize)>,
+    /// The lines of the cell being built, quoted in errors as the user wrote them
+    /// (a line holding two statements is two generated lines).
+    cell_lines: Vec<String>,
 }
 
 impl SourceMap {
@@ -139,6 +142,11 @@ impl SourceMap {
     pub fn anchored(&mut self, line: &str, origin: Origin, column: usize) {
         self.glue(line);
         self.anchors.push((self.line, origin, column));
+    }
+
+    /// Keeps the cell's code, to quote its lines in errors.
+    pub fn set_cell_source(&mut self, code: &str) {
+        self.cell_lines = code.lines().map(String::from).collect();
     }
 
     /// Names the file this text is compiled from (see [`SourceMap::file`]).
@@ -259,7 +267,13 @@ fn render_spans(spans_in: &[DiagnosticSpan], map: &SourceMap, out: &mut String) 
         let Some(text) = on_line.iter().find_map(|(_, at)| at.text.first()) else {
             continue;
         };
-        let shown = map.user_text(line, &text.text);
+        let shown = match (
+            o.cell,
+            o.line.checked_sub(1).and_then(|l| map.cell_lines.get(l)),
+        ) {
+            (None, Some(written)) => written.clone(),
+            _ => map.user_text(line, &text.text),
+        };
         out.push_str(&format!("{:>width$} | {}\n", o.line, shown.trim_end()));
         for (s, at) in on_line {
             let Some(t) = at.text.first() else { continue };

@@ -4,6 +4,7 @@
 
 pub mod boxed;
 pub mod cell;
+pub mod delimiters;
 pub mod deps;
 pub mod diagnostics;
 pub mod edition;

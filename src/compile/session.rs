@@ -404,14 +404,15 @@ impl Session {
         out
     }
 
-    /// The source of the newest definition of `name`, with the cell it came from.
+    /// The source of the newest definition of `name` as the user wrote it, with the
+    /// cell it came from.
     pub fn item_source(&self, name: &str) -> Option<(u64, String)> {
         self.chain.iter().rev().find_map(|l| {
             l.items
                 .iter()
                 .rev()
                 .find(|i| i.item.names.iter().any(|n| n == name))
-                .map(|i| (i.cell, i.item.snippet.text.clone()))
+                .map(|i| (i.cell, i.item.snippet.as_written()))
         })
     }
 
@@ -1535,6 +1536,7 @@ fn without_replaced(items: Vec<LayerItem>) -> Vec<LayerItem> {
 fn generate(unit: &Unit, symbol: &str, plan: &VarPlan, probes: bool, snapshots: bool) -> SourceMap {
     let parsed = unit.parsed;
     let mut m = SourceMap::default();
+    m.set_cell_source(&parsed.source);
     // The second: a body that only loops (`loop {}`) has `()` as its type, as in
     // any closure; rustc's future-compatibility lint about that is an error by default.
     m.glue("#![allow(warnings)]");

@@ -286,6 +286,23 @@ pub fn display_type(ty: &str) -> String {
     out
 }
 
+/// A kept type as the user would write it in a cell: [`display_type`], with the
+/// std types every cell sees unqualified (`Option`, `String`, `Vec`, …) by their
+/// short names.
+pub fn short_type(ty: &str) -> String {
+    let mut out = display_type(ty);
+    for (path, name) in [
+        ("std::option::Option<", "Option<"),
+        ("std::result::Result<", "Result<"),
+        ("std::string::String", "String"),
+        ("std::vec::Vec<", "Vec<"),
+        ("std::boxed::Box<", "Box<"),
+    ] {
+        out = out.replace(path, name);
+    }
+    out
+}
+
 /// Whether a kept type names a cell item called `name` (`fc_…::name` anywhere in it).
 pub fn names_type(ty: &str, name: &str) -> bool {
     let compact = ty.replace(' ', "");

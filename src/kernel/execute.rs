@@ -358,7 +358,7 @@ impl Executor {
     pub fn var_type(&self, name: &str) -> Option<String> {
         let s = self.session.as_ref()?;
         let v = s.vars().get(name)?;
-        Some(crate::compile::vars::display_type(&v.ty))
+        Some(crate::compile::vars::short_type(&v.ty))
     }
 
     /// The newest definition of an item, for inspection.
@@ -502,8 +502,8 @@ impl Executor {
         let mut set = self.dep_set.clone();
         let cwd = std::env::current_dir().unwrap_or_default();
         for line in &lines {
-            let dep =
-                deps::parse_line(line).map_err(|e| error("DepError", e.to_string(), vec![]))?;
+            let dep = deps::parse_line(line, &cwd)
+                .map_err(|e| error("DepError", e.to_string(), vec![]))?;
             set.add(dep, &cwd);
         }
         let took_over = self.base.take().map(|base| base.abort()).is_some();
@@ -556,7 +556,7 @@ impl Executor {
         self.base = None;
         let names: Vec<String> = lines
             .iter()
-            .filter_map(|l| deps::parse_line(l).ok().map(|d| d.name))
+            .filter_map(|l| deps::parse_line(l, &cwd).ok().map(|d| d.name))
             .collect();
         let ready = format!(
             "ferrocell: {} ready ({:.1} s)",

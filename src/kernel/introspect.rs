@@ -315,85 +315,12 @@ pub fn is_complete(code: &str) -> (&'static str, Option<String>) {
     if magics::starts_with_magic(code) {
         return ("complete", None);
     }
-    let mut depth: Vec<char> = Vec::new();
-    let mut chars = code.chars().peekable();
-    let mut last_token: Option<char> = None;
-    while let Some(c) = chars.next() {
-        match c {
-            '/' if chars.peek() == Some(&'/') => {
-                while chars.peek().is_some_and(|c| *c != '\n') {
-                    chars.next();
-                }
-                continue;
-            }
-            '/' if chars.peek() == Some(&'*') => {
-                chars.next();
-                let mut closed = false;
-                while let Some(c) = chars.next() {
-                    if c == '*' && chars.peek() == Some(&'/') {
-                        chars.next();
-                        closed = true;
-                        break;
-                    }
-                }
-                if !closed {
-                    return ("incomplete", Some(String::new()));
-                }
-                continue;
-            }
-            '"' => {
-                let mut closed = false;
-                while let Some(c) = chars.next() {
-                    match c {
-                        '\\' => {
-                            chars.next();
-                        }
-                        '"' => {
-                            closed = true;
-                            break;
-                        }
-                        _ => {}
-                    }
-                }
-                if !closed {
-                    return ("incomplete", Some(String::new()));
-                }
-            }
-            '\'' => {
-                // A char literal ('x', '\n', '{') is skipped; a lifetime ('a) is not one.
-                let mut ahead = chars.clone();
-                match (ahead.next(), ahead.next()) {
-                    (Some('\\'), _) => {
-                        chars.next();
-                        chars.next();
-                        while chars.next().is_some_and(|c| c != '\'') {}
-                    }
-                    (Some(_), Some('\'')) => {
-                        chars.next();
-                        chars.next();
-                    }
-                    _ => {}
-                }
-            }
-            '(' | '[' | '{' => depth.push(c),
-            ')' | ']' | '}' => {
-                let want = match c {
-                    ')' => '(',
-                    ']' => '[',
-                    _ => '{',
-                };
-                if depth.pop() != Some(want) {
-                    return ("invalid", None);
-                }
-            }
-            _ => {}
-        }
-        if !c.is_whitespace() {
-            last_token = Some(c);
-        }
-    }
-    if !depth.is_empty() {
-        return ("incomplete", Some("    ".repeat(depth.len())));
+    use crate::compile::delimiters::{self, Delimiters};
+    match delimiters::scan(code) {
+        Delimiters::Balanced => {}
+        Delimiters::Open(open) => return ("incomplete", Some("    ".repeat(open.len()))),
+        Delimiters::Unterminated { .. } => return ("incomplete", Some(String::new())),
+        Delimiters::Stray { .. } => return ("invalid", None),
     }
     let trimmed = code.trim_end();
     let trailing_op = [
@@ -402,7 +329,7 @@ pub fn is_complete(code: &str) -> (&'static str, Option<String>) {
     ]
     .iter()
     .any(|op| trimmed.ends_with(op));
-    if trailing_op && last_token.is_some() {
+    if trailing_op {
         return ("incomplete", Some(String::new()));
     }
     if trimmed.is_empty() {
