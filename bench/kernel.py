@@ -18,7 +18,9 @@ over ZeroMQ:
 * re-run: the same unchanged cell again, median;
 * 2nd vs last cell of a session where every cell defines a new function and
   calls it: does a cell's cost grow with the session?
-* idle memory: resident memory of the kernel and all its child processes.
+* idle memory: resident memory of the kernel and all its child processes;
+* completion: complete_request → complete_reply after `expr.` and `Type::` (median
+  and 90th percentile), then idle memory again a quiet minute later.
 
 Peers: evcxr (a kernelspec named `evcxr`, or one that runs evcxr_jupyter) and
 ipykernel (`python3`) when they are installed; otherwise "not measured" (with the
@@ -59,6 +61,10 @@ RUST = {
     "vars_setup": "let mut a: i64 = 0;\nlet mut b: Vec<i64> = Vec::new();\nlet mut c: u64 = 1;",
     "vars3": "a += {n};\nb.push(a);\nc = c * 2 % 1000003;",
     "new_var": "let x_{n} = vec![{n}u64];",
+    "complete_setup": "fn names() -> Vec<String> {{ vec![] }}",
+    # Completions after `expr.` or `Type::`, each a different expression.
+    "complete": ["names().res", "b.it", "vec![1u8, 2].it", "names().iter().ma",
+                 "String::with", "names().len().pow"],
 }
 # ferrocell's warm-up also waits for its one-time serde build (snapshots).
 FERROCELL = dict(RUST, warm=":dep")
@@ -70,6 +76,9 @@ PYTHON = {
     "vars_setup": "a = 0\nb = []\nc = 1",
     "vars3": "a += {n}\nb.append(a)\nc = c * 2 % 1000003",
     "new_var": "x_{n} = [{n}]",
+    "complete_setup": "def names():\n    return []",
+    "complete": ["names().ext", "b.app", "[1, 2].co", "iter(names()).__ne",
+                 "str.spl", "len(names()).bit"],
 }
 
 
@@ -201,6 +210,21 @@ def measure(name: str, codes: dict, env: dict, reps: dict, log) -> dict:
             execute(kc, codes["new_var"].format(n=new_n())) for _ in range(reps["cells"]))
         time.sleep(1.0)
         figures["memory"] = tree_rss_mib(km.provisioner.process.pid)
+        # Completion: each request's round trip, then memory after a quiet minute.
+        execute(kc, codes["complete_setup"].format())
+        latencies = []
+        for _ in range(max(1, reps["cells"] // len(codes["complete"]))):
+            for code in codes["complete"]:
+                t0 = time.perf_counter()
+                reply = kc.complete(code, len(code), reply=True, timeout=TIMEOUT)
+                latencies.append(time.perf_counter() - t0)
+                if not reply["content"]["matches"]:
+                    log(f"  {name}: no completion for {code!r}")
+        latencies.sort()
+        figures["complete"] = statistics.median(latencies)
+        figures["complete_p90"] = latencies[min(len(latencies) - 1, int(0.9 * len(latencies)))]
+        time.sleep(reps["idle"])
+        figures["memory_completed"] = tree_rss_mib(km.provisioner.process.pid)
     finally:
         stop(km, kc)
     log(f"  {name}: warm cell {figures['trivial']:.3f} s, re-run {figures['rerun']:.3f} s, "
@@ -293,6 +317,10 @@ ROWS = [
     ("{session}th cell of a session (median of the last 5)", "last", "s"),
     ("{session}th ÷ 2nd cell", "growth", "×"),
     ("idle memory, kernel + children", "memory", "MiB"),
+    ("completion after `expr.` / `Type::` (median of {completions})", "complete", "s"),
+    ("… 90th percentile", "complete_p90", "s"),
+    ("idle memory {idle} s after those completions, kernel + children", "memory_completed",
+     "MiB"),
 ]
 SHOW = {"s": fmt_seconds, "×": lambda v: f"{v:.2f}×", "MiB": lambda v: f"{v:.0f} MiB"}
 PEERS = ("evcxr", "ipykernel")
@@ -343,8 +371,9 @@ def main() -> None:
                         help="measure only this kernel (repeatable)")
     parser.add_argument("--json", metavar="PATH", help="also write the figures there (for bench/run)")
     args = parser.parse_args()
-    reps = ({"starts": 2, "cells": 5, "session": 20} if args.quick
-            else {"starts": 5, "cells": 20, "session": 100})
+    reps = ({"starts": 2, "cells": 5, "session": 20, "idle": 10} if args.quick
+            else {"starts": 5, "cells": 20, "session": 100, "idle": 60})
+    reps["completions"] = max(1, reps["cells"] // 6) * 6
 
     def log(text: str) -> None:
         print(text, file=sys.stderr, flush=True)

@@ -28,6 +28,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::Mutex;
 
+mod members;
+pub use members::{ItemKind, ItemMember};
+mod type_probe;
+
 /// The optimisation level cells get unless `%opt` says otherwise. bench/opt.py
 /// measured compile time plus run time of typical cells at each level: 1 made the
 /// user wait least (0 compiles no faster and runs loops 5–20× slower; 2 and 3
@@ -362,48 +366,6 @@ impl Session {
         out
     }
 
-    /// Fields, variants, methods and associated items of a session type, or of the
-    /// type of a session variable, for completion after `name.` or `Name::`.
-    pub fn members(&self, name: &str) -> Vec<String> {
-        let ty = match self.vars.get(name) {
-            Some(v) => vars::display_type(&v.ty),
-            None => name.to_string(),
-        };
-        // `fc_1234::Point<T>` and `&Point` are `Point`.
-        let ty = ty.trim_start_matches(['&', ' ']).trim_start_matches("mut ");
-        let ty = ty.split('<').next().unwrap_or("");
-        let ty = ty.rsplit("::").next().unwrap_or("").trim();
-        let mut out = Vec::new();
-        if let Some((_, source)) = self.item_source(ty) {
-            if let Ok(item) = syn::parse_str::<syn::Item>(&source) {
-                match item {
-                    syn::Item::Struct(st) => out.extend(
-                        st.fields
-                            .iter()
-                            .filter_map(|f| f.ident.as_ref().map(|i| i.to_string())),
-                    ),
-                    syn::Item::Enum(e) => {
-                        out.extend(e.variants.iter().map(|v| v.ident.to_string()))
-                    }
-                    _ => {}
-                }
-            }
-        }
-        for layer in &self.chain {
-            for it in &layer.items {
-                if let Some(k) = &it.item.impl_key {
-                    let self_ty = k.self_ty.split('<').next().unwrap_or("").trim();
-                    if self_ty == ty {
-                        out.extend(k.methods.iter().cloned());
-                    }
-                }
-            }
-        }
-        out.sort();
-        out.dedup();
-        out
-    }
-
     /// The source of the newest definition of `name` as the user wrote it, with the
     /// cell it came from.
     pub fn item_source(&self, name: &str) -> Option<(u64, String)> {
@@ -621,6 +583,50 @@ impl Session {
         args
     }
 
+    /// A check-only build of the unit (with the probes of its new bindings, or
+    /// without): rustc's errors, with full paths in the types they name.
+    async fn check(
+        &self,
+        unit: &Unit<'_>,
+        name: &str,
+        key: &str,
+        plan: &VarPlan,
+        probes: bool,
+    ) -> Result<(Vec<rustc::Diagnostic>, SourceMap), CompileError> {
+        let mut map = generate(unit, "__fc_check", plan, probes, self.snapshots());
+        std::fs::create_dir_all(&self.cells_dir)
+            .map_err(|e| CompileError::Io(format!("{}: {e}", self.cells_dir.display())))?;
+        let dir = tempfile::Builder::new()
+            .prefix("check-")
+            .tempdir_in(&self.cells_dir)
+            .map_err(|e| CompileError::Io(e.to_string()))?;
+        let src = dir.path().join(format!("{name}.rs"));
+        map.set_file(&src);
+        std::fs::write(&src, &map.text).map_err(|e| CompileError::Io(e.to_string()))?;
+        let mut args = self.cell_args(name, key, unit, plan);
+        args.extend(
+            [
+                "--emit=metadata",
+                "-Z",
+                "trim-diagnostic-paths=no",
+                "--verbose",
+                "--out-dir",
+            ]
+            .map(OsString::from),
+        );
+        args.push(dir.path().into());
+        args.push(src.into());
+        let diags =
+            match rustc::run_with_env(&self.toolchain.rustc, args, &[("RUSTC_BOOTSTRAP", "1")])
+                .await
+            {
+                Ok(()) => vec![],
+                Err(RustcFailure::Errors(d)) => d,
+                Err(other) => return Err(failure(other, &map)),
+            };
+        Ok((diags, map))
+    }
+
     /// Learns the types of the cell's new bindings with a check-only build. Returns
     /// each binding's type as rustc prints it, or why it cannot be kept.
     async fn probe_types(
@@ -674,37 +680,7 @@ impl Session {
         plan: &VarPlan,
     ) -> Result<(Probed, Vec<rustc::Diagnostic>, SourceMap), CompileError> {
         let probes: Vec<String> = unit.parsed.bindings.clone();
-        let mut map = generate(unit, "__fc_check", plan, true, self.snapshots());
-        std::fs::create_dir_all(&self.cells_dir)
-            .map_err(|e| CompileError::Io(format!("{}: {e}", self.cells_dir.display())))?;
-        let dir = tempfile::Builder::new()
-            .prefix("check-")
-            .tempdir_in(&self.cells_dir)
-            .map_err(|e| CompileError::Io(e.to_string()))?;
-        let src = dir.path().join(format!("{name}.rs"));
-        map.set_file(&src);
-        std::fs::write(&src, &map.text).map_err(|e| CompileError::Io(e.to_string()))?;
-        let mut args = self.cell_args(name, key, unit, plan);
-        args.extend(
-            [
-                "--emit=metadata",
-                "-Z",
-                "trim-diagnostic-paths=no",
-                "--verbose",
-                "--out-dir",
-            ]
-            .map(OsString::from),
-        );
-        args.push(dir.path().into());
-        args.push(src.into());
-        let diags =
-            match rustc::run_with_env(&self.toolchain.rustc, args, &[("RUSTC_BOOTSTRAP", "1")])
-                .await
-            {
-                Ok(()) => vec![],
-                Err(RustcFailure::Errors(d)) => d,
-                Err(other) => return Err(failure(other, &map)),
-            };
+        let (diags, map) = self.check(unit, name, key, plan, true).await?;
         let mut found: Probed = probes
             .iter()
             .map(|p| ProbedVar {

@@ -277,6 +277,8 @@ pub struct Executor {
     cluster: Option<crate::cluster::client::Client>,
     /// Variables that `--persist` cells keep on the engines, with their types.
     engine_vars: crate::compile::vars::Vars,
+    /// std's documentation, found once the toolchain is known (for completion).
+    std_docs: std::sync::OnceLock<Option<super::std_docs::StdDocs>>,
 }
 
 async fn prepare(cache: PathBuf) -> Warm {
@@ -326,6 +328,7 @@ impl Executor {
             cache,
             warm,
             session: None,
+            std_docs: std::sync::OnceLock::new(),
             settings: Settings::default(),
             show_timing: false,
             last_error_code: None,
@@ -359,6 +362,28 @@ impl Executor {
         let s = self.session.as_ref()?;
         let v = s.vars().get(name)?;
         Some(crate::compile::vars::short_type(&v.ty))
+    }
+
+    /// Waits for the toolchain and prelude (quietly: completion and inspection need
+    /// them, and the first cell would wait for them anyway).
+    pub async fn prepare(&mut self) {
+        let mut irq = self.interrupts.clone();
+        if let Err(e) = self.session(&mut irq, None).await {
+            tracing::debug!(error = %e.evalue, "no session for completion");
+        }
+    }
+
+    /// The prepared session, once the toolchain is ready (for completion).
+    pub fn prepared(&self) -> Option<&Session> {
+        self.session.as_ref()
+    }
+
+    /// std's documentation beside the session's toolchain, if rustup installed it.
+    pub fn std_docs(&self) -> Option<&super::std_docs::StdDocs> {
+        let session = self.session.as_ref()?;
+        self.std_docs
+            .get_or_init(|| super::std_docs::StdDocs::beside(&session.toolchain().target_libdir))
+            .as_ref()
     }
 
     /// The newest definition of an item, for inspection.

@@ -8,8 +8,10 @@
 //! - stdin ([`stdin`]) asks the client for input on behalf of a cell;
 //! - heartbeat ([`heartbeat`]) echoes.
 
+pub mod complete_at;
 pub mod control;
 pub mod execute;
+pub mod expr_context;
 pub mod heartbeat;
 pub mod history;
 pub mod info;
@@ -17,6 +19,7 @@ pub mod introspect;
 pub mod iopub;
 pub mod outputs;
 pub mod shell;
+pub mod std_docs;
 pub mod stdin;
 
 use crate::protocol::{ConnectionInfo, Signer};

@@ -1,6 +1,7 @@
 //! The shell channel: requests are read into a queue by one task and handled in
 //! order by another, which owns the [`Executor`].
 
+use super::complete_at;
 use super::execute::Executor;
 use super::info::kernel_info;
 use super::introspect;
@@ -242,17 +243,43 @@ impl Shell {
         let Ok(req) = msg.content_as::<CompleteRequest>() else {
             return;
         };
+        self.executor.prepare().await;
         let items = self.executor.item_names();
-        let executor = &self.executor;
-        let c = introspect::complete(&req.code, req.cursor_pos, &items, &|name| {
-            executor.members(name)
-        });
+        let (c, offers) = complete_at::complete(
+            self.executor.prepared(),
+            self.executor.std_docs(),
+            &items,
+            &req.code,
+            req.cursor_pos,
+        )
+        .await;
+        // JupyterLab's typed completions: what each match is.
+        let types: Vec<Value> = c
+            .matches
+            .iter()
+            .map(|m| {
+                let offer = offers.iter().find(|o| o.text == *m);
+                let kind = match offer {
+                    Some(o) => o.kind,
+                    None if m.starts_with('%') || m.starts_with(':') => "magic",
+                    None => "",
+                };
+                let mut t =
+                    serde_json::json!({"start": c.start, "end": c.end, "text": m, "type": kind});
+                if let Some(o) = offer.filter(|o| !o.signature.is_empty()) {
+                    t["signature"] = Value::String(o.signature.clone());
+                }
+                t
+            })
+            .collect();
+        let mut metadata = Map::new();
+        metadata.insert("_jupyter_types_experimental".into(), Value::Array(types));
         let reply = CompleteReply {
             status: "ok",
             matches: c.matches,
             cursor_start: c.start,
             cursor_end: c.end,
-            metadata: Map::new(),
+            metadata,
         };
         self.replier.reply(msg, &reply).await;
     }
@@ -261,6 +288,7 @@ impl Shell {
         let Ok(req) = msg.content_as::<InspectRequest>() else {
             return;
         };
+        self.executor.prepare().await;
         let word = introspect::word_at(&req.code, req.cursor_pos);
         let text = match (
             self.executor.var_type(word),
@@ -283,6 +311,23 @@ impl Shell {
             }
             (None, Some((cell, src))) => Some(format!("{src}\n\n(defined in cell [{cell}])")),
             (None, None) => introspect::docs(word),
+        };
+        // The expression under the cursor: its type from rustc, a std item's docs.
+        let text = match (text, self.executor.prepared()) {
+            (Some(t), _) => Some(t),
+            (None, Some(session)) => {
+                let at = req
+                    .cursor_pos
+                    .map(|c| introspect::byte_offset(&req.code, c))
+                    .unwrap_or(req.code.len());
+                let end = req.code[at..]
+                    .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+                    .map(|i| at + i)
+                    .unwrap_or(req.code.len());
+                let docs = self.executor.std_docs();
+                complete_at::inspect(session, docs, &req.code, end).await
+            }
+            (None, None) => None,
         };
         let mut data = Map::new();
         if let Some(t) = &text {
