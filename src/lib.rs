@@ -12,3 +12,4 @@ pub mod install;
 pub mod kernel;
 pub mod magics;
 pub mod protocol;
+pub mod sockets;

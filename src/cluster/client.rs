@@ -39,7 +39,7 @@ impl Client {
     /// Connects to the controller of `path` and checks that it answers.
     pub async fn connect(path: &Path) -> Result<Client, String> {
         let file = ClusterFile::read(path).map_err(|e| format!("{e:#}"))?;
-        let mut socket = DealerSocket::new();
+        let mut socket = DealerSocket::with_options(crate::sockets::options());
         let endpoint = file.endpoint(file.client_port);
         socket
             .connect(&endpoint)

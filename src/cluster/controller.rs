@@ -68,8 +68,8 @@ fn is_loopback(ip: &str) -> bool {
 pub async fn run(opts: Options) -> anyhow::Result<()> {
     use anyhow::Context;
     let key = super::messages::new_key();
-    let mut engines_socket = RouterSocket::new();
-    let mut clients_socket = RouterSocket::new();
+    let mut engines_socket = RouterSocket::with_options(crate::sockets::options());
+    let mut clients_socket = RouterSocket::with_options(crate::sockets::options());
     let port = |e: zeromq::Endpoint| match e {
         zeromq::Endpoint::Tcp(_, p) => p,
         _ => 0,

@@ -146,7 +146,7 @@ pub async fn run(cf: ClusterFile) -> anyhow::Result<()> {
         rustc: toolchain.version.clone(),
         target: toolchain.host.clone(),
     };
-    let mut socket = DealerSocket::new();
+    let mut socket = DealerSocket::with_options(crate::sockets::options());
     let endpoint = cf.endpoint(cf.engine_port);
     socket
         .connect(&endpoint)

@@ -32,17 +32,35 @@ impl Replier {
     }
 
     pub async fn reply<C: Content>(&mut self, to: &Message, content: &C) {
-        let header = Header::new(C::MSG_TYPE, &self.session);
+        self.send(to, C::MSG_TYPE, content).await;
+    }
+
+    /// The error reply to a request whose content is not what its type needs: every
+    /// request whose header parses gets an answer, never silence.
+    pub async fn reply_malformed(&mut self, to: &Message, error: &crate::protocol::WireError) {
+        let reply_type = to.header.msg_type.replace("_request", "_reply");
+        let content = serde_json::json!({
+            "status": "error",
+            "ename": "BadRequest",
+            "evalue": format!("{}: {error}", to.header.msg_type),
+            "traceback": [],
+        });
+        tracing::warn!("malformed {}: {error}", to.header.msg_type);
+        self.send(to, &reply_type, &content).await;
+    }
+
+    async fn send(&mut self, to: &Message, msg_type: &str, content: &impl serde::Serialize) {
+        let header = Header::new(msg_type, &self.session);
         let frames = self
             .signer
             .encode(&to.identities, &header, Some(&to.header), content);
         match ZmqMessage::try_from(frames) {
             Ok(msg) => {
                 if let Err(e) = self.socket.send(msg).await {
-                    tracing::warn!("reply {} not sent: {e}", C::MSG_TYPE);
+                    tracing::warn!("reply {msg_type} not sent: {e}");
                 }
             }
-            Err(e) => tracing::warn!("reply {} not framed: {e}", C::MSG_TYPE),
+            Err(e) => tracing::warn!("reply {msg_type} not framed: {e}"),
         }
     }
 }
@@ -240,8 +258,9 @@ impl Shell {
     }
 
     async fn complete(&mut self, msg: &Message) {
-        let Ok(req) = msg.content_as::<CompleteRequest>() else {
-            return;
+        let req = match msg.content_as::<CompleteRequest>() {
+            Ok(req) => req,
+            Err(e) => return self.replier.reply_malformed(msg, &e).await,
         };
         self.executor.prepare().await;
         let items = self.executor.item_names();
@@ -285,8 +304,9 @@ impl Shell {
     }
 
     async fn inspect(&mut self, msg: &Message) {
-        let Ok(req) = msg.content_as::<InspectRequest>() else {
-            return;
+        let req = match msg.content_as::<InspectRequest>() {
+            Ok(req) => req,
+            Err(e) => return self.replier.reply_malformed(msg, &e).await,
         };
         self.executor.prepare().await;
         let word = introspect::word_at(&req.code, req.cursor_pos);
@@ -343,8 +363,9 @@ impl Shell {
     }
 
     async fn is_complete(&mut self, msg: &Message) {
-        let Ok(req) = msg.content_as::<IsCompleteRequest>() else {
-            return;
+        let req = match msg.content_as::<IsCompleteRequest>() {
+            Ok(req) => req,
+            Err(e) => return self.replier.reply_malformed(msg, &e).await,
         };
         let (status, indent) = introspect::is_complete(&req.code);
         self.replier

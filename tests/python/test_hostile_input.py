@@ -1,0 +1,142 @@
+"""Hostile input from outside: nothing a peer sends can crash, wedge or bloat the
+kernel. Peers that misbehave are written by hand here, speaking ZMTP on raw TCP."""
+
+from __future__ import annotations
+
+import socket
+import struct
+import time
+
+import pytest
+
+import kernel_helpers as kh
+from kernel_helpers import ok, run, value
+
+TIB = 1 << 40
+
+
+def greeting() -> bytes:
+    """A ZMTP 3.0 greeting with the NULL mechanism, as a client."""
+    g = bytearray(64)
+    g[0], g[9], g[10], g[11] = 0xFF, 0x7F, 3, 0
+    g[12:16] = b"NULL"
+    return bytes(g)
+
+
+def ready(socket_type: bytes) -> bytes:
+    """The NULL mechanism's READY command naming our socket type."""
+    body = (bytes([5]) + b"READY" + bytes([11]) + b"Socket-Type"
+            + struct.pack(">I", len(socket_type)) + socket_type)
+    return bytes([0x04, len(body)]) + body
+
+
+def long_frame_header(length: int, command: bool = False) -> bytes:
+    return bytes([0x02 | (0x04 if command else 0)]) + struct.pack(">Q", length)
+
+
+def connect(port: int) -> socket.socket:
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(greeting())
+    got = b""
+    while len(got) < 64:
+        chunk = s.recv(64 - len(got))
+        assert chunk, "the kernel closed the connection during the greeting"
+        got += chunk
+    assert got[0] == 0xFF
+    return s
+
+
+def closed_by_peer(s: socket.socket, within: float = 10) -> bool:
+    """Whether the other side closes the connection (reading what it still sends)."""
+    s.settimeout(within)
+    deadline = time.monotonic() + within
+    try:
+        while time.monotonic() < deadline:
+            if not s.recv(65536):
+                return True
+    except (ConnectionResetError, BrokenPipeError):
+        return True
+    except socket.timeout:
+        return False
+    return False
+
+
+# The kernel's sockets and the type of peer each expects.
+PORTS = [("shell_port", b"DEALER"), ("control_port", b"DEALER"), ("stdin_port", b"DEALER"),
+         ("iopub_port", b"SUB"), ("hb_port", b"REQ")]
+
+
+@pytest.mark.parametrize("port,peer", PORTS)
+def test_a_frame_announcing_a_tebibyte_closes_only_that_connection(kernel, port, peer):
+    km, kc = kernel
+    info = km.get_connection_info()
+    pid = kh.kernel_pid(km)
+    before = kh.rss_kib(pid)
+    # After the handshake: a message frame of 1 TiB.
+    s = connect(info[port])
+    s.sendall(ready(peer) + long_frame_header(TIB))
+    assert closed_by_peer(s), f"{port}: the connection stayed open"
+    # During the handshake: a command frame of 1 TiB instead of READY.
+    s2 = connect(info[port])
+    s2.sendall(long_frame_header(TIB, command=True))
+    assert closed_by_peer(s2), f"{port}: the connection stayed open"
+    # The kernel is alive, answers, and did not grow by anything near the announced size.
+    assert kh.alive(pid)
+    assert value(kc, "40 + 2") == "42"
+    assert kh.rss_kib(pid) - before < 64 * 1024
+
+
+def test_a_message_over_a_lowered_limit_is_refused_and_the_kernel_goes_on(start_kernel, tmp_path):
+    log = tmp_path / "kernel.log"
+    with open(log, "w") as err:
+        km, kc = start_kernel(env={"FERROCELL_MAX_MESSAGE_MIB": "1", "RUST_LOG": "warn"},
+                              stderr=err)
+        ok(*run(kc, "let small = 1;"))
+        # 2 MiB of code in one execute_request: over the limit, so no reply comes.
+        big = "let s = \"" + "x" * (2 << 20) + "\";"
+        msg_id = kc.execute(big)
+        with pytest.raises(Exception):
+            kh.shell_reply(kc, msg_id, time.monotonic() + 10)
+        # The client reconnects; the kernel and its variables are still there.
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                assert value(kc, "small + 1", timeout=20) == "2"
+                break
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+    assert "over the 1048576-byte limit" in log.read_text()
+
+
+def test_the_cluster_controller_survives_a_tebibyte_frame_on_both_ports(kc):
+    import json
+
+    from test_cluster import start_cluster
+
+    controller, path, _ = start_cluster(kc, 1)
+    info = json.loads(path.read_text())
+    for port in ("client_port", "engine_port"):
+        s = connect(info[port])
+        s.sendall(ready(b"DEALER") + long_frame_header(TIB))
+        assert closed_by_peer(s), f"{port}: the connection stayed open"
+    assert kh.alive(controller)
+    reply, outputs = run(kc, "%%parallel cluster\nrank + 40", timeout=120)
+    ok(reply, outputs)
+    assert "40" in kh.all_text(outputs)
+    ok(*run(kc, "%cluster stop", timeout=60))
+
+
+@pytest.mark.parametrize("msg_type,content", [
+    ("complete_request", {"code": 5, "cursor_pos": "x"}),
+    ("inspect_request", {"cursor_pos": 1}),
+    ("is_complete_request", {"code": ["not", "text"]}),
+])
+def test_a_malformed_request_gets_an_error_reply(kc, msg_type, content):
+    msg = kc.session.msg(msg_type, content)
+    kc.shell_channel.send(msg)
+    reply = kh.shell_reply(kc, msg["header"]["msg_id"], time.monotonic() + 10)
+    assert reply["msg_type"] == msg_type.replace("_request", "_reply")
+    assert reply["content"]["status"] == "error", reply["content"]
+    assert reply["content"]["ename"] == "BadRequest"
+    assert value(kc, "1 + 1") == "2"
