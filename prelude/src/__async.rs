@@ -69,7 +69,8 @@ pub fn interruptible<F: Future>(future: F) -> impl Future<Output = F::Output> {
 
 /// Wakes the awaited future after an interrupt, so that its next poll unwinds.
 pub(crate) fn interrupt() {
-    if let Some(w) = AWAITING.lock().unwrap_or_else(|e| e.into_inner()).take() {
+    let waker = AWAITING.lock().unwrap_or_else(|e| e.into_inner()).take();
+    if let Some(w) = waker {
         w.wake();
     }
 }
@@ -81,12 +82,16 @@ impl<F: Future> Future for Interruptible<F> {
     type Output = F::Output;
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         if crate::interrupted() {
+            AWAITING.lock().unwrap_or_else(|e| e.into_inner()).take();
             std::panic::resume_unwind(Box::new(Interrupted));
         }
         // SAFETY: the inner future is never moved out of the pinned wrapper.
         let inner = unsafe { self.map_unchecked_mut(|s| &mut s.0) };
         match inner.poll(cx) {
-            Poll::Ready(v) => Poll::Ready(v),
+            Poll::Ready(v) => {
+                AWAITING.lock().unwrap_or_else(|e| e.into_inner()).take();
+                Poll::Ready(v)
+            }
             Poll::Pending => {
                 *AWAITING.lock().unwrap_or_else(|e| e.into_inner()) = Some(cx.waker().clone());
                 // An interrupt that came before the waker was stored.

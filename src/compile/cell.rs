@@ -84,8 +84,8 @@ pub struct ParsedCell {
     pub value: Option<Snippet>,
     /// The statements use `?`, so the body runs in a closure returning a `Result`.
     pub uses_try: bool,
-    /// The statements `.await`, so the body runs in an async block, driven to its end
-    /// by the runner.
+    /// The statements `.await`, so the body runs in an async block that the cell's
+    /// generated code drives to its end (`__async::block_on`, or the tokio runtime).
     pub uses_await: bool,
     /// Set by the session for `%time` / `%timeit`.
     pub timing: super::session::Timing,
@@ -165,6 +165,69 @@ const OPEN: &str = "{\n";
 
 /// Parses a cell's Rust code.
 pub fn parse(code: &str) -> Result<ParsedCell, SyntaxError> {
+    // The parser recurses once per nesting level (brackets, and also chains of
+    // prefix operators such as `!!!!x`): it runs on a thread of its own with a
+    // large stack, which costs only the memory it uses.
+    let owned = code.to_string();
+    std::thread::Builder::new()
+        .name("parse".into())
+        .stack_size(PARSE_STACK)
+        .spawn(move || parse_here(&owned))
+        .map_err(|e| SyntaxError {
+            message: format!("cannot start the parser: {e}"),
+            line: 1,
+            column: 0,
+        })?
+        .join()
+        .unwrap_or_else(|_| {
+            Err(SyntaxError {
+                message: "the cell could not be parsed".into(),
+                line: 1,
+                column: 0,
+            })
+        })
+}
+
+/// The parser thread's stack: enough for any cell within
+/// [`super::delimiters::MAX_NESTING`] brackets and [`MAX_PREFIX_CHAIN`] prefix
+/// operators in a row.
+const PARSE_STACK: usize = 512 << 20;
+
+/// The longest run of prefix operators (`!`, `-`, `*`, `&`) a cell may have.
+const MAX_PREFIX_CHAIN: usize = 20_000;
+
+fn parse_here(code: &str) -> Result<ParsedCell, SyntaxError> {
+    // The parser recurses once per nesting level: refuse what would overflow it.
+    let depth = super::delimiters::deepest(code);
+    if depth > super::delimiters::MAX_NESTING {
+        return Err(SyntaxError {
+            message: format!(
+                "brackets nested {depth} levels deep; a cell may nest at most {}",
+                super::delimiters::MAX_NESTING
+            ),
+            line: 1,
+            column: 0,
+        });
+    }
+    let mut run = 0usize;
+    let mut longest = 0usize;
+    for c in code.chars().filter(|c| !c.is_whitespace()) {
+        run = if matches!(c, '!' | '-' | '*' | '&') {
+            run + 1
+        } else {
+            0
+        };
+        longest = longest.max(run);
+    }
+    if longest > MAX_PREFIX_CHAIN {
+        return Err(SyntaxError {
+            message: format!(
+                "{longest} operators in a row; a cell may have at most {MAX_PREFIX_CHAIN}"
+            ),
+            line: 1,
+            column: 0,
+        });
+    }
     let wrapped = format!("{OPEN}{code}\n}}");
     let block: syn::Block = syn::parse_str(&wrapped).map_err(|e| {
         // The tokenizer says nothing of where; the delimiters tell, as rustc does.
@@ -733,6 +796,21 @@ mod tests {
             assert_eq!(c.statements.len(), 1, "{code}");
         }
         assert!(parse("loop { break 3 }").unwrap().value.is_some());
+    }
+
+    #[test]
+    fn pathological_nesting_is_a_clear_error_not_a_crash() {
+        let deep = format!("{}1{}", "(".repeat(60_000), ")".repeat(60_000));
+        let e = parse(&deep).unwrap_err();
+        assert!(e.message.contains("nested 60000 levels"), "{}", e.message);
+        // Prefix operators recurse too: a long chain parses on the large stack.
+        let nots = format!("let b = {}true;", "!".repeat(20_000));
+        assert!(parse(&nots).is_ok());
+        let nots = format!("let b = {}true;", "!".repeat(1_000_000));
+        assert!(parse(&nots)
+            .unwrap_err()
+            .message
+            .contains("operators in a row"));
     }
 
     #[test]

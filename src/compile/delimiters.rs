@@ -15,9 +15,23 @@ pub enum Delimiters {
     Unterminated { what: &'static str, at: usize },
 }
 
+/// How deep brackets may nest in a cell: the parser recurses once per level, and a
+/// cell of 60 000 nested parentheses would overflow its stack.
+pub const MAX_NESTING: usize = 256;
+
 /// Scans `code` for brackets outside strings, chars and comments.
 pub fn scan(code: &str) -> Delimiters {
+    walk(code).0
+}
+
+/// The deepest nesting of brackets in `code`.
+pub fn deepest(code: &str) -> usize {
+    walk(code).1
+}
+
+fn walk(code: &str) -> (Delimiters, usize) {
     let mut open: Vec<(char, usize)> = Vec::new();
+    let mut deepest = 0;
     let mut chars = code.char_indices().peekable();
     while let Some((at, c)) = chars.next() {
         match c {
@@ -41,10 +55,8 @@ pub fn scan(code: &str) -> Delimiters {
                         }
                         Some(_) => {}
                         None => {
-                            return Delimiters::Unterminated {
-                                what: "block comment",
-                                at,
-                            };
+                            let what = "block comment";
+                            return (Delimiters::Unterminated { what, at }, deepest);
                         }
                     }
                 }
@@ -61,10 +73,8 @@ pub fn scan(code: &str) -> Delimiters {
                         }
                     }
                     None => {
-                        return Delimiters::Unterminated {
-                            what: "raw string",
-                            at,
-                        };
+                        let what = "raw string";
+                        return (Delimiters::Unterminated { what, at }, deepest);
                     }
                 }
             }
@@ -83,10 +93,8 @@ pub fn scan(code: &str) -> Delimiters {
                     }
                 }
                 if !closed {
-                    return Delimiters::Unterminated {
-                        what: "double quote string",
-                        at,
-                    };
+                    let what = "double quote string";
+                    return (Delimiters::Unterminated { what, at }, deepest);
                 }
             }
             '\'' => {
@@ -105,7 +113,10 @@ pub fn scan(code: &str) -> Delimiters {
                     _ => {}
                 }
             }
-            '(' | '[' | '{' => open.push((c, at)),
+            '(' | '[' | '{' => {
+                open.push((c, at));
+                deepest = deepest.max(open.len());
+            }
             ')' | ']' | '}' => {
                 let want = match c {
                     ')' => '(',
@@ -113,16 +124,16 @@ pub fn scan(code: &str) -> Delimiters {
                     _ => '{',
                 };
                 if open.pop().map(|o| o.0) != Some(want) {
-                    return Delimiters::Stray { found: c, at };
+                    return (Delimiters::Stray { found: c, at }, deepest);
                 }
             }
             _ => {}
         }
     }
     if open.is_empty() {
-        Delimiters::Balanced
+        (Delimiters::Balanced, deepest)
     } else {
-        Delimiters::Open(open)
+        (Delimiters::Open(open), deepest)
     }
 }
 
@@ -166,5 +177,6 @@ mod tests {
         );
         assert_eq!(scan("let raw = r;"), Delimiters::Balanced);
         assert_eq!(line_column("ab\ncd(", 5), (2, 2));
+        assert_eq!(deepest("f(a[{1}]) (b)"), 3);
     }
 }

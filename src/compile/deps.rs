@@ -199,16 +199,23 @@ impl DepSet {
         codec.insert("version".into(), toml::Value::String("1.3".into()));
         deps.insert(SNAPSHOT_CODEC.into(), toml::Value::Table(codec));
         for (name, spec) in &self.deps {
-            match name.as_str() {
-                "serde" => {}
-                // A cell's `.await` runs on tokio's multi-thread runtime.
-                "tokio" => {
-                    let tokio = with_features(Some(spec), &["rt-multi-thread"]);
-                    deps.insert(name.clone(), toml::Value::Table(tokio));
-                }
-                _ => {
-                    deps.insert(name.clone(), spec.clone());
-                }
+            if name == "serde" {
+                continue;
+            }
+            let package = spec.get("package").and_then(|p| p.as_str()).unwrap_or(name);
+            let version = match spec {
+                toml::Value::String(v) => Some(v.as_str()),
+                _ => spec.get("version").and_then(|v| v.as_str()),
+            };
+            // A cell's `.await` runs on tokio's multi-thread runtime (tokio 1's
+            // feature name; older tokios are left as they are).
+            if package == "tokio"
+                && !version.is_some_and(|v| v.trim_start_matches(['^', '=', '~']).starts_with("0."))
+            {
+                let tokio = with_features(Some(spec), &["rt-multi-thread"]);
+                deps.insert(name.clone(), toml::Value::Table(tokio));
+            } else {
+                deps.insert(name.clone(), spec.clone());
             }
         }
         let mut doc = toml::Table::new();

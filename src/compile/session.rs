@@ -198,8 +198,9 @@ struct Unit<'a> {
     /// Whether `?` converts errors through their `Debug` form: set when one of the
     /// cell's errors is not a `std::error::Error` (see [`try_needs_debug`]).
     debug_errors: bool,
-    /// `.await` runs on the session's tokio runtime (tokio is a dependency).
-    tokio: bool,
+    /// The name cells use for tokio, when it is a dependency: `.await` runs on the
+    /// session's tokio runtime.
+    tokio_name: Option<String>,
 }
 
 impl<'a> Unit<'a> {
@@ -216,7 +217,7 @@ impl<'a> Unit<'a> {
             glue: false,
             error_format: ErrorFormat::default(),
             debug_errors: false,
-            tokio: false,
+            tokio_name: None,
         }
     }
 }
@@ -224,6 +225,7 @@ impl<'a> Unit<'a> {
 impl Session {
     pub fn new(toolchain: Toolchain, prelude: Prelude, cache: &std::path::Path) -> Self {
         let cells_dir = cache.join(&toolchain.id).join("cells");
+        sweep_scratch(&cells_dir);
         Session {
             toolchain,
             prelude,
@@ -735,10 +737,13 @@ impl Session {
         stale_vars: &[String],
     ) -> Result<(BuiltCell, String), CompileError> {
         unit.error_format = self.settings.error_format;
-        unit.tokio = self
-            .deps
-            .as_ref()
-            .is_some_and(|d| d.externs.iter().any(|e| e.name == "tokio"));
+        // tokio under whatever name cells use for it.
+        unit.tokio_name = self.deps.as_ref().and_then(|d| {
+            d.crate_names()
+                .into_iter()
+                .find(|(own, _)| own == "tokio")
+                .map(|(_, used)| used)
+        });
         let parsed = unit.parsed;
         let base = unit.base;
         let snapshots = self.snapshots();
@@ -1479,6 +1484,28 @@ pub struct VarOutcome {
     pub notes: Vec<String>,
 }
 
+/// Removes the scratch directories of builds and checks that a process which exited
+/// in the middle of them left behind (an hour old: another kernel may be using a
+/// newer one).
+fn sweep_scratch(cells_dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(cells_dir) else {
+        return;
+    };
+    let hour = std::time::Duration::from_secs(3600);
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        let scratch = name.starts_with("check-") || name.starts_with("building-");
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > hour));
+        if scratch && old {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
 /// Drops items that a later item of the same merged layer redefines.
 fn without_replaced(items: Vec<LayerItem>) -> Vec<LayerItem> {
     let mut names: HashSet<String> = HashSet::new();
@@ -1549,13 +1576,13 @@ fn generate(unit: &Unit, symbol: &str, plan: &VarPlan, probes: bool, snapshots: 
         m.mark_inserted(&s.inserted);
     }
     m.glue(&format!("#[unsafe(no_mangle)]\npub fn {symbol}() {{"));
-    if unit.tokio {
+    if let Some(tokio) = &unit.tokio_name {
         // One multi-thread runtime for the session, entered by every cell: tasks a
         // cell spawns run on after it, and later cells can await their handles.
-        m.glue(
-            "let __fc_tokio = ::ferrocell::__async::shared(|| ::tokio::runtime::Builder::new_multi_thread().enable_all().build().expect(\"a tokio runtime for the session\"));\n\
-             let __fc_tokio_entered = __fc_tokio.enter();",
-        );
+        m.glue(&format!(
+            "let __fc_tokio = ::ferrocell::__async::shared(|| ::{tokio}::runtime::Builder::new_multi_thread().enable_all().build().expect(\"a tokio runtime for the session\"));\n\
+             let __fc_tokio_entered = __fc_tokio.enter();"
+        ));
     }
     for var in &plan.drop {
         m.glue(&format!("::ferrocell::__vars::remove({var:?});"));
@@ -1609,7 +1636,7 @@ fn generate(unit: &Unit, symbol: &str, plan: &VarPlan, probes: bool, snapshots: 
     if contained {
         let open = if !parsed.uses_await {
             "(|| {"
-        } else if unit.tokio {
+        } else if unit.tokio_name.is_some() {
             "__fc_tokio.block_on(::ferrocell::__async::interruptible(async {"
         } else {
             "::ferrocell::__async::block_on(async {"
@@ -1704,7 +1731,7 @@ fn generate(unit: &Unit, symbol: &str, plan: &VarPlan, probes: bool, snapshots: 
         }
         m.glue(&format!(
             "::std::result::Result::<(), {error}>::Ok(())\n}}){};",
-            match (parsed.uses_await, unit.tokio) {
+            match (parsed.uses_await, unit.tokio_name.is_some()) {
                 (false, _) => "()",
                 (true, false) => "",
                 (true, true) => ")",

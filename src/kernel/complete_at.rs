@@ -48,8 +48,10 @@ pub async fn complete(
     let offers = if let Some(owner) = before.strip_suffix("::") {
         // `c.start` is after the last `::`: the path is the word before it.
         let path_start = owner
-            .rfind(|ch: char| !(ch.is_alphanumeric() || ch == '_' || ch == ':'))
-            .map(|i| i + 1)
+            .char_indices()
+            .rev()
+            .find(|(_, ch)| !(ch.is_alphanumeric() || *ch == '_' || *ch == ':'))
+            .map(|(i, ch)| i + ch.len_utf8())
             .unwrap_or(0);
         after_path(session, docs, &owner[path_start..])
     } else if let Some(dot) = before.strip_suffix('.').map(str::len) {
@@ -79,11 +81,18 @@ pub async fn complete(
 /// type, or rustc's answer to a probe.
 pub async fn type_of(session: &Session, code: &str, start: usize, end: usize) -> Option<String> {
     let text = code[start..end].trim();
+    // A session variable the code before does not mention (and so cannot shadow).
     if let Some(v) = session.vars().get(text) {
-        return Some(vars::display_type(&v.ty));
+        if !mentions(&code[..start], text) {
+            return Some(vars::display_type(&v.ty));
+        }
     }
     let probe = expr_context::probe_code(code, start, end)?;
-    session.probed_type(&probe, PROBE_MARK).await
+    // A completion must not hold up the shell: rustc gets a few seconds.
+    tokio::time::timeout(PROBE_TIMEOUT, session.probed_type(&probe, PROBE_MARK))
+        .await
+        .ok()
+        .flatten()
 }
 
 /// The fields and methods of a value of type `ty`.
@@ -241,6 +250,18 @@ fn item_type(kind: ItemKind) -> &'static str {
         ItemKind::Constant => "constant",
         ItemKind::Method | ItemKind::Function => "function",
     }
+}
+
+/// How long a completion or inspection waits for rustc's answer.
+const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Whether `code` uses the identifier `name` as a whole word.
+fn mentions(code: &str, name: &str) -> bool {
+    code.match_indices(name).any(|(i, _)| {
+        let ident = |c: char| c.is_alphanumeric() || c == '_';
+        !code[..i].chars().next_back().is_some_and(ident)
+            && !code[i + name.len()..].chars().next().is_some_and(ident)
+    })
 }
 
 fn short(ty: &str) -> String {

@@ -349,14 +349,6 @@ impl Executor {
         s.vars().keys().cloned().chain(s.item_names()).collect()
     }
 
-    /// Fields and methods of a session type or of a variable's type, for completion.
-    pub fn members(&self, name: &str) -> Vec<String> {
-        self.session
-            .as_ref()
-            .map(|s| s.members(name))
-            .unwrap_or_default()
-    }
-
     /// A session variable's type as the user would write it, for inspection.
     pub fn var_type(&self, name: &str) -> Option<String> {
         let s = self.session.as_ref()?;
@@ -364,9 +356,24 @@ impl Executor {
         Some(crate::compile::vars::short_type(&v.ty))
     }
 
-    /// Waits for the toolchain and prelude (quietly: completion and inspection need
-    /// them, and the first cell would wait for them anyway).
+    /// Makes the session from the toolchain and prelude once their warm-up is done,
+    /// waiting a little for it (completion and inspection use the session, and must
+    /// not hold up the shell for a first prelude build). A failed warm-up is not
+    /// tried again here: the next cell does, and says why.
     pub async fn prepare(&mut self) {
+        if self.session.is_some() {
+            return;
+        }
+        let waited = std::time::Instant::now();
+        loop {
+            match &self.warm {
+                Some(w) if w.is_finished() => break,
+                Some(_) if waited.elapsed() < Duration::from_secs(3) => {
+                    tokio::time::sleep(Duration::from_millis(25)).await;
+                }
+                _ => return,
+            }
+        }
         let mut irq = self.interrupts.clone();
         if let Err(e) = self.session(&mut irq, None).await {
             tracing::debug!(error = %e.evalue, "no session for completion");

@@ -12,14 +12,6 @@ use crate::compile::delimiters::{self, Delimiters};
 /// The marker type of a probe; rustc's error says "expected `__FcProbe`".
 pub const PROBE_MARK: &str = "__FcProbe";
 
-/// An expression before the cursor: `foo().res` has the receiver `foo()`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Receiver {
-    /// Byte range of the expression.
-    pub start: usize,
-    pub end: usize,
-}
-
 /// The start of the expression that ends at byte `end` (exclusive): identifiers,
 /// paths, calls, indexing, macro calls, `?`, and chains of them.
 pub fn expression_start(code: &str, end: usize) -> Option<usize> {
@@ -114,7 +106,20 @@ fn matching_angle(code: &str, close: usize) -> Option<usize> {
 /// it, the probe in its place, and the brackets still open closed. `None` when the
 /// cursor is inside a string or comment.
 pub fn probe_code(code: &str, start: usize, end: usize) -> Option<String> {
-    let before = &code[..start];
+    // `:dep` and magic lines are the kernel's, not Rust: blanked, offsets kept.
+    let before: String = code[..start]
+        .split_inclusive('\n')
+        .map(|line| {
+            if line.starts_with(':') || line.starts_with('%') {
+                line.chars()
+                    .map(|c| if c == '\n' { c } else { ' ' })
+                    .collect()
+            } else {
+                line.to_string()
+            }
+        })
+        .collect();
+    let before = before.as_str();
     let open = match delimiters::scan(before) {
         Delimiters::Balanced => vec![],
         Delimiters::Open(open) => open,

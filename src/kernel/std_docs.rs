@@ -81,6 +81,10 @@ impl StdDocs {
     /// The page of an item by its path (`std::vec::Vec`, `str`, `core::option::Option`).
     pub fn page(&self, path: &str) -> Option<PathBuf> {
         let segments: Vec<&str> = path.split("::").map(str::trim).collect();
+        // Identifiers only: the path becomes file names.
+        if !segments.iter().all(|s| is_ident(s)) {
+            return None;
+        }
         if let [one] = segments.as_slice() {
             let p = self.root.join(format!("std/primitive.{one}.html"));
             if p.is_file() {
@@ -100,6 +104,9 @@ impl StdDocs {
 
     /// The items of a std module (`std::collections`), for completing paths.
     pub fn children(&self, module: &str) -> Vec<String> {
+        if !module.split("::").all(|s| is_ident(s.trim())) {
+            return vec![];
+        }
         let dir = module
             .split("::")
             .fold(self.root.clone(), |d, s| d.join(s.trim()));
@@ -156,6 +163,8 @@ impl StdDocs {
             "</code></pre>",
         )
         .map(text_of)
+        // A trait's or struct's declaration, up to its body.
+        .map(|d| d.split(" {").next().unwrap_or_default().to_string())
         .unwrap_or_default();
         let doc = html
             .find("<details class=\"toggle top-doc\"")
@@ -238,6 +247,10 @@ fn members_of(html: &str) -> Vec<Member> {
     out
 }
 
+fn is_ident(s: &str) -> bool {
+    !s.is_empty() && s.chars().all(|c| c.is_alphanumeric() || c == '_')
+}
+
 fn takes_self(signature: &str) -> bool {
     let Some(open) = signature.find('(') else {
         return false;
@@ -271,6 +284,8 @@ fn text_of(html: &str) -> String {
         .replace("&#39;", "'")
         .replace("&nbsp;", " ")
         .replace("&amp;", "&");
+    // rustdoc's "Notable traits" marker.
+    let decoded = decoded.replace('ⓘ', "");
     decoded.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
@@ -278,6 +293,12 @@ fn text_of(html: &str) -> String {
 /// (`&mut std::vec::Vec<u8>` is `std::vec::Vec`, `&[u8]` is `slice`, `&str` is `str`).
 pub fn page_path(ty: &str) -> Option<String> {
     let mut t = ty.trim();
+    // rustc's not-yet-defaulted literals.
+    match t {
+        "{integer}" => return Some("i32".into()),
+        "{float}" => return Some("f64".into()),
+        _ => {}
+    }
     loop {
         let before = t;
         t = t.trim_start_matches('&').trim_start();

@@ -140,3 +140,90 @@ def test_a_malformed_request_gets_an_error_reply(kc, msg_type, content):
     assert reply["content"]["status"] == "error", reply["content"]
     assert reply["content"]["ename"] == "BadRequest"
     assert value(kc, "1 + 1") == "2"
+
+
+def test_a_subscriber_that_never_reads_does_not_hold_up_the_kernel(kernel):
+    import zmq
+
+    km, kc = kernel
+    info = km.get_connection_info()
+    ctx = zmq.Context()
+    stalled = ctx.socket(zmq.SUB)
+    stalled.setsockopt(zmq.RCVHWM, 1)
+    stalled.setsockopt(zmq.RCVBUF, 4096)
+    stalled.setsockopt(zmq.SUBSCRIBE, b"")
+    stalled.connect(f"tcp://127.0.0.1:{info['iopub_port']}")
+    try:
+        time.sleep(1)
+        pid = kh.kernel_pid(km)
+        # About 30 MB of output: far more than the stalled subscriber's buffers hold.
+        code = 'let line = "x".repeat(1000);\nfor _ in 0..30_000 { println!("{line}"); }'
+        reply, _ = run(kc, code, timeout=180)
+        ok(reply)
+        started = time.monotonic()
+        assert value(kc, "6 * 7", timeout=30) == "42"
+        answered = time.monotonic() - started
+        assert answered < 10, f"a cell took {answered:.1f} s while a subscriber stalled"
+        assert kh.rss_kib(pid) < 1024 * 1024, "the kernel grew past 1 GiB"
+    finally:
+        stalled.close(linger=0)
+        ctx.term()
+
+
+def test_the_heartbeat_answers_others_while_one_peer_never_reads(kernel):
+    import zmq
+
+    km, _ = kernel
+    info = km.get_connection_info()
+    ctx = zmq.Context()
+    greedy = ctx.socket(zmq.DEALER)
+    greedy.setsockopt(zmq.RCVBUF, 4096)
+    greedy.setsockopt(zmq.RCVHWM, 1)
+    greedy.connect(f"tcp://127.0.0.1:{info['hb_port']}")
+    ping = ctx.socket(zmq.REQ)
+    ping.setsockopt(zmq.RCVTIMEO, 5000)
+    ping.connect(f"tcp://127.0.0.1:{info['hb_port']}")
+    try:
+        payload = b"p" * (1 << 20)
+        for _ in range(64):  # 64 MiB of echoes it never reads
+            greedy.send_multipart([b"", payload])
+        worst = 0.0
+        for _ in range(10):
+            t0 = time.monotonic()
+            ping.send(b"alive?")
+            assert ping.recv() == b"alive?"
+            worst = max(worst, time.monotonic() - t0)
+            time.sleep(0.2)
+        assert worst < 3, f"a heartbeat took {worst:.1f} s"
+    finally:
+        greedy.close(linger=0)
+        ping.close(linger=0)
+        ctx.term()
+
+
+def test_pathological_nesting_is_a_clear_error_and_the_kernel_stays_up(kernel):
+    km, kc = kernel
+    pid = kh.kernel_pid(km)
+    deep = "(" * 60_000 + "1" + ")" * 60_000
+    reply, outputs = run(kc, deep, timeout=60)
+    assert reply["content"]["status"] == "error"
+    assert "nested 60000 levels" in kh.error_text(kh.of_type(outputs, "error")[0])
+    reply, outputs = run(kc, "let b = " + "!" * 1_000_000 + "true;", timeout=60)
+    assert reply["content"]["status"] == "error"
+    # Completion and is_complete on such code answer too.
+    content = kc.complete("(" * 5_000 + "x.", reply=True, timeout=30)["content"]
+    assert content["status"] == "ok" and content["matches"] == []
+    msg_id = kc.is_complete("{" * 60_000)
+    content = kh.shell_reply(kc, msg_id, time.monotonic() + 30)["content"]
+    assert content["status"] in ("incomplete", "invalid")
+    assert kh.alive(pid)
+    assert value(kc, "2 + 2") == "4"
+
+
+def test_completion_after_non_ascii_text_answers(kc):
+    ok(*run(kc, "let v = vec![1];"))
+    for code in ["let v2 =\u00a0std::", "\u2192Vec::", "\u00abx\u00bb::y.", "let é = v.le"]:
+        content = kc.complete(code, len(code), reply=True, timeout=30)["content"]
+        assert content["status"] == "ok", (code, content)
+    assert "len" in kc.complete("let é = v.le", reply=True, timeout=30)["content"]["matches"]
+    assert value(kc, "v.len()") == "1"

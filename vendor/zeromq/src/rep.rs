@@ -13,6 +13,9 @@ use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+/// How long a REP socket waits for a peer to take a reply.
+const REPLY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
 struct RepPeer {
     pub(crate) _identity: PeerIdentity,
     pub(crate) send_queue: ZmqFramedWrite,
@@ -138,8 +141,22 @@ impl SocketSend for RepSocket {
                     if let Some(envelope) = self.envelope.take() {
                         message.prepend(&envelope);
                     }
-                    peer.send_queue.send(Message::Message(message)).await?;
-                    Ok(())
+                    // A peer that does not read its replies must not hold up the
+                    // others: after REPLY_TIMEOUT it is disconnected.
+                    let sent = crate::async_rt::task::timeout(
+                        REPLY_TIMEOUT,
+                        peer.send_queue.send(Message::Message(message)),
+                    )
+                    .await;
+                    drop(peer);
+                    match sent {
+                        Ok(result) => Ok(result?),
+                        Err(_) => {
+                            log::warn!("peer {:?} does not read its replies: disconnected", peer_id);
+                            self.backend.peer_disconnected(&peer_id);
+                            Err(ZmqError::Other("reply timed out: peer disconnected"))
+                        }
+                    }
                 } else {
                     Err(ZmqError::ReturnToSender {
                         reason: "Client disconnected",

@@ -13,19 +13,23 @@ use crate::{
 
 use async_trait::async_trait;
 use futures::channel::mpsc;
-use futures::lock::Mutex as AsyncMutex;
 use futures::{SinkExt, StreamExt};
 use parking_lot::Mutex;
 
 use std::collections::HashMap;
-use std::io::ErrorKind;
-use std::pin::Pin;
 use std::sync::Arc;
 
 pub(crate) struct XPubSubscriber {
     pub(crate) subscriptions: Vec<Vec<u8>>,
-    pub(crate) send_queue: Arc<AsyncMutex<Pin<Box<ZmqFramedWrite>>>>,
+    /// Messages waiting for this subscriber's writer task, at most
+    /// [`SEND_HIGH_WATER_MARK`]: PUB semantics, a subscriber that does not read
+    /// loses messages instead of holding up the others.
+    pub(crate) outbox: mpsc::Sender<ZmqMessage>,
 }
+
+/// Messages queued for one subscriber before new ones are dropped for it (libzmq's
+/// default `ZMQ_SNDHWM`).
+pub(crate) const SEND_HIGH_WATER_MARK: usize = 1000;
 
 pub(crate) struct XPubSocketBackend {
     subscribers: scc::HashMap<PeerIdentity, XPubSubscriber>,
@@ -93,13 +97,29 @@ impl SocketBackend for XPubSocketBackend {
 impl MultiPeerBackend for XPubSocketBackend {
     async fn peer_connected(self: Arc<Self>, peer_id: &PeerIdentity, io: FramedIo) {
         let (recv_queue, send_queue) = io.into_parts();
+        let (outbox, mut pending) = mpsc::channel::<ZmqMessage>(SEND_HIGH_WATER_MARK);
+        // One writer per subscriber: a slow one only slows its own queue.
+        let backend = Arc::downgrade(&self);
+        let writer_peer = peer_id.clone();
+        crate::async_rt::task::spawn(async move {
+            let mut send_queue = Box::pin(send_queue);
+            while let Some(message) = pending.next().await {
+                if let Err(e) = send_queue.as_mut().send(Message::Message(message)).await {
+                    log::debug!("subscriber {:?} gone: {:?}", writer_peer, e);
+                    if let Some(backend) = backend.upgrade() {
+                        backend.peer_disconnected(&writer_peer);
+                    }
+                    break;
+                }
+            }
+        });
 
         self.subscribers
             .upsert_async(
                 peer_id.clone(),
                 XPubSubscriber {
                     subscriptions: vec![],
-                    send_queue: Arc::new(AsyncMutex::new(Box::pin(send_queue))),
+                    outbox,
                 },
             )
             .await;
@@ -142,32 +162,19 @@ impl SocketSend for XPubSocket {
                 sub_filter.len() <= first_frame.len()
                     && sub_filter.as_slice() == &first_frame[0..sub_filter.len()]
             }) {
-                targets.push((subscriber.key().clone(), subscriber.send_queue.clone()));
+                targets.push((subscriber.key().clone(), subscriber.outbox.clone()));
             }
             iter = subscriber.next_async().await;
         }
 
         let mut dead_peers = Vec::new();
-        for (peer_id, send_queue) in targets {
-            let res = send_queue
-                .lock()
-                .await
-                .as_mut()
-                .send(Message::Message(message.clone()))
-                .await;
-            match res {
+        for (peer_id, mut outbox) in targets {
+            match outbox.try_send(message.clone()) {
                 Ok(()) => {}
-                Err(CodecError::Io(e)) => {
-                    if e.kind() == ErrorKind::BrokenPipe {
-                        dead_peers.push(peer_id);
-                    } else {
-                        log::error!("Error sending message: {:?}", e);
-                    }
+                Err(e) if e.is_full() => {
+                    log::debug!("subscriber {:?} is not reading: message dropped", peer_id);
                 }
-                Err(e) => {
-                    log::error!("Error sending message: {:?}", e);
-                    return Err(e.into());
-                }
+                Err(_) => dead_peers.push(peer_id),
             }
         }
         for peer in dead_peers {
