@@ -15,6 +15,12 @@ pub const CHANNEL_FD: i32 = 3;
 #[path = "tags.rs"]
 pub mod tag;
 
+unsafe extern "C" {
+    fn fcntl(fd: std::ffi::c_int, cmd: std::ffi::c_int, ...) -> std::ffi::c_int;
+}
+const F_SETFD: std::ffi::c_int = 2;
+const FD_CLOEXEC: std::ffi::c_int = 1;
+
 struct Channel {
     writer: Mutex<UnixStream>,
 }
@@ -26,6 +32,11 @@ fn channel() -> Option<&'static Channel> {
         .get_or_init(|| {
             // Only the runner sets this; a prelude used elsewhere (tests) has no channel.
             std::env::var_os("FERROCELL_RUNNER")?;
+            // Processes a cell starts must not inherit the channel: a child that
+            // outlives a crashed runner would keep it open, and the kernel would not
+            // see the runner's end.
+            // SAFETY: fcntl on the fd this process was started with.
+            unsafe { fcntl(CHANNEL_FD, F_SETFD, FD_CLOEXEC) };
             let stream = unsafe { UnixStream::from_raw_fd(CHANNEL_FD) };
             Some(Channel {
                 writer: Mutex::new(stream),

@@ -187,6 +187,7 @@ async fn start_controller(ip: &str) -> Result<Launched, String> {
         .map_err(|e| format!("a directory for the cluster: {e}"))?;
     let file = dir.path().join("cluster.json");
     let log = dir.path().join("controller.log");
+    super::leftovers::track(dir.path());
     let recipe = Recipe::new(
         "the controller",
         own_exe()?,
@@ -429,6 +430,7 @@ pub async fn start_slurm(n: usize, ip: &str) -> Result<Launched, String> {
                 args,
                 dir.join("sbatch.log"),
             );
+            super::leftovers::track_batch(&dir, &name);
             r.batch = Some(name);
             r.more_log = Some(output);
             r
@@ -608,7 +610,9 @@ impl Launched {
 
 impl Drop for Launched {
     /// The supervisor holds the processes; without it they go (`kill_on_drop`).
+    /// The directory goes with `dir`.
     fn drop(&mut self) {
+        super::leftovers::forget(self.dir.path());
         if let Some(s) = self.supervisor.take() {
             s.abort();
         }

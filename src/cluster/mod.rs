@@ -12,4 +12,5 @@ pub mod client;
 pub mod controller;
 pub mod engine;
 pub mod launcher;
+pub mod leftovers;
 pub mod messages;

@@ -124,8 +124,11 @@ pub fn spawn_process(
     let theirs: OwnedFd = theirs.into();
     let fd = theirs.as_raw_fd();
     let mut cmd = tokio::process::Command::new(&prelude.runner);
+    // Its own process group: what its cells start goes with it when it is replaced
+    // or dies (see `kill_group`).
     cmd.env("FERROCELL_RUNNER", "1")
         .stdin(std::process::Stdio::null())
+        .process_group(0)
         .kill_on_drop(true);
     for (k, v) in env {
         cmd.env(k, v);
@@ -165,7 +168,9 @@ pub fn describe_exit(status: std::process::ExitStatus) -> String {
 pub struct Runner {
     child: tokio::process::Child,
     writer: OwnedWriteHalf,
-    events: mpsc::UnboundedReceiver<Internal>,
+    /// Bounded: a cell (or a thread it left running) that prints faster than the
+    /// notebook takes it waits for the kernel, instead of filling its memory.
+    events: mpsc::Receiver<Internal>,
     /// The channel closed; only the exit status is left to collect.
     closed: bool,
     pub pid: u32,
@@ -250,9 +255,13 @@ fn decode(t: u8, payload: Vec<u8>) -> Option<CellEvent> {
     })
 }
 
+/// Events the kernel holds from a runner before the runner waits (each at most one
+/// pipe read or one frame).
+const EVENTS_BOUND: usize = 256;
+
 fn pipe_to_events(
     mut pipe: impl tokio::io::AsyncRead + Unpin + Send + 'static,
-    tx: mpsc::UnboundedSender<Internal>,
+    tx: mpsc::Sender<Internal>,
     stderr: bool,
 ) {
     tokio::spawn(async move {
@@ -267,7 +276,7 @@ fn pipe_to_events(
             } else {
                 CellEvent::Stdout(bytes)
             };
-            if tx.send(Internal::Event(ev)).is_err() {
+            if tx.send(Internal::Event(ev)).await.is_err() {
                 break;
             }
         }
@@ -284,7 +293,7 @@ impl Runner {
         )?;
         let pid = child.id().unwrap_or(0);
         let (mut reader, writer) = ours.into_split();
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel(EVENTS_BOUND);
         let mut stderr = child.stderr.take().expect("piped");
         let stdout = child.stdout.take().expect("piped");
         pipe_to_events(stdout, tx.clone(), false);
@@ -318,13 +327,13 @@ impl Runner {
                 match frames::read(&mut reader).await {
                     Ok(Some((t, payload))) => {
                         if let Some(ev) = decode(t, payload) {
-                            if tx.send(Internal::Event(ev)).is_err() {
+                            if tx.send(Internal::Event(ev)).await.is_err() {
                                 return;
                             }
                         }
                     }
                     _ => {
-                        let _ = tx.send(Internal::ChannelClosed);
+                        let _ = tx.send(Internal::ChannelClosed).await;
                         return;
                     }
                 }
@@ -376,6 +385,8 @@ impl Runner {
                             "closed its channel".into()
                         }
                     };
+                // What its cells started (a `sleep 600`, worker processes) ends too.
+                kill_group(self.pid);
                 CellEvent::Exited(RunnerExit(status))
             }
         }
@@ -408,9 +419,28 @@ impl Runner {
         let _ = frames::write(&mut self.writer, tag::INTERRUPT, b"").await;
     }
 
-    /// Kills the runner and waits for it.
+    /// Kills the runner and its process group, and waits for it.
     pub async fn kill(mut self) {
         let _ = self.child.start_kill();
         let _ = tokio::time::timeout(Duration::from_secs(2), self.child.wait()).await;
+        kill_group(self.pid);
+    }
+}
+
+impl Drop for Runner {
+    fn drop(&mut self) {
+        kill_group(self.pid);
+    }
+}
+
+/// Kills the process group a runner leads (its pid), with whatever is left in it. A
+/// group id is not reused while any process of the group lives, so this reaches no
+/// stranger.
+fn kill_group(pid: u32) {
+    if pid > 1 {
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
     }
 }

@@ -114,6 +114,7 @@ fn internal_request() -> Message {
         metadata: Value::Null,
         content: Value::Null,
         buffers: vec![],
+        malformed: None,
     }
 }
 

@@ -136,6 +136,8 @@ pub async fn run(connection_file: &Path) -> anyhow::Result<()> {
             _ = shutdown_rx.recv() => break,
         }
     }
+    // A cluster this kernel started and did not stop: its key file and batch jobs.
+    crate::cluster::leftovers::clean_up(std::time::Duration::from_secs(5));
     // The values of the session's variables do not outlive it.
     if let Err(e) = std::fs::remove_dir_all(&snapshots) {
         tracing::warn!("removing {}: {e}", snapshots.display());

@@ -14,6 +14,9 @@ pub enum Piece {
 const BEGIN: &str = "EVCXR_BEGIN_CONTENT";
 const END: &str = "EVCXR_END_CONTENT";
 
+/// The most a display block may hold before it is shown as text.
+const MAX_BLOCK: usize = 64 << 20;
+
 /// Incremental UTF-8 decoding.
 #[derive(Default)]
 pub struct Utf8 {
@@ -21,12 +24,14 @@ pub struct Utf8 {
 }
 
 impl Utf8 {
-    /// Decodes what is complete; invalid bytes become U+FFFD.
+    /// Decodes what is complete; invalid bytes become U+FFFD. Linear in the bytes:
+    /// the pending buffer is cut once, however many invalid bytes it holds.
     pub fn feed(&mut self, bytes: &[u8]) -> String {
         self.pending.extend_from_slice(bytes);
-        let mut out = String::new();
+        let mut out = String::with_capacity(self.pending.len());
+        let mut at = 0;
         loop {
-            match std::str::from_utf8(&self.pending) {
+            match std::str::from_utf8(&self.pending[at..]) {
                 Ok(s) => {
                     out.push_str(s);
                     self.pending.clear();
@@ -34,14 +39,16 @@ impl Utf8 {
                 }
                 Err(e) => {
                     let good = e.valid_up_to();
-                    out.push_str(std::str::from_utf8(&self.pending[..good]).expect("valid prefix"));
+                    let valid = &self.pending[at..at + good];
+                    out.push_str(std::str::from_utf8(valid).expect("valid prefix"));
                     match e.error_len() {
                         Some(bad) => {
                             out.push('\u{FFFD}');
-                            self.pending.drain(..good + bad);
+                            at += good + bad;
                         }
                         None => {
-                            self.pending.drain(..good);
+                            // A character cut at the end of the write: kept for later.
+                            self.pending.drain(..at + good);
                             return out;
                         }
                     }
@@ -90,8 +97,13 @@ impl Stdout {
     fn drain(&mut self, at_end: bool) -> Vec<Piece> {
         let mut out = Vec::new();
         let mut text = String::new();
-        while let Some(nl) = self.held.find('\n') {
-            let line: String = self.held.drain(..=nl).collect();
+        // Whole lines, by position; the buffer is cut once at the end (linear in the
+        // output, however many lines one write holds).
+        let held = std::mem::take(&mut self.held);
+        let mut used = 0;
+        while let Some(nl) = held[used..].find('\n') {
+            let line = &held[used..used + nl + 1];
+            used += nl + 1;
             let bare = line.trim_end_matches(['\n', '\r']);
             match &mut self.block {
                 Some((_, data)) => {
@@ -105,17 +117,23 @@ impl Stdout {
                             data: data.strip_suffix('\n').unwrap_or(&data).to_string(),
                         });
                     } else {
-                        data.push_str(&line);
+                        data.push_str(line);
+                        // A block that never ends is text after all, not memory kept.
+                        if data.len() > MAX_BLOCK {
+                            let (mime, data) = self.block.take().expect("in block");
+                            text.push_str(&format!("{BEGIN} {mime}\n{data}"));
+                        }
                     }
                 }
                 None => match bare.strip_prefix(BEGIN) {
                     Some(mime) if mime.starts_with(' ') => {
                         self.block = Some((mime.trim().to_string(), String::new()));
                     }
-                    _ => text.push_str(&line),
+                    _ => text.push_str(line),
                 },
             }
         }
+        self.held = held[used..].to_string();
         // A partial line streams at once unless it may be the start of a block.
         if self.block.is_none() && !at_end {
             let could_begin = BEGIN.starts_with(self.held.as_str()) || self.held.starts_with(BEGIN);

@@ -29,8 +29,15 @@ pub enum ClusterCmd {
     Connect(PathBuf),
 }
 
+/// Engines `%cluster start` starts without `--force`.
+pub const MAX_ENGINES: usize = 4096;
+
+/// Engine ids one `--targets` may name (a range such as `0-4294967295` is refused
+/// before it is expanded).
+pub const MAX_TARGETS: usize = 65_536;
+
 const USAGE: &str =
-    "%cluster start -n N [--launcher local|ssh|mpi|slurm] [--hosts H1,H2] [--ip ADDRESS] [--restart] \
+    "%cluster start -n N [--launcher local|ssh|mpi|slurm] [--hosts H1,H2] [--ip ADDRESS] [--restart] [--force] \
                      | %cluster status | %cluster stop | %cluster connect FILE";
 
 /// Reads what follows `%cluster`.
@@ -45,6 +52,7 @@ pub fn parse(args: &[&str]) -> Result<ClusterCmd, String> {
             let mut hosts = Vec::new();
             let mut ip = "127.0.0.1".to_string();
             let mut restart = false;
+            let mut force = false;
             let mut it = rest.iter();
             while let Some(flag) = it.next() {
                 let mut value = || {
@@ -78,6 +86,7 @@ pub fn parse(args: &[&str]) -> Result<ClusterCmd, String> {
                     }
                     "--ip" => ip = value()?.to_string(),
                     "--restart" => restart = true,
+                    "--force" => force = true,
                     other => return Err(format!("unknown option `{other}`: {USAGE}")),
                 }
             }
@@ -87,6 +96,11 @@ pub fn parse(args: &[&str]) -> Result<ClusterCmd, String> {
                     .map(|n| n.get())
                     .unwrap_or(1),
             };
+            if engines > MAX_ENGINES && !force {
+                return Err(format!(
+                    "{engines} engines is more than {MAX_ENGINES}; add --force if you mean it"
+                ));
+            }
             Ok(ClusterCmd::Start {
                 engines,
                 launcher,
@@ -110,6 +124,11 @@ pub fn parse_targets(list: &str) -> Result<Vec<u32>, String> {
                     (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
                 if a > b {
                     return Err(bad());
+                }
+                if (b - a) as usize >= MAX_TARGETS || out.len() + (b - a) as usize >= MAX_TARGETS {
+                    return Err(format!(
+                        "--targets names more than {MAX_TARGETS} engines (`{list}`)"
+                    ));
                 }
                 out.extend(a..=b);
             }
@@ -149,6 +168,13 @@ mod tests {
             })
         ));
         assert!(parse(&["start", "-n", "0"]).is_err());
+        assert!(parse(&["start", "-n", "5000"])
+            .unwrap_err()
+            .contains("--force"));
+        assert!(parse(&["start", "-n", "5000", "--force"]).is_ok());
+        assert!(parse_targets("0-4294967295")
+            .unwrap_err()
+            .contains("more than"));
         assert!(parse(&["start", "--launcher", "pbs"]).is_err());
         assert!(parse(&["frob"]).is_err());
         assert_eq!(parse_targets("0,2-4"), Ok(vec![0, 2, 3, 4]));

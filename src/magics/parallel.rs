@@ -34,7 +34,11 @@ pub struct Parallel {
 
 const USAGE: &str =
     "%%parallel threads|processes|cluster [N] [--each EXPR] [--out NAME] [--group] \
-                     [--scaling 1,2,4] [--targets 0,2-3]";
+                     [--scaling 1,2,4] [--targets 0,2-3] [--force]";
+
+/// Threads or worker processes per core beyond which a count is refused without
+/// `--force` (a typo such as `threads 100000` would exhaust the machine).
+pub const MAX_WORKERS_PER_CORE: usize = 64;
 
 /// Reads what follows `%%parallel` on its line.
 pub fn parse(args: &str) -> Result<Parallel, String> {
@@ -56,6 +60,7 @@ pub fn parse(args: &str) -> Result<Parallel, String> {
         targets: None,
         persist: false,
     };
+    let mut force = false;
     let mut rest = rest.trim();
     if let Some(first) = rest
         .split_whitespace()
@@ -81,6 +86,7 @@ pub fn parse(args: &str) -> Result<Parallel, String> {
                 "--scaling",
                 "--targets",
                 "--persist",
+                "--force",
             ]
             .iter()
             .filter_map(|f| s.find(&format!(" {f}")))
@@ -90,6 +96,10 @@ pub fn parse(args: &str) -> Result<Parallel, String> {
         match flag {
             "--group" => {
                 p.group = true;
+                rest = after;
+            }
+            "--force" => {
+                force = true;
                 rest = after;
             }
             "--scaling" => {
@@ -140,6 +150,21 @@ pub fn parse(args: &str) -> Result<Parallel, String> {
                 rest = after[end..].trim_start();
             }
             other => return Err(format!("unknown option `{other}`: {USAGE}")),
+        }
+    }
+    if backend != Backend::Cluster && !force {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let bound = cores * MAX_WORKERS_PER_CORE;
+        let asked = p
+            .workers
+            .into_iter()
+            .chain(p.scaling.iter().flatten().copied())
+            .max()
+            .unwrap_or(0);
+        if asked > bound {
+            return Err(format!(
+                "{asked} workers is more than {MAX_WORKERS_PER_CORE} per core ({bound} on this machine's {cores} cores); add --force if you mean it"
+            ));
         }
     }
     if p.persist && (p.each.is_some() || p.scaling.is_some() || p.out.is_some()) {
@@ -309,6 +334,13 @@ mod tests {
             Some(vec![0, 2, 3])
         );
         assert!(parse("threads --targets 1").is_err());
+        let e = parse("threads 100000000").unwrap_err();
+        assert!(e.contains("--force"), "{e}");
+        assert_eq!(
+            parse("threads 100000000 --force").unwrap().workers,
+            Some(100000000)
+        );
+        assert!(parse("processes 2 --scaling 1,99999999").is_err());
         assert_eq!(
             parse("threads --scaling 1,2,4").unwrap().scaling,
             Some(vec![1, 2, 4])

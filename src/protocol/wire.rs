@@ -120,8 +120,15 @@ impl Signer {
             ),
         };
         let metadata = parse("metadata", &rest[3])?;
-        let content = parse("content", &rest[4])?;
+        // Content that is not JSON still gets its request an error reply: the
+        // header, which says what to reply, is fine.
+        let (content, malformed) = match parse("content", &rest[4]) {
+            Ok(c) => (c, None),
+            Err(WireError::Malformed { reason, .. }) => (serde_json::Value::Null, Some(reason)),
+            Err(e) => return Err(e),
+        };
         Ok(Message {
+            malformed,
             identities: frames[..pos].to_vec(),
             header,
             parent,
@@ -174,10 +181,52 @@ impl Signer {
 }
 
 fn parse<T: serde::de::DeserializeOwned>(part: &'static str, bytes: &[u8]) -> Result<T, WireError> {
-    serde_json::from_slice(bytes).map_err(|e| WireError::Malformed {
+    serde_json::from_slice(&without_lone_surrogates(bytes)).map_err(|e| WireError::Malformed {
         part,
         reason: e.to_string(),
     })
+}
+
+/// JSON text with each lone UTF-16 surrogate escape (`\ud800` without its pair)
+/// replaced by `\ufffd`. Python's json (ipykernel's clients) writes them from broken
+/// strings; serde_json refuses the whole message for one.
+fn without_lone_surrogates(bytes: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    let hex = |at: usize| -> Option<u32> {
+        let digits = bytes.get(at..at + 4)?;
+        u32::from_str_radix(std::str::from_utf8(digits).ok()?, 16).ok()
+    };
+    let escape_at = |at: usize| -> Option<u32> {
+        (bytes.get(at) == Some(&b'\\') && bytes.get(at + 1) == Some(&b'u'))
+            .then(|| hex(at + 2))
+            .flatten()
+    };
+    let mut out: Option<Vec<u8>> = None;
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] != b'\\' {
+            i += 1;
+            continue;
+        }
+        let Some(code) = escape_at(i) else {
+            i += 2; // any other escape, `\\` included
+            continue;
+        };
+        let paired = (0xD800..0xDC00).contains(&code)
+            && escape_at(i + 6).is_some_and(|low| (0xDC00..0xE000).contains(&low));
+        if paired {
+            i += 12;
+        } else if (0xD800..0xE000).contains(&code) {
+            let o = out.get_or_insert_with(|| bytes.to_vec());
+            o[i + 2..i + 6].copy_from_slice(b"fffd");
+            i += 6;
+        } else {
+            i += 6;
+        }
+    }
+    match out {
+        Some(o) => std::borrow::Cow::Owned(o),
+        None => std::borrow::Cow::Borrowed(bytes),
+    }
 }
 
 /// A verified incoming message. The content stays JSON until the handler for its
@@ -190,11 +239,19 @@ pub struct Message {
     pub metadata: serde_json::Value,
     pub content: serde_json::Value,
     pub buffers: Vec<Bytes>,
+    /// Why the content frame was not JSON (`content` is then null).
+    pub malformed: Option<String>,
 }
 
 impl Message {
     /// The typed content of this request, or a description of what is wrong with it.
     pub fn content_as<T: serde::de::DeserializeOwned>(&self) -> Result<T, WireError> {
+        if let Some(reason) = &self.malformed {
+            return Err(WireError::Malformed {
+                part: "content",
+                reason: reason.clone(),
+            });
+        }
         serde_json::from_value(self.content.clone()).map_err(|e| WireError::Malformed {
             part: "content",
             reason: e.to_string(),
@@ -204,6 +261,21 @@ impl Message {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn lone_surrogates_become_replacement_characters() {
+        let fixed = |s: &str| {
+            String::from_utf8(without_lone_surrogates(s.as_bytes()).into_owned()).unwrap()
+        };
+        assert_eq!(fixed(r#"{"code":"a\ud800b"}"#), r#"{"code":"a\ufffdb"}"#);
+        assert_eq!(fixed(r#""\udc00""#), r#""\ufffd""#);
+        // A pair, an escaped backslash before `u`, and plain text stay.
+        assert_eq!(fixed(r#""\ud83d\ude00""#), r#""\ud83d\ude00""#);
+        assert_eq!(fixed(r#""\\ud800""#), r#""\\ud800""#);
+        let v: serde_json::Value = parse("content", br#"{"code":"x\ud800"}"#).unwrap();
+        assert_eq!(v["code"], "x\u{fffd}");
+    }
+
     use super::*;
     use proptest::prelude::*;
 

@@ -227,3 +227,112 @@ def test_completion_after_non_ascii_text_answers(kc):
         assert content["status"] == "ok", (code, content)
     assert "len" in kc.complete("let é = v.le", reply=True, timeout=30)["content"]["matches"]
     assert value(kc, "v.len()") == "1"
+
+
+# --- output that could wedge or bloat the kernel -------------------------------------
+
+
+def test_invalid_utf8_and_millions_of_lines_in_one_write_are_decoded_quickly(kc):
+    code = (
+        "use std::io::Write;\n"
+        "let bad = vec![0xffu8; 10_000_000];\n"
+        "std::io::stdout().write_all(&bad).unwrap();\n"
+        "let lines = \"x\\n\".repeat(5_000_000);\n"
+        "std::io::stdout().write_all(lines.as_bytes()).unwrap();\n"
+        "std::io::stdout().flush().unwrap();"
+    )
+    t0 = time.monotonic()
+    reply, outputs = run(kc, code, timeout=240)
+    ok(reply, outputs)
+    took = time.monotonic() - t0
+    text = kh.stream_text(outputs)
+    assert text.count("\ufffd") == 10_000_000 and text.count("x\n") == 5_000_000
+    assert value(kc, "1") == "1"
+    print(f"10 MB invalid UTF-8 + 5 M lines: {took:.1f} s")
+
+
+def test_a_detached_thread_printing_forever_keeps_the_kernel_bounded(kernel):
+    km, kc = kernel
+    pid = kh.kernel_pid(km)
+    ok(*run(kc, "let _ = std::thread::spawn(|| loop { println!(\"{}\", \"y\".repeat(1000)); });"))
+    before = kh.rss_kib(pid)
+    time.sleep(15)
+    grown = kh.rss_kib(pid) - before
+    assert grown < 200 * 1024, f"the kernel grew by {grown // 1024} MiB in 15 s"
+    # The next cell still runs (it also delivers what the thread printed meanwhile).
+    reply, _ = run(kc, "40 + 2", timeout=120)
+    ok(reply)
+    assert kh.alive(pid)
+
+
+# --- processes a cell starts ----------------------------------------------------------
+
+
+def test_a_child_process_does_not_keep_a_dead_runner_alive(kc):
+    ok(*run(kc, 'let child = std::process::Command::new("sleep").arg("600").spawn().unwrap();'))
+    t0 = time.monotonic()
+    reply, outputs = run(kc, "unsafe { std::ptr::null_mut::<u8>().write(1); }", timeout=60)
+    assert reply["content"]["status"] == "error"
+    assert reply["content"]["ename"] == "RunnerDied", reply["content"]
+    assert time.monotonic() - t0 < 30
+    assert value(kc, "3 * 3") == "9"
+
+
+# --- limits on magic arguments --------------------------------------------------------
+
+
+def test_absurd_magic_arguments_are_refused_and_force_lifts_the_bound(kc):
+    for code, what in [
+        ("%%parallel threads 100000000\n1", "--force"),
+        ("%%parallel processes 2 --scaling 1,99999999\n1", "--force"),
+        ("%cluster start -n 100000", "--force"),
+        ("%%parallel cluster --targets 0-4294967295\n1", "more than 65536"),
+    ]:
+        reply, outputs = run(kc, code, timeout=30)
+        assert reply["content"]["status"] == "error", code
+        assert what in kh.all_text(outputs) + kh.error_text(reply["content"]), (code, outputs)
+    reply, outputs = run(kc, "%%parallel threads 300 --force\nrank", timeout=120)
+    ok(reply, outputs)
+
+
+# --- shutdown -------------------------------------------------------------------------
+
+
+def test_shutdown_stops_the_cluster_and_removes_its_key_file(start_kernel):
+    from test_cluster import gone_within, start_cluster
+
+    km, kc = start_kernel()
+    controller, path, engines = start_cluster(kc, 1)
+    assert path.exists()
+    kernel_pid = kh.kernel_pid(km)
+    km.shutdown_kernel(now=False)  # shutdown_request on control
+    assert gone_within([kernel_pid], 15)
+    assert not path.exists(), f"{path} (the cluster's key) outlived the kernel"
+    assert not path.parent.exists()
+    assert gone_within([controller] + [p for e in engines for p in e[1:]], 15)
+
+
+def send_raw(kc, msg_type: str, content: bytes) -> str:
+    """Sends a correctly signed message whose content frame is exactly `content`."""
+    import json
+
+    header = kc.session.msg_header(msg_type)
+    parts = [json.dumps(header, default=str).encode(), b"{}", b"{}", content]
+    kc.shell_channel.socket.send_multipart([b"<IDS|MSG>", kc.session.sign(parts)] + parts)
+    return header["msg_id"]
+
+
+def test_a_lone_surrogate_is_replaced_and_content_that_is_not_json_gets_an_error_reply(kc):
+    import json
+
+    # Python's json writes a lone surrogate as the escape "\ud800" (ensure_ascii).
+    code = json.dumps({"code": '"a\ud800b".chars().count()', "silent": False})
+    msg_id = send_raw(kc, "execute_request", code.encode())
+    assert "\\ud800" in code
+    reply = kh.shell_reply(kc, msg_id, time.monotonic() + 60)
+    assert reply["content"]["status"] == "ok", reply["content"]
+    msg_id = send_raw(kc, "complete_request", b"{not json at all")
+    reply = kh.shell_reply(kc, msg_id, time.monotonic() + 10)
+    assert reply["msg_type"] == "complete_reply"
+    assert reply["content"]["status"] == "error" and reply["content"]["ename"] == "BadRequest"
+    assert value(kc, "5 + 5") == "10"
