@@ -336,3 +336,30 @@ def test_a_lone_surrogate_is_replaced_and_content_that_is_not_json_gets_an_error
     assert reply["msg_type"] == "complete_reply"
     assert reply["content"]["status"] == "error" and reply["content"]["ename"] == "BadRequest"
     assert value(kc, "5 + 5") == "10"
+
+
+def test_a_client_that_never_reads_its_replies_does_not_stop_the_others(kernel):
+    import zmq
+    from jupyter_client.session import Session
+
+    km, kc = kernel
+    info = km.get_connection_info()
+    ctx = zmq.Context()
+    greedy = ctx.socket(zmq.DEALER)
+    greedy.setsockopt(zmq.RCVHWM, 1)
+    greedy.setsockopt(zmq.RCVBUF, 4096)
+    greedy.connect(f"tcp://127.0.0.1:{info['shell_port']}")
+    session = Session(key=info["key"], signature_scheme=info["signature_scheme"])
+    try:
+        pid = kh.kernel_pid(km)
+        for _ in range(3000):  # 3000 replies it never reads
+            session.send(greedy, "kernel_info_request", {})
+        time.sleep(2)
+        t0 = time.monotonic()
+        assert value(kc, "8 * 8", timeout=60) == "64"
+        waited = time.monotonic() - t0
+        assert waited < 20, f"another client waited {waited:.1f} s"
+        assert kh.rss_kib(pid) < 512 * 1024
+    finally:
+        greedy.close(linger=0)
+        ctx.term()

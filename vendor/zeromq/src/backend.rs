@@ -19,7 +19,12 @@ use std::sync::Arc;
 
 /// Sender for notifying reconnection tasks when a peer disconnects.
 pub(crate) type DisconnectNotifier = mpsc::Sender<PeerIdentity>;
-const PEER_SEND_QUEUE_CAPACITY: usize = 100_000;
+/// Messages queued for one peer (libzmq's default `ZMQ_SNDHWM`).
+const PEER_SEND_QUEUE_CAPACITY: usize = 1000;
+
+/// How long a send waits for room in a full peer queue before that peer, which
+/// does not read, is disconnected (the others must not wait on it).
+const PEER_SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub(crate) struct Peer {
     pub(crate) send_queue: mpsc::Sender<Message>,
@@ -216,11 +221,11 @@ impl GenericSocketBackend {
                 peer_id,
                 mut send_queue,
                 message,
-            } => match send_queue.send(message).await {
+            } => match wait_for_room(&mut send_queue, message).await {
                 Ok(()) => Ok(SendResolution::Sent),
                 Err(e) => {
                     self.peer_disconnected(&peer_id);
-                    Err(e.into())
+                    Err(e)
                 }
             },
             CachedSend::Disconnected { peer_id, error } => {
@@ -250,11 +255,23 @@ impl GenericSocketBackend {
 async fn send_to_peer_queue(
     send_queue: &mut mpsc::Sender<Message>,
     message: Message,
-) -> Result<(), mpsc::SendError> {
+) -> ZmqResult<()> {
     match send_queue.try_send(message) {
         Ok(()) => Ok(()),
-        Err(error) if error.is_full() => send_queue.send(error.into_inner()).await,
-        Err(error) => Err(error.into_send_error()),
+        Err(error) if error.is_full() => wait_for_room(send_queue, error.into_inner()).await,
+        Err(error) => Err(error.into_send_error().into()),
+    }
+}
+
+/// Queues a message for a peer whose queue is full, waiting at most
+/// [`PEER_SEND_TIMEOUT`].
+async fn wait_for_room(send_queue: &mut mpsc::Sender<Message>, message: Message) -> ZmqResult<()> {
+    match async_rt::task::timeout(PEER_SEND_TIMEOUT, send_queue.send(message)).await {
+        Ok(result) => Ok(result?),
+        Err(_) => {
+            log::warn!("a peer has not read for {PEER_SEND_TIMEOUT:?} with its queue full: disconnected");
+            Err(ZmqError::Other("peer does not read: disconnected"))
+        }
     }
 }
 
