@@ -11,5 +11,6 @@ pub mod exec;
 pub mod install;
 pub mod kernel;
 pub mod magics;
+pub mod paths;
 pub mod protocol;
 pub mod sockets;

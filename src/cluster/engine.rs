@@ -93,7 +93,11 @@ fn keep_library(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), String> {
         return Err(format!("refused a library named {name:?}"));
     }
     let path = dir.join(name);
-    if path.is_file() {
+    // A file of that name is used only if it holds exactly these bytes (the
+    // SHA-256 of both); otherwise it is replaced, atomically.
+    use sha2::{Digest, Sha256};
+    let want = Sha256::digest(bytes);
+    if std::fs::read(&path).is_ok_and(|have| Sha256::digest(&have) == want) {
         return Ok(());
     }
     let tmp = dir.join(format!(".{name}.{}", std::process::id()));
@@ -140,7 +144,10 @@ pub async fn run(cf: ClusterFile) -> anyhow::Result<()> {
     let libs = crate::kernel::cache_dir()
         .join(&toolchain.id)
         .join("engine-libs");
-    std::fs::create_dir_all(&libs).with_context(|| format!("creating {}", libs.display()))?;
+    crate::paths::private_dir(&crate::kernel::cache_dir())
+        .and_then(|_| std::fs::create_dir_all(libs.parent().unwrap_or(&libs)))
+        .and_then(|_| crate::paths::private_dir(&libs))
+        .with_context(|| format!("creating {}", libs.display()))?;
     let versions = Versions {
         ferrocell: env!("CARGO_PKG_VERSION").to_string(),
         rustc: toolchain.version.clone(),
@@ -297,5 +304,21 @@ pub async fn run(cf: ClusterFile) -> anyhow::Result<()> {
                 post(&mut send, link.encode(&[], Msg::Heartbeat, None)).await?;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::keep_library;
+
+    #[test]
+    fn a_library_is_kept_only_with_the_bytes_that_were_shipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("libfc_x-1.so");
+        std::fs::write(&path, b"planted").unwrap();
+        keep_library(dir.path(), "libfc_x-1.so", b"shipped").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"shipped");
+        keep_library(dir.path(), "libfc_x-1.so", b"shipped").unwrap();
+        assert!(keep_library(dir.path(), "../escape.so", b"x").is_err());
     }
 }

@@ -55,6 +55,11 @@ impl ClusterFile {
         use anyhow::Context;
         let file: ClusterFile = serde_json::from_str(text)
             .with_context(|| format!("{origin} is not a ferrocell cluster file"))?;
+        // Without a key, anyone who can reach the ports could run code on engines.
+        anyhow::ensure!(
+            !file.key.is_empty(),
+            "{origin}: the cluster key is empty; refusing to run unsigned"
+        );
         anyhow::ensure!(
             file.signature_scheme == "hmac-sha256",
             "{origin}: unsupported signature scheme {}",

@@ -52,14 +52,17 @@ impl History {
             output,
         };
         if let Some(f) = &self.file {
+            // The history holds the user's code: private (0700 folder, 0600 file).
             let appended = f
                 .parent()
-                .map(std::fs::create_dir_all)
+                .map(crate::paths::private_dir)
                 .unwrap_or(Ok(()))
                 .and_then(|_| {
+                    use std::os::unix::fs::OpenOptionsExt;
                     std::fs::OpenOptions::new()
                         .create(true)
                         .append(true)
+                        .mode(0o600)
                         .open(f)
                 })
                 .and_then(|mut file| {

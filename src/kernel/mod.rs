@@ -24,25 +24,11 @@ pub mod stdin;
 
 use crate::protocol::{ConnectionInfo, Signer};
 use anyhow::Context;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use zeromq::{RepSocket, RouterSocket, Socket, XPubSocket};
 
-/// Where compiled cells and the prelude are cached.
-pub fn cache_dir() -> PathBuf {
-    std::env::var_os("FERROCELL_CACHE")
-        .map(PathBuf::from)
-        .or_else(|| dirs::cache_dir().map(|d| d.join("ferrocell")))
-        .unwrap_or_else(|| std::env::temp_dir().join("ferrocell-cache"))
-}
-
-/// Where the history of all sessions is kept.
-pub fn history_file() -> Option<PathBuf> {
-    std::env::var_os("FERROCELL_DATA_DIR")
-        .map(PathBuf::from)
-        .or_else(|| dirs::data_dir().map(|d| d.join("ferrocell")))
-        .map(|d| d.join("history.jsonl"))
-}
+pub use crate::paths::{cache_dir, history_file};
 
 async fn bind<S: Socket>(
     socket: &mut S,
@@ -61,6 +47,15 @@ async fn bind<S: Socket>(
 /// Runs the kernel for a connection file until a shutdown request.
 pub async fn run(connection_file: &Path) -> anyhow::Result<()> {
     let info = ConnectionInfo::from_file(connection_file)?;
+    if info.key.is_empty() {
+        tracing::warn!(
+            "the connection file has an empty key: messages are not signed, and any local process can run code in this kernel"
+        );
+    }
+    // Compiled cells hold the user's code: the cache is the user's alone.
+    if let Err(e) = crate::paths::private_dir(&cache_dir()) {
+        tracing::warn!("the cache {}: {e}", cache_dir().display());
+    }
     let signer = Arc::new(Signer::new(&info.key));
     // One session id per kernel process: clients notice restarts by its change.
     let session = uuid::Uuid::new_v4().to_string();

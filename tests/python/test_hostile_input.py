@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket
 import struct
 import time
+from pathlib import Path
 
 import pytest
 
@@ -363,3 +364,28 @@ def test_a_client_that_never_reads_its_replies_does_not_stop_the_others(kernel):
     finally:
         greedy.close(linger=0)
         ctx.term()
+
+
+# --- files ----------------------------------------------------------------------------
+
+
+def test_cache_and_history_are_private_and_an_empty_cluster_key_is_refused(kc, tmp_path):
+    import json
+    import os
+    import stat
+    import subprocess
+
+    ok(*run(kc, "let secret = 42;"))
+    cache = Path(os.environ["FERROCELL_CACHE"])
+    assert stat.S_IMODE(cache.stat().st_mode) == 0o700
+    data = [p for p in (tmp_path).glob("data-*/history.jsonl")]
+    assert data, list(tmp_path.iterdir())
+    assert stat.S_IMODE(data[0].stat().st_mode) == 0o600
+    assert stat.S_IMODE(data[0].parent.stat().st_mode) == 0o700
+    bad = tmp_path / "cluster.json"
+    bad.write_text(json.dumps({"ip": "127.0.0.1", "engine_port": 1, "client_port": 2,
+                               "key": "", "signature_scheme": "hmac-sha256",
+                               "controller_host": "localhost", "controller_pid": 1}))
+    out = subprocess.run([str(kh.BINARY), "engine", "--file", str(bad)], capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode != 0 and "key is empty" in out.stderr, out.stderr

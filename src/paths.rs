@@ -1,0 +1,76 @@
+//! Where ferrocell keeps its files, and how: the cache of compiled cells, the
+//! history, and private directories (0700) that other users cannot read. Cell
+//! sources, libraries and history hold the user's code and data.
+
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// Where compiled cells and the prelude are cached: `FERROCELL_CACHE`, else the
+/// user's cache directory. Without either, a private temporary directory of this
+/// process (never a predictable path under /tmp that another user could create
+/// first).
+pub fn cache_dir() -> PathBuf {
+    static FALLBACK: OnceLock<Option<PathBuf>> = OnceLock::new();
+    std::env::var_os("FERROCELL_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| dirs::cache_dir().map(|d| d.join("ferrocell")))
+        .or_else(|| {
+            FALLBACK
+                .get_or_init(|| {
+                    let dir = tempfile::Builder::new()
+                        .prefix("ferrocell-cache-")
+                        .tempdir();
+                    dir.ok().map(|d| d.keep())
+                })
+                .clone()
+        })
+        .unwrap_or_else(|| PathBuf::from(".ferrocell-cache"))
+}
+
+/// Where the history of all sessions is kept.
+pub fn history_file() -> Option<PathBuf> {
+    std::env::var_os("FERROCELL_DATA_DIR")
+        .map(PathBuf::from)
+        .or_else(|| dirs::data_dir().map(|d| d.join("ferrocell")))
+        .map(|d| d.join("history.jsonl"))
+}
+
+/// Creates `dir` (and its parents) if needed, the last one private (0700); a `dir`
+/// this user owns that others could read is made private.
+pub fn private_dir(dir: &Path) -> std::io::Result<()> {
+    if let Some(parent) = dir.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            use std::os::unix::fs::MetadataExt;
+            let meta = std::fs::metadata(dir)?;
+            // SAFETY: getuid cannot fail and touches no memory.
+            let mine = meta.uid() == unsafe { nix::libc::getuid() };
+            if mine && meta.permissions().mode() & 0o077 != 0 {
+                std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+            }
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn private_dirs_are_0700_and_made_so() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("a/b");
+        private_dir(&dir).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        private_dir(&dir).unwrap();
+        assert_eq!(mode(&dir), 0o700);
+    }
+}
