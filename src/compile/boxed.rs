@@ -95,7 +95,8 @@ pub fn second_look(sig: &str) -> Option<Vec<String>> {
     Some(f.inputs.iter().map(|a| tokens(&a.ty)).collect())
 }
 
-fn defaults(printed: &str) -> String {
+/// rustc's `{integer}` and `{float}` with the types Rust defaults them to.
+pub fn defaults(printed: &str) -> String {
     printed
         .replace("{integer}", "i32")
         .replace("{float}", "f64")

@@ -98,9 +98,7 @@ pub struct Kept {
 /// items prefixed with its crate. An `impl Trait` is kept boxed (see
 /// [`super::boxed`]). Returns why not, for types that cannot be kept.
 pub fn writable(printed: &str, own_crate: &str, deps: &[(String, String)]) -> Result<Kept, String> {
-    let here = printed
-        .replace("{integer}", "i32")
-        .replace("{float}", "f64");
+    let here = super::boxed::defaults(printed);
     if let Ok(syn::Type::ImplTrait(t)) = syn::parse_str::<syn::Type>(&here) {
         let (ty, wrap) = super::boxed::impl_type(&t)?;
         return Ok(kept(ty, own_crate, deps, wrap));
@@ -201,11 +199,14 @@ fn qualify(ty: &mut syn::Type, own_crate: Option<&str>, deps: &[(String, String)
                 .map(|s| s.ident.to_string())
                 .unwrap_or_default();
             let single = path.segments.len() == 1;
-            if let Some((_, used)) = self.1.iter().find(|(own, _)| *own == first) {
-                path.segments[0].ident = syn::Ident::new(used, proc_macro2::Span::call_site());
+            // The first pass renames; the second (which prefixes) must not rename
+            // again (two crates swapped by `package =`).
+            let Some(own_crate) = self.0 else {
+                if let Some((_, used)) = self.1.iter().find(|(own, _)| *own == first) {
+                    path.segments[0].ident = syn::Ident::new(used, proc_macro2::Span::call_site());
+                }
                 return;
-            }
-            let Some(own_crate) = self.0 else { return };
+            };
             let external = ROOTS.contains(&first.as_str())
                 || first.starts_with("fc_")
                 || self.1.iter().any(|(_, used)| *used == first);
@@ -351,6 +352,13 @@ mod tests {
         let kept = writable("itoa::Buffer", "fc_c", &deps).unwrap();
         assert_eq!(kept.here.replace(' ', ""), "num::Buffer");
         assert_eq!(kept.later.replace(' ', ""), "num::Buffer");
+        // Two crates swapped by their names: each renamed once.
+        let swapped = [
+            ("a".to_string(), "b".to_string()),
+            ("b".to_string(), "a".to_string()),
+        ];
+        let kept = writable("a::X", "fc_c", &swapped).unwrap();
+        assert_eq!(kept.later.replace(' ', ""), "b::X");
         assert!(writable("{closure@cell.rs:3:9: 3:11}", "fc_a", &[]).is_err());
         assert!(writable("std::vec::Vec<_>", "fc_a", &[]).is_err());
         assert_eq!(

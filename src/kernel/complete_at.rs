@@ -98,9 +98,8 @@ pub async fn type_of(session: &Session, code: &str, start: usize, end: usize) ->
 /// The fields and methods of a value of type `ty`.
 pub fn members_of_type(session: &Session, docs: Option<&StdDocs>, ty: &str) -> Vec<Offer> {
     let mut out = Vec::new();
-    let mut ty = ty.to_string();
     // Through `Box`, `Rc`, `Arc` and references, as method calls see through them.
-    for _ in 0..4 {
+    for ty in std_docs::with_deref_targets(ty) {
         let own = session.type_members(&ty);
         out.extend(
             own.into_iter()
@@ -121,10 +120,6 @@ pub fn members_of_type(session: &Session, docs: Option<&StdDocs>, ty: &str) -> V
                     });
                 }
             }
-        }
-        match std_docs::deref_target(&ty) {
-            Some(inner) => ty = inner.to_string(),
-            None => break,
         }
     }
     dedup(&mut out);
@@ -205,8 +200,7 @@ pub async fn inspect(
         if !name.is_empty() && name.chars().all(|c| c.is_alphanumeric() || c == '_') {
             let ty = type_of(session, code, start, start + dot).await?;
             let docs = docs?;
-            let mut t = ty.clone();
-            for _ in 0..4 {
+            for t in std_docs::with_deref_targets(&ty) {
                 if let Some(m) = std_docs::page_path(&t)
                     .map(|p| docs.members(&p))
                     .and_then(|ms| ms.iter().find(|m| m.name == name).cloned())
@@ -218,7 +212,6 @@ pub async fn inspect(
                         short(&ty)
                     ));
                 }
-                t = std_docs::deref_target(&t)?.to_string();
             }
             return None;
         }

@@ -330,6 +330,19 @@ pub fn page_path(ty: &str) -> Option<String> {
     (!path.is_empty()).then_some(path)
 }
 
+/// A type, then the types inside it that method calls see through (`Box<String>`,
+/// then `String`), a few levels deep.
+pub fn with_deref_targets(ty: &str) -> Vec<String> {
+    let mut out = vec![ty.to_string()];
+    while out.len() < 4 {
+        match deref_target(out.last().expect("not empty")) {
+            Some(inner) => out.push(inner.to_string()),
+            None => break,
+        }
+    }
+    out
+}
+
 /// The type inside a `Box`, `Rc`, `Arc` or reference, whose methods a value of the
 /// outer type also has (auto-deref).
 pub fn deref_target(ty: &str) -> Option<&str> {
