@@ -166,7 +166,9 @@ pub fn describe_exit(status: std::process::ExitStatus) -> String {
 
 /// A live runner process.
 pub struct Runner {
-    child: tokio::process::Child,
+    /// How the runner ended, once it has: watched through its exit status, not
+    /// only the end of its channel (a process a cell forked may hold the channel).
+    exit: tokio::sync::watch::Receiver<Option<String>>,
     writer: OwnedWriteHalf,
     /// Bounded: a cell (or a thread it left running) that prints faster than the
     /// notebook takes it waits for the kernel, instead of filling its memory.
@@ -339,8 +341,16 @@ impl Runner {
                 }
             }
         });
+        let (exit_tx, exit) = tokio::sync::watch::channel(None);
+        tokio::spawn(async move {
+            let how = match child.wait().await {
+                Ok(s) => describe(s),
+                Err(e) => format!("could not be waited for ({e})"),
+            };
+            let _ = exit_tx.send(Some(how));
+        });
         Ok(Runner {
-            child,
+            exit,
             writer,
             events: rx,
             closed: false,
@@ -368,28 +378,39 @@ impl Runner {
     /// Cancel-safe: a call dropped while waiting for the exit status is picked up
     /// by the next one.
     pub async fn next_event(&mut self) -> CellEvent {
-        let next = if self.closed {
-            None
-        } else {
-            self.events.recv().await
-        };
-        match next {
-            Some(Internal::Event(ev)) => ev,
-            Some(Internal::ChannelClosed) | None => {
-                self.closed = true;
-                let status =
-                    match tokio::time::timeout(Duration::from_secs(2), self.child.wait()).await {
-                        Ok(Ok(s)) => describe(s),
-                        _ => {
-                            let _ = self.child.start_kill();
-                            "closed its channel".into()
-                        }
-                    };
-                // What its cells started (a `sleep 600`, worker processes) ends too.
-                kill_group(self.pid);
-                CellEvent::Exited(RunnerExit(status))
+        while !self.closed {
+            let exit = &mut self.exit;
+            let exited = async move { exit.wait_for(Option::is_some).await.is_ok() };
+            tokio::select! {
+                biased;
+                next = self.events.recv() => match next {
+                    Some(Internal::Event(ev)) => return ev,
+                    Some(Internal::ChannelClosed) | None => self.closed = true,
+                },
+                _ = exited => {
+                    // Gone: what it wrote before may still be on its way.
+                    match tokio::time::timeout(Duration::from_millis(300), self.events.recv()).await {
+                        Ok(Some(Internal::Event(ev))) => return ev,
+                        _ => self.closed = true,
+                    }
+                }
             }
         }
+        let exit = &mut self.exit;
+        let how = async move {
+            exit.wait_for(Option::is_some)
+                .await
+                .ok()
+                .and_then(|how| how.clone())
+        };
+        let status = match tokio::time::timeout(Duration::from_secs(2), how).await {
+            Ok(Some(how)) => how,
+            _ => "closed its channel".into(),
+        };
+        // What its cells started (a `sleep 600`, worker processes) ends too, and the
+        // runner itself if it only closed its channel.
+        kill_group(self.pid);
+        CellEvent::Exited(RunnerExit(status))
     }
 
     /// Answers an input request of the cell.
@@ -421,9 +442,10 @@ impl Runner {
 
     /// Kills the runner and its process group, and waits for it.
     pub async fn kill(mut self) {
-        let _ = self.child.start_kill();
-        let _ = tokio::time::timeout(Duration::from_secs(2), self.child.wait()).await;
         kill_group(self.pid);
+        let exit = &mut self.exit;
+        let gone = async move { exit.wait_for(Option::is_some).await.is_ok() };
+        let _ = tokio::time::timeout(Duration::from_secs(2), gone).await;
     }
 }
 

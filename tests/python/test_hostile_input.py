@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import struct
+import textwrap
 import time
 from pathlib import Path
 
@@ -389,3 +390,16 @@ def test_cache_and_history_are_private_and_an_empty_cluster_key_is_refused(kc, t
     out = subprocess.run([str(kh.BINARY), "engine", "--file", str(bad)], capture_output=True,
                          text=True, timeout=60)
     assert out.returncode != 0 and "key is empty" in out.stderr, out.stderr
+
+
+def test_a_runner_that_dies_is_noticed_even_when_a_forked_child_holds_its_channel(kc):
+    ok(*run(kc, textwrap.dedent("""\
+        unsafe extern "C" { fn fork() -> i32; fn sleep(s: u32) -> u32; fn _exit(code: i32) -> !; }
+        let forked = unsafe { fork() };
+        if forked == 0 { unsafe { sleep(600); _exit(0); } }
+        """)))
+    t0 = time.monotonic()
+    reply, _ = run(kc, "unsafe { std::ptr::null_mut::<u8>().write(1); }", timeout=60)
+    assert reply["content"]["ename"] == "RunnerDied", reply["content"]
+    assert time.monotonic() - t0 < 30
+    assert value(kc, "4 * 4") == "16"
