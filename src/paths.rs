@@ -36,8 +36,10 @@ pub fn history_file() -> Option<PathBuf> {
         .map(|d| d.join("history.jsonl"))
 }
 
-/// Creates `dir` (and its parents) if needed, the last one private (0700); a `dir`
-/// this user owns that others could read is made private.
+/// Creates `dir` (and its parents) if needed, the last one private (0700). A `dir`
+/// that exists is left as the user set it up (it may be a shared or home folder),
+/// but one that another user owns or that others may write into is refused: the
+/// kernel would load code from it.
 pub fn private_dir(dir: &Path) -> std::io::Result<()> {
     if let Some(parent) = dir.parent() {
         std::fs::create_dir_all(parent)?;
@@ -46,11 +48,18 @@ pub fn private_dir(dir: &Path) -> std::io::Result<()> {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
             use std::os::unix::fs::MetadataExt;
-            let meta = std::fs::metadata(dir)?;
+            let meta = std::fs::symlink_metadata(dir)?;
             // SAFETY: getuid cannot fail and touches no memory.
             let mine = meta.uid() == unsafe { nix::libc::getuid() };
-            if mine && meta.permissions().mode() & 0o077 != 0 {
-                std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+            let open_to_others = meta.permissions().mode() & 0o022 != 0;
+            if !meta.is_dir() || !mine || open_to_others {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::PermissionDenied,
+                    format!(
+                        "{} is not a folder of this user's alone (another user's, a link, or writable by others)",
+                        dir.display()
+                    ),
+                ));
             }
             Ok(())
         }
@@ -63,14 +72,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn private_dirs_are_0700_and_made_so() {
+    fn private_dirs_are_created_0700_and_others_left_or_refused() {
         let root = tempfile::tempdir().unwrap();
         let dir = root.path().join("a/b");
         private_dir(&dir).unwrap();
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&dir), 0o700);
+        // A folder the user set up is left as it is...
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
         private_dir(&dir).unwrap();
-        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&dir), 0o755);
+        // ...unless others may write into it.
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(private_dir(&dir).is_err());
     }
 }

@@ -168,24 +168,43 @@ pub fn parse(code: &str) -> Result<ParsedCell, SyntaxError> {
     // The parser recurses once per nesting level (brackets, and also chains of
     // prefix operators such as `!!!!x`): it runs on a thread of its own with a
     // large stack, which costs only the memory it uses.
+    if code.len() > MAX_CELL {
+        return Err(SyntaxError {
+            message: format!(
+                "the cell holds {} bytes of code; a cell may hold at most {MAX_CELL} (read large data from a file)",
+                code.len()
+            ),
+            line: 1,
+            column: 0,
+        });
+    }
     let owned = code.to_string();
+    on_parse_stack(move || parse_here(&owned)).unwrap_or_else(|| {
+        Err(SyntaxError {
+            message: "the cell could not be parsed".into(),
+            line: 1,
+            column: 0,
+        })
+    })
+}
+
+/// The most code a cell may hold: with the parser's stack, no nesting of any kind
+/// that fits in it can overflow (the worst, `|| || …`, takes about 512 bytes of stack
+/// per 3 bytes of code).
+pub const MAX_CELL: usize = 1 << 20;
+
+/// Runs `f` (which parses code with syn) on a thread with the parser's large stack;
+/// `None` if the thread could not start or panicked. Everything that parses cell
+/// text goes through here: a deep enough nesting overflows a normal thread's stack,
+/// and that aborts the whole process.
+pub fn on_parse_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
     std::thread::Builder::new()
         .name("parse".into())
         .stack_size(PARSE_STACK)
-        .spawn(move || parse_here(&owned))
-        .map_err(|e| SyntaxError {
-            message: format!("cannot start the parser: {e}"),
-            line: 1,
-            column: 0,
-        })?
+        .spawn(f)
+        .ok()?
         .join()
-        .unwrap_or_else(|_| {
-            Err(SyntaxError {
-                message: "the cell could not be parsed".into(),
-                line: 1,
-                column: 0,
-            })
-        })
+        .ok()
 }
 
 /// The parser thread's stack: enough for any cell within

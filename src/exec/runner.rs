@@ -342,10 +342,30 @@ impl Runner {
             }
         });
         let (exit_tx, exit) = tokio::sync::watch::channel(None);
+        live_groups().push(pid);
         tokio::spawn(async move {
-            let how = match child.wait().await {
-                Ok(s) => describe(s),
-                Err(e) => format!("could not be waited for ({e})"),
+            // Seen to end without being reaped: while the zombie holds the pid, the
+            // group id is still this runner's, so killing the group reaches what its
+            // cells started and nobody else.
+            let seen = tokio::task::spawn_blocking(move || {
+                use nix::sys::wait::{waitid, Id, WaitPidFlag};
+                waitid(
+                    Id::Pid(nix::unistd::Pid::from_raw(pid as i32)),
+                    WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT,
+                )
+            })
+            .await;
+            let how = {
+                let mut live = live_groups();
+                if let Some(i) = live.iter().position(|p| *p == pid) {
+                    live.remove(i);
+                    killpg(pid);
+                }
+                match (seen, child.try_wait()) {
+                    (_, Ok(Some(s))) => describe(s),
+                    (_, Err(e)) => format!("could not be waited for ({e})"),
+                    (_, Ok(None)) => "ended".to_string(),
+                }
             };
             let _ = exit_tx.send(Some(how));
         });
@@ -455,10 +475,30 @@ impl Drop for Runner {
     }
 }
 
-/// Kills the process group a runner leads (its pid), with whatever is left in it. A
-/// group id is not reused while any process of the group lives, so this reaches no
-/// stranger.
+/// The runners whose process group is theirs still: not yet reaped, so their pid,
+/// which is the group's id, cannot be anyone else's.
+fn live_groups() -> std::sync::MutexGuard<'static, Vec<u32>> {
+    static LIVE: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
+    LIVE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Kills the process group a runner leads, with whatever is left in it, unless the
+/// runner was already reaped (then the watcher killed the group first).
 fn kill_group(pid: u32) {
+    if live_groups().contains(&pid) {
+        killpg(pid);
+    }
+}
+
+/// Kills the process groups of every runner still live (the kernel is exiting):
+/// what cells started does not outlive the kernel.
+pub fn kill_all_groups() {
+    for pid in live_groups().iter() {
+        killpg(*pid);
+    }
+}
+
+fn killpg(pid: u32) {
     if pid > 1 {
         let _ = nix::sys::signal::killpg(
             nix::unistd::Pid::from_raw(pid as i32),

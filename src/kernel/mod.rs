@@ -131,6 +131,8 @@ pub async fn run(connection_file: &Path) -> anyhow::Result<()> {
             _ = shutdown_rx.recv() => break,
         }
     }
+    // What the runners' cells started ends with the kernel.
+    crate::exec::runner::kill_all_groups();
     // A cluster this kernel started and did not stop: its key file and batch jobs.
     crate::cluster::leftovers::clean_up(std::time::Duration::from_secs(5));
     // The values of the session's variables do not outlive it.

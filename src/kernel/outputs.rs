@@ -71,6 +71,8 @@ pub struct Stdout {
     utf8: Utf8,
     /// Text not yet sent: only ever a partial line that could start a block.
     held: String,
+    /// Bytes at the start of `held` already known to hold no newline.
+    scanned: usize,
     block: Option<(String, String)>,
 }
 
@@ -91,6 +93,7 @@ impl Stdout {
         if !self.held.is_empty() {
             out.push(Piece::Text(std::mem::take(&mut self.held)));
         }
+        self.scanned = 0;
         out
     }
 
@@ -101,7 +104,10 @@ impl Stdout {
         // output, however many lines one write holds).
         let held = std::mem::take(&mut self.held);
         let mut used = 0;
-        while let Some(nl) = held[used..].find('\n') {
+        let mut from = self.scanned.min(held.len());
+        while let Some(nl) = held[from..].find('\n') {
+            let nl = from - used + nl;
+            from = used + nl + 1;
             let line = &held[used..used + nl + 1];
             used += nl + 1;
             let bare = line.trim_end_matches(['\n', '\r']);
@@ -133,12 +139,31 @@ impl Stdout {
                 },
             }
         }
-        self.held = held[used..].to_string();
-        // A partial line streams at once unless it may be the start of a block.
+        // The rest is a partial line: kept as it is when nothing was taken (no copy
+        // per write of a long line), and not scanned again.
+        self.held = if used == 0 {
+            held
+        } else {
+            held[used..].to_string()
+        };
+        self.scanned = self.held.len();
+        // A partial line streams at once unless it may be the start of a block (a
+        // block's first line is short: a long one is text).
         if self.block.is_none() && !at_end {
-            let could_begin = BEGIN.starts_with(self.held.as_str()) || self.held.starts_with(BEGIN);
+            let could_begin = BEGIN.starts_with(self.held.as_str())
+                || self.held.starts_with(BEGIN) && self.held.len() <= BEGIN.len() + 256;
             if !could_begin {
                 text.push_str(&std::mem::take(&mut self.held));
+                self.scanned = 0;
+            }
+        }
+        // A block that never ends, even within one long line, is text after all.
+        if let Some((_, data)) = &self.block {
+            if data.len() + self.held.len() > MAX_BLOCK {
+                let (mime, data) = self.block.take().expect("in block");
+                text.push_str(&format!("{BEGIN} {mime}\n{data}"));
+                text.push_str(&std::mem::take(&mut self.held));
+                self.scanned = 0;
             }
         }
         if !text.is_empty() {
@@ -159,6 +184,28 @@ mod tests {
         assert_eq!(d.feed(&bytes[..1]), "");
         assert_eq!(d.feed(&bytes[1..]), "é");
         assert_eq!(d.feed(&[0xff, b'a']), "\u{FFFD}a");
+    }
+
+    #[test]
+    fn long_lines_in_small_writes_are_linear_and_blocks_are_bounded() {
+        let mut s = Stdout::default();
+        let mut out = s.feed(b"EVCXR_BEGIN_CONTENT image/png\n");
+        let chunk = vec![b'A'; 16 * 1024];
+        // 80 MiB on one line, in 16 KiB writes: over the block limit, so it becomes
+        // text (quadratic decoding would take minutes here).
+        for _ in 0..(80 << 20) / chunk.len() {
+            out.extend(s.feed(&chunk));
+        }
+        out.extend(s.feed(b"\nEVCXR_END_CONTENT\n"));
+        let text: usize = out
+            .iter()
+            .map(|p| match p {
+                Piece::Text(t) => t.len(),
+                Piece::Display { .. } => 0,
+            })
+            .sum();
+        assert!(text >= 80 << 20, "{text}");
+        assert!(!out.iter().any(|p| matches!(p, Piece::Display { .. })));
     }
 
     #[test]

@@ -370,19 +370,18 @@ def test_a_client_that_never_reads_its_replies_does_not_stop_the_others(kernel):
 # --- files ----------------------------------------------------------------------------
 
 
-def test_cache_and_history_are_private_and_an_empty_cluster_key_is_refused(kc, tmp_path):
+def test_cache_and_history_are_private_and_an_empty_cluster_key_is_refused(start_kernel, tmp_path):
     import json
-    import os
     import stat
     import subprocess
 
-    ok(*run(kc, "let secret = 42;"))
-    cache = Path(os.environ["FERROCELL_CACHE"])
-    assert stat.S_IMODE(cache.stat().st_mode) == 0o700
-    data = [p for p in (tmp_path).glob("data-*/history.jsonl")]
-    assert data, list(tmp_path.iterdir())
-    assert stat.S_IMODE(data[0].stat().st_mode) == 0o600
-    assert stat.S_IMODE(data[0].parent.stat().st_mode) == 0o700
+    cache, data = tmp_path / "c" / "cache", tmp_path / "d" / "data"
+    km, kc = start_kernel(env={"FERROCELL_CACHE": str(cache), "FERROCELL_DATA_DIR": str(data)},
+                          ready_timeout=120)
+    ok(*run(kc, "let secret = 42;", timeout=300))
+    mode = lambda p: stat.S_IMODE(p.stat().st_mode)  # noqa: E731
+    assert mode(cache) == 0o700 and mode(data) == 0o700, (oct(mode(cache)), oct(mode(data)))
+    assert mode(data / "history.jsonl") == 0o600
     bad = tmp_path / "cluster.json"
     bad.write_text(json.dumps({"ip": "127.0.0.1", "engine_port": 1, "client_port": 2,
                                "key": "", "signature_scheme": "hmac-sha256",

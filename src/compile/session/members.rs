@@ -3,7 +3,7 @@
 //! items of a module.
 
 use super::Session;
-use crate::compile::vars;
+use crate::compile::{cell, vars};
 
 /// A member of a session type.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,12 +25,12 @@ pub enum ItemKind {
 }
 
 impl Session {
-    /// The session's items as the user wrote them, oldest first.
-    fn written_items(&self) -> Vec<syn::Item> {
+    /// The source of the session's items as the user wrote them, oldest first.
+    fn written_items(&self) -> Vec<String> {
         self.chain
             .iter()
             .flat_map(|l| &l.items)
-            .filter_map(|i| syn::parse_str::<syn::Item>(&i.item.snippet.as_written()).ok())
+            .map(|i| i.item.snippet.as_written())
             .collect()
     }
 
@@ -52,9 +52,15 @@ impl Session {
         // `fc_1234::Point<T>`, `&Point` and `bar::Point` are `Point`.
         let ty = ty.trim_start_matches(['&', ' ']).trim_start_matches("mut ");
         let ty = ty.split('<').next().unwrap_or("");
-        let ty = ty.rsplit("::").next().unwrap_or("").trim();
-        let mut out = Vec::new();
-        members_in(&self.written_items(), ty, &mut out);
+        let ty = ty.rsplit("::").next().unwrap_or("").trim().to_string();
+        let sources = self.written_items();
+        // Parsed on the parser's stack: an item may nest deeper than a worker's.
+        let mut out = cell::on_parse_stack(move || {
+            let mut out = Vec::new();
+            members_in(&parse_items(&sources), &ty, &mut out);
+            out
+        })
+        .unwrap_or_default();
         let mut seen = std::collections::HashSet::new();
         out.retain(|m: &ItemMember| seen.insert(m.name.clone()));
         out
@@ -62,22 +68,34 @@ impl Session {
 
     /// The names a session module defines (`bar` for `use bar::`; `bar::inner`).
     pub fn module_items(&self, path: &[&str]) -> Vec<String> {
-        let mut items = self.written_items();
-        for seg in path {
-            let found = items.into_iter().rev().find_map(|i| match i {
-                syn::Item::Mod(m) if m.ident == seg => m.content.map(|(_, c)| c),
-                _ => None,
-            });
-            match found {
-                Some(inner) => items = inner,
-                None => return vec![],
+        let sources = self.written_items();
+        let path: Vec<String> = path.iter().map(|s| s.to_string()).collect();
+        cell::on_parse_stack(move || {
+            let mut items = parse_items(&sources);
+            for seg in &path {
+                let found = items.into_iter().rev().find_map(|i| match i {
+                    syn::Item::Mod(m) if m.ident == seg => m.content.map(|(_, c)| c),
+                    _ => None,
+                });
+                match found {
+                    Some(inner) => items = inner,
+                    None => return vec![],
+                }
             }
-        }
-        let mut out: Vec<String> = items.iter().filter_map(item_name).collect();
-        out.sort();
-        out.dedup();
-        out
+            let mut out: Vec<String> = items.iter().filter_map(item_name).collect();
+            out.sort();
+            out.dedup();
+            out
+        })
+        .unwrap_or_default()
     }
+}
+
+fn parse_items(sources: &[String]) -> Vec<syn::Item> {
+    sources
+        .iter()
+        .filter_map(|s| syn::parse_str::<syn::Item>(s).ok())
+        .collect()
 }
 
 fn item_name(item: &syn::Item) -> Option<String> {

@@ -78,9 +78,10 @@ impl SocketRecv for DealerSocket {
                 Some((_peer_id, Ok(_))) => {
                     // Ignore non-message frames
                 }
-                Some((_peer_id, Err(e))) => {
-                    // Handle potential errors from the fair queue
-                    return Err(e.into());
+                Some((peer_id, Err(_e))) => {
+                    // A peer whose stream failed (a message over the size limit)
+                    // is dropped, as ROUTER does; the socket goes on.
+                    self.backend.peer_disconnected(&peer_id);
                 }
                 None => {
                     // The fair queue is empty, which shouldn't happen in normal operation
@@ -184,8 +185,8 @@ impl SocketRecv for DealerRecvHalf {
                     return Ok(message);
                 }
                 Some((_peer_id, Ok(_))) => {}
-                Some((_peer_id, Err(e))) => {
-                    return Err(e.into());
+                Some((peer_id, Err(_e))) => {
+                    self._inner.backend.peer_disconnected(&peer_id);
                 }
                 None => {
                     return Err(ZmqError::NoMessage);

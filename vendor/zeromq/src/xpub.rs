@@ -31,6 +31,9 @@ pub(crate) struct XPubSubscriber {
 /// default `ZMQ_SNDHWM`).
 pub(crate) const SEND_HIGH_WATER_MARK: usize = 1000;
 
+/// How long one write to a subscriber may take before it is disconnected.
+const SUBSCRIBER_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 pub(crate) struct XPubSocketBackend {
     subscribers: scc::HashMap<PeerIdentity, XPubSubscriber>,
     fair_queue_inner: Arc<Mutex<QueueInner<ZmqFramedRead, PeerIdentity>>>,
@@ -104,8 +107,13 @@ impl MultiPeerBackend for XPubSocketBackend {
         crate::async_rt::task::spawn(async move {
             let mut send_queue = Box::pin(send_queue);
             while let Some(message) = pending.next().await {
-                if let Err(e) = send_queue.as_mut().send(Message::Message(message)).await {
-                    log::debug!("subscriber {:?} gone: {:?}", writer_peer, e);
+                let sent = crate::async_rt::task::timeout(
+                    SUBSCRIBER_WRITE_TIMEOUT,
+                    send_queue.as_mut().send(Message::Message(message)),
+                )
+                .await;
+                if !matches!(sent, Ok(Ok(()))) {
+                    log::debug!("subscriber {:?} gone or stalled: disconnected", writer_peer);
                     if let Some(backend) = backend.upgrade() {
                         backend.peer_disconnected(&writer_peer);
                     }
@@ -155,27 +163,25 @@ impl SocketSend for XPubSocket {
             Some(frame) => frame,
             None => return Ok(()), // Empty message, nothing to publish
         };
-        let mut targets = Vec::new();
+        let mut dead_peers = Vec::new();
         let mut iter = self.backend.subscribers.begin_async().await;
-        while let Some(subscriber) = iter {
+        while let Some(mut subscriber) = iter {
             if subscriber.subscriptions.iter().any(|sub_filter| {
                 sub_filter.len() <= first_frame.len()
                     && sub_filter.as_slice() == &first_frame[0..sub_filter.len()]
             }) {
-                targets.push((subscriber.key().clone(), subscriber.outbox.clone()));
+                // The subscriber's own sender: a clone would bring a slot of its own
+                // each time, and the queue would have no bound.
+                let peer_id = subscriber.key().clone();
+                match subscriber.get_mut().outbox.try_send(message.clone()) {
+                    Ok(()) => {}
+                    Err(e) if e.is_full() => {
+                        log::debug!("subscriber {:?} is not reading: message dropped", peer_id);
+                    }
+                    Err(_) => dead_peers.push(peer_id),
+                }
             }
             iter = subscriber.next_async().await;
-        }
-
-        let mut dead_peers = Vec::new();
-        for (peer_id, mut outbox) in targets {
-            match outbox.try_send(message.clone()) {
-                Ok(()) => {}
-                Err(e) if e.is_full() => {
-                    log::debug!("subscriber {:?} is not reading: message dropped", peer_id);
-                }
-                Err(_) => dead_peers.push(peer_id),
-            }
         }
         for peer in dead_peers {
             self.backend.peer_disconnected(&peer);
