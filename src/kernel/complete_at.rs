@@ -77,6 +77,16 @@ pub async fn complete(
     (c, offers)
 }
 
+impl From<&std_docs::Member> for Offer {
+    fn from(m: &std_docs::Member) -> Offer {
+        Offer {
+            text: m.name.clone(),
+            kind: m.kind.jupyter_type(),
+            signature: m.signature.clone(),
+        }
+    }
+}
+
 /// The type of `code[start..end]`, as rustc prints it: a session variable's kept
 /// type, or rustc's answer to a probe.
 pub async fn type_of(session: &Session, code: &str, start: usize, end: usize) -> Option<String> {
@@ -111,15 +121,15 @@ pub fn members_of_type(session: &Session, docs: Option<&StdDocs>, ty: &str) -> V
                 }),
         );
         if let (Some(docs), Some(page)) = (docs, std_docs::page_path(&ty)) {
-            for m in docs.members(&page).iter() {
-                if m.kind != MemberKind::Function && m.kind != MemberKind::Variant {
-                    out.push(Offer {
-                        text: m.name.clone(),
-                        kind: m.kind.jupyter_type(),
-                        signature: m.signature.clone(),
-                    });
-                }
-            }
+            let called_on_values = |m: &&std_docs::Member| {
+                m.kind != MemberKind::Function && m.kind != MemberKind::Variant
+            };
+            out.extend(
+                docs.members(&page)
+                    .iter()
+                    .filter(called_on_values)
+                    .map(Offer::from),
+            );
         }
     }
     dedup(&mut out);
@@ -171,13 +181,11 @@ pub fn after_path(session: &Session, docs: Option<&StdDocs>, path: &str) -> Vec<
                 });
             }
         }
-        for m in docs.members(path.trim_end_matches("::")).iter() {
-            out.push(Offer {
-                text: m.name.clone(),
-                kind: m.kind.jupyter_type(),
-                signature: m.signature.clone(),
-            });
-        }
+        out.extend(
+            docs.members(path.trim_end_matches("::"))
+                .iter()
+                .map(Offer::from),
+        );
     }
     dedup(&mut out);
     out
