@@ -349,23 +349,43 @@ impl Runner {
             // cells started and nobody else.
             let seen = tokio::task::spawn_blocking(move || {
                 use nix::sys::wait::{waitid, Id, WaitPidFlag};
-                waitid(
-                    Id::Pid(nix::unistd::Pid::from_raw(pid as i32)),
-                    WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT,
-                )
+                loop {
+                    match waitid(
+                        Id::Pid(nix::unistd::Pid::from_raw(pid as i32)),
+                        WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT,
+                    ) {
+                        Err(nix::errno::Errno::EINTR) => continue,
+                        other => return other.is_ok(),
+                    }
+                }
             })
-            .await;
-            let how = {
+            .await
+            .unwrap_or(false);
+            let forget = || {
+                let mut live = live_groups();
+                let was = live.iter().position(|p| *p == pid);
+                was.map(|i| live.remove(i)).is_some()
+            };
+            let how = if seen {
+                // Still a zombie here: the group is the runner's to kill.
                 let mut live = live_groups();
                 if let Some(i) = live.iter().position(|p| *p == pid) {
                     live.remove(i);
                     killpg(pid);
                 }
-                match (seen, child.try_wait()) {
-                    (_, Ok(Some(s))) => describe(s),
-                    (_, Err(e)) => format!("could not be waited for ({e})"),
-                    (_, Ok(None)) => "ended".to_string(),
+                match child.try_wait() {
+                    Ok(Some(s)) => describe(s),
+                    Ok(None) => "ended".to_string(),
+                    Err(e) => format!("could not be waited for ({e})"),
                 }
+            } else {
+                // Not observable without reaping: wait, and leave the group be.
+                let how = match child.wait().await {
+                    Ok(s) => describe(s),
+                    Err(e) => format!("could not be waited for ({e})"),
+                };
+                forget();
+                how
             };
             let _ = exit_tx.send(Some(how));
         });
