@@ -361,16 +361,16 @@ impl Runner {
             })
             .await
             .unwrap_or(false);
+            // No longer live: `kill_group` leaves the group alone from here on.
             let forget = || {
                 let mut live = live_groups();
                 let was = live.iter().position(|p| *p == pid);
                 was.map(|i| live.remove(i)).is_some()
             };
             let how = if seen {
-                // Still a zombie here: the group is the runner's to kill.
-                let mut live = live_groups();
-                if let Some(i) = live.iter().position(|p| *p == pid) {
-                    live.remove(i);
+                // Still a zombie until `try_wait` below: the group is the runner's
+                // to kill.
+                if forget() {
                     killpg(pid);
                 }
                 match child.try_wait() {

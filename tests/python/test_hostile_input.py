@@ -3,6 +3,7 @@ kernel. Peers that misbehave are written by hand here, speaking ZMTP on raw TCP.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import struct
 import textwrap
@@ -61,6 +62,26 @@ def closed_by_peer(s: socket.socket, within: float = 10) -> bool:
     except socket.timeout:
         return False
     return False
+
+
+@contextlib.contextmanager
+def non_reader(port: int, kind: str, subscribe: bool = False):
+    """A ZeroMQ peer on the kernel's `port` that takes (almost) nothing it is sent:
+    a one-message receive queue and a 4 KiB socket buffer, never read."""
+    import zmq
+
+    ctx = zmq.Context()
+    sock = ctx.socket(getattr(zmq, kind))
+    sock.setsockopt(zmq.RCVHWM, 1)
+    sock.setsockopt(zmq.RCVBUF, 4096)
+    if subscribe:
+        sock.setsockopt(zmq.SUBSCRIBE, b"")
+    sock.connect(f"tcp://127.0.0.1:{port}")
+    try:
+        yield sock
+    finally:
+        sock.close(linger=0)
+        ctx.term()
 
 
 # The kernel's sockets and the type of peer each expects.
@@ -145,17 +166,8 @@ def test_a_malformed_request_gets_an_error_reply(kc, msg_type, content):
 
 
 def test_a_subscriber_that_never_reads_does_not_hold_up_the_kernel(kernel):
-    import zmq
-
     km, kc = kernel
-    info = km.get_connection_info()
-    ctx = zmq.Context()
-    stalled = ctx.socket(zmq.SUB)
-    stalled.setsockopt(zmq.RCVHWM, 1)
-    stalled.setsockopt(zmq.RCVBUF, 4096)
-    stalled.setsockopt(zmq.SUBSCRIBE, b"")
-    stalled.connect(f"tcp://127.0.0.1:{info['iopub_port']}")
-    try:
+    with non_reader(km.get_connection_info()["iopub_port"], "SUB", subscribe=True):
         time.sleep(1)
         pid = kh.kernel_pid(km)
         # About 30 MB of output: far more than the stalled subscriber's buffers hold.
@@ -167,25 +179,18 @@ def test_a_subscriber_that_never_reads_does_not_hold_up_the_kernel(kernel):
         answered = time.monotonic() - started
         assert answered < 10, f"a cell took {answered:.1f} s while a subscriber stalled"
         assert kh.rss_kib(pid) < 1024 * 1024, "the kernel grew past 1 GiB"
-    finally:
-        stalled.close(linger=0)
-        ctx.term()
 
 
 def test_the_heartbeat_answers_others_while_one_peer_never_reads(kernel):
     import zmq
 
     km, _ = kernel
-    info = km.get_connection_info()
-    ctx = zmq.Context()
-    greedy = ctx.socket(zmq.DEALER)
-    greedy.setsockopt(zmq.RCVBUF, 4096)
-    greedy.setsockopt(zmq.RCVHWM, 1)
-    greedy.connect(f"tcp://127.0.0.1:{info['hb_port']}")
-    ping = ctx.socket(zmq.REQ)
-    ping.setsockopt(zmq.RCVTIMEO, 5000)
-    ping.connect(f"tcp://127.0.0.1:{info['hb_port']}")
-    try:
+    port = km.get_connection_info()["hb_port"]
+    ping_socket = contextlib.closing(zmq.Context.instance().socket(zmq.REQ))
+    with non_reader(port, "DEALER") as greedy, ping_socket as ping:
+        ping.setsockopt(zmq.LINGER, 0)
+        ping.setsockopt(zmq.RCVTIMEO, 5000)
+        ping.connect(f"tcp://127.0.0.1:{port}")
         payload = b"p" * (1 << 20)
         for _ in range(64):  # 64 MiB of echoes it never reads
             greedy.send_multipart([b"", payload])
@@ -197,10 +202,6 @@ def test_the_heartbeat_answers_others_while_one_peer_never_reads(kernel):
             worst = max(worst, time.monotonic() - t0)
             time.sleep(0.2)
         assert worst < 3, f"a heartbeat took {worst:.1f} s"
-    finally:
-        greedy.close(linger=0)
-        ping.close(linger=0)
-        ctx.term()
 
 
 def test_pathological_nesting_is_a_clear_error_and_the_kernel_stays_up(kernel):
@@ -341,18 +342,12 @@ def test_a_lone_surrogate_is_replaced_and_content_that_is_not_json_gets_an_error
 
 
 def test_a_client_that_never_reads_its_replies_does_not_stop_the_others(kernel):
-    import zmq
     from jupyter_client.session import Session
 
     km, kc = kernel
     info = km.get_connection_info()
-    ctx = zmq.Context()
-    greedy = ctx.socket(zmq.DEALER)
-    greedy.setsockopt(zmq.RCVHWM, 1)
-    greedy.setsockopt(zmq.RCVBUF, 4096)
-    greedy.connect(f"tcp://127.0.0.1:{info['shell_port']}")
     session = Session(key=info["key"], signature_scheme=info["signature_scheme"])
-    try:
+    with non_reader(info["shell_port"], "DEALER") as greedy:
         pid = kh.kernel_pid(km)
         for _ in range(3000):  # 3000 replies it never reads
             session.send(greedy, "kernel_info_request", {})
@@ -362,9 +357,6 @@ def test_a_client_that_never_reads_its_replies_does_not_stop_the_others(kernel):
         waited = time.monotonic() - t0
         assert waited < 20, f"another client waited {waited:.1f} s"
         assert kh.rss_kib(pid) < 512 * 1024
-    finally:
-        greedy.close(linger=0)
-        ctx.term()
 
 
 # --- files ----------------------------------------------------------------------------
