@@ -286,11 +286,14 @@ fn load(lib: &str, symbol: &str) -> Result<fn(), String> {
 }
 
 fn run_cell(entry: fn()) {
+    crate::snapshot::cell_starts();
     INTERRUPTED.store(false, Ordering::Relaxed);
     KEPT.lock().unwrap_or_else(|e| e.into_inner()).clear();
     ERROR_FORMAT.store(0, Ordering::Relaxed);
     RUNNING.store(true, Ordering::Release);
     let outcome = panic::catch_unwind(AssertUnwindSafe(entry));
+    // A snapshot that failed before this cell ended is told in its output.
+    crate::snapshot::cell_ends();
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();
     RUNNING.store(false, Ordering::Release);

@@ -54,6 +54,8 @@ fn with<R>(f: impl FnOnce(&mut HashMap<String, Erased>) -> R) -> R {
 /// once, then free with [`free_block`]).
 #[inline(never)]
 pub fn take_raw(name: &str, type_id: TypeId, wanted: &'static str) -> *mut u8 {
+    // The cell may change it: a snapshot still being written is stale.
+    crate::snapshot::cancel(name);
     let Some(e) = with(|m| m.remove(name)) else {
         panic!("ferrocell: the session variable `{name}` is gone (the runner restarted)")
     };
@@ -155,7 +157,7 @@ pub fn guarded<'a>(body: Box<dyn FnOnce() + 'a>) -> Option<Box<dyn Any + Send>> 
 /// Forgets a variable (for `%reset` and redefinitions), and its snapshot.
 pub fn remove(name: &str) {
     with(|m| m.remove(name));
-    snapshot(name, None);
+    crate::snapshot::remove(name);
 }
 
 /// Forgets every variable.
@@ -163,57 +165,43 @@ pub fn clear() {
     let names = names();
     with(|m| m.clear());
     for n in names {
-        snapshot(&n, None);
+        crate::snapshot::remove(&n);
     }
 }
 
-/// Where snapshots go: a private directory of the kernel's (`FERROCELL_SNAPSHOTS`),
-/// or nowhere when the prelude runs outside a kernel.
-fn snapshot_dir() -> Option<&'static std::path::Path> {
-    static DIR: std::sync::OnceLock<Option<std::path::PathBuf>> = std::sync::OnceLock::new();
-    DIR.get_or_init(|| std::env::var_os("FERROCELL_SNAPSHOTS").map(Into::into))
-        .as_deref()
+/// Saves the named variables' snapshots in the background (see [`crate::snapshot`]);
+/// a saver cell calls it with its names and its per-type code.
+pub fn save_snapshots(names: &[String], wait: bool, each: &mut dyn FnMut(&str)) {
+    crate::snapshot::save(names, wait, each);
 }
 
-/// Records the serialised value of a variable as it was put back, so that a new
-/// runner can get it back if this one dies; `None` (a type without serde support)
-/// removes an older snapshot. Written next to the final name and renamed over it, so
-/// a runner that dies half-way leaves the previous snapshot whole.
-pub fn snapshot(name: &str, bytes: Option<&[u8]>) {
-    // A worker process reads the session's snapshots; only the runner writes them.
+/// Writes one variable's snapshot from a saver (`None`: its type has no serde).
+pub fn write_snapshot(name: &str, serialise: Option<crate::snapshot::Serialiser<'_>>) {
+    crate::snapshot::write(name, serialise);
+}
+
+/// The snapshot of a variable, read as a stream, for restoring it in a new runner
+/// (a worker reads the bytes its coordinator sent).
+pub fn snapshot_reader(name: &str) -> Option<Box<dyn std::io::Read>> {
     if crate::__processes::is_worker() {
-        return;
+        return Some(Box::new(std::io::Cursor::new(
+            crate::worker::take_received(name)?,
+        )));
     }
-    let Some(dir) = snapshot_dir() else { return };
-    let path = dir.join(name);
-    match bytes {
-        // Unchanged: the file stays as it is, so worker processes that loaded it
-        // (they compare the file's identity) need not load it again.
-        Some(b)
-            if std::fs::metadata(&path).is_ok_and(|m| m.len() == b.len() as u64)
-                && std::fs::read(&path).is_ok_and(|old| old == b) => {}
-        Some(b) => {
-            let tmp = dir.join(format!(".{name}.tmp"));
-            let written = std::fs::write(&tmp, b).and_then(|_| std::fs::rename(&tmp, &path));
-            if written.is_err() {
-                // A full disk: better no snapshot (reported lost) than an old one.
-                let _ = std::fs::remove_file(&tmp);
-                let _ = std::fs::remove_file(&path);
-            }
-        }
-        None => {
-            let _ = std::fs::remove_file(&path);
-        }
-    }
+    let file = std::fs::File::open(crate::snapshot::dir()?.join(name)).ok()?;
+    Some(Box::new(std::io::BufReader::with_capacity(1 << 20, file)))
 }
 
-/// The snapshot of a variable, for restoring it in a new runner.
+/// The bytes of a variable's snapshot (a coordinator sends them to its workers).
 pub fn snapshot_bytes(name: &str) -> Option<Vec<u8>> {
-    // A worker is sent its variables' bytes by its coordinator.
-    if crate::__processes::is_worker() {
-        return crate::worker::take_received(name);
-    }
-    std::fs::read(snapshot_dir()?.join(name)).ok()
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut snapshot_reader(name)?, &mut bytes).ok()?;
+    Some(bytes)
+}
+
+/// The store, locked (a saver forks while holding it).
+pub(crate) fn lock_store() -> impl Drop {
+    STORE.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Whether the store holds a variable of that name.

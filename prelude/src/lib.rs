@@ -9,6 +9,7 @@ mod channel;
 mod display;
 mod input;
 mod json;
+mod snapshot;
 mod transport;
 mod worker;
 

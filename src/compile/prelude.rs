@@ -18,6 +18,7 @@ const SOURCES: &[(&str, &str)] = &[
     ("display.rs", include_str!("../../prelude/src/display.rs")),
     ("input.rs", include_str!("../../prelude/src/input.rs")),
     ("json.rs", include_str!("../../prelude/src/json.rs")),
+    ("snapshot.rs", include_str!("../../prelude/src/snapshot.rs")),
     ("__async.rs", include_str!("../../prelude/src/__async.rs")),
     (
         "__parallel.rs",

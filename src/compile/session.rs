@@ -1197,12 +1197,17 @@ impl Session {
         if let Some(built) = self.savers.get(ty) {
             return Ok(Some(built.clone()));
         }
+        // The first argument says whether to wait for the snapshot, the rest name
+        // the variables. The child that writes them forgets its copies rather than
+        // drop them: dropping may act on the world (a temporary directory's `Drop`).
         let code = format!(
-            "for __fc_name in ::ferrocell::__runner::args() {{\n\
-             let __fc_v = ::ferrocell::__vars::take::<{ty}>(&__fc_name);\n\
-             {{ use __fc_snap::{{ViaSerde as _, NoSerde as _}}; (&__fc_snap::Save(&__fc_v)).__fc_save(&__fc_name); }}\n\
-             ::ferrocell::__vars::put::<{ty}>(&__fc_name, __fc_v);\n\
-             }}"
+            "{{ let __fc_args = ::ferrocell::__runner::args();\n\
+             let (__fc_mode, __fc_names) = __fc_args.split_first().expect(\"a saver's arguments\");\n\
+             ::ferrocell::__vars::save_snapshots(__fc_names, __fc_mode == \"wait\", &mut |__fc_name: &str| {{\n\
+             let __fc_v = ::ferrocell::__vars::take::<{ty}>(__fc_name);\n\
+             {{ use __fc_snap::{{ViaSerde as _, NoSerde as _}}; (&__fc_snap::Save(&__fc_v)).__fc_save(__fc_name); }}\n\
+             ::std::mem::forget(__fc_v);\n\
+             }}); }}"
         );
         let mut parsed = cell::parse(&code).map_err(|e| CompileError::Code {
             summary: e.message.clone(),
@@ -1809,18 +1814,17 @@ pub struct Save<'a, T: ?Sized>(pub &'a T);
 pub trait ViaSerde { fn __fc_save(&self, name: &str); }
 impl<'a, T: ::serde::Serialize + ?Sized> ViaSerde for Save<'a, T> {
     fn __fc_save(&self, name: &str) {
-        let bytes = ::std::panic::catch_unwind(::std::panic::AssertUnwindSafe(|| ::__fc_bincode::serialize(self.0).ok())).ok().flatten();
-        ::ferrocell::__vars::snapshot(name, bytes.as_deref());
+        ::ferrocell::__vars::write_snapshot(name, ::std::option::Option::Some(&mut |w: &mut dyn ::std::io::Write| ::__fc_bincode::serialize_into(w, self.0).map_err(|e| e.to_string())));
     }
 }
 pub trait NoSerde { fn __fc_save(&self, name: &str); }
 impl<'a, T: ?Sized> NoSerde for &Save<'a, T> {
-    fn __fc_save(&self, name: &str) { ::ferrocell::__vars::snapshot(name, ::std::option::Option::None); }
+    fn __fc_save(&self, name: &str) { ::ferrocell::__vars::write_snapshot(name, ::std::option::Option::None); }
 }
 pub struct Load<T>(pub ::std::marker::PhantomData<T>);
 pub trait ViaDeserialize<T> { fn __fc_load(&self, name: &str) -> ::std::option::Option<T>; }
 impl<T: ::serde::de::DeserializeOwned> ViaDeserialize<T> for Load<T> {
-    fn __fc_load(&self, name: &str) -> ::std::option::Option<T> { ::__fc_bincode::deserialize(&::ferrocell::__vars::snapshot_bytes(name)?).ok() }
+    fn __fc_load(&self, name: &str) -> ::std::option::Option<T> { ::__fc_bincode::deserialize_from(::ferrocell::__vars::snapshot_reader(name)?).ok() }
 }
 pub trait NoDeserialize<T> { fn __fc_load(&self, name: &str) -> ::std::option::Option<T>; }
 impl<T> NoDeserialize<T> for &Load<T> {

@@ -2,5 +2,6 @@
 
 pub mod frames;
 pub mod runner;
+pub mod savers;
 
 pub use runner::{CellEvent, Runner, RunnerExit};

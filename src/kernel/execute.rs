@@ -242,6 +242,9 @@ type BaseDeps = JoinHandle<Result<BuiltDeps, String>>;
 
 type Warm = Result<(Toolchain, Prelude, BaseDeps), String>;
 
+/// How long a new runner waits for the snapshots the last one was writing.
+const SAVER_PATIENCE: Duration = Duration::from_secs(120);
+
 /// How long a cell waits for the serde build before it runs without snapshots
 /// (long enough for a build that is only a look at the cache).
 const BASE_WAIT: Duration = Duration::from_secs(1);
@@ -272,6 +275,10 @@ pub struct Executor {
     snapshots: tempfile::TempDir,
     /// Whether the user has been told that snapshots are off.
     told_no_snapshots: bool,
+    /// Whether variables are snapshotted after every cell (`FERROCELL_SNAPSHOTS=off`
+    /// turns that off: a dead runner then loses them; `%%parallel processes` still
+    /// snapshots what it sends).
+    after_each_cell: bool,
     /// Variables changed by the last cell, to snapshot before the next one.
     unsaved: Vec<String>,
     /// The cluster `%%parallel cluster` runs on (`%cluster start` or `connect`).
@@ -323,6 +330,7 @@ impl Executor {
             dep_set: DepSet::default(),
             snapshots,
             told_no_snapshots: false,
+            after_each_cell: std::env::var_os("FERROCELL_SNAPSHOTS").is_none_or(|v| v != "off"),
             unsaved: Vec::new(),
             cluster: None,
             engine_vars: Default::default(),
@@ -748,6 +756,7 @@ impl Executor {
                         if let Some(r) = self.runner.take() {
                             r.kill().await;
                         }
+                        crate::exec::savers::kill(self.snapshots.path());
                         // Their types name layers that are gone now.
                         self.engine_vars.clear();
                         if let Ok(dir) = std::fs::read_dir(self.snapshots.path()) {
@@ -766,6 +775,9 @@ impl Executor {
                         let dir = self.snapshots.path();
                         let snapshot = |name: &str| match std::fs::metadata(dir.join(name)) {
                             Ok(m) => format_bytes(m.len()),
+                            Err(_) if crate::exec::savers::writing(dir, name) => {
+                                "saving".to_string()
+                            }
                             Err(_) => "none".to_string(),
                         };
                         let listing = self
@@ -848,7 +860,7 @@ impl Executor {
             .collect();
         if !missing.is_empty() {
             self.unsaved.extend(missing);
-            self.save_snapshots().await;
+            self.save_snapshots(true).await;
         }
         let session = self.session.as_mut().expect("session");
         let mut versions = Vec::new();
@@ -1087,9 +1099,14 @@ impl Executor {
     }
 
     /// Snapshots the variables the last cell changed, once its reply is out (see
-    /// [`Session::build_saver`]). A variable whose saver cannot run loses its
-    /// snapshot, so that a crash reports it lost rather than restoring an old value.
-    pub async fn save_snapshots(&mut self) {
+    /// [`Session::build_saver`]): the runner forks a saver that writes them in the
+    /// background, and returns at once unless `wait`. A variable whose saver cannot
+    /// run loses its snapshot, so that a crash reports it lost rather than restoring
+    /// an old value.
+    pub async fn save_snapshots(&mut self, wait: bool) {
+        if !wait && !self.after_each_cell {
+            return;
+        }
         let mut names = std::mem::take(&mut self.unsaved);
         names.sort();
         names.dedup();
@@ -1119,7 +1136,10 @@ impl Executor {
                     continue;
                 }
             };
-            built.args = names.clone();
+            let mode = if wait { "wait" } else { "background" };
+            built.args = std::iter::once(mode.to_string())
+                .chain(names.iter().cloned())
+                .collect();
             let mut sink = Sink::new(None, self.count);
             let msg = internal_request();
             if let (Err(e), _) = self
@@ -1148,6 +1168,15 @@ impl Executor {
     /// After the runner died: starts a new one and puts back every variable that has
     /// a snapshot. Returns the names restored, and each lost one with the reason.
     async fn restore_vars(&mut self, irq: &mut watch::Receiver<u64>) -> (Vec<String>, Vec<String>) {
+        // Savers of the dead runner's last cells finish their snapshots first.
+        let dir = self.snapshots.path().to_path_buf();
+        if !crate::exec::savers::wait(&dir, SAVER_PATIENCE).await {
+            tracing::warn!(
+                "snapshot savers still running after {SAVER_PATIENCE:?}; restoring without them"
+            );
+            crate::exec::savers::kill(&dir);
+        }
+        let off = !self.after_each_cell;
         let Some(session) = self.session.as_mut() else {
             return (vec![], vec![]);
         };
@@ -1159,7 +1188,13 @@ impl Executor {
             .collect();
         for (name, ty) in &names {
             if !session.has_snapshot(name) {
-                let why = if session.snapshots() {
+                let why = if off {
+                    "snapshots are off (FERROCELL_SNAPSHOTS=off)".to_string()
+                } else if crate::exec::savers::writing(&dir, name) {
+                    "its snapshot was still being written".to_string()
+                } else if let Some(failure) = crate::exec::savers::failure(&dir, name) {
+                    format!("its snapshot failed: {failure}")
+                } else if session.snapshots() {
                     format!("`{ty}` has no serde support")
                 } else {
                     "snapshots were off (serde was not built yet)".to_string()

@@ -133,6 +133,7 @@ pub async fn run(connection_file: &Path) -> anyhow::Result<()> {
     }
     // What the runners' cells started ends with the kernel.
     crate::exec::runner::kill_all_groups();
+    crate::exec::savers::kill(&snapshots);
     // A cluster this kernel started and did not stop: its key file and batch jobs.
     crate::cluster::leftovers::clean_up(std::time::Duration::from_secs(5));
     // The values of the session's variables do not outlive it.

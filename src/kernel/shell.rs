@@ -193,7 +193,7 @@ impl Shell {
             self.abort(&m).await;
         }
         // While the client shows the cell as done: snapshot what it changed.
-        self.executor.save_snapshots().await;
+        self.executor.save_snapshots(false).await;
     }
 
     /// Takes the execute requests already queued behind a failed cell (the client

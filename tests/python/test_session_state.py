@@ -101,6 +101,67 @@ def test_an_interrupt_that_kills_the_runner_restores_variables(kernel):
     assert value(kc, "kept[0].clone()") == '"still here"'
 
 
+BIG = "let big: Vec<u64> = (0..50_000_000).collect();"  # 400 MB: a second or so to save
+
+BAD_SERIALIZE = textwrap.dedent("""\
+    struct Bad;
+    impl serde::Serialize for Bad {
+        fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+            Err(serde::ser::Error::custom("refused on purpose"))
+        }
+    }
+    """)
+
+
+def test_a_crash_waits_for_the_snapshot_being_written(kc):
+    # Snapshots are written in the background; the crash comes while big's is.
+    ok(*run(kc, BIG))
+    reply, outputs = run(kc, "std::process::abort();")
+    text = error_text(of_type(outputs, "error")[0])
+    assert "Variables restored as of the last successful cell: big" in text, text
+    assert value(kc, "big[49_999_999]") == "49999999"
+
+
+def test_an_interrupt_for_a_later_cell_does_not_stop_a_snapshot(kernel):
+    km, kc = kernel
+    ok(*run(kc, BIG))
+    # This cell does not heed the interrupt: the kernel replaces the runner and
+    # kills its process group, but the saver of big has its own and finishes.
+    msg_id = kc.execute('println!("spinning");\nloop { std::hint::spin_loop(); }')
+    kh.wait_for_output(kc, msg_id)
+    km.interrupt_kernel()
+    reply = kh.shell_reply(kc, msg_id, time.monotonic() + 60)
+    assert reply["content"]["ename"] == "KeyboardInterrupt"
+    assert value(kc, "big.len()") == "50000000"
+
+
+def test_a_failed_snapshot_is_told_in_the_next_cell_and_at_a_crash(kc):
+    ok(*run(kc, BAD_SERIALIZE + "let b = Bad;\nlet n = 5u8;"))
+    # Told by the first cell that runs after the (background) saver ended, once.
+    told = []
+    for i in range(20):
+        reply, outputs = run(kc, f"{i} + 1")
+        ok(reply, outputs)
+        told.append("the snapshot of b: refused on purpose" in stream_text(outputs, "stderr"))
+        if any(told):
+            break
+        time.sleep(0.1)
+    assert told[-1] and told.count(True) == 1, told
+    assert "refused" not in kh.all_text(run(kc, "2 + 2")[1])
+    reply, outputs = run(kc, "std::process::abort();")
+    text = error_text(of_type(outputs, "error")[0])
+    assert "b (its snapshot failed: refused on purpose)" in text, text
+    assert value(kc, "n") == "5"
+
+
+def test_snapshots_can_be_turned_off(start_kernel):
+    km, kc = start_kernel(env={"FERROCELL_SNAPSHOTS": "off"})
+    ok(*run(kc, "let kept = 1u8;"))
+    reply, outputs = run(kc, "std::process::abort();")
+    text = error_text(of_type(outputs, "error")[0])
+    assert "kept (snapshots are off (FERROCELL_SNAPSHOTS=off))" in text, text
+
+
 def test_a_struct_whose_fields_have_no_serde_still_works(kc):
     ok(*run(kc, textwrap.dedent("""\
         struct Timer { start: std::time::Instant, label: String }
