@@ -26,7 +26,7 @@ pub struct Status {
 pub struct Client {
     pub path: PathBuf,
     pub file: ClusterFile,
-    link: Link,
+    link: Arc<Link>,
     send: DealerSendHalf,
     rx: mpsc::UnboundedReceiver<(Msg, Bytes)>,
     last_heard: Arc<Mutex<Instant>>,
@@ -49,10 +49,13 @@ impl Client {
         let (tx, rx) = mpsc::unbounded_channel();
         let last_heard = Arc::new(Mutex::new(Instant::now()));
         let heard = last_heard.clone();
-        let link = Link::new(&file.key);
+        // One link for both directions: replies teach it the controller's session,
+        // which every later message is addressed to.
+        let link = Arc::new(Link::new(&file.key));
+        let receiving = link.clone();
         tokio::spawn(async move {
             while let Ok(raw) = recv.recv().await {
-                match link.decode(raw) {
+                match receiving.decode(raw) {
                     Ok(m) => {
                         *heard.lock().expect("heard") = Instant::now();
                         if m.msg == Msg::Heartbeat {
@@ -70,7 +73,7 @@ impl Client {
         });
         let mut c = Client {
             path: path.to_path_buf(),
-            link: Link::new(&file.key),
+            link,
             file,
             send,
             rx,

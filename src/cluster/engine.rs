@@ -133,7 +133,9 @@ async fn post(send: &mut zeromq::DealerSendHalf, raw: zeromq::ZmqMessage) -> any
 /// Runs an engine until its controller says to stop, or falls silent.
 pub async fn run(cf: ClusterFile) -> anyhow::Result<()> {
     use anyhow::Context;
-    let link = Link::new(&cf.key);
+    // One link for both directions: the controller's `Registered` teaches it the
+    // session every later message is addressed to.
+    let link = std::sync::Arc::new(Link::new(&cf.key));
     let toolchain = crate::compile::Toolchain::probe()
         .await
         .context("this engine needs rustc to build its runner")?;
@@ -192,9 +194,10 @@ pub async fn run(cf: ClusterFile) -> anyhow::Result<()> {
 
     // Frames from the controller, verified, in order.
     let (in_tx, mut in_rx) = mpsc::unbounded_channel::<(Msg, Bytes)>();
+    let receiving = link.clone();
     tokio::spawn(async move {
         while let Ok(raw) = recv.recv().await {
-            match link.decode(raw) {
+            match receiving.decode(raw) {
                 Ok(m) => {
                     if in_tx.send((m.msg, m.payload)).is_err() {
                         return;
@@ -204,7 +207,6 @@ pub async fn run(cf: ClusterFile) -> anyhow::Result<()> {
             }
         }
     });
-    let link = Link::new(&cf.key);
     let (w_tx, mut w_rx) = mpsc::unbounded_channel();
     let mut worker: Option<Worker> = None;
     let mut beat = tokio::time::interval(HEARTBEAT);

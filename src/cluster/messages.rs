@@ -10,6 +10,7 @@ use crate::protocol::{Header, Signer};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
 use std::path::Path;
 use zeromq::ZmqMessage;
 
@@ -189,6 +190,19 @@ pub enum Msg {
     Stopped,
 }
 
+impl Msg {
+    /// The first words of a link, sent before the sender knows who will answer: an
+    /// engine's `Register`, a kernel's `Hello` or `Status`. Only these may go
+    /// unaddressed, and only while fresh (see [`GREETING_WINDOW`]); none of them runs
+    /// or changes anything on an engine.
+    fn is_greeting(&self) -> bool {
+        matches!(self, Msg::Register { .. } | Msg::Hello | Msg::Status)
+    }
+}
+
+/// How old (or how far ahead, for clocks that differ) an unaddressed greeting may be.
+const GREETING_WINDOW: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
+
 #[derive(Serialize, Deserialize)]
 struct Envelope {
     #[serde(flatten)]
@@ -196,6 +210,13 @@ struct Envelope {
     /// SHA-256 of the payload, hex; empty when there is none.
     #[serde(default)]
     digest: String,
+    /// The recipient's link session; empty only in a greeting.
+    #[serde(default)]
+    to: String,
+    /// The sender's count of messages, from 1: each receiver takes a sender's
+    /// numbers only in increasing order.
+    #[serde(default)]
+    seq: u64,
 }
 
 /// Why a message was dropped.
@@ -207,12 +228,36 @@ pub enum LinkError {
     BadPayload,
     #[error("unknown message: {0}")]
     Unknown(String),
+    #[error("addressed to another process (another engine, or an earlier run of this one)")]
+    Misdirected,
+    #[error("sequence number {seq} from {from} after {last} (a replay)")]
+    Replayed { from: String, seq: u64, last: u64 },
+    #[error(
+        "an unaddressed {0} that is not fresh (sent more than 5 minutes ago, or the clocks differ)"
+    )]
+    Stale(&'static str),
 }
 
-/// Signs and verifies the cluster's messages with its key.
+/// Signs and verifies the cluster's messages with its key, and addresses them:
+/// every message names its recipient's link session and carries the sender's
+/// sequence number, both signed, so a captured message cannot be replayed to
+/// another engine, to a restarted one, or to the same one again.
 pub struct Link {
     signer: Signer,
     session: String,
+    next_seq: std::sync::atomic::AtomicU64,
+    peers: std::sync::Mutex<Peers>,
+}
+
+/// What a link learnt from the messages it verified.
+#[derive(Default)]
+struct Peers {
+    /// The sender's session by ROUTER identity (the controller's side).
+    by_identity: HashMap<Bytes, String>,
+    /// The session of the one peer of a DEALER (an engine's or a kernel's side).
+    peer: Option<String>,
+    /// The last sequence number taken from each sender session.
+    last_seq: HashMap<String, u64>,
 }
 
 /// A verified message: who sent it (the ROUTER identity, if any), what, and its
@@ -228,21 +273,41 @@ impl Link {
         Link {
             signer: Signer::new(key),
             session: uuid::Uuid::new_v4().simple().to_string(),
+            next_seq: std::sync::atomic::AtomicU64::new(1),
+            peers: Default::default(),
         }
     }
 
+    /// Signs `msg` for the peer behind `identities` (a ROUTER's) or for the one peer
+    /// (a DEALER's); until that peer has spoken, only a greeting can be sent.
     pub fn encode(&self, identities: &[Bytes], msg: Msg, payload: Option<Bytes>) -> ZmqMessage {
         let digest = payload
             .as_ref()
             .map(|p| hex::encode(Sha256::digest(p)))
             .unwrap_or_default();
+        let to = {
+            let peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
+            match identities.first() {
+                Some(id) => peers.by_identity.get(id).cloned(),
+                None => peers.peer.clone(),
+            }
+            .unwrap_or_default()
+        };
+        let seq = self
+            .next_seq
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let header = Header::new("cluster", &self.session);
         let buffers: Vec<Bytes> = payload.into_iter().collect();
         let frames = self.signer.encode_with_buffers(
             identities,
             &header,
             None,
-            &Envelope { msg, digest },
+            &Envelope {
+                msg,
+                digest,
+                to,
+                seq,
+            },
             &buffers,
         );
         ZmqMessage::try_from(frames).expect("a message has frames")
@@ -261,11 +326,47 @@ impl Link {
         if digest != env.digest {
             return Err(LinkError::BadPayload);
         }
+        if env.to.is_empty() {
+            let fresh = chrono::DateTime::parse_from_rfc3339(&m.header.date)
+                .is_ok_and(|t| (chrono::Utc::now() - t.to_utc()).abs() <= GREETING_WINDOW);
+            if !env.msg.is_greeting() || !fresh {
+                return Err(LinkError::Stale(kind(&env.msg)));
+            }
+        } else if env.to != self.session {
+            return Err(LinkError::Misdirected);
+        }
+        let from = m.header.session;
+        let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
+        let last = peers.last_seq.get(&from).copied().unwrap_or(0);
+        if env.seq <= last {
+            return Err(LinkError::Replayed {
+                from,
+                seq: env.seq,
+                last,
+            });
+        }
+        peers.last_seq.insert(from.clone(), env.seq);
+        match m.identities.first() {
+            Some(id) => {
+                peers.by_identity.insert(id.clone(), from);
+            }
+            None => peers.peer = Some(from),
+        }
         Ok(Received {
             identities: m.identities,
             msg: env.msg,
             payload,
         })
+    }
+}
+
+/// A message's kind, as the wire names it.
+fn kind(msg: &Msg) -> &'static str {
+    match msg {
+        Msg::Register { .. } => "register",
+        Msg::Hello => "hello",
+        Msg::Status => "status",
+        _ => "message",
     }
 }
 
@@ -287,17 +388,117 @@ pub fn new_key() -> String {
 mod tests {
     use super::*;
 
+    /// What a ROUTER hands the controller: the sender's identity, then its frames.
+    fn via_router(identity: &'static [u8], raw: ZmqMessage) -> ZmqMessage {
+        let mut frames = raw.into_vec();
+        frames.insert(0, Bytes::from_static(identity));
+        ZmqMessage::try_from(frames).unwrap()
+    }
+
+    /// A message signed with the key but with a hand-made envelope and date.
+    fn forged(link: &Link, msg: Msg, to: &str, seq: u64, date: &str) -> ZmqMessage {
+        let mut header = Header::new("cluster", &link.session);
+        header.date = date.to_string();
+        let env = Envelope {
+            msg,
+            digest: String::new(),
+            to: to.to_string(),
+            seq,
+        };
+        let frames = link
+            .signer
+            .encode_with_buffers(&[], &header, None, &env, &[]);
+        ZmqMessage::try_from(frames).unwrap()
+    }
+
+    fn register() -> Msg {
+        Msg::Register {
+            host: "h".into(),
+            pid: 1,
+            versions: Versions {
+                ferrocell: "0".into(),
+                rustc: "r".into(),
+                target: "t".into(),
+            },
+            mpi_rank: None,
+        }
+    }
+
+    #[test]
+    fn messages_name_their_recipient_and_cannot_be_replayed_elsewhere() {
+        let controller = Link::new("k");
+        let (one, two) = (Link::new("k"), Link::new("k"));
+        for (id, engine) in [(&b"one"[..], &one), (&b"two"[..], &two)] {
+            // An engine's first word is an unaddressed greeting ...
+            let got = controller
+                .decode(via_router(id, engine.encode(&[], register(), None)))
+                .unwrap();
+            assert_eq!(got.identities, vec![Bytes::from_static(id)]);
+            // ... and the answer teaches it the controller's session.
+            let id = Bytes::from_static(id);
+            let raw = controller.encode(&[id], Msg::Registered { engine: 0 }, None);
+            engine.decode(raw).unwrap();
+        }
+        let run = controller.encode(
+            &[Bytes::from_static(b"one")],
+            Msg::ToWorker { tag: 101 },
+            Some(Bytes::from_static(b"code")),
+        );
+        let frames = run.into_vec();
+        let to_engine = ZmqMessage::try_from(frames[1..].to_vec()).unwrap();
+        assert!(one.decode(to_engine.clone()).is_ok());
+        // The same message again, to another engine, or to a restarted one.
+        assert!(one.decode(to_engine.clone()).is_err());
+        assert!(matches!(
+            two.decode(to_engine.clone()),
+            Err(LinkError::Misdirected)
+        ));
+        assert!(matches!(
+            Link::new("k").decode(to_engine),
+            Err(LinkError::Misdirected)
+        ));
+        // Engines answer addressed, in sequence.
+        let reply = one.encode(&[], Msg::FromWorker { tag: 7 }, None);
+        controller.decode(via_router(b"one", reply)).unwrap();
+        // A fresh signature with an old sequence number is a replay.
+        let now = crate::protocol::header::now_iso8601();
+        let old = forged(&one, Msg::Heartbeat, &controller.session, 1, &now);
+        assert!(matches!(
+            controller.decode(via_router(b"one", old)),
+            Err(LinkError::Replayed { .. })
+        ));
+        // Only greetings go unaddressed, and only fresh ones.
+        let unaddressed = forged(&two, Msg::FromWorker { tag: 7 }, "", 50, &now);
+        assert!(matches!(
+            controller.decode(via_router(b"two", unaddressed)),
+            Err(LinkError::Stale(_))
+        ));
+        let late = forged(&two, register(), "", 51, "2020-01-01T00:00:00.000000Z");
+        assert!(matches!(
+            controller.decode(via_router(b"two", late)),
+            Err(LinkError::Stale(_))
+        ));
+    }
+
     #[test]
     fn signed_messages_round_trip_and_tampering_is_refused() {
-        let link = Link::new("k");
-        let raw = link.encode(
-            &[],
+        // The kernel's side (a DEALER) greets the controller's (a ROUTER) and is answered.
+        let (link, controller) = (Link::new("k"), Link::new("k"));
+        controller
+            .decode(via_router(b"kernel", link.encode(&[], Msg::Hello, None)))
+            .unwrap();
+        let answer = controller.encode(&[Bytes::from_static(b"kernel")], Msg::Stopped, None);
+        let answer = ZmqMessage::try_from(answer.into_vec()[1..].to_vec()).unwrap();
+        link.decode(answer).unwrap();
+        let raw = controller.encode(
+            &[Bytes::from_static(b"kernel")],
             Msg::Send {
                 engine: 2,
                 tag: 101,
             },
             Some(Bytes::from_static(b"lib\0sym")),
         );
+        let raw = ZmqMessage::try_from(raw.into_vec()[1..].to_vec()).unwrap();
         let got = link.decode(raw.clone()).unwrap();
         assert_eq!(
             got.msg,
@@ -313,7 +514,7 @@ mod tests {
         let other = Link::new("not-k");
         let raw = other.encode(&[], Msg::Hello, None);
         assert!(link.decode(raw).is_err());
-        let mut frames = link
+        let mut frames = controller
             .encode(
                 &[],
                 Msg::ToWorker { tag: 101 },
