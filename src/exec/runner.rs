@@ -202,7 +202,9 @@ fn describe(status: std::process::ExitStatus) -> String {
     }
 }
 
-fn decode(t: u8, payload: Vec<u8>) -> Option<CellEvent> {
+/// What a runner frame means to the kernel; `None` for a frame it ignores. Public for
+/// the fuzz target that feeds it arbitrary frames.
+pub fn decode(t: u8, payload: Vec<u8>) -> Option<CellEvent> {
     let text = || String::from_utf8_lossy(&payload).into_owned();
     Some(match t {
         tag::STDOUT => CellEvent::Stdout(payload),

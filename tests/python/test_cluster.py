@@ -3,6 +3,7 @@ local launcher, reached over TCP with every message signed."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -127,8 +128,14 @@ def test_an_engine_killed_mid_run_loses_no_item(kc):
     assert time.monotonic() - killed < 20
 
 
-def cluster_msg(kind, **fields):
-    return {"kind": kind, "digest": "", **fields}
+_seq = itertools.count(1)
+
+
+def cluster_msg(kind, to="", seq=None, **fields):
+    """A cluster message's content: addressed to a link session (empty only for a
+    greeting) and numbered in the sender's sequence."""
+    return {"kind": kind, "digest": "", "to": to, "seq": next(_seq) if seq is None else seq,
+            **fields}
 
 
 def test_forged_messages_are_refused_by_controller_and_engine(kc, tmp_path):
@@ -182,14 +189,14 @@ def test_forged_messages_are_refused_by_controller_and_engine(kc, tmp_path):
         assert router.poll(60_000), "the engine did not register"
         ident, *frames = router.recv_multipart()
         _, register = good.feed_identities(frames)
-        assert good.deserialize(register)["content"]["kind"] == "register"
-        good.send(router, "cluster", cluster_msg("registered", engine=0), ident=[ident])
+        register = good.deserialize(register)
+        assert register["content"]["kind"] == "register"
+        engine_session = register["header"]["session"]
+        good.send(router, "cluster", cluster_msg("registered", to=engine_session, engine=0),
+                  ident=[ident])
         digest = __import__("hashlib").sha256(b"/nonexistent/lib.so\0entry").hexdigest()
 
-        # (An engine leaves a controller silent for 10 s: the whole exchange is quicker.)
-        def run_on_engine(session, wait):
-            session.send(router, "cluster", cluster_msg("to_worker", tag=101) | {"digest": digest},
-                         ident=[ident], buffers=[b"/nonexistent/lib.so\0entry"])
+        def wait_for_worker(wait):
             deadline = time.monotonic() + wait
             while time.monotonic() < deadline:
                 if not router.poll(200):
@@ -201,15 +208,35 @@ def test_forged_messages_are_refused_by_controller_and_engine(kc, tmp_path):
                     return content["tag"]
             return None
 
-        assert run_on_engine(Session(key=b"forged", signature_scheme="hmac-sha256"), 1.5) is None
-        assert run_on_engine(Session(key=b"", signature_scheme="hmac-sha256"), 1.5) is None
-        assert run_on_engine(good, 5) == 9  # LOAD_ERROR: the real key gets through
+        # (An engine leaves a controller silent for 10 s: the whole exchange is quicker.)
+        def run_on_engine(session, wait, to=engine_session, seq=None, raw=None):
+            content = cluster_msg("to_worker", to=to, seq=seq, tag=101) | {"digest": digest}
+            if raw is None:
+                raw = session.serialize(session.msg("cluster", content), ident=[ident])
+                raw.append(b"/nonexistent/lib.so\0entry")
+            router.send_multipart(raw)
+            return wait_for_worker(wait), raw, content
+
+        assert run_on_engine(Session(key=b"forged", signature_scheme="hmac-sha256"), 1.5)[0] is None
+        assert run_on_engine(Session(key=b"", signature_scheme="hmac-sha256"), 1.5)[0] is None
+        # Signed with the key but meant for another engine (or an earlier run of this
+        # one), or not addressed at all: nothing runs.
+        assert run_on_engine(good, 1.5, to="another-engine")[0] is None
+        assert run_on_engine(good, 1.5, to="")[0] is None
+        tag, raw, content = run_on_engine(good, 5)
+        assert tag == 9  # LOAD_ERROR: the real key and address get through
+        # The same message again, and a freshly signed one with a used number: replays.
+        assert run_on_engine(good, 1.5, raw=raw)[0] is None
+        assert run_on_engine(good, 1.5, seq=content["seq"])[0] is None
     finally:
         engine.kill()
         log = engine.communicate()[0]
         router.close(linger=0)
         ctx.destroy(linger=0)
     assert "dropped a message that was not the controller's" in log, log
+    assert "addressed to another process" in log, log
+    assert "an unaddressed message that is not fresh" in log, log
+    assert "(a replay)" in log, log
 
 
 def test_a_dead_controller_fails_the_cell_clearly_and_the_kernel_goes_on(kc):

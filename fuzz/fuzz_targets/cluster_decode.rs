@@ -1,0 +1,24 @@
+//! The cluster's message decoder (controller, engines and kernels run it on every
+//! message): as sent, then re-signed with the cluster key so that the envelope,
+//! addressing, sequence and payload digest checks are reached.
+#![no_main]
+
+#[path = "common.rs"]
+mod common;
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let link = ferrocell::cluster::messages::Link::new(common::KEY);
+    let mut frames = common::frames(data);
+    if frames.is_empty() {
+        return;
+    }
+    if let Ok(raw) = zeromq::ZmqMessage::try_from(frames.clone()) {
+        let _ = link.decode(raw);
+    }
+    common::resign(&mut frames);
+    if let Ok(raw) = zeromq::ZmqMessage::try_from(frames) {
+        let _ = link.decode(raw);
+    }
+});
