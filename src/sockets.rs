@@ -26,9 +26,23 @@ pub fn max_message_bytes() -> usize {
     mib.saturating_mul(1 << 20)
 }
 
-/// The options every socket is opened with.
+/// The options every socket that takes requests, cells and values is opened with.
 pub fn options() -> SocketOptions {
+    limited(max_message_bytes())
+}
+
+/// The largest inbound message on sockets that only ever take small ones: IOPub
+/// (subscriptions) and the heartbeat (pings). A peer that sends more is cut off.
+pub const SMALL_MESSAGES: usize = 64 << 10;
+
+/// The largest inbound message on the stdin and control sockets (typed input, and
+/// shutdown, interrupt and debug requests).
+pub const MEDIUM_MESSAGES: usize = 16 << 20;
+
+/// Options for a socket whose inbound messages are at most `bytes` (or the general
+/// limit, if that is lower).
+pub fn limited(bytes: usize) -> SocketOptions {
     let mut o = SocketOptions::default();
-    o.max_message_size(max_message_bytes());
+    o.max_message_size(bytes.min(max_message_bytes()));
     o
 }

@@ -332,6 +332,23 @@ fn start_flusher() {
         .expect("spawn flusher");
 }
 
+/// Joins the previous cell's thread before the next cell runs, so that its
+/// thread-locals are dropped and no two cells overlap. It has already reported its
+/// end; one that does not finish soon after (a thread-local's `Drop` that blocks) is
+/// left behind with a line in the new cell's output, rather than hang the runner.
+fn join_cell(last: &mut Option<std::thread::JoinHandle<()>>) {
+    let Some(handle) = last.take() else { return };
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    while !handle.is_finished() {
+        if std::time::Instant::now() > deadline {
+            eprintln!("ferrocell: the previous cell's thread has not finished ending; this cell runs beside it");
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let _ = handle.join();
+}
+
 /// The runner's main loop. Exits when the kernel closes the channel.
 pub fn main() {
     install_panic_hook();
@@ -341,6 +358,7 @@ pub fn main() {
     };
     start_flusher();
     channel::send(tag::READY, std::process::id().to_string().as_bytes());
+    let mut last_cell: Option<std::thread::JoinHandle<()>> = None;
     while let Some((t, payload)) = channel::read_frame(&mut reader) {
         match t {
             // A worker runs one cell at a time: a RUN while one still runs (its
@@ -360,14 +378,18 @@ pub fn main() {
                 *CURRENT.lock().unwrap_or_else(|e| e.into_inner()) =
                     (lib.to_string(), symbol.to_string());
                 crate::worker::new_cell();
+                join_cell(&mut last_cell);
                 match load(lib, symbol) {
                     Ok(entry) => {
                         let spawned = std::thread::Builder::new()
                             .name("cell".into())
                             .stack_size(256 << 20)
                             .spawn(move || run_cell(entry));
-                        if let Err(e) = spawned {
-                            channel::send(tag::LOAD_ERROR, e.to_string().as_bytes());
+                        match spawned {
+                            Ok(handle) => last_cell = Some(handle),
+                            Err(e) => {
+                                channel::send(tag::LOAD_ERROR, e.to_string().as_bytes());
+                            }
                         }
                     }
                     Err(e) => {

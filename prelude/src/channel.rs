@@ -23,6 +23,10 @@ const FD_CLOEXEC: std::ffi::c_int = 1;
 
 struct Channel {
     writer: Mutex<UnixStream>,
+    /// The runner's pid. A process a cell forks without exec shares the socket: its
+    /// frames (a second DONE, a panic, output) would be taken for the runner's, so
+    /// it sends none; what it writes goes to its real stdout and stderr.
+    owner: u32,
 }
 
 static CHANNEL: OnceLock<Option<Channel>> = OnceLock::new();
@@ -40,6 +44,7 @@ fn channel() -> Option<&'static Channel> {
             let stream = unsafe { UnixStream::from_raw_fd(CHANNEL_FD) };
             Some(Channel {
                 writer: Mutex::new(stream),
+                owner: std::process::id(),
             })
         })
         .as_ref()
@@ -49,6 +54,9 @@ fn channel() -> Option<&'static Channel> {
 /// is not running inside a runner), so callers can fall back to plain stdout.
 pub fn send(tag: u8, payload: &[u8]) -> bool {
     let Some(ch) = channel() else { return false };
+    if std::process::id() != ch.owner {
+        return false;
+    }
     let mut w = ch.writer.lock().unwrap_or_else(|e| e.into_inner());
     let mut head = [0u8; 5];
     head[0] = tag;

@@ -22,6 +22,7 @@ pub mod shell;
 pub mod std_docs;
 pub mod stdin;
 
+use crate::sockets::{limited, MEDIUM_MESSAGES, SMALL_MESSAGES};
 use crate::protocol::{ConnectionInfo, Signer};
 use anyhow::Context;
 use std::path::Path;
@@ -60,15 +61,15 @@ pub async fn run(connection_file: &Path) -> anyhow::Result<()> {
     // One session id per kernel process: clients notice restarts by its change.
     let session = uuid::Uuid::new_v4().to_string();
 
-    let mut iopub_socket = XPubSocket::with_options(crate::sockets::options());
+    let mut iopub_socket = XPubSocket::with_options(limited(SMALL_MESSAGES));
     bind(&mut iopub_socket, &info, info.iopub_port, "iopub").await?;
     let mut shell_socket = RouterSocket::with_options(crate::sockets::options());
     bind(&mut shell_socket, &info, info.shell_port, "shell").await?;
-    let mut control_socket = RouterSocket::with_options(crate::sockets::options());
+    let mut control_socket = RouterSocket::with_options(limited(MEDIUM_MESSAGES));
     bind(&mut control_socket, &info, info.control_port, "control").await?;
-    let mut stdin_socket = RouterSocket::with_options(crate::sockets::options());
+    let mut stdin_socket = RouterSocket::with_options(limited(MEDIUM_MESSAGES));
     bind(&mut stdin_socket, &info, info.stdin_port, "stdin").await?;
-    let mut hb_socket = RepSocket::with_options(crate::sockets::options());
+    let mut hb_socket = RepSocket::with_options(limited(SMALL_MESSAGES));
     bind(&mut hb_socket, &info, info.hb_port, "heartbeat").await?;
 
     let iopub = iopub::spawn(iopub_socket, signer.clone(), session.clone());

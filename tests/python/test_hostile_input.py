@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import kernel_helpers as kh
-from kernel_helpers import ok, run, value
+from kernel_helpers import of_type, ok, run, value
 
 TIB = 1 << 40
 
@@ -394,3 +394,37 @@ def test_a_runner_that_dies_is_noticed_even_when_a_forked_child_holds_its_channe
     assert reply["content"]["ename"] == "RunnerDied", reply["content"]
     assert time.monotonic() - t0 < 30
     assert value(kc, "4 * 4") == "16"
+
+
+@pytest.mark.parametrize("port,peer,limit", [("hb_port", b"REQ", 64 << 10),
+                                             ("iopub_port", b"SUB", 64 << 10),
+                                             ("stdin_port", b"DEALER", 16 << 20)])
+def test_sockets_that_take_small_messages_refuse_large_ones(kernel, port, peer, limit):
+    km, kc = kernel
+    info = km.get_connection_info()
+    # One byte over the socket's own limit (far under the general 256 MiB).
+    s = connect(info[port])
+    s.sendall(ready(peer) + long_frame_header(limit + 1))
+    assert closed_by_peer(s), f"{port}: the connection stayed open"
+    # The same size on the shell socket is an ordinary message: it stays open.
+    s2 = connect(info["shell_port"])
+    s2.sendall(ready(b"DEALER") + long_frame_header(limit + 1))
+    assert not closed_by_peer(s2, within=2)
+    s2.close()
+    assert value(kc, "2 + 3") == "5"
+    assert kc.is_alive()
+
+
+def test_a_forked_child_that_goes_on_cannot_end_the_next_cell(kc):
+    # The child returns from the cell as the runner would: its end of cell (and
+    # anything else it sends on the runner's channel) must not reach the kernel.
+    ok(*run(kc, textwrap.dedent("""\
+        unsafe extern "C" { fn fork() -> i32; }
+        let forked = unsafe { fork() };
+        if forked == 0 { std::thread::sleep(std::time::Duration::from_millis(1500)); }
+        """)))
+    reply, outputs = run(kc, 'std::thread::sleep(std::time::Duration::from_secs(4));\nprintln!("B done");\n7')
+    ok(reply, outputs)
+    assert "B done" in kh.all_text(outputs)
+    assert any(m["content"]["data"].get("text/plain") == "7" for m in of_type(outputs, "execute_result"))
+    assert value(kc, "forked > 0") == "true"
