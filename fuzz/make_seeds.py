@@ -14,6 +14,7 @@ from jupyter_client.session import Session
 
 ROOT = Path(__file__).resolve().parent
 KEY = b"fuzz"  # the targets sign with it too (fuzz_targets/common.rs)
+SESSION = "fuzzsession"  # the cluster target's link session (the same file)
 
 
 def framed(frames):
@@ -54,11 +55,11 @@ def main():
                                    "target": "x86_64-unknown-linux-gnu"},
                       "to": "", "seq": 1, "digest": ""}, []),
         "status": ({"kind": "status", "to": "", "seq": 1, "digest": ""}, []),
-        "to_worker": ({"kind": "to_worker", "tag": 101, "to": "0" * 32, "seq": 2,
+        "to_worker": ({"kind": "to_worker", "tag": 101, "to": SESSION, "seq": 2,
                        "digest": hashlib.sha256(payload).hexdigest()}, [payload]),
-        "heartbeat": ({"kind": "heartbeat", "to": "0" * 32, "seq": 3, "digest": ""}, []),
+        "heartbeat": ({"kind": "heartbeat", "to": SESSION, "seq": 3, "digest": ""}, []),
         "lost": ({"kind": "lost", "engine": 3, "why": "gone", "engine_gone": True,
-                  "to": "0" * 32, "seq": 4, "digest": ""}, []),
+                  "to": SESSION, "seq": 4, "digest": ""}, []),
     }
     for name, (content, buffers) in cluster.items():
         frames = s.serialize(s.msg("cluster", content), ident=[b"engine-id"]) + buffers

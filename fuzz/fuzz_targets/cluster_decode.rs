@@ -9,7 +9,7 @@ mod common;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let link = ferrocell::cluster::messages::Link::new(common::KEY);
+    let link = ferrocell::cluster::messages::Link::with_session(common::KEY, common::SESSION);
     let mut frames = common::frames(data);
     if frames.is_empty() {
         return;

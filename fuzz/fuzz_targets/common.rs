@@ -14,6 +14,10 @@ pub fn frames(mut data: &[u8]) -> Vec<bytes::Bytes> {
 /// The key the targets sign with (the seeds are signed with it too).
 pub const KEY: &str = "fuzz";
 
+/// The cluster target's link session (its seeds are addressed to it).
+#[allow(dead_code)]
+pub const SESSION: &str = "fuzzsession";
+
 /// Re-signs frames laid out as `[ids…, <IDS|MSG>, hmac, header, parent, metadata,
 /// content, buffers…]` with [`KEY`], so that the fuzzer also reaches what follows
 /// the signature check.

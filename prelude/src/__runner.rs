@@ -341,7 +341,9 @@ fn join_cell(last: &mut Option<std::thread::JoinHandle<()>>) {
     let deadline = std::time::Instant::now() + Duration::from_secs(2);
     while !handle.is_finished() {
         if std::time::Instant::now() > deadline {
-            eprintln!("ferrocell: the previous cell's thread has not finished ending; this cell runs beside it");
+            eprintln!(
+                "ferrocell: the previous cell's thread has not finished ending; this cell runs beside it"
+            );
             return;
         }
         std::thread::sleep(Duration::from_millis(1));

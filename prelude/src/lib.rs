@@ -6,6 +6,7 @@
 //! rustc compiles the cells.
 
 mod channel;
+mod differ;
 mod display;
 mod input;
 mod json;

@@ -278,6 +278,16 @@ impl Link {
         }
     }
 
+    /// A link with a given session, for the fuzz target (its seeds are addressed
+    /// to it); everything else uses [`Link::new`].
+    #[doc(hidden)]
+    pub fn with_session(key: &str, session: &str) -> Link {
+        Link {
+            session: session.to_string(),
+            ..Link::new(key)
+        }
+    }
+
     /// Signs `msg` for the peer behind `identities` (a ROUTER's) or for the one peer
     /// (a DEALER's); until that peer has spoken, only a greeting can be sent.
     pub fn encode(&self, identities: &[Bytes], msg: Msg, payload: Option<Bytes>) -> ZmqMessage {

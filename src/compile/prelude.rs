@@ -19,6 +19,7 @@ const SOURCES: &[(&str, &str)] = &[
     ("input.rs", include_str!("../../prelude/src/input.rs")),
     ("json.rs", include_str!("../../prelude/src/json.rs")),
     ("snapshot.rs", include_str!("../../prelude/src/snapshot.rs")),
+    ("differ.rs", include_str!("../../prelude/src/differ.rs")),
     ("__async.rs", include_str!("../../prelude/src/__async.rs")),
     (
         "__parallel.rs",

@@ -293,8 +293,9 @@ impl Runner {
         // Transparent huge pages for the runner's large allocations (glibc 2.35+;
         // older ones ignore the tunable): the fork of a snapshot saver then copies one
         // page-table entry per 2 MiB instead of per 4 KiB (about 30 ms less for 2 GB).
+        // A user's own setting comes last, and wins.
         let tunables = match std::env::var("GLIBC_TUNABLES") {
-            Ok(t) if !t.is_empty() => format!("{t}:glibc.malloc.hugetlb=1"),
+            Ok(t) if !t.is_empty() => format!("glibc.malloc.hugetlb=1:{t}"),
             _ => "glibc.malloc.hugetlb=1".to_string(),
         };
         let (mut child, ours) = spawn_process(

@@ -9,6 +9,40 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+/// How a kernel's snapshot directory is named: `ferrocell-snapshots-PID-XXXXXX`.
+const PREFIX: &str = "ferrocell-snapshots-";
+
+/// Makes this kernel's snapshot directory under the temporary directory: 0700 (the
+/// values are the user's alone), named with the kernel's pid, so that a later
+/// kernel removes the directories of kernels that were killed before they could.
+pub fn private_dir() -> std::io::Result<tempfile::TempDir> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let tmp = std::env::temp_dir();
+    // SAFETY: getuid has no preconditions.
+    let me = unsafe { nix::libc::getuid() };
+    if let Ok(entries) = std::fs::read_dir(&tmp) {
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let Some(pid) = name
+                .to_str()
+                .and_then(|n| n.strip_prefix(PREFIX))
+                .and_then(|rest| rest.split('-').next())
+                .and_then(|p| p.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let ours = e.metadata().is_ok_and(|m| m.uid() == me && m.is_dir());
+            if ours && !Path::new(&format!("/proc/{pid}")).exists() {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+    tempfile::Builder::new()
+        .prefix(&format!("{PREFIX}{}-", std::process::id()))
+        .permissions(std::fs::Permissions::from_mode(0o700))
+        .tempdir_in(tmp)
+}
+
 /// The savers at work: pids from `.saver-PID` files whose process is alive and
 /// still leads the group it made (so a reused pid is not mistaken for one).
 fn running(dir: &Path) -> Vec<i32> {
@@ -28,6 +62,48 @@ fn running(dir: &Path) -> Vec<i32> {
             (state != "Z" && state != "X" && pgrp == pid).then_some(pid)
         })
         .collect()
+}
+
+/// After the savers of a dead runner ended: one that left its marker behind was
+/// killed half-way (out of memory, say), and the variables it had not finished get
+/// no snapshot, rather than an older one.
+pub fn settle(dir: &Path) {
+    let alive = running(dir);
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let Some(pid) = e
+            .file_name()
+            .to_str()
+            .and_then(|n| n.strip_prefix(".saver-"))
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if alive.contains(&pid) {
+            continue;
+        }
+        let names = std::fs::read_to_string(e.path()).unwrap_or_default();
+        let done =
+            std::fs::read_to_string(dir.join(format!(".saver-{pid}.done"))).unwrap_or_default();
+        for name in names.lines().filter(|n| !done.lines().any(|d| d == *n)) {
+            for file in [
+                name.to_string(),
+                format!(".{name}.prev"),
+                format!(".{name}.tmp"),
+            ] {
+                let _ = std::fs::remove_file(dir.join(file));
+            }
+            let _ = std::fs::write(
+                dir.join(format!(".{name}.failed")),
+                "its saver was killed before it finished",
+            );
+        }
+        for what in ["", ".done", ".err"] {
+            let _ = std::fs::remove_file(dir.join(format!(".saver-{pid}{what}")));
+        }
+    }
 }
 
 /// Waits (up to `patience`) for the savers at work to finish. Returns whether they

@@ -321,9 +321,7 @@ impl Executor {
         interrupts: watch::Receiver<u64>,
     ) -> Self {
         let warm = Some(tokio::spawn(prepare(cache.clone())));
-        let snapshots = tempfile::Builder::new()
-            .prefix("ferrocell-snapshots-")
-            .tempdir()
+        let snapshots = crate::exec::savers::private_dir()
             .expect("a private temporary directory for snapshots");
         Executor {
             base: None,
@@ -1175,7 +1173,9 @@ impl Executor {
                 "snapshot savers still running after {SAVER_PATIENCE:?}; restoring without them"
             );
             crate::exec::savers::kill(&dir);
+            crate::exec::savers::wait(&dir, Duration::from_secs(2)).await;
         }
+        crate::exec::savers::settle(&dir);
         let off = !self.after_each_cell;
         let Some(session) = self.session.as_mut() else {
             return (vec![], vec![]);
@@ -1193,7 +1193,7 @@ impl Executor {
                 } else if crate::exec::savers::writing(&dir, name) {
                     "its snapshot was still being written".to_string()
                 } else if let Some(failure) = crate::exec::savers::failure(&dir, name) {
-                    format!("its snapshot failed: {failure}")
+                    format!("no snapshot: {failure}")
                 } else if session.snapshots() {
                     format!("`{ty}` has no serde support")
                 } else {

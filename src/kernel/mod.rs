@@ -22,8 +22,8 @@ pub mod shell;
 pub mod std_docs;
 pub mod stdin;
 
-use crate::sockets::{limited, MEDIUM_MESSAGES, SMALL_MESSAGES};
 use crate::protocol::{ConnectionInfo, Signer};
+use crate::sockets::{limited, MEDIUM_MESSAGES, SMALL_MESSAGES};
 use anyhow::Context;
 use std::path::Path;
 use std::sync::Arc;

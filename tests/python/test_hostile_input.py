@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import struct
+import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -368,12 +369,19 @@ def test_cache_and_history_are_private_and_an_empty_cluster_key_is_refused(start
     import subprocess
 
     cache, data = tmp_path / "c" / "cache", tmp_path / "d" / "data"
+    # The snapshot directory of a kernel that was killed before it could remove it.
+    stale = Path(tempfile.gettempdir()) / "ferrocell-snapshots-999999999-gone"
+    stale.mkdir(exist_ok=True)
+    (stale / "secret").write_text("old values")
     km, kc = start_kernel(env={"FERROCELL_CACHE": str(cache), "FERROCELL_DATA_DIR": str(data)},
                           ready_timeout=120)
     ok(*run(kc, "let secret = 42;", timeout=300))
     mode = lambda p: stat.S_IMODE(p.stat().st_mode)  # noqa: E731
     assert mode(cache) == 0o700 and mode(data) == 0o700, (oct(mode(cache)), oct(mode(data)))
     assert mode(data / "history.jsonl") == 0o600
+    [snapshots] = Path(tempfile.gettempdir()).glob(f"ferrocell-snapshots-{kh.kernel_pid(km)}-*")
+    assert mode(snapshots) == 0o700, oct(mode(snapshots))
+    assert not stale.exists()
     bad = tmp_path / "cluster.json"
     bad.write_text(json.dumps({"ip": "127.0.0.1", "engine_port": 1, "client_port": 2,
                                "key": "", "signature_scheme": "hmac-sha256",

@@ -150,7 +150,7 @@ def test_a_failed_snapshot_is_told_in_the_next_cell_and_at_a_crash(kc):
     assert "refused" not in kh.all_text(run(kc, "2 + 2")[1])
     reply, outputs = run(kc, "std::process::abort();")
     text = error_text(of_type(outputs, "error")[0])
-    assert "b (its snapshot failed: refused on purpose)" in text, text
+    assert "b (no snapshot: refused on purpose)" in text, text
     assert value(kc, "n") == "5"
 
 
