@@ -88,7 +88,13 @@ impl Client {
     /// Sends to the controller. A DEALER waits for a peer when there is none, so a
     /// dead controller would hang the kernel: the wait is bounded.
     async fn post(&mut self, msg: Msg, payload: Option<Bytes>) -> Result<(), String> {
-        let raw = self.link.encode(&[], msg, payload);
+        for raw in self.link.encode_parts(&[], msg, payload) {
+            self.post_one(raw).await?;
+        }
+        Ok(())
+    }
+
+    async fn post_one(&mut self, raw: zeromq::ZmqMessage) -> Result<(), String> {
         match tokio::time::timeout(SEND_TIMEOUT, self.send.send(raw)).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(format!(

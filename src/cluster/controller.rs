@@ -159,20 +159,26 @@ impl Controller {
     }
 
     async fn send_engine(&mut self, identity: &Bytes, msg: Msg, payload: Option<Bytes>) {
-        let raw = self
+        let parts = self
             .link
-            .encode(std::slice::from_ref(identity), msg, payload);
-        if let Err(e) = self.engines_socket.send(raw).await {
-            tracing::warn!("a message to an engine was not sent: {e}");
+            .encode_parts(std::slice::from_ref(identity), msg, payload);
+        for raw in parts {
+            if let Err(e) = self.engines_socket.send(raw).await {
+                tracing::warn!("a message to an engine was not sent: {e}");
+                return;
+            }
         }
     }
 
     async fn send_client(&mut self, identity: &Bytes, msg: Msg, payload: Option<Bytes>) {
-        let raw = self
+        let parts = self
             .link
-            .encode(std::slice::from_ref(identity), msg, payload);
-        if let Err(e) = self.clients_socket.send(raw).await {
-            tracing::warn!("a message to a kernel was not sent: {e}");
+            .encode_parts(std::slice::from_ref(identity), msg, payload);
+        for raw in parts {
+            if let Err(e) = self.clients_socket.send(raw).await {
+                tracing::warn!("a message to a kernel was not sent: {e}");
+                return;
+            }
         }
     }
 

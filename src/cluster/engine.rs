@@ -280,7 +280,9 @@ pub async fn run(cf: ClusterFile) -> anyhow::Result<()> {
                 }
                 match f {
                     FromWorker::Frame(tag, p) => {
-                        post(&mut send, link.encode(&[], Msg::FromWorker { tag }, Some(Bytes::from(p)))).await?;
+                        for raw in link.encode_parts(&[], Msg::FromWorker { tag }, Some(Bytes::from(p))) {
+                            post(&mut send, raw).await?;
+                        }
                     }
                     FromWorker::Closed => {
                         let mut w = worker.take().expect("checked");

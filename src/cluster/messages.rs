@@ -217,6 +217,42 @@ struct Envelope {
     /// numbers only in increasing order.
     #[serde(default)]
     seq: u64,
+    /// Which part of a large message this is (see [`Link::encode_parts`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    part: Option<Part>,
+}
+
+/// One part of a message whose payload was split: the payload travels in parts of
+/// [`part_bytes`], each signed on its own, so that no one message is large (the
+/// sockets' size limit) and the peer hears something at least every part (liveness
+/// is never stuck behind a large transfer).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
+struct Part {
+    /// The sender's sequence number of the first part: one transfer's parts share it.
+    transfer: u64,
+    index: u32,
+    count: u32,
+}
+
+/// The payload bytes of one part: 4 MiB, or half the socket limit if that is lower.
+fn part_bytes() -> usize {
+    (4usize << 20)
+        .min(crate::sockets::max_message_bytes() / 2)
+        .max(1)
+}
+
+/// The largest payload a link puts back together: 16 times the socket limit
+/// (4 GiB by default).
+fn max_transfer() -> usize {
+    crate::sockets::max_message_bytes().saturating_mul(16)
+}
+
+/// A payload being put back together from its parts.
+struct Assembly {
+    transfer: u64,
+    next: u32,
+    count: u32,
+    bytes: Vec<u8>,
 }
 
 /// Why a message was dropped.
@@ -236,6 +272,10 @@ pub enum LinkError {
         "an unaddressed {0} that is not fresh (sent more than 5 minutes ago, or the clocks differ)"
     )]
     Stale(&'static str),
+    #[error("a part out of order, or a transfer over {0} bytes")]
+    BadPart(usize),
+    #[error("from a process other than the one this link speaks with")]
+    Stranger,
 }
 
 /// Signs and verifies the cluster's messages with its key, and addresses them:
@@ -258,6 +298,8 @@ struct Peers {
     peer: Option<String>,
     /// The last sequence number taken from each sender session.
     last_seq: HashMap<String, u64>,
+    /// Each sender's transfer in progress (one at a time: parts come in order).
+    assembling: HashMap<String, Assembly>,
 }
 
 /// A verified message: who sent it (the ROUTER identity, if any), what, and its
@@ -291,6 +333,45 @@ impl Link {
     /// Signs `msg` for the peer behind `identities` (a ROUTER's) or for the one peer
     /// (a DEALER's); until that peer has spoken, only a greeting can be sent.
     pub fn encode(&self, identities: &[Bytes], msg: Msg, payload: Option<Bytes>) -> ZmqMessage {
+        self.encode_part(identities, msg, payload, None)
+    }
+
+    /// Like [`Link::encode`], for a payload of any size: one message, or the parts
+    /// of one (see [`Part`]), each to be sent in turn.
+    pub fn encode_parts(
+        &self,
+        identities: &[Bytes],
+        msg: Msg,
+        payload: Option<Bytes>,
+    ) -> Vec<ZmqMessage> {
+        let size = part_bytes();
+        let bytes = match payload {
+            Some(p) if p.len() > size => p,
+            other => return vec![self.encode(identities, msg, other)],
+        };
+        let count = bytes.len().div_ceil(size) as u32;
+        let transfer = self.next_seq.load(std::sync::atomic::Ordering::Relaxed);
+        (0..count)
+            .map(|index| {
+                let start = index as usize * size;
+                let piece = bytes.slice(start..(start + size).min(bytes.len()));
+                let part = Part {
+                    transfer,
+                    index,
+                    count,
+                };
+                self.encode_part(identities, msg.clone(), Some(piece), Some(part))
+            })
+            .collect()
+    }
+
+    fn encode_part(
+        &self,
+        identities: &[Bytes],
+        msg: Msg,
+        payload: Option<Bytes>,
+        part: Option<Part>,
+    ) -> ZmqMessage {
         let digest = payload
             .as_ref()
             .map(|p| hex::encode(Sha256::digest(p)))
@@ -317,6 +398,7 @@ impl Link {
                 digest,
                 to,
                 seq,
+                part,
             },
             &buffers,
         );
@@ -336,6 +418,10 @@ impl Link {
         if digest != env.digest {
             return Err(LinkError::BadPayload);
         }
+        // Greetings go to the controller (a ROUTER: its messages have identities).
+        if env.to.is_empty() && m.identities.is_empty() {
+            return Err(LinkError::Stale(kind(&env.msg)));
+        }
         if env.to.is_empty() {
             let fresh = chrono::DateTime::parse_from_rfc3339(&m.header.date)
                 .is_ok_and(|t| (chrono::Utc::now() - t.to_utc()).abs() <= GREETING_WINDOW);
@@ -347,6 +433,10 @@ impl Link {
         }
         let from = m.header.session;
         let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
+        // A DEALER's one peer is the first that answered it; nobody else speaks there.
+        if m.identities.is_empty() && peers.peer.as_ref().is_some_and(|p| *p != from) {
+            return Err(LinkError::Stranger);
+        }
         let last = peers.last_seq.get(&from).copied().unwrap_or(0);
         if env.seq <= last {
             return Err(LinkError::Replayed {
@@ -358,16 +448,70 @@ impl Link {
         peers.last_seq.insert(from.clone(), env.seq);
         match m.identities.first() {
             Some(id) => {
-                peers.by_identity.insert(id.clone(), from);
+                peers.by_identity.insert(id.clone(), from.clone());
             }
-            None => peers.peer = Some(from),
+            None => peers.peer = Some(from.clone()),
         }
+        let (msg, payload) = match env.part {
+            None => (env.msg, payload),
+            Some(part) => match assemble(&mut peers.assembling, &from, part, &payload)? {
+                Some(whole) => (env.msg, whole),
+                // A part before the last proves its sender alive, as a heartbeat does.
+                None => (Msg::Heartbeat, Bytes::new()),
+            },
+        };
         Ok(Received {
             identities: m.identities,
-            msg: env.msg,
+            msg,
             payload,
         })
     }
+}
+
+/// Adds one verified part to its sender's transfer; the whole payload once the last
+/// part is in. A part out of order, or a transfer past [`max_transfer`], drops it.
+fn assemble(
+    assembling: &mut HashMap<String, Assembly>,
+    from: &str,
+    part: Part,
+    piece: &[u8],
+) -> Result<Option<Bytes>, LinkError> {
+    let (limit, size) = (max_transfer(), part_bytes());
+    if part.index == 0 {
+        let announced = (part.count as usize).saturating_mul(size);
+        if part.count < 2 || announced > limit.saturating_add(size) {
+            assembling.remove(from);
+            return Err(LinkError::BadPart(limit));
+        }
+        assembling.insert(
+            from.to_string(),
+            Assembly {
+                transfer: part.transfer,
+                next: 0,
+                count: part.count,
+                bytes: Vec::new(),
+            },
+        );
+    }
+    let Some(a) = assembling.get_mut(from) else {
+        return Err(LinkError::BadPart(limit));
+    };
+    if a.transfer != part.transfer
+        || a.next != part.index
+        || a.count != part.count
+        || piece.len() > size
+        || a.bytes.len() + piece.len() > limit
+    {
+        assembling.remove(from);
+        return Err(LinkError::BadPart(limit));
+    }
+    a.bytes.extend_from_slice(piece);
+    a.next += 1;
+    if a.next < a.count {
+        return Ok(None);
+    }
+    let whole = assembling.remove(from).map(|a| a.bytes).unwrap_or_default();
+    Ok(Some(Bytes::from(whole)))
 }
 
 /// A message's kind, as the wire names it.
@@ -414,6 +558,7 @@ mod tests {
             digest: String::new(),
             to: to.to_string(),
             seq,
+            part: None,
         };
         let frames = link
             .signer
@@ -467,11 +612,18 @@ mod tests {
             Link::new("k").decode(to_engine),
             Err(LinkError::Misdirected)
         ));
+        // Another process with the key, speaking to an engine that has its controller.
+        let intruder = Link::new("k");
+        let now = crate::protocol::header::now_iso8601();
+        let greeting = forged(&one, register(), "", 1000, &now);
+        intruder.decode(via_router(b"one", greeting)).unwrap();
+        let raw = intruder.encode(&[Bytes::from_static(b"one")], Msg::KillWorker, None);
+        let raw = ZmqMessage::try_from(raw.into_vec()[1..].to_vec()).unwrap();
+        assert!(matches!(one.decode(raw), Err(LinkError::Stranger)));
         // Engines answer addressed, in sequence.
         let reply = one.encode(&[], Msg::FromWorker { tag: 7 }, None);
         controller.decode(via_router(b"one", reply)).unwrap();
         // A fresh signature with an old sequence number is a replay.
-        let now = crate::protocol::header::now_iso8601();
         let old = forged(&one, Msg::Heartbeat, &controller.session, 1, &now);
         assert!(matches!(
             controller.decode(via_router(b"one", old)),
@@ -488,6 +640,54 @@ mod tests {
             controller.decode(via_router(b"two", late)),
             Err(LinkError::Stale(_))
         ));
+    }
+
+    #[test]
+    fn large_payloads_travel_in_parts_that_keep_the_peer_alive() {
+        let (controller, engine) = (Link::new("k"), Link::new("k"));
+        controller
+            .decode(via_router(b"e", engine.encode(&[], register(), None)))
+            .unwrap();
+        let id = Bytes::from_static(b"e");
+        let big: Vec<u8> = (0..part_bytes() * 2 + 5).map(|i| (i % 251) as u8).collect();
+        let parts = controller.encode_parts(
+            std::slice::from_ref(&id),
+            Msg::Ship { name: "lib".into() },
+            Some(Bytes::from(big.clone())),
+        );
+        assert_eq!(parts.len(), 3);
+        let strip = |raw: ZmqMessage| ZmqMessage::try_from(raw.into_vec()[1..].to_vec()).unwrap();
+        let mut got = Vec::new();
+        for raw in parts.clone() {
+            got.push(engine.decode(strip(raw)).unwrap());
+        }
+        assert_eq!(got[0].msg, Msg::Heartbeat);
+        assert_eq!(got[1].msg, Msg::Heartbeat);
+        assert_eq!(got[2].msg, Msg::Ship { name: "lib".into() });
+        assert_eq!(&got[2].payload[..], &big[..]);
+        // A part on its own, out of order, is dropped.
+        let again = controller.encode_parts(
+            &[id],
+            Msg::Ship { name: "x".into() },
+            Some(Bytes::from(big)),
+        );
+        let mut again = again.into_iter();
+        let _first = again.next();
+        assert!(matches!(
+            engine.decode(strip(again.next().unwrap())),
+            Err(LinkError::BadPart(_))
+        ));
+        // A small payload is one message.
+        assert_eq!(
+            engine
+                .encode_parts(
+                    &[],
+                    Msg::FromWorker { tag: 1 },
+                    Some(Bytes::from_static(b"x"))
+                )
+                .len(),
+            1
+        );
     }
 
     #[test]

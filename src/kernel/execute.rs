@@ -1341,6 +1341,8 @@ impl Executor {
             _ => Vec::new(),
         };
         let mut watch_controller = tokio::time::interval(Duration::from_millis(500));
+        // Output is taken from the runner only while IOPub has room for it.
+        let room = sink.iopub.clone();
         let outcome = loop {
             let runner = self.runner.as_mut().expect("running");
             let grace = async {
@@ -1350,7 +1352,12 @@ impl Executor {
                 }
             };
             let ev = tokio::select! {
-                ev = runner.next_event() => ev,
+                ev = async {
+                    if let Some(io) = &room {
+                        io.room().await;
+                    }
+                    runner.next_event().await
+                } => ev,
                 _ = irq.changed(), if interrupted_at.is_none() => {
                     runner.interrupt().await;
                     interrupted_at = Some(tokio::time::Instant::now());

@@ -9,9 +9,10 @@
 use crate::protocol::messages::{Content, ExecutionState, IopubWelcome, Status, Stream};
 use crate::protocol::{Header, Signer};
 use bytes::Bytes;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::time::Instant;
 use zeromq::{SocketRecv, SocketSend, XPubSocket, ZmqMessage};
 
@@ -62,16 +63,44 @@ pub enum IopubEvent {
     Flush(oneshot::Sender<()>),
 }
 
+/// How many bytes of output may wait for the IOPub task before the producer of
+/// cell output waits ([`Iopub::room`]): a cell that prints faster than the socket
+/// takes it is slowed down, not buffered without end.
+const QUEUE_LIMIT: usize = 16 << 20;
+
 /// A cheap handle for sending to the IOPub task.
 #[derive(Clone)]
 pub struct Iopub {
-    tx: mpsc::UnboundedSender<IopubEvent>,
+    tx: mpsc::UnboundedSender<(IopubEvent, usize)>,
+    /// Bytes of output sent to the task and not yet handled.
+    queued: Arc<AtomicUsize>,
+    drained: Arc<Notify>,
 }
 
 impl Iopub {
     fn send(&self, ev: IopubEvent) {
+        let weight = match &ev {
+            IopubEvent::Stream { text, .. } => text.len(),
+            IopubEvent::Publish { content, .. } => weight(content),
+            _ => 0,
+        };
+        self.queued.fetch_add(weight, Ordering::Relaxed);
         // The task only ends when the kernel does.
-        let _ = self.tx.send(ev);
+        let _ = self.tx.send((ev, weight));
+    }
+
+    /// Waits while more than [`QUEUE_LIMIT`] bytes of output wait for the task. The
+    /// runner's output is taken only after this, so it pushes back on the runner.
+    pub async fn room(&self) {
+        loop {
+            let drained = self.drained.notified();
+            tokio::pin!(drained);
+            drained.as_mut().enable();
+            if self.queued.load(Ordering::Relaxed) < QUEUE_LIMIT {
+                return;
+            }
+            drained.await;
+        }
     }
 
     pub fn busy(&self, channel: Channel, parent: &Header) {
@@ -239,7 +268,14 @@ impl Publisher {
 
 /// Starts the IOPub task on a bound XPUB socket; publishes `starting`.
 pub fn spawn(socket: XPubSocket, signer: Arc<Signer>, session: String) -> Iopub {
-    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (tx, mut rx) = mpsc::unbounded_channel::<(IopubEvent, usize)>();
+    let queued = Arc::new(AtomicUsize::new(0));
+    let drained = Arc::new(Notify::new());
+    let handle = Iopub {
+        tx,
+        queued: queued.clone(),
+        drained: drained.clone(),
+    };
     let mut p = Publisher {
         socket,
         signer,
@@ -263,7 +299,11 @@ pub fn spawn(socket: XPubSocket, signer: Arc<Signer>, session: String) -> Iopub 
                     Err(e) => tracing::debug!("iopub subscription read: {e}"),
                 },
                 ev = rx.recv() => match ev {
-                    Some(ev) => p.handle(ev).await,
+                    Some((ev, weight)) => {
+                        p.handle(ev).await;
+                        queued.fetch_sub(weight, Ordering::Relaxed);
+                        drained.notify_waiters();
+                    }
                     None => break,
                 },
                 _ = async { tokio::time::sleep_until(deadline.unwrap()).await }, if deadline.is_some() => {
@@ -273,5 +313,18 @@ pub fn spawn(socket: XPubSocket, signer: Arc<Signer>, session: String) -> Iopub 
         }
         p.flush_stream().await;
     });
-    Iopub { tx }
+    handle
+}
+
+/// About how many bytes a message's content is: the length of its strings, and a
+/// little for everything else.
+fn weight(v: &serde_json::Value) -> usize {
+    match v {
+        serde_json::Value::String(s) => s.len() + 2,
+        serde_json::Value::Array(a) => a.iter().map(weight).sum::<usize>() + 2,
+        serde_json::Value::Object(o) => {
+            o.iter().map(|(k, v)| k.len() + weight(v)).sum::<usize>() + 2
+        }
+        _ => 8,
+    }
 }

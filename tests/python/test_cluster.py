@@ -138,6 +138,20 @@ def cluster_msg(kind, to="", seq=None, **fields):
             **fields}
 
 
+def test_values_over_the_message_limit_travel_in_parts(start_kernel):
+    # Every socket of the kernel and the cluster takes at most 1 MiB here: the 3 MB
+    # session value sent to the engines and the 3 MB results coming back are split
+    # into parts and put back together.
+    km, kc = start_kernel(env={"FERROCELL_MAX_MESSAGE_MIB": "1"})
+    start_cluster(kc, 2)
+    ok(*run(kc, "let data: Vec<u8> = (0..3_000_000).map(|i| (i % 7) as u8).collect();"))
+    ok(*run(kc, "%%parallel cluster --out big\nlet mut v = data.clone(); v[0] = rank as u8 + 10; v",
+            timeout=180))
+    assert value(kc, "big.iter().map(|v| v.len()).sum::<usize>()") == "6000000"
+    assert value(kc, "(big[0][0], big[1][0], big[1][2_999_999] == data[2_999_999])") == \
+        "(10, 11, true)"
+
+
 def test_forged_messages_are_refused_by_controller_and_engine(kc, tmp_path):
     _, path, engines = start_cluster(kc, 1)
     info = json.loads(path.read_text())
