@@ -560,6 +560,23 @@ def test_the_slurm_launcher_submits_a_batch_job(start_kernel, slurm):
     assert slurm.jobs() == {}
 
 
+def test_a_kernel_shut_down_cancels_its_slurm_job_even_without_its_controller(start_kernel, slurm):
+    km, kc = start_kernel(env=dict(slurm.env))
+    reply, outputs = run(kc, "%cluster start -n 1 --launcher slurm", timeout=240)
+    ok(reply, outputs)
+    assert len(slurm.jobs()) == 1
+    controller, path, engines = status(kc)
+    # The controller dies first: the kernel's own leftovers cancel the job by name.
+    os.kill(controller, signal.SIGKILL)
+    km.shutdown_kernel(now=False)
+    # Well before its engines would notice the silent controller (10 s) and end it.
+    deadline = time.monotonic() + 6
+    while slurm.jobs() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert slurm.jobs() == {}
+    assert not path.exists()
+
+
 def test_the_slurm_launcher_runs_srun_inside_an_allocation(start_kernel, slurm):
     granted = slurm.run("salloc", "-N1", "-n4", "--no-shell")
     job = re.search(r"Granted job allocation (\d+)", granted.stdout + granted.stderr).group(1)
