@@ -37,7 +37,7 @@ import zmq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from kernel import (  # noqa: E402
-    TIMEOUT, CellFailed, execute, ferrocell_environment, find_peers, stop,
+    TIMEOUT, CellFailed, execute, ferrocell_environment, find_peers, stop, tree,
 )
 from jupyter_client.manager import KernelManager  # noqa: E402
 from results import figure, write as write_document  # noqa: E402
@@ -73,25 +73,6 @@ def start(name: str, env: dict):
     kc.start_channels()
     kc.wait_for_ready(timeout=TIMEOUT)
     return km, kc, None
-
-
-def tree(pid: int) -> list[int]:
-    parents = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            parents[int(entry)] = int(stat[stat.rindex(")") + 2:].split()[1])
-    found, frontier = [pid], [pid]
-    while frontier:
-        current = frontier.pop()
-        for child, parent in parents.items():
-            if parent == current and child not in found:
-                found.append(child)
-                frontier.append(child)
-    return found
 
 
 def tree_pss_mib(pid: int) -> float:

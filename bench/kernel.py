@@ -130,7 +130,8 @@ def execute(kc, code: str) -> float:
     return elapsed
 
 
-def tree_rss_mib(pid: int) -> float:
+def tree(pid: int) -> list[int]:
+    """The process and all its descendants."""
     parents = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -146,8 +147,12 @@ def tree_rss_mib(pid: int) -> float:
             if parent == current and child not in pids:
                 pids.append(child)
                 frontier.append(child)
+    return pids
+
+
+def tree_rss_mib(pid: int) -> float:
     total_kib = 0
-    for p in pids:
+    for p in tree(pid):
         try:
             for line in Path(f"/proc/{p}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
