@@ -407,9 +407,14 @@ fn ended(s: &Saver, status: c_int) {
     }
     let mut lines: Vec<String> = failures.lines().map(String::from).collect();
     let killed = status & 0x7f;
+    // A newer saver of a name owns its files now (it waited for this one to end).
+    let taken_over: Vec<String> = savers()
+        .iter()
+        .flat_map(|o| o.names.iter().cloned())
+        .collect();
     for n in &s.names {
         let _ = std::fs::remove_file(side(dir, n, &format!("cancel-{}", s.pid)));
-        if killed != 0 && !done.lines().any(|d| d == n) {
+        if killed != 0 && !done.lines().any(|d| d == n) && !taken_over.contains(n) {
             discard(dir, n);
             let _ = std::fs::remove_file(dir.join(n));
             let why = if s.started.elapsed() >= SAVER_DEADLINE {

@@ -88,6 +88,12 @@ impl Client {
     /// Sends to the controller. A DEALER waits for a peer when there is none, so a
     /// dead controller would hang the kernel: the wait is bounded.
     async fn post(&mut self, msg: Msg, payload: Option<Bytes>) -> Result<(), String> {
+        let len = payload.as_ref().map_or(0, |p| p.len());
+        if !super::messages::fits(len) {
+            return Err(format!(
+                "{len} bytes to send to the cluster: over its transfer limit (16 times FERROCELL_MAX_MESSAGE_MIB)"
+            ));
+        }
         for raw in self.link.encode_parts(&[], msg, payload) {
             self.post_one(raw).await?;
         }

@@ -253,6 +253,16 @@ struct Assembly {
     next: u32,
     count: u32,
     bytes: Vec<u8>,
+    /// When its last part came: a transfer whose sender went quiet is dropped.
+    last: std::time::Instant,
+}
+
+/// How long a transfer may wait for its next part before it is dropped.
+const PART_PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Whether a payload of `len` bytes can be sent: at most [`max_transfer`].
+pub fn fits(len: usize) -> bool {
+    len <= max_transfer()
 }
 
 /// Why a message was dropped.
@@ -476,10 +486,18 @@ fn assemble(
     part: Part,
     piece: &[u8],
 ) -> Result<Option<Bytes>, LinkError> {
-    let (limit, size) = (max_transfer(), part_bytes());
+    let limit = max_transfer();
+    // Transfers of senders gone quiet (an engine that died half-way) are freed.
+    assembling.retain(|_, a| a.last.elapsed() < PART_PATIENCE);
     if part.index == 0 {
-        let announced = (part.count as usize).saturating_mul(size);
-        if part.count < 2 || announced > limit.saturating_add(size) {
+        // The parts' size is the sender's (its limit may differ): the first tells it.
+        let announced = (part.count as usize).saturating_mul(piece.len());
+        let others: usize = assembling
+            .iter()
+            .filter(|(k, _)| k.as_str() != from)
+            .map(|(_, a)| a.bytes.capacity())
+            .sum();
+        if part.count < 2 || announced > limit || others.saturating_add(announced) > limit {
             assembling.remove(from);
             return Err(LinkError::BadPart(limit));
         }
@@ -489,7 +507,8 @@ fn assemble(
                 transfer: part.transfer,
                 next: 0,
                 count: part.count,
-                bytes: Vec::new(),
+                bytes: Vec::with_capacity(announced),
+                last: std::time::Instant::now(),
             },
         );
     }
@@ -499,14 +518,14 @@ fn assemble(
     if a.transfer != part.transfer
         || a.next != part.index
         || a.count != part.count
-        || piece.len() > size
-        || a.bytes.len() + piece.len() > limit
+        || a.bytes.len() + piece.len() > a.bytes.capacity()
     {
         assembling.remove(from);
         return Err(LinkError::BadPart(limit));
     }
     a.bytes.extend_from_slice(piece);
     a.next += 1;
+    a.last = std::time::Instant::now();
     if a.next < a.count {
         return Ok(None);
     }

@@ -9,7 +9,8 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-/// How a kernel's snapshot directory is named: `ferrocell-snapshots-PID-XXXXXX`.
+/// How a kernel's snapshot directory is named: `ferrocell-snapshots-HOST-PID-XXXXXX`
+/// (the host, for a temporary directory that hosts share).
 const PREFIX: &str = "ferrocell-snapshots-";
 
 /// Makes this kernel's snapshot directory under the temporary directory: 0700 (the
@@ -18,6 +19,9 @@ const PREFIX: &str = "ferrocell-snapshots-";
 pub fn private_dir() -> std::io::Result<tempfile::TempDir> {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let tmp = std::env::temp_dir();
+    // Only this host's directories: another host's kernels are not in our /proc.
+    let host = crate::cluster::messages::hostname().replace(['-', '/'], "_");
+    let mine = format!("{PREFIX}{host}-");
     // SAFETY: getuid has no preconditions.
     let me = unsafe { nix::libc::getuid() };
     if let Ok(entries) = std::fs::read_dir(&tmp) {
@@ -25,7 +29,7 @@ pub fn private_dir() -> std::io::Result<tempfile::TempDir> {
             let name = e.file_name();
             let Some(pid) = name
                 .to_str()
-                .and_then(|n| n.strip_prefix(PREFIX))
+                .and_then(|n| n.strip_prefix(&mine))
                 .and_then(|rest| rest.split('-').next())
                 .and_then(|p| p.parse::<u32>().ok())
             else {
@@ -38,7 +42,7 @@ pub fn private_dir() -> std::io::Result<tempfile::TempDir> {
         }
     }
     tempfile::Builder::new()
-        .prefix(&format!("{PREFIX}{}-", std::process::id()))
+        .prefix(&format!("{mine}{}-", std::process::id()))
         .permissions(std::fs::Permissions::from_mode(0o700))
         .tempdir_in(tmp)
 }
@@ -87,7 +91,17 @@ pub fn settle(dir: &Path) {
         let names = std::fs::read_to_string(e.path()).unwrap_or_default();
         let done =
             std::fs::read_to_string(dir.join(format!(".saver-{pid}.done"))).unwrap_or_default();
-        for name in names.lines().filter(|n| !done.lines().any(|d| d == *n)) {
+        // A live saver of a name (a newer one) owns its files.
+        let owned = |name: &str| {
+            alive.iter().any(|p| {
+                std::fs::read_to_string(dir.join(format!(".saver-{p}")))
+                    .is_ok_and(|n| n.lines().any(|l| l == name))
+            })
+        };
+        for name in names
+            .lines()
+            .filter(|n| !done.lines().any(|d| d == *n) && !owned(n))
+        {
             for file in [
                 name.to_string(),
                 format!(".{name}.prev"),

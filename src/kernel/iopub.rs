@@ -96,7 +96,7 @@ impl Iopub {
             let drained = self.drained.notified();
             tokio::pin!(drained);
             drained.as_mut().enable();
-            if self.queued.load(Ordering::Relaxed) < QUEUE_LIMIT {
+            if self.queued.load(Ordering::Relaxed) < QUEUE_LIMIT || self.tx.is_closed() {
                 return;
             }
             drained.await;
@@ -292,8 +292,9 @@ pub fn spawn(socket: XPubSocket, signer: Arc<Signer>, session: String) -> Iopub 
         p.send_raw(Status::MSG_TYPE, None, &starting, None).await;
         loop {
             let deadline = p.deadline;
+            // Not biased: a flood of subscriptions (anyone can send them) must not
+            // starve the output queue, nor output the subscriptions.
             tokio::select! {
-                biased;
                 sub = p.socket.recv() => match sub {
                     Ok(msg) => p.welcome(msg).await,
                     Err(e) => tracing::debug!("iopub subscription read: {e}"),

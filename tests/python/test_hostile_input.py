@@ -370,7 +370,8 @@ def test_cache_and_history_are_private_and_an_empty_cluster_key_is_refused(start
 
     cache, data = tmp_path / "c" / "cache", tmp_path / "d" / "data"
     # The snapshot directory of a kernel that was killed before it could remove it.
-    stale = Path(tempfile.gettempdir()) / "ferrocell-snapshots-999999999-gone"
+    host = Path("/proc/sys/kernel/hostname").read_text().strip().replace("-", "_").replace("/", "_")
+    stale = Path(tempfile.gettempdir()) / f"ferrocell-snapshots-{host}-999999999-gone"
     stale.mkdir(exist_ok=True)
     (stale / "secret").write_text("old values")
     km, kc = start_kernel(env={"FERROCELL_CACHE": str(cache), "FERROCELL_DATA_DIR": str(data)},
@@ -379,7 +380,8 @@ def test_cache_and_history_are_private_and_an_empty_cluster_key_is_refused(start
     mode = lambda p: stat.S_IMODE(p.stat().st_mode)  # noqa: E731
     assert mode(cache) == 0o700 and mode(data) == 0o700, (oct(mode(cache)), oct(mode(data)))
     assert mode(data / "history.jsonl") == 0o600
-    [snapshots] = Path(tempfile.gettempdir()).glob(f"ferrocell-snapshots-{kh.kernel_pid(km)}-*")
+    [snapshots] = Path(tempfile.gettempdir()).glob(
+        f"ferrocell-snapshots-{host}-{kh.kernel_pid(km)}-*")
     assert mode(snapshots) == 0o700, oct(mode(snapshots))
     assert not stale.exists()
     bad = tmp_path / "cluster.json"
