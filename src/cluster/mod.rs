@@ -1,6 +1,7 @@
 //! `%%parallel cluster`: a controller and engines, on this machine or others.
 //!
-//! - [`messages`]: the signed protocol and the connection file;
+//! - [`messages`]: the protocol's messages and the connection file;
+//! - [`link`]: signing, addressing and splitting them;
 //! - [`controller`]: the hub (`ferrocell controller`);
 //! - [`engine`]: a worker host (`ferrocell engine`), relaying runner frames to a
 //!   worker process of its own;
@@ -13,4 +14,5 @@ pub mod controller;
 pub mod engine;
 pub mod launcher;
 pub mod leftovers;
+pub mod link;
 pub mod messages;
