@@ -290,20 +290,9 @@ fn pipe_to_events(
 impl Runner {
     /// Starts a runner. Its cells write variable snapshots into `snapshots`.
     pub async fn spawn(prelude: &Prelude, snapshots: &std::path::Path) -> Result<Runner, String> {
-        // Transparent huge pages for the runner's large allocations (glibc 2.35+;
-        // older ones ignore the tunable): the fork of a snapshot saver then copies one
-        // page-table entry per 2 MiB instead of per 4 KiB (about 30 ms less for 2 GB).
-        // A user's own setting comes last, and wins.
-        let tunables = match std::env::var("GLIBC_TUNABLES") {
-            Ok(t) if !t.is_empty() => format!("glibc.malloc.hugetlb=1:{t}"),
-            _ => "glibc.malloc.hugetlb=1".to_string(),
-        };
         let (mut child, ours) = spawn_process(
             prelude,
-            &[
-                ("FERROCELL_SNAPSHOTS", snapshots.as_os_str()),
-                ("GLIBC_TUNABLES", std::ffi::OsStr::new(&tunables)),
-            ],
+            &[("FERROCELL_SNAPSHOTS", snapshots.as_os_str())],
             true,
         )?;
         let pid = child.id().unwrap_or(0);
