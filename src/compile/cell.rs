@@ -149,7 +149,8 @@ impl<'a> LineIndex<'a> {
 
     /// proc-macro2 lines are 1-based, columns count characters.
     fn offset(&self, lc: LineColumn) -> usize {
-        let start = self.starts[(lc.line - 1).min(self.starts.len() - 1)];
+        // Line 0 is a span without a position (proc-macro2 gives those when fuzzing).
+        let start = self.starts[lc.line.saturating_sub(1).min(self.starts.len() - 1)];
         let line = &self.src[start..];
         start
             + line
@@ -404,7 +405,7 @@ fn snippet(span: proc_macro2::Span, index: &LineIndex, edits: &[(usize, String)]
     text.push_str(&index.src[at..end]);
     Snippet {
         text,
-        line: span.start().line - 1,
+        line: span.start().line.saturating_sub(1),
         column: span.start().column,
         inserted,
     }
@@ -691,7 +692,7 @@ fn try_sites(stmt: &syn::Stmt, statement: usize, out: &mut Vec<TrySite>) {
     }
     impl<'a> syn::visit::Visit<'a> for Finder<'_> {
         fn visit_expr_try(&mut self, e: &'a syn::ExprTry) {
-            let at = |lc: LineColumn| (lc.line - 1, lc.column);
+            let at = |lc: LineColumn| (lc.line.saturating_sub(1), lc.column);
             self.out.push(TrySite {
                 statement: self.statement,
                 expr: at(e.expr.span().start()),
