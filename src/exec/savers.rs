@@ -148,9 +148,15 @@ pub fn kill(dir: &Path) {
 /// Whether `name`'s snapshot is being written now (or was, by a saver that did not
 /// finish).
 pub fn writing(dir: &Path, name: &str) -> bool {
-    ["prev", "tmp"]
+    let parked = ["prev", "tmp"]
         .iter()
-        .any(|what| dir.join(format!(".{name}.{what}")).exists())
+        .any(|what| dir.join(format!(".{name}.{what}")).exists());
+    // A saver that has not reached the variable yet names it in its marker.
+    parked
+        || running(dir).iter().any(|pid| {
+            std::fs::read_to_string(dir.join(format!(".saver-{pid}")))
+                .is_ok_and(|names| names.lines().any(|n| n == name))
+        })
 }
 
 /// Why `name`'s last snapshot failed, if it did (its `Serialize` returned an error,

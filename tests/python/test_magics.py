@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 
 from kernel_helpers import ok, result_text, run, stream_text
 
@@ -82,10 +83,17 @@ def test_vars_lists_name_size_and_type_and_reset_clears(kc):
     _, outputs = run(kc, "%vars")
     assert stream_text(outputs).strip() == "No variables."
     ok(*run(kc, 'let v = vec![1u8, 2, 3];\nlet name = String::from("x");\nfn helper() -> u8 { 1 }'))
-    _, outputs = run(kc, "%who")
-    lines = stream_text(outputs).strip().splitlines()
-    assert lines[0].split() == ["Variable", "Size", "Snapshot", "Type"]
-    rows = {line.split()[0]: line.split() for line in lines[1:]}
+    # Snapshots are written in the background: "saving" until then, never "none".
+    deadline = time.monotonic() + 30
+    while True:
+        _, outputs = run(kc, "%who")
+        lines = stream_text(outputs).strip().splitlines()
+        assert lines[0].split() == ["Variable", "Size", "Snapshot", "Type"]
+        rows = {line.split()[0]: line.split() for line in lines[1:]}
+        assert rows["v"][3] != "none", rows
+        if rows["v"][3] != "saving" or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     assert rows["v"][-1] == "std::vec::Vec<u8>" and rows["v"][1:3] == ["24", "B"]
     # Its crash-safe copy: bincode's length prefix and the three bytes.
     assert rows["v"][3:5] == ["11", "B"]
