@@ -21,7 +21,8 @@
 //! - `.x.cancel-PID`: the runner asks saver PID to give `x` up.
 //! - `.saver-PID`, `.saver-PID.done`, `.saver-PID.err`: a saver at work (the kernel
 //!   waits for it before it restores variables into a new runner), the variables it
-//!   has finished, and its failures.
+//!   has finished, and its failures. The saver holds a lock on its marker until it
+//!   exits, so a taken lock means a live saver (its pid may have been reused).
 //!
 //! Two savers never work on the same variable at once: a saver first waits for the
 //! older ones that had any of its variables (they stop soon, being cancelled).
@@ -43,6 +44,7 @@ unsafe extern "C" {
     fn dup2(old: c_int, new: c_int) -> c_int;
     fn setpriority(which: c_int, who: c_int, prio: c_int) -> c_int;
     fn close(fd: c_int) -> c_int;
+    fn flock(fd: c_int, operation: c_int) -> c_int;
     fn _exit(code: c_int) -> !;
 }
 const WNOHANG: c_int = 1;
@@ -50,6 +52,8 @@ const SIGINT: c_int = 2;
 const SIGKILL: c_int = 9;
 const SIG_IGN: usize = 1;
 const PRIO_PROCESS: c_int = 0;
+const LOCK_SH: c_int = 1;
+const LOCK_EX: c_int = 2;
 
 /// A saver at work: the child's pid, the variables it writes, and since when.
 struct Saver {
@@ -122,34 +126,45 @@ pub fn save(names: &[String], wait: bool, each: &mut dyn FnMut(&str)) {
     if older.is_empty() {
         park(dir, names);
     }
+    // The saver's marker, locked before the fork: the child inherits the lock and
+    // holds it until it exits, however it ends, so that whoever finds the lock
+    // taken knows the saver is alive (a pid alone may have been reused).
+    let claim = marker(dir, "new", "");
+    let locked = claimed(&claim, names);
     // The store is held across the fork, so that no other thread of the runner has
     // it locked (and the child stuck) at that moment.
     let store = crate::__vars::lock_store();
     // SAFETY: the child runs only the saver and then `_exit`s; see `child`.
-    let pid = unsafe { fork() };
+    let pid = match &locked {
+        Ok(_) => unsafe { fork() },
+        Err(_) => -1,
+    };
     if pid == 0 {
         drop(store);
         child(dir, names, &older, each);
     }
     drop(store);
     if pid < 0 {
+        let why = match locked {
+            Ok(_) => format!("fork failed ({})", std::io::Error::last_os_error()),
+            Err(e) => format!("its saver's marker could not be written ({e})"),
+        };
+        let _ = std::fs::remove_file(&claim);
         for n in names {
-            let _ = std::fs::write(side(dir, n, "failed"), "the runner could not fork");
+            let _ = std::fs::write(side(dir, n, "failed"), format!("the runner's {why}"));
         }
         UNTOLD
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push(format!(
-                "{}: fork failed ({})",
-                names.join(", "),
-                std::io::Error::last_os_error()
-            ));
+            .push(format!("{}: {why}", names.join(", ")));
         return;
     }
     // SAFETY: the child's group, set on both sides so that it is in place whichever
     // runs first: a runner killed with its group does not take the saver with it.
     unsafe { setpgid(pid, pid) };
-    let _ = std::fs::write(marker(dir, pid, ""), names.join("\n"));
+    // The marker takes the child's pid; the runner's copy of the lock is let go.
+    let _ = std::fs::rename(&claim, marker(dir, pid, ""));
+    drop(locked);
     savers().push(Saver {
         pid,
         names: names.to_vec(),
@@ -157,6 +172,30 @@ pub fn save(names: &[String], wait: bool, each: &mut dyn FnMut(&str)) {
     });
     if wait {
         wait_for(|s| s.pid == pid || older.contains(&s.pid), SAVER_DEADLINE);
+    }
+}
+
+/// Writes a saver's marker (the names it saves) and locks it, close-on-exec: only
+/// the saver forked next inherits it.
+fn claimed(path: &Path, names: &[String]) -> std::io::Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    let mut file = std::fs::File::create(path)?;
+    file.write_all(names.join("\n").as_bytes())?;
+    // SAFETY: locks a file this function owns.
+    if unsafe { flock(file.as_raw_fd(), LOCK_EX) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(file)
+}
+
+/// Blocks until the saver `pid` has exited: its marker's lock is let go when it
+/// does (a marker already gone: it has finished).
+fn wait_for_exit(dir: &Path, pid: c_int) {
+    use std::os::fd::AsRawFd;
+    if let Ok(file) = std::fs::File::open(marker(dir, pid, "")) {
+        // SAFETY: takes a shared lock on a file this function owns; blocks while
+        // the saver holds its exclusive one.
+        unsafe { flock(file.as_raw_fd(), LOCK_SH) };
     }
 }
 
@@ -190,8 +229,8 @@ fn child(dir: &Path, names: &[String], older: &[c_int], each: &mut dyn FnMut(&st
     }
     let pid = std::process::id();
     if !older.is_empty() {
-        while older.iter().any(|&p| alive(p)) {
-            std::thread::sleep(Duration::from_millis(2));
+        for &p in older {
+            wait_for_exit(dir, p);
         }
         park(dir, names);
     }
@@ -216,17 +255,6 @@ fn child(dir: &Path, names: &[String], older: &[c_int], each: &mut dyn FnMut(&st
     let _ = std::fs::remove_file(marker(dir, pid, ""));
     // SAFETY: ends the child at once, as a forked child should.
     unsafe { _exit(if failures.is_empty() { 0 } else { 1 }) }
-}
-
-/// Whether a process (an older saver, a sibling of this child) is still running.
-fn alive(pid: c_int) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
-    };
-    let state = stat
-        .rfind(')')
-        .and_then(|i| stat[i + 1..].split_whitespace().next());
-    !matches!(state, Some("Z" | "X") | None)
 }
 
 /// Leaves `name` without a snapshot (rather than an old one), saying why.

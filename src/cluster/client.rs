@@ -1,7 +1,7 @@
 //! The kernel's side of a cluster: a connection to its controller.
 
 use super::launcher::Launched;
-use super::messages::{ClusterFile, EngineInfo, Link, Msg, Versions};
+use super::messages::{ClusterFile, EngineInfo, Link, Msg, Side, Versions};
 use bytes::Bytes;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -51,7 +51,7 @@ impl Client {
         let heard = last_heard.clone();
         // One link for both directions: replies teach it the controller's session,
         // which every later message is addressed to.
-        let link = Arc::new(Link::new(&file.key));
+        let link = Arc::new(Link::new(&file.key, Side::Dealer));
         let receiving = link.clone();
         tokio::spawn(async move {
             while let Ok(raw) = recv.recv().await {

@@ -7,7 +7,7 @@
 //! cells will be compiled for, and watches heartbeats: an engine silent for
 //! [`LOST_AFTER`] is reported lost to the kernels.
 
-use super::messages::{ClusterFile, EngineInfo, Link, Msg, Received, Versions};
+use super::messages::{ClusterFile, EngineInfo, Link, Msg, Received, Side, Versions};
 use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -109,7 +109,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         );
     }
     let mut c = Controller {
-        link: Link::new(&key),
+        link: Link::new(&key, Side::Router),
         engines_socket,
         clients_socket,
         engines: BTreeMap::new(),

@@ -8,7 +8,7 @@
 //! cells it runs. An engine whose controller falls silent exits.
 
 use super::controller::{HEARTBEAT, LOST_AFTER};
-use super::messages::{ClusterFile, Link, Msg, Versions};
+use super::messages::{ClusterFile, Link, Msg, Side, Versions};
 use crate::exec::frames;
 use bytes::Bytes;
 use std::path::Path;
@@ -135,7 +135,7 @@ pub async fn run(cf: ClusterFile) -> anyhow::Result<()> {
     use anyhow::Context;
     // One link for both directions: the controller's `Registered` teaches it the
     // session every later message is addressed to.
-    let link = std::sync::Arc::new(Link::new(&cf.key));
+    let link = std::sync::Arc::new(Link::new(&cf.key, Side::Dealer));
     let toolchain = crate::compile::Toolchain::probe()
         .await
         .context("this engine needs rustc to build its runner")?;

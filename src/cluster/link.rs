@@ -110,8 +110,20 @@ pub enum LinkError {
 pub struct Link {
     signer: Signer,
     session: String,
+    side: Side,
     next_seq: std::sync::atomic::AtomicU64,
     peers: std::sync::Mutex<Peers>,
+}
+
+/// Which end of the cluster's sockets a link serves: fixed when it is made, never
+/// read from a message's (unsigned) identity frames.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Side {
+    /// The controller's ROUTER: many peers, each message behind its identity;
+    /// greetings come here.
+    Router,
+    /// An engine's or a kernel's DEALER: one peer, the first that answered.
+    Dealer,
 }
 
 /// What a link learnt from the messages it verified.
@@ -136,10 +148,11 @@ pub struct Received {
 }
 
 impl Link {
-    pub fn new(key: &str) -> Link {
+    pub fn new(key: &str, side: Side) -> Link {
         Link {
             signer: Signer::new(key),
             session: uuid::Uuid::new_v4().simple().to_string(),
+            side,
             next_seq: std::sync::atomic::AtomicU64::new(1),
             peers: Default::default(),
         }
@@ -148,10 +161,10 @@ impl Link {
     /// A link with a given session, for the fuzz target (its seeds are addressed
     /// to it); everything else uses [`Link::new`].
     #[doc(hidden)]
-    pub fn with_session(key: &str, session: &str) -> Link {
+    pub fn with_session(key: &str, session: &str, side: Side) -> Link {
         Link {
             session: session.to_string(),
-            ..Link::new(key)
+            ..Link::new(key, side)
         }
     }
 
@@ -243,8 +256,12 @@ impl Link {
         if digest != env.digest {
             return Err(LinkError::BadPayload);
         }
-        // Greetings go to the controller (a ROUTER: its messages have identities).
-        if env.to.is_empty() && m.identities.is_empty() {
+        // A ROUTER's messages come behind an identity; a DEALER's never do.
+        if m.identities.is_empty() == (self.side == Side::Router) {
+            return Err(LinkError::Stranger);
+        }
+        // Greetings go to the controller's ROUTER only.
+        if env.to.is_empty() && self.side == Side::Dealer {
             return Err(LinkError::Stale(kind(&env.msg)));
         }
         if env.to.is_empty() {
@@ -259,7 +276,7 @@ impl Link {
         let from = m.header.session;
         let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
         // A DEALER's one peer is the first that answered it; nobody else speaks there.
-        if m.identities.is_empty() && peers.peer.as_ref().is_some_and(|p| *p != from) {
+        if self.side == Side::Dealer && peers.peer.as_ref().is_some_and(|p| *p != from) {
             return Err(LinkError::Stranger);
         }
         let last = peers.last_seq.get(&from).copied().unwrap_or(0);
@@ -402,8 +419,8 @@ mod tests {
 
     #[test]
     fn messages_name_their_recipient_and_cannot_be_replayed_elsewhere() {
-        let controller = Link::new("k");
-        let (one, two) = (Link::new("k"), Link::new("k"));
+        let controller = Link::new("k", Side::Router);
+        let (one, two) = (Link::new("k", Side::Dealer), Link::new("k", Side::Dealer));
         for (id, engine) in [(&b"one"[..], &one), (&b"two"[..], &two)] {
             // An engine's first word is an unaddressed greeting ...
             let got = controller
@@ -413,6 +430,7 @@ mod tests {
             // ... and the answer teaches it the controller's session.
             let id = Bytes::from_static(id);
             let raw = controller.encode(&[id], Msg::Registered { engine: 0 }, None);
+            let raw = ZmqMessage::try_from(raw.into_vec()[1..].to_vec()).unwrap();
             engine.decode(raw).unwrap();
         }
         let run = controller.encode(
@@ -430,11 +448,11 @@ mod tests {
             Err(LinkError::Misdirected)
         ));
         assert!(matches!(
-            Link::new("k").decode(to_engine),
+            Link::new("k", Side::Dealer).decode(to_engine),
             Err(LinkError::Misdirected)
         ));
         // Another process with the key, speaking to an engine that has its controller.
-        let intruder = Link::new("k");
+        let intruder = Link::new("k", Side::Router);
         let now = crate::protocol::header::now_iso8601();
         let greeting = forged(&one, register(), "", 1000, &now);
         intruder.decode(via_router(b"one", greeting)).unwrap();
@@ -461,11 +479,23 @@ mod tests {
             controller.decode(via_router(b"two", late)),
             Err(LinkError::Stale(_))
         ));
+        // Identity frames are not signed: each end knows its side and refuses the
+        // other side's shape, so a greeting with a made-up identity is no greeting
+        // to an engine, and the controller hears nobody without an identity.
+        let greeting = forged(&two, register(), "", 52, &now);
+        assert!(matches!(
+            one.decode(via_router(b"x", greeting.clone())),
+            Err(LinkError::Stranger)
+        ));
+        assert!(matches!(
+            controller.decode(greeting),
+            Err(LinkError::Stranger)
+        ));
     }
 
     #[test]
     fn large_payloads_travel_in_parts_that_keep_the_peer_alive() {
-        let (controller, engine) = (Link::new("k"), Link::new("k"));
+        let (controller, engine) = (Link::new("k", Side::Router), Link::new("k", Side::Dealer));
         controller
             .decode(via_router(b"e", engine.encode(&[], register(), None)))
             .unwrap();
@@ -514,7 +544,7 @@ mod tests {
     #[test]
     fn signed_messages_round_trip_and_tampering_is_refused() {
         // The kernel's side (a DEALER) greets the controller's (a ROUTER) and is answered.
-        let (link, controller) = (Link::new("k"), Link::new("k"));
+        let (link, controller) = (Link::new("k", Side::Dealer), Link::new("k", Side::Router));
         controller
             .decode(via_router(b"kernel", link.encode(&[], Msg::Hello, None)))
             .unwrap();
@@ -542,7 +572,7 @@ mod tests {
         // The same message again is a replay.
         assert!(link.decode(raw.clone()).is_err());
         // Another key, or another payload under the same signature, is refused.
-        let other = Link::new("not-k");
+        let other = Link::new("not-k", Side::Router);
         let raw = other.encode(&[], Msg::Hello, None);
         assert!(link.decode(raw).is_err());
         let mut frames = controller

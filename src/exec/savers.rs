@@ -47,8 +47,9 @@ pub fn private_dir() -> std::io::Result<tempfile::TempDir> {
         .tempdir_in(tmp)
 }
 
-/// The savers at work: pids from `.saver-PID` files whose process is alive and
-/// still leads the group it made (so a reused pid is not mistaken for one).
+/// The savers at work: pids of `.saver-PID` files whose lock is taken. A saver
+/// holds its marker's lock until it exits, however it ends, so neither a reused
+/// pid nor a marker left by a killed saver counts.
 fn running(dir: &Path) -> Vec<i32> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
@@ -58,14 +59,21 @@ fn running(dir: &Path) -> Vec<i32> {
         .filter_map(|e| {
             let name = e.file_name().into_string().ok()?;
             let pid: i32 = name.strip_prefix(".saver-")?.parse().ok()?;
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-            // `pid (comm) state ppid pgrp ...`; comm may hold spaces and parentheses.
-            let mut fields = stat.get(stat.rfind(')')? + 1..)?.split_whitespace();
-            let state = fields.next()?;
-            let pgrp: i32 = fields.nth(1)?.parse().ok()?;
-            (state != "Z" && state != "X" && pgrp == pid).then_some(pid)
+            locked(&e.path()).then_some(pid)
         })
         .collect()
+}
+
+/// Whether another process holds a lock on `path`.
+fn locked(path: &Path) -> bool {
+    use std::os::fd::AsRawFd;
+    let Ok(file) = std::fs::File::open(path) else {
+        return false;
+    };
+    // SAFETY: tries a shared lock on a file this function owns, without waiting;
+    // closing the file lets it go.
+    let r = unsafe { nix::libc::flock(file.as_raw_fd(), nix::libc::LOCK_SH | nix::libc::LOCK_NB) };
+    r != 0 && std::io::Error::last_os_error().raw_os_error() == Some(nix::libc::EWOULDBLOCK)
 }
 
 /// After the savers of a dead runner ended: one that left its marker behind was
