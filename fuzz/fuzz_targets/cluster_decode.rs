@@ -7,7 +7,7 @@
 #[path = "common.rs"]
 mod common;
 
-use ferrocell::cluster::messages::{Link, Side};
+use ferrocell::cluster::link::{Link, Side};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

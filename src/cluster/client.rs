@@ -1,7 +1,8 @@
 //! The kernel's side of a cluster: a connection to its controller.
 
 use super::launcher::Launched;
-use super::messages::{ClusterFile, EngineInfo, Link, Msg, Side, Versions};
+use super::link::{Link, Side};
+use super::messages::{ClusterFile, EngineInfo, Msg, Versions};
 use bytes::Bytes;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -89,7 +90,7 @@ impl Client {
     /// dead controller would hang the kernel: the wait is bounded.
     async fn post(&mut self, msg: Msg, payload: Option<Bytes>) -> Result<(), String> {
         let len = payload.as_ref().map_or(0, |p| p.len());
-        if !super::messages::fits(len) {
+        if !super::link::fits(len) {
             return Err(format!(
                 "{len} bytes to send to the cluster: over its transfer limit (16 times FERROCELL_MAX_MESSAGE_MIB)"
             ));

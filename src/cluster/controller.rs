@@ -7,7 +7,8 @@
 //! cells will be compiled for, and watches heartbeats: an engine silent for
 //! [`LOST_AFTER`] is reported lost to the kernels.
 
-use super::messages::{ClusterFile, EngineInfo, Link, Msg, Received, Side, Versions};
+use super::link::{Link, Received, Side};
+use super::messages::{ClusterFile, EngineInfo, Msg, Versions};
 use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::path::PathBuf;

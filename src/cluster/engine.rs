@@ -8,7 +8,8 @@
 //! cells it runs. An engine whose controller falls silent exits.
 
 use super::controller::{HEARTBEAT, LOST_AFTER};
-use super::messages::{ClusterFile, Link, Msg, Side, Versions};
+use super::link::{Link, Side};
+use super::messages::{ClusterFile, Msg, Versions};
 use crate::exec::frames;
 use bytes::Bytes;
 use std::path::Path;

@@ -10,8 +10,6 @@
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
-pub use super::link::{fits, Link, LinkError, Received, Side};
-
 /// The connection file a controller writes: where it listens, and the key.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ClusterFile {
