@@ -417,3 +417,20 @@ def kill_left(pids: list[int], within: float = 0.0) -> list[int]:
         except OSError:
             pass
     return left
+
+
+def slow_each(backend: str, items: int, out: str = "", value: str = "item") -> str:
+    """A `--each` cell whose items take 50 ms each and whose first item prints
+    "started": long enough to interrupt, or to kill a worker, while it runs."""
+    flags = f" --out {out}" if out else ""
+    return (f"%%parallel {backend} --each 0..{items}u64{flags}\n"
+            'if item == 0 { println!("started"); }\n'
+            "std::thread::sleep(std::time::Duration::from_millis(50));\n"
+            f"{value}\n")
+
+
+def tables(outputs):
+    """The result tables of a parallel cell (display_data or its in-place update)."""
+    return [m["content"]["data"] for m in outputs
+            if m["msg_type"] in ("display_data", "update_display_data")
+            and "text/html" in m["content"]["data"]]

@@ -21,7 +21,7 @@ from jupyter_client.session import Session
 
 import kernel_helpers as kh
 from kernel_helpers import error_text, ok, run, stream_text, value
-from test_parallel import slow_each, tables
+from kernel_helpers import slow_each, tables
 
 
 def all_text(outputs):

@@ -8,24 +8,7 @@ import textwrap
 import time
 
 import kernel_helpers as kh
-from kernel_helpers import error_text, of_type, ok, run, stream_text, value
-
-
-def slow_each(backend: str, items: int, out: str = "", value: str = "item") -> str:
-    """A `--each` cell whose items take 50 ms each and whose first item prints
-    "started": long enough to interrupt, or to kill a worker, while it runs."""
-    flags = f" --out {out}" if out else ""
-    return (f"%%parallel {backend} --each 0..{items}u64{flags}\n"
-            'if item == 0 { println!("started"); }\n'
-            "std::thread::sleep(std::time::Duration::from_millis(50));\n"
-            f"{value}\n")
-
-
-def tables(outputs):
-    """The result tables of a parallel cell (display_data or its in-place update)."""
-    return [m["content"]["data"] for m in outputs
-            if m["msg_type"] in ("display_data", "update_display_data")
-            and "text/html" in m["content"]["data"]]
+from kernel_helpers import error_text, of_type, ok, run, slow_each, stream_text, tables, value
 
 
 def test_ranks_run_at_once_with_rank_size_and_labelled_output(kc):
@@ -55,41 +38,11 @@ def test_threads_default_to_the_cores_and_out_keeps_the_values(kc):
     assert value(kc, "sizes.iter().all(|s| *s == sizes.len())") == "true"
 
 
-def test_each_runs_every_item_in_order_and_binds_them(kc):
-    ok(*run(kc, "let offset = 7u64;"))
-    reply, outputs = run(kc, "%%parallel threads 2 --each 0..100_000u64 --out shifted\nitem + offset",
-                         timeout=60)
-    ok(reply, outputs)
-    [table] = tables(outputs)
-    assert "100000 items on 2 threads" in table["text/plain"]
-    assert "…" in table["text/plain"]  # a long table shows its ends only
-    assert value(kc, "shifted.len()") == "100000"
-    assert value(kc, "shifted.iter().enumerate().all(|(i, v)| *v == i as u64 + 7)") == "true"
-
-
 def test_a_unit_body_shows_no_table(kc):
     reply, outputs = run(kc, "%%parallel threads 2\nlet _x = rank;")
     ok(reply, outputs)
     assert tables(outputs) == []
     assert of_type(outputs, "execute_result") == []
-
-
-def test_a_panicking_rank_is_reported_and_the_others_kept(kc):
-    ok(*run(kc, "let kept = vec![1, 2, 3];"))
-    reply, outputs = run(kc, textwrap.dedent("""\
-        %%parallel threads 3
-        if rank == 1 { panic!("rank one gives up"); }
-        kept.len() + rank
-        """))
-    assert reply["content"]["status"] == "error"
-    assert reply["content"]["ename"] == "ParallelError"
-    text = error_text(reply["content"])
-    assert "1 of 3 ranks failed" in text and "rank 1: panicked: rank one gives up" in text
-    [table] = tables(outputs)
-    assert re.search(r"^\s+0\s+3\s", table["text/plain"], re.M)
-    assert re.search(r"^\s+2\s+5\s", table["text/plain"], re.M)
-    assert "panicked: rank one gives up" in table["text/plain"]
-    assert value(kc, "kept.len()") == "3"
 
 
 def test_shared_variables_cannot_be_changed_and_must_be_sync(kc):
@@ -103,31 +56,6 @@ def test_shared_variables_cannot_be_changed_and_must_be_sync(kc):
     text = error_text(of_type(outputs, "error")[0])
     assert "cannot be shared between threads safely" in text and "must be Sync" in text, text
     assert value(kc, "counter + *local") == "5"
-
-
-def test_group_shows_each_ranks_output_together(kc):
-    reply, outputs = run(kc, textwrap.dedent("""\
-        %%parallel threads 2 --group
-        for i in 0..3 { println!("rank {rank} line {i}"); }
-        """))
-    ok(reply, outputs)
-    text = stream_text(outputs)
-    for r in range(2):
-        block = text.split(f"[rank {r}]\n")[1].splitlines()[:3]
-        assert block == [f"rank {r} line {i}" for i in range(3)], text
-
-
-def test_lines_are_never_cut_by_other_ranks(kc):
-    reply, outputs = run(kc, textwrap.dedent("""\
-        %%parallel threads 4
-        for i in 0..200 { println!("{}", format!("{rank}").repeat(60)); }
-        """), timeout=60)
-    ok(reply, outputs)
-    lines = stream_text(outputs).splitlines()
-    assert len(lines) == 800
-    for line in lines:
-        m = re.fullmatch(r"\[(\d)\] (\d{60})", line)
-        assert m and set(m.group(2)) == {m.group(1)}, line
 
 
 def test_a_long_run_shows_progress_replaced_by_the_result(kc):

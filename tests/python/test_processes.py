@@ -9,8 +9,7 @@ import textwrap
 import time
 
 import kernel_helpers as kh
-from kernel_helpers import error_text, of_type, ok, run, stream_text, value
-from test_parallel import slow_each, tables
+from kernel_helpers import error_text, of_type, ok, run, slow_each, stream_text, tables, value
 
 
 def worker_pids(kc, n=2):
@@ -104,31 +103,6 @@ def test_what_cannot_travel_is_named(kc):
     assert value(kc, "fine + v.len() as u8") == "4"
 
 
-def test_each_hands_out_every_item_and_keeps_their_order(kc):
-    ok(*run(kc, "let offset = 7u64;"))
-    reply, outputs = run(kc, "%%parallel processes 2 --each 0..100_000u64 --out shifted\nitem + offset",
-                         timeout=60)
-    ok(reply, outputs)
-    [table] = tables(outputs)
-    assert "100000 items on 2 processes" in table["text/plain"]
-    assert value(kc, "shifted.len()") == "100000"
-    assert value(kc, "shifted.iter().enumerate().all(|(i, v)| *v == i as u64 + 7)") == "true"
-
-
-def test_a_panicking_rank_is_reported_and_the_others_kept(kc):
-    reply, outputs = run(kc, textwrap.dedent("""\
-        %%parallel processes 2
-        if rank == 1 { panic!("rank one gives up"); }
-        rank + 40
-        """), timeout=60)
-    assert reply["content"]["ename"] == "ParallelError"
-    assert "rank 1: panicked: rank one gives up" in error_text(reply["content"])
-    [table] = tables(outputs)
-    assert re.search(r"^\s+0\s+40\s", table["text/plain"], re.M), table["text/plain"]
-    # The worker survives a panic.
-    ok(*run(kc, "%%parallel processes 2\nrank"))
-
-
 def test_a_crashed_worker_is_reported_and_replaced(kc):
     before = worker_pids(kc)
     reply, outputs = run(kc, textwrap.dedent("""\
@@ -174,26 +148,6 @@ def test_interrupt_stops_a_processes_run_and_the_pool_goes_on(kernel):
     assert "interrupted" in error_text(reply["content"])
     assert value(kc, "kept.clone()") == '"still here"'
     ok(*run(kc, "%%parallel processes 2\nrank"))
-
-
-def test_output_lines_stay_whole_and_group_collects_them(kc):
-    reply, outputs = run(kc, textwrap.dedent("""\
-        %%parallel processes 2
-        for i in 0..300 { println!("{}", format!("{rank}").repeat(60)); }
-        """), timeout=60)
-    ok(reply, outputs)
-    assert tables(outputs) == []  # a unit body shows no table
-    lines = stream_text(outputs).splitlines()
-    assert len(lines) == 600
-    for line in lines:
-        m = re.fullmatch(r"\[(\d)\] (\d{60})", line)
-        assert m and set(m.group(2)) == {m.group(1)}, line
-    reply, outputs = run(kc, "%%parallel processes 2 --group\nfor i in 0..3 { println!(\"rank {rank} line {i}\"); }")
-    ok(reply, outputs)
-    text = stream_text(outputs)
-    for r in range(2):
-        block = text.split(f"[rank {r}]\n")[1].splitlines()[:3]
-        assert block == [f"rank {r} line {i}" for i in range(3)], text
 
 
 def test_scaling_on_processes(kc):
