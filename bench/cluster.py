@@ -26,7 +26,6 @@ document says why).
 
 from __future__ import annotations
 
-import argparse
 import inspect
 import shutil
 import statistics
@@ -37,7 +36,7 @@ from pathlib import Path
 
 from kernel import ferrocell_environment, fmt_seconds, start, stop
 from parallel import (BLOCK, IS_PRIME_RS, count_blocks, halves, is_prime, peer_figures,
-                      run_cell, seconds_in, version)
+                      prime_options, run_cell, seconds_in, version)
 from results import figure as json_figure, write as write_document
 
 
@@ -149,15 +148,7 @@ def write_json(path: str, fc: dict, ip: dict, limit: int, reps: int, reason: str
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--limit", type=int, help="count the primes below it (default 5000000)")
-    parser.add_argument("--quick", action="store_true",
-                        help="primes below 1000000 (unless --limit), medians of 5, not 20")
-    parser.add_argument("--ferrocell-only", action="store_true")
-    parser.add_argument("--json", metavar="PATH", help="also write the figures there (for bench/run)")
-    args = parser.parse_args()
-    limit = args.limit or (1_000_000 if args.quick else 5_000_000)
-    reps = 5 if args.quick else 20
+    args, limit, reps = prime_options(__doc__)
 
     def log(text: str) -> None:
         print(text, file=sys.stderr, flush=True)

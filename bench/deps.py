@@ -33,7 +33,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from kernel import execute, ferrocell_environment, find_peers, fmt_seconds, start, stop
+from kernel import (execute, ferrocell_environment, find_peers, fmt_seconds, measure_kernels,
+                    start, stop)
 from results import figure as json_figure, write as write_document
 
 DEP = 'serde_json = "1"'
@@ -95,20 +96,9 @@ def main() -> None:
     try:
         env = ferrocell_environment(root)
         peers = find_peers()
-        for label, name in (("ferrocell", "ferrocell"), ("evcxr", peers["evcxr"])):
-            if (args.only and label not in args.only) or name is None:
-                results[label] = "not measured"
-                reasons[label] = ("left out with --only" if args.only and label not in args.only
-                                  else f"no {label} kernelspec found by `jupyter kernelspec list` "
-                                  "(none named evcxr or running evcxr_jupyter)")
-                continue
-            log(f"measuring {label} (kernelspec {name})")
-            try:
-                results[label] = measure(name, DEP, env, uses, log)
-            except Exception as err:  # a broken peer must not hide the other figures
-                log(f"  {label} failed: {err}")
-                results[label] = "failed"
-                reasons[label] = f"failed: {type(err).__name__}: {err}"
+        measure_kernels([(label, name, lambda name: measure(name, DEP, env, uses, log))
+                         for label, name in (("ferrocell", "ferrocell"), ("evcxr", peers["evcxr"]))],
+                        args.only, results, reasons, log)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

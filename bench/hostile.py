@@ -26,7 +26,6 @@ peer; "not measured" when it is not installed):
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import tempfile
@@ -38,7 +37,7 @@ import zmq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from kernel import (  # noqa: E402
-    TIMEOUT, CellFailed, execute, ferrocell_environment, find_peers, stop, tree,
+    TIMEOUT, CellFailed, execute, ferrocell_environment, find_peers, stop, tree_memory_mib,
 )
 from jupyter_client.manager import KernelManager  # noqa: E402
 from results import figure, write as write_document  # noqa: E402
@@ -76,18 +75,6 @@ def start(name: str, env: dict):
     return km, kc, None
 
 
-def tree_pss_mib(pid: int) -> float:
-    total = 0
-    for p in tree(pid):
-        try:
-            for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
-                if line.startswith("Pss:"):
-                    total += int(line.split()[1])
-        except OSError:
-            pass
-    return total / 1024
-
-
 class Peak:
     """Samples a process tree's memory every 50 ms until stopped; keeps the peak."""
 
@@ -98,7 +85,7 @@ class Peak:
 
     def run(self):
         while not self.done.is_set():
-            self.peak = max(self.peak, tree_pss_mib(self.pid))
+            self.peak = max(self.peak, tree_memory_mib(self.pid, "pss"))
             time.sleep(0.05)
 
     def stop(self) -> float:
@@ -113,7 +100,7 @@ def big_variable(kernel: str, env: dict, code: dict, log, label: str) -> dict:
         if kernel == "ferrocell":
             execute(kc, ":dep")  # serde built: snapshots on from the first cell
         execute(kc, "1")
-        base = tree_pss_mib(km.provisioner.pid)
+        base = tree_memory_mib(km.provisioner.pid, "pss")
         execute(kc, code["big"])
         time.sleep(3)  # its own snapshot, if any, is written
         # New cells each time (compiled, as in a notebook), then the same cells again
@@ -157,7 +144,7 @@ def printer_memory(kernel: str, env: dict, code: dict, seconds: int, log) -> flo
                     kc.get_iopub_msg(timeout=0.01)
                 except Exception:
                     break
-            top = max(top, tree_pss_mib(km.provisioner.pid))
+            top = max(top, tree_memory_mib(km.provisioner.pid, "pss"))
         t = execute(kc, "2")
         log(f"  {kernel}: peak {top:.0f} MiB while a thread printed for {seconds} s; a cell then took {t:.2f} s")
         return top

@@ -150,12 +150,15 @@ def tree(pid: int) -> list[int]:
     return pids
 
 
-def tree_rss_mib(pid: int) -> float:
+def tree_memory_mib(pid: int, measure: str = "rss") -> float:
+    """The memory of `pid`'s process tree: resident set size ("rss"), or
+    proportional set size ("pss": a page that forked processes share counts once)."""
+    path, field = ("status", "VmRSS:") if measure == "rss" else ("smaps_rollup", "Pss:")
     total_kib = 0
     for p in tree(pid):
         try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
+            for line in Path(f"/proc/{p}/{path}").read_text().splitlines():
+                if line.startswith(field):
                     total_kib += int(line.split()[1])
         except OSError:
             pass
@@ -214,7 +217,7 @@ def measure(name: str, codes: dict, env: dict, reps: dict, log) -> dict:
         figures["new_var"] = statistics.median(
             execute(kc, codes["new_var"].format(n=new_n())) for _ in range(reps["cells"]))
         time.sleep(1.0)
-        figures["memory"] = tree_rss_mib(km.provisioner.process.pid)
+        figures["memory"] = tree_memory_mib(km.provisioner.process.pid)
         # Completion: each request's round trip, then memory after a quiet minute.
         execute(kc, codes["complete_setup"].format())
         latencies = []
@@ -229,7 +232,7 @@ def measure(name: str, codes: dict, env: dict, reps: dict, log) -> dict:
         figures["complete"] = statistics.median(latencies)
         figures["complete_p90"] = latencies[min(len(latencies) - 1, int(0.9 * len(latencies)))]
         time.sleep(reps["idle"])
-        figures["memory_completed"] = tree_rss_mib(km.provisioner.process.pid)
+        figures["memory_completed"] = tree_memory_mib(km.provisioner.process.pid)
     finally:
         stop(km, kc)
     log(f"  {name}: warm cell {figures['trivial']:.3f} s, re-run {figures['rerun']:.3f} s, "
@@ -250,6 +253,31 @@ def measure(name: str, codes: dict, env: dict, reps: dict, log) -> dict:
 
 
 # --- finding the kernels -------------------------------------------------------------
+
+
+def measure_kernels(kernels, only, results: dict, reasons: dict, log) -> None:
+    """Measures each `(label, kernelspec name or None, measure(name))` into
+    `results[label]`, or says in `reasons[label]` why it has no figures: left out
+    with --only, no kernelspec found, or failed (a broken peer must not hide the
+    other figures)."""
+    for label, name, measure_one in kernels:
+        if only and label not in only:
+            results[label] = "not measured"
+            reasons[label] = "left out with --only"
+            continue
+        if name is None:
+            results[label] = "not measured"
+            reasons[label] = (f"no {label} kernelspec found by `jupyter kernelspec list`"
+                              + (" (none named evcxr or running evcxr_jupyter)"
+                                 if label == "evcxr" else " (python3 running ipykernel)"))
+            continue
+        log(f"measuring {label} (kernelspec {name})")
+        try:
+            results[label] = measure_one(name)
+        except Exception as err:
+            log(f"  {label} failed: {err}")
+            results[label] = "failed"
+            reasons[label] = f"failed: {type(err).__name__}: {err}"
 
 
 def ferrocell_environment(root: Path) -> dict:
@@ -391,24 +419,8 @@ def main() -> None:
         reasons: dict[str, str] = {}  # why a kernel's figures are missing
         kernels = [("ferrocell", "ferrocell", FERROCELL), ("evcxr", peers["evcxr"], RUST),
                    ("ipykernel", peers["ipykernel"], PYTHON)]
-        for label, name, codes in kernels:
-            if args.only and label not in args.only:
-                results[label] = "not measured"
-                reasons[label] = "left out with --only"
-                continue
-            if name is None:
-                results[label] = "not measured"
-                reasons[label] = (f"no {label} kernelspec found by `jupyter kernelspec list`"
-                                  + (" (none named evcxr or running evcxr_jupyter)"
-                                     if label == "evcxr" else " (python3 running ipykernel)"))
-                continue
-            log(f"measuring {label} (kernelspec {name})")
-            try:
-                results[label] = measure(name, codes, env, reps, log)
-            except Exception as err:  # a broken peer must not hide the other figures
-                log(f"  {label} failed: {err}")
-                results[label] = "failed"
-                reasons[label] = f"failed: {type(err).__name__}: {err}"
+        measure_kernels([(label, name, lambda name, codes=codes: measure(name, codes, env, reps, log))
+                         for label, name, codes in kernels], args.only, results, reasons, log)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

@@ -335,8 +335,10 @@ def write_json(path: str, f: dict, limit: int, reps: int, missing: dict, cap: fl
                    figures, missing=missing, about=about, context={"capacity": cap})
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def prime_options(doc: str) -> tuple[argparse.Namespace, int, int]:
+    """The options of the primes benchmarks (this one and bench/cluster.py): the
+    arguments, the limit and the repetitions they ask for."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("--limit", type=int, help="count the primes below it (default 5000000)")
     parser.add_argument("--quick", action="store_true",
                         help="primes below 1000000 (unless --limit), medians of 5, not 20")
@@ -345,7 +347,11 @@ def main() -> None:
     parser.add_argument("--json", metavar="PATH", help="also write the figures there (for bench/run)")
     args = parser.parse_args()
     limit = args.limit or (1_000_000 if args.quick else 5_000_000)
-    reps = 5 if args.quick else 20
+    return args, limit, (5 if args.quick else 20)
+
+
+def main() -> None:
+    args, limit, reps = prime_options(__doc__)
 
     def log(text: str) -> None:
         print(text, file=sys.stderr, flush=True)

@@ -56,3 +56,16 @@ def kernel(start_kernel) -> Kernel:
 def kc(kernel):
     """Just the client of a fresh kernel."""
     return kernel.kc
+
+
+@pytest.fixture(scope="module")
+def slurm():
+    """A private single-node Slurm (slurmctld + slurmd; see slurm_local.py), for
+    the tests of the slurm launcher; skipped where it cannot run."""
+    from slurm_local import LocalSlurm
+
+    reason = LocalSlurm.unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    with LocalSlurm() as cluster:
+        yield cluster

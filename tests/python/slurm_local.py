@@ -12,15 +12,9 @@ socket in the directory. The node declares more CPUs than the machine has, so a
 few tasks can share two real cores; proctrack/linuxproc and task/none need
 neither systemd nor cgroups.
 
-Use (the module is a helper, not a test file):
-
-    @pytest.fixture(scope="module")
-    def slurm():
-        reason = LocalSlurm.unavailable_reason()
-        if reason:
-            pytest.skip(reason)
-        with LocalSlurm() as cluster:
-            yield cluster          # subprocess.run(["srun", ...], env=cluster.env)
+Use (the module is a helper, not a test file): the `slurm` fixture of
+conftest.py gives a test a running one (`subprocess.run(["srun", ...],
+env=slurm.env)`), or skips it with the reason Slurm cannot run here.
 
 `python tests/python/slurm_local.py` runs a self-check of the whole thing.
 """

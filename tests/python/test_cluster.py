@@ -521,18 +521,6 @@ def test_an_engine_that_keeps_dying_is_not_restarted_forever(kc, tmp_path):
     ok(*run(kc, "%cluster stop"))
 
 
-@pytest.fixture(scope="module")
-def slurm():
-    """A private single-node Slurm (slurmctld + slurmd) for the slurm launcher."""
-    from slurm_local import LocalSlurm
-
-    reason = LocalSlurm.unavailable_reason()
-    if reason:
-        pytest.skip(reason)
-    with LocalSlurm() as cluster:
-        yield cluster
-
-
 def test_the_slurm_launcher_submits_a_batch_job(start_kernel, slurm):
     km, kc = start_kernel(env=dict(slurm.env))
     reply, outputs = run(kc, "%cluster start -n 3 --launcher slurm", timeout=240)
