@@ -54,6 +54,20 @@ enum Command {
     },
 }
 
+/// Runs one of the long-lived processes (kernel, controller, engine) on a small
+/// tokio runtime: two workers are plenty for sockets and the runner's pipe, and
+/// leave the cores to the cells.
+fn block_on<E>(work: impl std::future::Future<Output = Result<(), E>>) -> anyhow::Result<()>
+where
+    anyhow::Error: From<E>,
+{
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    Ok(rt.block_on(work)?)
+}
+
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -67,20 +81,12 @@ fn main() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Command::Kernel { connection_file } => {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()?;
-            rt.block_on(ferrocell::kernel::run(&connection_file))?;
+            block_on(ferrocell::kernel::run(&connection_file))?;
             // Leave without waiting for background tasks; the runner dies with us.
             std::process::exit(0);
         }
         Command::Controller { ip, file } => {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()?;
-            rt.block_on(ferrocell::cluster::controller::run(
+            block_on(ferrocell::cluster::controller::run(
                 ferrocell::cluster::controller::Options { ip, file },
             ))?;
         }
@@ -97,11 +103,7 @@ fn main() -> anyhow::Result<()> {
                     ClusterFile::parse(&json, CONNECTION_ENV)?
                 }
             };
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()?;
-            rt.block_on(ferrocell::cluster::engine::run(cluster))?;
+            block_on(ferrocell::cluster::engine::run(cluster))?;
             std::process::exit(0);
         }
         Command::Install {
