@@ -17,7 +17,6 @@ use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
 static RUNNING: AtomicBool = AtomicBool::new(false);
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 static INPUT: Mutex<Option<Result<String, String>>> = Mutex::new(None);
 static INPUT_READY: Condvar = Condvar::new();
 static PANIC_INFO: Mutex<Option<String>> = Mutex::new(None);
@@ -33,19 +32,9 @@ pub fn set_error_format(code: u8) {
 
 /// The variables a failing `?` put in the store before the cell returned.
 static KEPT: Mutex<Vec<String>> = Mutex::new(Vec::new());
-static ARGS: Mutex<Vec<String>> = Mutex::new(Vec::new());
-static CURRENT: Mutex<(String, String)> = Mutex::new((String::new(), String::new()));
 
-/// The library and entry point of the cell running now (a parallel cell sends them
-/// to its worker processes).
-pub fn current_cell() -> (String, String) {
-    CURRENT.lock().unwrap_or_else(|e| e.into_inner()).clone()
-}
-
-/// What the kernel passed along with the running library (a saver's variable names).
-pub fn args() -> Vec<String> {
-    ARGS.lock().unwrap_or_else(|e| e.into_inner()).clone()
-}
+// Generated cells read the kernel's arguments here (a saver's variable names).
+pub use crate::process::{args, current_cell};
 
 #[link(name = "dl")]
 unsafe extern "C" {
@@ -56,14 +45,10 @@ unsafe extern "C" {
 const RTLD_NOW: c_int = 2;
 const RTLD_GLOBAL: c_int = 0x100;
 
-pub(crate) fn interrupted() -> bool {
-    INTERRUPTED.load(Ordering::Relaxed)
-}
-
 /// Called by the runner binary's `write`/`writev` for fds 1 and 2. Returns false when
 /// the bytes should go to the real fd instead (no kernel channel).
 pub fn capture_write(fd: i32, bytes: &[u8]) -> bool {
-    if crate::__parallel::labelled_write(fd, bytes) {
+    if crate::rank_output::labelled_write(fd, bytes) {
         return true;
     }
     let t = if fd == 2 { tag::STDERR } else { tag::STDOUT };
@@ -287,7 +272,7 @@ fn load(lib: &str, symbol: &str) -> Result<fn(), String> {
 
 fn run_cell(entry: fn()) {
     crate::snapshot::cell_starts();
-    INTERRUPTED.store(false, Ordering::Relaxed);
+    crate::process::set_interrupted(false);
     KEPT.lock().unwrap_or_else(|e| e.into_inner()).clear();
     ERROR_FORMAT.store(0, Ordering::Relaxed);
     RUNNING.store(true, Ordering::Release);
@@ -365,7 +350,7 @@ pub fn main() {
         match t {
             // A worker runs one cell at a time: a RUN while one still runs (its
             // coordinator gave up on it) is refused rather than run beside it.
-            tag::RUN if crate::__processes::is_worker() && RUNNING.load(Ordering::Acquire) => {
+            tag::RUN if crate::process::is_worker() && RUNNING.load(Ordering::Acquire) => {
                 channel::send(
                     tag::LOAD_ERROR,
                     b"this worker is still running an earlier cell",
@@ -376,9 +361,7 @@ pub fn main() {
                 let mut parts = text.split('\0');
                 let lib = parts.next().unwrap_or("");
                 let symbol = parts.next().unwrap_or("");
-                *ARGS.lock().unwrap_or_else(|e| e.into_inner()) = parts.map(String::from).collect();
-                *CURRENT.lock().unwrap_or_else(|e| e.into_inner()) =
-                    (lib.to_string(), symbol.to_string());
+                crate::process::set_cell(lib, symbol, parts.map(String::from).collect());
                 crate::worker::new_cell();
                 join_cell(&mut last_cell);
                 match load(lib, symbol) {
@@ -402,7 +385,7 @@ pub fn main() {
             tag::INPUT_REPLY => answer_input(Ok(String::from_utf8_lossy(&payload).into_owned())),
             tag::INPUT_DENIED => answer_input(Err(String::from_utf8_lossy(&payload).into_owned())),
             tag::INTERRUPT => {
-                INTERRUPTED.store(true, Ordering::Relaxed);
+                crate::process::set_interrupted(true);
                 crate::__async::interrupt();
             }
             tag::UNITS | tag::NO_MORE_UNITS => crate::worker::push_work(t, payload),

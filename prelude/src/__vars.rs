@@ -2,49 +2,11 @@
 //!
 //! A cell takes out the variables it uses (by value, with the type the kernel learnt
 //! from rustc) and puts back what it still owns at the end, so inside the cell they
-//! are ordinary local variables.
+//! are ordinary local variables. The values themselves are in `crate::store`.
 
+use crate::store::{Erased, with};
 use std::alloc::Layout;
 use std::any::{Any, TypeId};
-use std::collections::HashMap;
-use std::sync::Mutex;
-
-/// A value of any type, kept by address. Cells build and unpack it with a few
-/// constants (layout, type id, drop function) instead of a `Box<dyn Any>`, whose
-/// vtable and downcast each cell would otherwise compile for each variable's type.
-struct Erased {
-    ptr: *mut u8,
-    layout: Layout,
-    type_id: TypeId,
-    drop: unsafe fn(*mut u8),
-}
-
-impl Drop for Erased {
-    fn drop(&mut self) {
-        // SAFETY: `ptr` holds a live value of the type `drop` was made for, in a block
-        // of `layout` from `alloc` (or no block for a zero-sized type).
-        unsafe {
-            (self.drop)(self.ptr);
-            if self.layout.size() != 0 {
-                std::alloc::dealloc(self.ptr, self.layout);
-            }
-        }
-    }
-}
-
-/// Values of any type. Only one cell runs at a time and the store is only touched
-/// from that cell's thread, so the values never actually cross threads.
-struct Store(HashMap<String, Erased>);
-// SAFETY: see above; access is serialised by the mutex and by cells running one at a time.
-unsafe impl Send for Store {}
-
-static STORE: Mutex<Option<Store>> = Mutex::new(None);
-
-fn with<R>(f: impl FnOnce(&mut HashMap<String, Erased>) -> R) -> R {
-    let mut guard = STORE.lock().unwrap_or_else(|e| e.into_inner());
-    let store = guard.get_or_insert_with(|| Store(HashMap::new()));
-    f(&mut store.0)
-}
 
 // The generic entry points below are instantiated in every cell that uses a
 // variable, so they stay tiny: the work is in these non-generic functions, compiled
@@ -183,7 +145,7 @@ pub fn write_snapshot(name: &str, serialise: Option<crate::snapshot::Serialiser<
 /// The snapshot of a variable, read as a stream, for restoring it in a new runner
 /// (a worker reads the bytes its coordinator sent).
 pub fn snapshot_reader(name: &str) -> Option<Box<dyn std::io::Read>> {
-    if crate::__processes::is_worker() {
+    if crate::process::is_worker() {
         return Some(Box::new(std::io::Cursor::new(
             crate::worker::take_received(name)?,
         )));
@@ -197,11 +159,6 @@ pub fn snapshot_bytes(name: &str) -> Option<Vec<u8>> {
     let mut bytes = Vec::new();
     std::io::Read::read_to_end(&mut snapshot_reader(name)?, &mut bytes).ok()?;
     Some(bytes)
-}
-
-/// The store, locked (a saver forks while holding it).
-pub(crate) fn lock_store() -> impl Drop {
-    STORE.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Whether the store holds a variable of that name.

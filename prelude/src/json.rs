@@ -1,4 +1,5 @@
-//! Just enough JSON writing for the messages the prelude sends (no dependencies).
+//! Just enough JSON for the messages the prelude sends, and for reading the fields
+//! of those a worker's runner sends back (no dependencies).
 
 /// Appends `s` as a JSON string literal.
 pub fn push_str(out: &mut String, s: &str) {
@@ -51,6 +52,43 @@ pub fn base64(data: &[u8]) -> String {
     out
 }
 
+/// The `message` of a panic or error frame (JSON made by the runner).
+pub(crate) fn json_message(text: &str) -> String {
+    match text.contains("\"message\":\"") {
+        true => json_field(text, "message"),
+        false => text.to_string(),
+    }
+}
+
+/// A string field of the small JSON objects the runner sends (`{"key":"…",…}`).
+pub(crate) fn json_field(text: &str, key: &str) -> String {
+    let pattern = format!("\"{key}\":\"");
+    let Some(start) = text.find(&pattern) else {
+        return String::new();
+    };
+    let mut out = String::new();
+    let mut chars = text[start + pattern.len()..].chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => break,
+            '\\' => match chars.next() {
+                Some('n') => out.push('\n'),
+                Some('t') => out.push('\t'),
+                Some('u') => {
+                    let hex: String = chars.by_ref().take(4).collect();
+                    if let Some(c) = u32::from_str_radix(&hex, 16).ok().and_then(char::from_u32) {
+                        out.push(c);
+                    }
+                }
+                Some(c) => out.push(c),
+                None => break,
+            },
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -67,5 +105,14 @@ mod tests {
         assert_eq!(super::base64(b"f"), "Zg==");
         assert_eq!(super::base64(b"fo"), "Zm8=");
         assert_eq!(super::base64(b"foobar"), "Zm9vYmFy");
+    }
+
+    #[test]
+    fn reads_the_message_of_a_frame() {
+        assert_eq!(
+            super::json_message(r#"{"message":"boom \"x\"\nline","file":"a"}"#),
+            "boom \"x\"\nline"
+        );
+        assert_eq!(super::json_message("plain"), "plain");
     }
 }

@@ -6,11 +6,19 @@
 //! rustc compiles the cells.
 
 mod channel;
+mod coordinator;
 mod differ;
 mod display;
 mod input;
 mod json;
+mod lanes;
+mod pool;
+mod process;
+mod rank_output;
+mod scaling;
 mod snapshot;
+mod store;
+mod table;
 mod transport;
 mod worker;
 
@@ -38,7 +46,7 @@ pub use input::{input, password};
 /// True once the user asked to interrupt the running cell. Long loops can check it
 /// to stop cleanly; a cell that does not is stopped by restarting the runner.
 pub fn interrupted() -> bool {
-    __runner::interrupted()
+    process::interrupted()
 }
 
 /// Everything a cell sees unqualified.

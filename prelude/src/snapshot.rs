@@ -81,7 +81,7 @@ const SAVER_DEADLINE: Duration = Duration::from_secs(600);
 /// worker reads the session's snapshots; only the runner writes them).
 pub(crate) fn dir() -> Option<&'static Path> {
     static DIR: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
-    if crate::__processes::is_worker() {
+    if crate::process::is_worker() {
         return None;
     }
     DIR.get_or_init(|| std::env::var_os("FERROCELL_SNAPSHOTS").map(Into::into))
@@ -133,7 +133,7 @@ pub fn save(names: &[String], wait: bool, each: &mut dyn FnMut(&str)) {
     let locked = claimed(&claim, names);
     // The store is held across the fork, so that no other thread of the runner has
     // it locked (and the child stuck) at that moment.
-    let store = crate::__vars::lock_store();
+    let store = crate::store::lock_store();
     // SAFETY: the child runs only the saver and then `_exit`s; see `child`.
     let pid = match &locked {
         Ok(_) => unsafe { fork() },

@@ -3,8 +3,9 @@
 //! kernel, which holds the cluster's connection). Both speak the runner channel's
 //! frames; [`Worker`] drives either the same way.
 
-use crate::__parallel as par;
 use crate::channel::{self, tag};
+use crate::json::json_message;
+use crate::rank_output::labelled_write;
 use std::collections::HashMap;
 use std::ffi::c_int;
 use std::io::Write;
@@ -100,7 +101,7 @@ impl Worker {
             match t {
                 tag::STDOUT | tag::STDERR => {
                     let fd = if t == tag::STDERR { 2 } else { 1 };
-                    if !par::labelled_write(fd, &payload) {
+                    if !labelled_write(fd, &payload) {
                         channel::send(t, &payload);
                     }
                 }
@@ -428,39 +429,12 @@ pub(crate) enum Lost {
     CellEnded(String),
 }
 
-/// The `message` of a panic or error frame (JSON made by the runner).
-pub(crate) fn json_message(text: &str) -> String {
-    match text.contains("\"message\":\"") {
-        true => json_field(text, "message"),
-        false => text.to_string(),
-    }
-}
-
-/// A string field of the small JSON objects the runner sends (`{"key":"…",…}`).
-pub(crate) fn json_field(text: &str, key: &str) -> String {
-    let pattern = format!("\"{key}\":\"");
-    let Some(start) = text.find(&pattern) else {
-        return String::new();
-    };
-    let mut out = String::new();
-    let mut chars = text[start + pattern.len()..].chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '"' => break,
-            '\\' => match chars.next() {
-                Some('n') => out.push('\n'),
-                Some('t') => out.push('\t'),
-                Some('u') => {
-                    let hex: String = chars.by_ref().take(4).collect();
-                    if let Some(c) = u32::from_str_radix(&hex, 16).ok().and_then(char::from_u32) {
-                        out.push(c);
-                    }
-                }
-                Some(c) => out.push(c),
-                None => break,
-            },
-            c => out.push(c),
+impl Lost {
+    pub(crate) fn why(&self, p: &Worker) -> String {
+        match self {
+            Lost::Died(how) => format!("{} {how}", p.link.name()),
+            Lost::Stopped => "not run (interrupted)".into(),
+            Lost::CellEnded(why) => why.clone(),
         }
     }
-    out
 }

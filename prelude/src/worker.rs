@@ -4,7 +4,6 @@
 //! over. Session variables arrive as serde bytes ([`receive`]) before the restore
 //! library that turns them into values.
 
-use crate::__parallel as par;
 use crate::channel::{self, tag};
 use std::collections::{HashMap, VecDeque};
 use std::io::Write;
@@ -56,7 +55,7 @@ fn next_work() -> Work {
 
 /// A worker's rank and the run's size, from the RUN that started the cell.
 pub(crate) fn place() -> (usize, usize) {
-    let args = crate::__runner::args();
+    let args = crate::process::args();
     let n = |i: usize| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(0);
     (n(1), n(2).max(1))
 }
@@ -82,7 +81,7 @@ pub(crate) fn serve(unit: WorkerUnit) {
             let item = r.bytes();
             let t0 = Instant::now();
             let value = panic::catch_unwind(AssertUnwindSafe(|| unit(item, rank, size)))
-                .unwrap_or_else(|p| Err(format!("panicked: {}", par::panic_message(&*p))));
+                .unwrap_or_else(|p| Err(format!("panicked: {}", crate::lanes::panic_message(&*p))));
             out.extend_from_slice(&t0.elapsed().as_secs_f64().to_le_bytes());
             let (ok, bytes) = match &value {
                 Ok(b) => (1u8, b.as_slice()),
@@ -161,4 +160,20 @@ pub(crate) fn var_frame(name: &str, bytes: &[u8]) -> Vec<u8> {
     f.extend_from_slice(name.as_bytes());
     f.extend_from_slice(bytes);
     f
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reader_reads_what_serve_writes() {
+        let mut b = Vec::new();
+        b.extend_from_slice(&7u64.to_le_bytes());
+        b.extend_from_slice(&2u32.to_le_bytes());
+        b.extend_from_slice(&1.5f64.to_le_bytes());
+        let mut r = Reader(&b);
+        assert_eq!((r.u64(), r.u32(), r.f64()), (7, 2, 1.5));
+        assert_eq!(r.bytes(), b"");
+    }
 }
