@@ -212,3 +212,74 @@ pub async fn ensure(toolchain: &Toolchain, cache: &Path) -> Result<Prelude, Prel
     }
     Ok(prelude)
 }
+
+/// The prelude's functions and types, with their one-line docs: for inspection and
+/// completion (`kernel::introspect`) and for `%help` (`magics`). Here, beside the
+/// prelude's sources, so that both take it from the prelude rather than from each other.
+pub const DOCS: &[(&str, &str, &str)] = &[
+    (
+        "display_html",
+        "fn display_html(html: impl AsRef<str>) -> DisplayId",
+        "Shows HTML as rich output (display_data, text/html).",
+    ),
+    (
+        "display_markdown",
+        "fn display_markdown(markdown: impl AsRef<str>) -> DisplayId",
+        "Shows Markdown (text/markdown).",
+    ),
+    (
+        "display_svg",
+        "fn display_svg(svg: impl AsRef<str>) -> DisplayId",
+        "Shows an SVG image (image/svg+xml).",
+    ),
+    (
+        "display_png",
+        "fn display_png(png: impl AsRef<[u8]>) -> DisplayId",
+        "Shows a PNG image from its bytes (image/png).",
+    ),
+    (
+        "display_json",
+        "fn display_json(json_text: impl AsRef<str>) -> DisplayId",
+        "Shows JSON given as JSON text (application/json).",
+    ),
+    (
+        "display_text",
+        "fn display_text(text: impl AsRef<str>) -> DisplayId",
+        "Shows plain text as a display rather than as stdout.",
+    ),
+    (
+        "display_mime",
+        "fn display_mime(mime: &str, data: impl AsRef<str>) -> DisplayId",
+        "Shows data under any MIME type (binary types as base64).",
+    ),
+    (
+        "update_display",
+        "fn update_display(id: &DisplayId, mime: &str, data: impl AsRef<str>)",
+        "Replaces the content of an earlier display in place.",
+    ),
+    (
+        "clear_output",
+        "fn clear_output(wait: bool)",
+        "Clears the cell's output; with wait, when the next output arrives.",
+    ),
+    (
+        "input",
+        "fn input(prompt: &str) -> String",
+        "Asks the notebook user for a line of text.",
+    ),
+    (
+        "password",
+        "fn password(prompt: &str) -> String",
+        "Like input, but what is typed stays hidden.",
+    ),
+    (
+        "interrupted",
+        "fn interrupted() -> bool",
+        "True once the user asked to interrupt the running cell.",
+    ),
+    (
+        "DisplayId",
+        "struct DisplayId(pub String)",
+        "Names a display so that update_display can replace it.",
+    ),
+];

@@ -3,6 +3,7 @@
 //! Cursor positions in the protocol count Unicode code points; Rust strings are
 //! indexed by bytes, so every position is converted on the way in and out.
 
+use crate::compile::prelude;
 use crate::magics;
 
 /// Rust keywords offered for completion.
@@ -11,75 +12,6 @@ const KEYWORDS: &[&str] = &[
     "false", "fn", "for", "if", "impl", "in", "let", "loop", "match", "mod", "move", "mut", "pub",
     "ref", "return", "self", "Self", "static", "struct", "super", "trait", "true", "type",
     "unsafe", "use", "where", "while",
-];
-
-/// The prelude's functions and types, with their one-line docs for inspection.
-pub const PRELUDE: &[(&str, &str, &str)] = &[
-    (
-        "display_html",
-        "fn display_html(html: impl AsRef<str>) -> DisplayId",
-        "Shows HTML as rich output (display_data, text/html).",
-    ),
-    (
-        "display_markdown",
-        "fn display_markdown(markdown: impl AsRef<str>) -> DisplayId",
-        "Shows Markdown (text/markdown).",
-    ),
-    (
-        "display_svg",
-        "fn display_svg(svg: impl AsRef<str>) -> DisplayId",
-        "Shows an SVG image (image/svg+xml).",
-    ),
-    (
-        "display_png",
-        "fn display_png(png: impl AsRef<[u8]>) -> DisplayId",
-        "Shows a PNG image from its bytes (image/png).",
-    ),
-    (
-        "display_json",
-        "fn display_json(json_text: impl AsRef<str>) -> DisplayId",
-        "Shows JSON given as JSON text (application/json).",
-    ),
-    (
-        "display_text",
-        "fn display_text(text: impl AsRef<str>) -> DisplayId",
-        "Shows plain text as a display rather than as stdout.",
-    ),
-    (
-        "display_mime",
-        "fn display_mime(mime: &str, data: impl AsRef<str>) -> DisplayId",
-        "Shows data under any MIME type (binary types as base64).",
-    ),
-    (
-        "update_display",
-        "fn update_display(id: &DisplayId, mime: &str, data: impl AsRef<str>)",
-        "Replaces the content of an earlier display in place.",
-    ),
-    (
-        "clear_output",
-        "fn clear_output(wait: bool)",
-        "Clears the cell's output; with wait, when the next output arrives.",
-    ),
-    (
-        "input",
-        "fn input(prompt: &str) -> String",
-        "Asks the notebook user for a line of text.",
-    ),
-    (
-        "password",
-        "fn password(prompt: &str) -> String",
-        "Like input, but what is typed stays hidden.",
-    ),
-    (
-        "interrupted",
-        "fn interrupted() -> bool",
-        "True once the user asked to interrupt the running cell.",
-    ),
-    (
-        "DisplayId",
-        "struct DisplayId(pub String)",
-        "Names a display so that update_display can replace it.",
-    ),
 ];
 
 /// A few std items documented for inspection.
@@ -241,7 +173,7 @@ pub fn complete(
     let candidates = items
         .iter()
         .map(String::as_str)
-        .chain(PRELUDE.iter().map(|p| p.0))
+        .chain(prelude::DOCS.iter().map(|p| p.0))
         .chain(KEYWORDS.iter().copied())
         .chain([
             "std",
@@ -300,7 +232,7 @@ pub fn word_at(code: &str, cursor: Option<usize>) -> &str {
 
 /// Documentation for a prelude or std name.
 pub fn docs(name: &str) -> Option<String> {
-    if let Some((_, sig, doc)) = PRELUDE.iter().find(|p| p.0 == name) {
+    if let Some((_, sig, doc)) = prelude::DOCS.iter().find(|p| p.0 == name) {
         return Some(format!("{sig}\n\n{doc}\n\n(ferrocell prelude)"));
     }
     STD_DOCS

@@ -269,7 +269,7 @@ pub fn help_text() -> String {
          Interrupt stops a running cell within 2 s; a crash (abort, segfault) restarts\n\
          the runner and keeps every item.",
         env!("CARGO_PKG_VERSION"),
-        crate::kernel::introspect::PRELUDE
+        crate::compile::prelude::DOCS
             .iter()
             .map(|(_, sig, doc)| format!("  {sig}\n      {doc}"))
             .collect::<Vec<_>>()

@@ -1,0 +1,81 @@
+//! The processes a launcher started: adding them, telling which ended and why
+//! while the engines are awaited, and stopping them with the cluster (cancelling
+//! Slurm jobs, killing what outlives the grace).
+
+use super::slurm::slurm_client;
+use super::{Launched, Process, Recipe};
+use std::time::Duration;
+
+impl Launched {
+    pub(super) fn add(&mut self, recipe: Recipe) -> Result<(), String> {
+        let child = recipe.spawn()?;
+        let mut p = self.processes.lock().expect("processes");
+        p.list.push(Process {
+            recipe,
+            pid: child.id(),
+            child,
+            ended: None,
+            restarts: Vec::new(),
+        });
+        Ok(())
+    }
+
+    /// Processes that have ended, with how and their last log lines.
+    pub fn failed_engines(&mut self) -> Vec<String> {
+        let mut p = self.processes.lock().expect("processes");
+        p.list
+            .iter_mut()
+            .filter_map(|proc| {
+                let status = proc.child.try_wait().ok().flatten()?;
+                Some(format!(
+                    "{} {}:\n{}",
+                    proc.recipe.label,
+                    crate::exec::runner::describe_exit(status),
+                    proc.recipe.tails(5)
+                ))
+            })
+            .collect()
+    }
+
+    /// Waits for every process to end, killing what is left after `grace`, and
+    /// cancels the Slurm jobs it submitted.
+    pub async fn wait_or_kill(&mut self, grace: Duration) {
+        self.stop_supervising();
+        let list = std::mem::take(&mut self.processes.lock().expect("processes").list);
+        let mut list = list;
+        let deadline = tokio::time::Instant::now() + grace;
+        for proc in list.iter_mut() {
+            if tokio::time::timeout_at(deadline, proc.child.wait())
+                .await
+                .is_err()
+            {
+                let _ = proc.child.start_kill();
+                let _ = proc.child.wait().await;
+            }
+            if let Some(name) = &proc.recipe.batch {
+                let _ = slurm_client("scancel", &["--name", name]).await;
+            }
+            if let Some(log) = &proc.recipe.more_log {
+                let _ = std::fs::remove_file(log);
+            }
+        }
+        if tokio::time::timeout_at(deadline, self.controller.wait())
+            .await
+            .is_err()
+        {
+            let _ = self.controller.start_kill();
+            let _ = self.controller.wait().await;
+        }
+    }
+}
+
+impl Drop for Launched {
+    /// The supervisor holds the processes; without it they go (`kill_on_drop`).
+    /// The directory goes with `dir`.
+    fn drop(&mut self) {
+        crate::cluster::leftovers::forget(self.dir.path());
+        if let Some(s) = self.supervisor.take() {
+            s.abort();
+        }
+    }
+}

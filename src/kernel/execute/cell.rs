@@ -1,0 +1,121 @@
+//! Compiling and running a cell's Rust code: the compile (interruptible), its
+//! errors (with `%%parallel` hints, and the code `%explain` takes), the run, and
+//! what `%time` and `%timing` report.
+
+use super::warmup::BASE_WAIT;
+use super::{error, interrupted, Executor, Sink};
+use crate::compile::session::Compiled;
+use crate::compile::{CompileError, Timing};
+use crate::magics;
+use crate::protocol::messages::{ErrorContent, ExecuteRequest};
+use crate::protocol::Message;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// The code of a rendered rustc error (`error[E0308]: …` gives `E0308`).
+fn error_code(rendered: &str) -> Option<String> {
+    let rest = rendered.strip_prefix("error[")?;
+    let (code, _) = rest.split_once(']')?;
+    Some(code.to_string())
+}
+
+/// Seconds as `%time` shows them (three significant digits, a fitting unit).
+fn format_seconds(s: f64) -> String {
+    match s {
+        s if s >= 1.0 => format!("{s:.2} s"),
+        s if s >= 1e-3 => format!("{:.1} ms", s * 1e3),
+        s => format!("{:.0} µs", s * 1e6),
+    }
+}
+
+impl Executor {
+    /// Compiles and runs a cell's Rust code (after its magic line, if any).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn run_rust(
+        &mut self,
+        msg: &Message,
+        req: &ExecuteRequest,
+        sink: &mut Sink,
+        irq: &mut watch::Receiver<u64>,
+        code: &str,
+        timing: Timing,
+        parallel: Option<Vec<String>>,
+    ) -> Result<(), ErrorContent> {
+        if code.trim().is_empty() {
+            sink.finish();
+            return Ok(());
+        }
+        let count = self.count;
+        self.session(irq, Some(sink)).await?;
+        self.take_base(BASE_WAIT, sink).await;
+        let session = self.session.as_mut().expect("session");
+        let started = std::time::Instant::now();
+        let built = tokio::select! {
+            r = session.build_timed(code, count, timing) => r,
+            _ = irq.changed() => return Err(interrupted(" while it was compiling")),
+        };
+        if let (Timing::Once, Ok(Compiled::Cell(b))) = (timing, &built) {
+            let took = if b.compiled {
+                format_seconds(started.elapsed().as_secs_f64())
+            } else {
+                "none (cached)".into()
+            };
+            sink.stdout(format!("Compile time: {took}\n").as_bytes());
+        }
+        let compile_time = started.elapsed();
+        let built = match built {
+            Ok(Compiled::Empty) => return Ok(()),
+            Ok(Compiled::Cell(b)) => b,
+            Err(CompileError::Code {
+                summary,
+                mut rendered,
+            }) => {
+                if let Some(hint) = parallel
+                    .is_some()
+                    .then(|| magics::parallel::hint(&summary, &rendered))
+                    .flatten()
+                {
+                    if hint.headlines_only {
+                        rendered = rendered
+                            .iter()
+                            .filter_map(|r| r.lines().next().map(String::from))
+                            .collect();
+                        rendered.dedup();
+                    }
+                    rendered.push(hint.note.to_string());
+                }
+                self.last_error_code = rendered.iter().find_map(|r| error_code(r));
+                return Err(error("CompileError", summary, rendered));
+            }
+            Err(e) => return Err(error("CompileError", e.to_string(), vec![])),
+        };
+        let mut built = built;
+        if let Some(args) = parallel {
+            built.args = args;
+        }
+        let ran = std::time::Instant::now();
+        let r = self
+            .run_built(&built, msg, req.allow_stdin, sink, irq)
+            .await;
+        sink.finish();
+        let run_time = ran.elapsed();
+        let r = self.settle_vars(&built, r, irq).await;
+        for note in &built.vars.notes {
+            sink.stderr(format!("ferrocell: {note}\n").as_bytes());
+        }
+        if self.show_timing {
+            let took = |d: Duration| format_seconds(d.as_secs_f64());
+            sink.stdout(
+                format!(
+                    "Took {} (compile {}, run {})\n",
+                    took(compile_time + run_time),
+                    took(compile_time),
+                    took(run_time)
+                )
+                .as_bytes(),
+            );
+        }
+        sink.finish();
+        r
+    }
+}

@@ -1,0 +1,234 @@
+//! The magic dispatch: what each `%` line of a cell does (settings, `%reset`,
+//! `%vars`, `%explain`, `%time`, `%%parallel`, `%cluster`), before the cell's Rust
+//! code, if any, runs. Parsing the magics is `crate::magics`; this is acting on them.
+
+use super::{error, Executor, Sink};
+use crate::compile::session::{Compiled, Settings};
+use crate::compile::Timing;
+use crate::magics::parallel::Backend;
+use crate::magics::{self, CellKind, Magic};
+use crate::protocol::messages::{ErrorContent, ExecuteRequest};
+use crate::protocol::Message;
+use serde_json::{json, Value};
+use tokio::sync::watch;
+
+/// A cell that prints the session's variables with their types and sizes (the
+/// size is measured where the values live, in the runner). The snapshot column says
+/// how large each one's crash-safe copy is, or that it has none.
+fn vars_listing(vars: &crate::compile::vars::Vars, snapshot: impl Fn(&str) -> String) -> String {
+    if vars.is_empty() {
+        return String::new();
+    }
+    let width = vars.keys().map(|n| n.len()).max().unwrap_or(4).max(8);
+    let row = format!("\"{{:<{width}}}  {{:>10}}  {{:>10}}  {{}}\"");
+    let mut code = format!("println!({row}, \"Variable\", \"Size\", \"Snapshot\", \"Type\");\n");
+    for (name, var) in vars {
+        code.push_str(&format!(
+            "println!({row}, {name:?}, format!(\"{{}} B\", ::std::mem::size_of_val(&{name})), {:?}, {:?});\n",
+            snapshot(name),
+            crate::compile::vars::display_type(&var.ty)
+        ));
+    }
+    code
+}
+
+/// A size in bytes as `%vars` shows it.
+fn format_bytes(n: u64) -> String {
+    match n {
+        n if n >= 1 << 30 => format!("{:.1} GiB", n as f64 / (1u64 << 30) as f64),
+        n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / (1u64 << 20) as f64),
+        n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),
+        n => format!("{n} B"),
+    }
+}
+
+impl Executor {
+    pub(super) async fn run_code(
+        &mut self,
+        msg: &Message,
+        req: &ExecuteRequest,
+        sink: &mut Sink,
+        payload: &mut Vec<Value>,
+        irq: &mut watch::Receiver<u64>,
+    ) -> Result<(), ErrorContent> {
+        let mut timing = Timing::None;
+        let (dep_lines, code) = magics::split_deps(&req.code);
+        if !dep_lines.is_empty() {
+            self.add_deps(&dep_lines, sink, irq).await?;
+        }
+        let code: std::borrow::Cow<str> = match magics::parse(code) {
+            CellKind::Rust(code) => code.into(),
+            CellKind::Unknown(line) => {
+                return Err(error(
+                    "UnknownMagic",
+                    format!("{line} is not a ferrocell magic; %lsmagic lists them"),
+                    vec![],
+                ))
+            }
+            CellKind::BadArgs(why) => return Err(error("MagicError", why, vec![])),
+            CellKind::Magic { magic, rest } => {
+                match magic {
+                    Magic::Help => payload.push(json!({
+                        "source": "page",
+                        "data": {"text/plain": magics::help_text()},
+                        "start": 0
+                    })),
+                    Magic::Exit => payload.push(json!({
+                        "source": "ask_exit",
+                        "keepkernel": false
+                    })),
+                    Magic::LsMagic => {
+                        sink.stdout(format!("{}\n", magics::lsmagic_text()).as_bytes())
+                    }
+                    Magic::Opt(None) => {
+                        let how = if self.settings.opt_level == Settings::default().opt_level {
+                            " (the default: the least compile plus run time in bench/opt.py)"
+                        } else {
+                            ""
+                        };
+                        let level = self.settings.opt_level;
+                        sink.stdout(format!("opt-level {level}{how}\n").as_bytes())
+                    }
+                    Magic::Opt(Some(n)) => self.set(|s| s.opt_level = n),
+                    Magic::Edition(None) => {
+                        let edition = self.settings.edition;
+                        let how = if edition == Settings::default().edition {
+                            " (the default, as `cargo new` makes packages)"
+                        } else {
+                            ""
+                        };
+                        sink.stdout(format!("edition {edition}{how}\n").as_bytes())
+                    }
+                    Magic::Edition(Some(e)) => self.set(|s| s.edition = e),
+                    Magic::Efmt(None) => {
+                        let format = self.settings.error_format.as_str();
+                        sink.stdout(
+                            format!("errors that reach a `?` are shown as {format}\n").as_bytes(),
+                        )
+                    }
+                    Magic::Efmt(Some(f)) => self.set(|s| s.error_format = f),
+                    Magic::Timing => {
+                        self.show_timing = !self.show_timing;
+                        let on = if self.show_timing { "on" } else { "off" };
+                        sink.stdout(format!("timing: {on}\n").as_bytes());
+                    }
+                    Magic::Explain(code) => {
+                        let Some(code) = code.or_else(|| self.last_error_code.clone()) else {
+                            return Err(error(
+                                "MagicError",
+                                "no error to explain yet: name a code, as in %explain E0308",
+                                vec![],
+                            ));
+                        };
+                        // Only rustc is needed, not a prepared session.
+                        let toolchain = crate::compile::toolchain::Toolchain::probe()
+                            .await
+                            .map_err(|e| error("ToolchainError", e.to_string(), vec![]))?;
+                        let text = crate::compile::rustc::explain(&toolchain.rustc, &code)
+                            .await
+                            .map_err(|why| error("MagicError", why, vec![]))?;
+                        sink.stdout(text.as_bytes());
+                    }
+                    Magic::Reset => {
+                        if let Some(r) = self.runner.take() {
+                            r.kill().await;
+                        }
+                        crate::exec::savers::kill(self.snapshots.path());
+                        // Their types name layers that are gone now.
+                        self.engine_vars.clear();
+                        if let Ok(dir) = std::fs::read_dir(self.snapshots.path()) {
+                            for entry in dir.flatten() {
+                                let _ = std::fs::remove_file(entry.path());
+                            }
+                        }
+                        if let Some(s) = &mut self.session {
+                            s.clear()
+                                .await
+                                .map_err(|e| error("ResetError", e.to_string(), vec![]))?;
+                        }
+                        sink.stdout(b"Session reset: every item and variable is gone.\n");
+                    }
+                    Magic::Vars => {
+                        let dir = self.snapshots.path();
+                        let snapshot = |name: &str| match std::fs::metadata(dir.join(name)) {
+                            Ok(m) => format_bytes(m.len()),
+                            Err(_) if crate::exec::savers::writing(dir, name) => {
+                                "saving".to_string()
+                            }
+                            Err(_) => "none".to_string(),
+                        };
+                        let listing = self
+                            .session
+                            .as_ref()
+                            .map(|s| vars_listing(s.vars(), snapshot));
+                        match listing {
+                            Some(code) if !code.is_empty() => {
+                                return self.run_listing(msg, &code, sink, irq).await
+                            }
+                            _ => sink.stdout(b"No variables.\n"),
+                        }
+                    }
+                    Magic::Cluster(cmd) => self.cluster_magic(cmd, sink).await?,
+                    Magic::Time => timing = Timing::Once,
+                    Magic::Timeit { loops, runs } => timing = Timing::Repeat { loops, runs },
+                    Magic::Parallel(p) => {
+                        if rest.trim().is_empty() {
+                            return Err(error(
+                                "MagicError",
+                                "%%parallel needs a body: the code each worker runs",
+                                vec![],
+                            ));
+                        }
+                        if p.persist {
+                            return self.run_persist(msg, req, sink, irq, &p, &rest).await;
+                        }
+                        let code = magics::parallel::cell_code(&p, &rest);
+                        let args = match p.backend {
+                            Backend::Threads => vec![],
+                            Backend::Processes => self.processes_setup(&code, sink, irq).await?,
+                            Backend::Cluster => {
+                                let mut args = self.processes_setup(&code, sink, irq).await?;
+                                args.push(self.cluster_engines(&p, sink).await?);
+                                args
+                            }
+                        };
+                        return self
+                            .run_rust(msg, req, sink, irq, &code, timing, Some(args))
+                            .await;
+                    }
+                }
+                rest
+            }
+        };
+        self.run_rust(msg, req, sink, irq, &code, timing, None)
+            .await
+    }
+
+    /// Runs the generated cell that prints `%vars`.
+    async fn run_listing(
+        &mut self,
+        msg: &Message,
+        code: &str,
+        sink: &mut Sink,
+        irq: &mut watch::Receiver<u64>,
+    ) -> Result<(), ErrorContent> {
+        let count = self.count;
+        let session = self.session(irq, Some(sink)).await?;
+        let built = match session.build(code, count).await {
+            Ok(Compiled::Cell(b)) => b,
+            Ok(Compiled::Empty) => return Ok(()),
+            Err(e) => return Err(error("VarsError", e.to_string(), vec![])),
+        };
+        let r = self.run_built(&built, msg, false, sink, irq).await;
+        sink.finish();
+        self.settle_vars(&built, r, irq).await
+    }
+
+    /// Changes how later cells are compiled, in this session and the ones after it.
+    fn set(&mut self, change: impl FnOnce(&mut Settings)) {
+        change(&mut self.settings);
+        if let Some(s) = &mut self.session {
+            s.settings = self.settings;
+        }
+    }
+}

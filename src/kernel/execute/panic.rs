@@ -1,0 +1,50 @@
+//! Turning a runner's panic report into the cell's error: a `%%parallel` failure
+//! as a `ParallelError`, any other panic with its place in the user's cell (or an
+//! earlier cell's item) rather than in the generated source.
+
+use super::{error, Executor};
+use crate::compile::BuiltCell;
+use crate::exec::runner::PanicReport;
+use crate::protocol::messages::ErrorContent;
+
+impl Executor {
+    pub(super) fn panic_error(&self, built: &BuiltCell, p: &PanicReport) -> ErrorContent {
+        if let Some(failed) = p
+            .message
+            .strip_prefix(crate::exec::frames::tag::PARALLEL_ERROR)
+        {
+            let mut lines = failed.lines();
+            let summary = lines.next().unwrap_or("").to_string();
+            let mut traceback = vec![format!("ParallelError: {summary}")];
+            traceback.extend(lines.map(|l| format!("  {l}")));
+            return error("ParallelError", summary, traceback);
+        }
+        let place = match (&p.file, p.line) {
+            (Some(file), Some(line)) => {
+                let map = if std::path::Path::new(file) == built.source_path {
+                    Some(&built.map)
+                } else {
+                    self.session.as_ref().and_then(|s| {
+                        s.source_maps()
+                            .find(|(path, _)| std::path::Path::new(file) == path.as_path())
+                            .map(|(_, m)| m)
+                    })
+                };
+                match map.and_then(|m| Some((m.origin(line)?, m))) {
+                    Some((o, m)) => format!("{o}:{}", m.user_column(line, p.column.unwrap_or(1))),
+                    None => format!("{file}:{line}:{}", p.column.unwrap_or(1)),
+                }
+            }
+            _ => "an unknown place".into(),
+        };
+        let thread = p.thread.as_deref().unwrap_or("cell");
+        error(
+            "Panic",
+            p.message.clone(),
+            vec![
+                format!("thread '{thread}' panicked at {place}:"),
+                p.message.clone(),
+            ],
+        )
+    }
+}

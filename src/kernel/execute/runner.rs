@@ -1,0 +1,222 @@
+//! The runner's lifecycle and the event pump: starting the runner when a cell needs
+//! it, handing it the cell, and handling its events until the cell ends (outputs,
+//! input requests, interrupts and the grace before a kill, cluster relays, the
+//! runner's death), saying how far the cell got.
+
+use super::{cluster, error, interrupted, Executor, Sink};
+use crate::compile::BuiltCell;
+use crate::exec::{CellEvent, Runner};
+use crate::kernel::iopub::Channel;
+use crate::protocol::messages::{ClearOutput, ErrorContent};
+use crate::protocol::Message;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// How long an interrupted cell may take to stop by itself before its runner is
+/// killed and replaced.
+const INTERRUPT_GRACE: Duration = Duration::from_millis(1000);
+
+/// How far a cell's own code got, which decides what the runner's variable store
+/// holds afterwards (see [`Executor::settle_vars`]).
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum CellEnd {
+    /// It never started (the library did not load, the runner was not there).
+    NotRun,
+    /// It ran to its end and put back everything it keeps, even if the user
+    /// interrupted it and it obeyed.
+    Completed,
+    /// It panicked or stopped at a `?`: what it took is back; of its new bindings,
+    /// only those a failing `?` kept (named here).
+    Unwound { kept: Vec<String> },
+}
+
+impl Executor {
+    async fn runner(&mut self) -> Result<&mut Runner, ErrorContent> {
+        if self.runner.is_none() {
+            let prelude = self
+                .session
+                .as_ref()
+                .expect("session before runner")
+                .prelude();
+            let r = Runner::spawn(prelude, self.snapshots.path())
+                .await
+                .map_err(|e| error("RunnerError", e, vec![]))?;
+            self.runner = Some(r);
+        }
+        Ok(self.runner.as_mut().expect("just set"))
+    }
+
+    pub(super) async fn run_built(
+        &mut self,
+        built: &BuiltCell,
+        msg: &Message,
+        allow_stdin: bool,
+        sink: &mut Sink,
+        irq: &mut watch::Receiver<u64>,
+    ) -> (Result<(), ErrorContent>, CellEnd) {
+        let mut end = CellEnd::NotRun;
+        let result = self
+            .run_events(built, msg, allow_stdin, sink, irq, &mut end)
+            .await;
+        (result, end)
+    }
+
+    /// Starts the cell and handles its events until it ends; `end` says how far it got.
+    async fn run_events(
+        &mut self,
+        built: &BuiltCell,
+        msg: &Message,
+        allow_stdin: bool,
+        sink: &mut Sink,
+        irq: &mut watch::Receiver<u64>,
+        end: &mut CellEnd,
+    ) -> Result<(), ErrorContent> {
+        let stdin = self.stdin.clone();
+        let runner = self.runner().await?;
+        if let Err(e) = runner.start(&built.lib, &built.symbol, &built.args).await {
+            self.runner = None;
+            return Err(error(
+                "RunnerDied",
+                format!("the runner could not take the cell: {e}"),
+                vec![],
+            ));
+        }
+        let mut interrupted_at: Option<tokio::time::Instant> = None;
+        // A cluster cell's engines: failed at once if the controller falls silent.
+        // (An interval, not a sleep made anew each turn: the turns come faster.)
+        let mut engines = cluster::engines_of(&built.args);
+        let layers = match (&self.session, engines.is_empty()) {
+            (Some(s), false) => s.layer_lib_paths(),
+            _ => Vec::new(),
+        };
+        let mut watch_controller = tokio::time::interval(Duration::from_millis(500));
+        // Output is taken from the runner only while IOPub has room for it.
+        let room = sink.iopub.clone();
+        let outcome = loop {
+            let runner = self.runner.as_mut().expect("running");
+            let grace = async {
+                match interrupted_at {
+                    Some(t) => tokio::time::sleep_until(t + INTERRUPT_GRACE).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let ev = tokio::select! {
+                ev = async {
+                    if let Some(io) = &room {
+                        io.room().await;
+                    }
+                    runner.next_event().await
+                } => ev,
+                _ = irq.changed(), if interrupted_at.is_none() => {
+                    runner.interrupt().await;
+                    interrupted_at = Some(tokio::time::Instant::now());
+                    continue;
+                }
+                _ = grace => {
+                    if let Some(r) = self.runner.take() { r.kill().await; }
+                    break Err(interrupted(": it did not stop within 1 s, so its runner was replaced (items are kept)"));
+                }
+                m = cluster::next_message(&mut self.cluster) => {
+                    match m {
+                        Some((msg, payload)) => cluster::relay_to_runner(runner, msg, &payload).await,
+                        None => self.cluster = None,
+                    }
+                    continue;
+                }
+                _ = watch_controller.tick(), if !engines.is_empty() => {
+                    let silent = self.cluster.as_ref().map(|c| c.silent_for());
+                    if silent.is_none_or(|s| s > crate::cluster::controller::LOST_AFTER + Duration::from_millis(500)) {
+                        let why = match silent {
+                            Some(s) => format!("the controller fell silent ({:.1} s without a heartbeat): it may have died; %cluster status says more", s.as_secs_f64()),
+                            None => "the cluster connection closed".to_string(),
+                        };
+                        for e in std::mem::take(&mut engines) {
+                            let _ = runner.from_engine(e, crate::exec::frames::tag::ENGINE_LOST, why.as_bytes()).await;
+                        }
+                    }
+                    continue;
+                }
+            };
+            match ev {
+                CellEvent::Stdout(b) => sink.stdout(&b),
+                CellEvent::Stderr(b) => sink.stderr(&b),
+                CellEvent::Display { id, update, data } => {
+                    // Output printed before the display comes before it.
+                    let p = sink.stdout.feed(b"");
+                    sink.pieces(p);
+                    sink.display(id, update, data);
+                }
+                CellEvent::ClearOutput { wait } => {
+                    if let Some(io) = &sink.iopub {
+                        io.publish(Channel::Shell, &ClearOutput { wait });
+                    }
+                }
+                CellEvent::Result(data) => sink.result(data),
+                CellEvent::InputRequest { prompt, password } => {
+                    let answer = if !allow_stdin {
+                        Err(
+                            "input(): this client does not accept input (allow_stdin is false)"
+                                .to_string(),
+                        )
+                    } else {
+                        let rx =
+                            stdin.ask(msg.identities.clone(), msg.header.clone(), prompt, password);
+                        tokio::select! {
+                            v = rx => v.map_err(|_| "input(): the kernel is shutting down".to_string()),
+                            _ = irq.changed() => {
+                                interrupted_at = Some(tokio::time::Instant::now());
+                                Err("input(): interrupted".to_string())
+                            }
+                        }
+                    };
+                    let _ = runner.answer_input(answer).await;
+                }
+                CellEvent::ToEngine {
+                    engine,
+                    tag,
+                    payload,
+                } => {
+                    cluster::relay_to_engine(
+                        &mut self.cluster,
+                        runner,
+                        &layers,
+                        engine,
+                        tag,
+                        payload,
+                    )
+                    .await
+                }
+                CellEvent::Done => {
+                    *end = CellEnd::Completed;
+                    break Ok(());
+                }
+                CellEvent::Panic(p) => {
+                    *end = CellEnd::Unwound { kept: vec![] };
+                    break Err(self.panic_error(built, &p));
+                }
+                CellEvent::Failed { message, kept } => {
+                    *end = CellEnd::Unwound { kept };
+                    break Err(error("Error", message, vec![]));
+                }
+                CellEvent::LoadError(m) => break Err(error("LoadError", m, vec![])),
+                CellEvent::Exited(how) => {
+                    self.runner = None;
+                    let what = format!("the runner process was {} while running this cell", how.0);
+                    break Err(error(
+                        "RunnerDied",
+                        what.clone(),
+                        vec![
+                            format!("RunnerDied: {what}"),
+                            "Every item defined so far is kept; the next cell runs in a fresh runner.".into(),
+                        ],
+                    ));
+                }
+            }
+        };
+        match (interrupted_at, outcome) {
+            (Some(_), Err(e)) if e.ename == "KeyboardInterrupt" => Err(e),
+            (Some(_), _) => Err(interrupted("")),
+            (None, o) => o,
+        }
+    }
+}
