@@ -114,6 +114,9 @@ pub struct Executor {
     after_each_cell: bool,
     /// Variables changed by the last cell, to snapshot before the next one.
     unsaved: Vec<String>,
+    /// The saver the runner was handed last and whose end has not been read yet
+    /// (see [`Executor::finish_saving`]).
+    saving: Option<snapshots::PendingSaver>,
     /// The cluster `%%parallel cluster` runs on (`%cluster start` or `connect`).
     cluster: Option<crate::cluster::client::Client>,
     /// Variables that `--persist` cells keep on the engines, with their types.
@@ -142,6 +145,7 @@ impl Executor {
             told_no_snapshots: false,
             after_each_cell: std::env::var_os("FERROCELL_SNAPSHOTS").is_none_or(|v| v != "off"),
             unsaved: Vec::new(),
+            saving: None,
             cluster: None,
             engine_vars: Default::default(),
             cache,
@@ -201,6 +205,7 @@ impl Executor {
 
     /// Kills the runner (at shutdown).
     pub async fn stop(&mut self) {
+        self.saving = None;
         if let Some(r) = self.runner.take() {
             r.kill().await;
         }

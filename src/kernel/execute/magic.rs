@@ -130,6 +130,7 @@ impl Executor {
                         sink.stdout(text.as_bytes());
                     }
                     Magic::Reset => {
+                        self.saving = None;
                         if let Some(r) = self.runner.take() {
                             r.kill().await;
                         }
@@ -149,6 +150,8 @@ impl Executor {
                         sink.stdout(b"Session reset: every item and variable is gone.\n");
                     }
                     Magic::Vars => {
+                        // A saver handed to the runner has forked (or failed) by now.
+                        self.finish_saving().await;
                         let dir = self.snapshots.path();
                         let snapshot = |name: &str| match std::fs::metadata(dir.join(name)) {
                             Ok(m) => format_bytes(m.len()),

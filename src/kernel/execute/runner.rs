@@ -32,6 +32,8 @@ pub(super) enum CellEnd {
 
 impl Executor {
     async fn runner(&mut self) -> Result<&mut Runner, ErrorContent> {
+        // The runner runs one cell at a time: the last saver's first.
+        self.finish_saving().await;
         if self.runner.is_none() {
             let prelude = self
                 .session
@@ -71,7 +73,12 @@ impl Executor {
         irq: &mut watch::Receiver<u64>,
         end: &mut CellEnd,
     ) -> Result<(), ErrorContent> {
-        let stdin = self.stdin.clone();
+        self.start_cell(built).await?;
+        self.pump(built, msg, allow_stdin, sink, irq, end).await
+    }
+
+    /// Hands the runner a cell (starting the runner if there is none).
+    pub(super) async fn start_cell(&mut self, built: &BuiltCell) -> Result<(), ErrorContent> {
         let runner = self.runner().await?;
         if let Err(e) = runner.start(&built.lib, &built.symbol, &built.args).await {
             self.runner = None;
@@ -81,6 +88,20 @@ impl Executor {
                 vec![],
             ));
         }
+        Ok(())
+    }
+
+    /// Handles the events of the cell the runner was handed until it ends.
+    pub(super) async fn pump(
+        &mut self,
+        built: &BuiltCell,
+        msg: &Message,
+        allow_stdin: bool,
+        sink: &mut Sink,
+        irq: &mut watch::Receiver<u64>,
+        end: &mut CellEnd,
+    ) -> Result<(), ErrorContent> {
+        let stdin = self.stdin.clone();
         let mut interrupted_at: Option<tokio::time::Instant> = None;
         // A cluster cell's engines: failed at once if the controller falls silent.
         // (An interval, not a sleep made anew each turn: the turns come faster.)

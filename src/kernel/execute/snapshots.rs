@@ -10,6 +10,14 @@ use serde_json::Value;
 use std::time::Duration;
 use tokio::sync::watch;
 
+/// A saver handed to the runner whose end the kernel has not read yet: the runner
+/// forks it while the kernel goes on with the next request (a new cell compiles
+/// meanwhile), and its end is read before the runner is used again.
+pub(super) struct PendingSaver {
+    built: BuiltCell,
+    names: Vec<String>,
+}
+
 /// How long a new runner waits for the snapshots the last one was writing.
 const SAVER_PATIENCE: Duration = Duration::from_secs(120);
 
@@ -93,6 +101,7 @@ impl Executor {
     /// whose saver cannot run loses its snapshot, so that a crash reports it lost
     /// rather than restoring an old value.
     pub async fn save_snapshots(&mut self, wait: bool) {
+        self.finish_saving().await;
         if !wait && !self.after_each_cell {
             return;
         }
@@ -114,7 +123,8 @@ impl Executor {
         }
         let mut irq = self.interrupts.clone();
         irq.borrow_and_update();
-        for (ty, names) in by_type {
+        let savers = by_type.len();
+        for (i, (ty, names)) in by_type.into_iter().enumerate() {
             let session = self.session.as_mut().expect("session");
             let mut built = match session.build_saver(&ty).await {
                 Ok(Some(b)) => b,
@@ -129,23 +139,67 @@ impl Executor {
             built.args = std::iter::once(mode.to_string())
                 .chain(names.iter().cloned())
                 .collect();
+            // The last saver in the background is left to fork while the kernel
+            // goes on; its end is read when the runner is next used.
+            if !wait && i + 1 == savers {
+                match self.start_cell(&built).await {
+                    Ok(()) => self.saving = Some(PendingSaver { built, names }),
+                    Err(e) => {
+                        self.saver_failed(&names, e, &mut irq).await;
+                    }
+                }
+                return;
+            }
             let mut sink = Sink::new(None, self.count);
             let msg = internal_request();
             if let (Err(e), _) = self
                 .run_built(&built, &msg, false, &mut sink, &mut irq)
                 .await
             {
-                tracing::warn!("the snapshot of {names:?} failed: {}", e.evalue);
-                self.drop_snapshots(&names);
-                if self.runner.is_none() {
-                    let (restored, lost) = self.restore_vars(&mut irq).await;
-                    tracing::warn!(
-                        "the runner died while saving; restored {restored:?}, lost {lost:?}"
-                    );
+                if !self.saver_failed(&names, e, &mut irq).await {
                     return;
                 }
             }
         }
+    }
+
+    /// Reads the end of the saver the runner was handed last, if any: its fork has
+    /// happened (or failed) once this returns.
+    pub(super) async fn finish_saving(&mut self) {
+        let Some(PendingSaver { built, names }) = self.saving.take() else {
+            return;
+        };
+        let mut irq = self.interrupts.clone();
+        irq.borrow_and_update();
+        let mut sink = Sink::new(None, self.count);
+        let mut end = CellEnd::NotRun;
+        let msg = internal_request();
+        if let Err(e) = self
+            .pump(&built, &msg, false, &mut sink, &mut irq, &mut end)
+            .await
+        {
+            Box::pin(self.saver_failed(&names, e, &mut irq)).await;
+        }
+    }
+
+    /// A saver that could not run: its variables lose their snapshots (a crash
+    /// reports them lost rather than restoring old values), and a runner that died
+    /// meanwhile is replaced with the variables restored. Returns whether the
+    /// runner is still there.
+    async fn saver_failed(
+        &mut self,
+        names: &[String],
+        e: ErrorContent,
+        irq: &mut watch::Receiver<u64>,
+    ) -> bool {
+        tracing::warn!("the snapshot of {names:?} failed: {}", e.evalue);
+        self.drop_snapshots(names);
+        if self.runner.is_some() {
+            return true;
+        }
+        let (restored, lost) = self.restore_vars(irq).await;
+        tracing::warn!("the runner died while saving; restored {restored:?}, lost {lost:?}");
+        false
     }
 
     fn drop_snapshots(&self, names: &[String]) {
