@@ -11,7 +11,7 @@
 //! latest layer and changes nothing.
 
 use super::boxed::{self, Wrap};
-use super::cell::{self, Item, ParsedCell};
+use super::cell::{self, Item, ParsedCell, Timing};
 use super::deps::BuiltDeps;
 use super::diagnostics::{self, Origin, SourceMap};
 use super::edition::Edition;
@@ -129,17 +129,6 @@ pub enum CompileError {
     /// A dependency cannot join the session.
     #[error("{0}")]
     Deps(String),
-}
-
-/// How a cell's code is wrapped for the timing magics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Timing {
-    #[default]
-    None,
-    /// `%time`: CPU and wall time of one run.
-    Once,
-    /// `%timeit`: repeated runs of the whole body.
-    Repeat { loops: Option<u64>, runs: u32 },
 }
 
 /// What a cell compiles to.
