@@ -29,7 +29,7 @@ pub(super) struct Unit<'a> {
     /// How an error that reaches a `?` is shown (`%efmt`).
     pub(super) error_format: ErrorFormat,
     /// Whether `?` converts errors through their `Debug` form: set when one of the
-    /// cell's errors is not a `std::error::Error` (see [`try_needs_debug`]).
+    /// cell's errors is not a `std::error::Error` (see `retry::try_needs_debug`).
     pub(super) debug_errors: bool,
     /// The name cells use for tokio, when it is a dependency: `.await` runs on the
     /// session's tokio runtime.
