@@ -16,5 +16,6 @@ pub mod toolchain;
 pub mod try_rewrite;
 pub mod vars;
 
-pub use session::{BuiltCell, CompileError, Session, Timing};
+pub use cell::Timing;
+pub use session::{BuiltCell, CompileError, Session};
 pub use toolchain::Toolchain;
