@@ -67,6 +67,16 @@ pub fn private_dir(dir: &Path) -> std::io::Result<()> {
     }
 }
 
+/// This machine's name: engines and the controller report it, and files that
+/// hosts may share (a temporary directory) carry it.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,6 +4,37 @@
 //! output channel, the display helpers and the value formatting all share one copy of
 //! their state. The crate has no dependencies: the kernel builds it with whatever
 //! rustc compiles the cells.
+//!
+//! # Layout
+//!
+//! The `__` modules are what generated cell code calls (their paths stay stable);
+//! the others are the prelude's own parts. No two modules import each other,
+//! even through others; `process`, `store`, `channel` and `tags` import none.
+//!
+//! ```text
+//! __runner      the runner process: loads cell libraries and runs them
+//! __vars        entry points for the session's variables (take, put back, save)
+//! __value       how a cell's trailing value is shown
+//! __timing      %time and %timeit, measured where the cell runs
+//! __async       top-level .await
+//! __parallel    %%parallel threads (and --each, --scaling)
+//! __processes   %%parallel processes and cluster, as generated code calls them
+//! coordinator   one rank thread per worker, handing out ranks and items
+//! pool          the warm worker processes and what a run sends them
+//! worker        a runner serving as a worker
+//! transport     how a rank thread reaches its worker (local pipe or engine)
+//! lanes         the lane driver threads, processes and cluster share
+//! scaling       --scaling runs and the Amdahl chart
+//! table         a run's result table (text and HTML)
+//! rank_output   a rank's output, labelled or grouped
+//! snapshot      the background savers that write variables' snapshots
+//! differ        a saver's writer: writes only what differs
+//! store         the store of session variables
+//! display, input, json
+//!               rich output, input requests, the JSON the prelude speaks
+//! channel, tags the framed channel to the kernel and its tags
+//! process       facts about this process (worker or runner, args, current cell)
+//! ```
 
 mod channel;
 mod coordinator;

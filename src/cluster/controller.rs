@@ -93,7 +93,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         client_port,
         key: key.clone(),
         signature_scheme: "hmac-sha256".into(),
-        controller_host: super::messages::hostname(),
+        controller_host: crate::paths::hostname(),
         controller_pid: std::process::id(),
     };
     file.write(&opts.file)

@@ -140,14 +140,14 @@ pub async fn run(cf: ClusterFile) -> anyhow::Result<()> {
     let toolchain = crate::compile::Toolchain::probe()
         .await
         .context("this engine needs rustc to build its runner")?;
-    let prelude = crate::compile::prelude::ensure(&toolchain, &crate::kernel::cache_dir())
+    let prelude = crate::compile::prelude::ensure(&toolchain, &crate::paths::cache_dir())
         .await
         .context("building the runner")?;
     // Libraries the controller sends live here, by name; the worker finds them here.
-    let libs = crate::kernel::cache_dir()
+    let libs = crate::paths::cache_dir()
         .join(&toolchain.id)
         .join("engine-libs");
-    crate::paths::private_dir(&crate::kernel::cache_dir())
+    crate::paths::private_dir(&crate::paths::cache_dir())
         .and_then(|_| std::fs::create_dir_all(libs.parent().unwrap_or(&libs)))
         .and_then(|_| crate::paths::private_dir(&libs))
         .with_context(|| format!("creating {}", libs.display()))?;
@@ -164,7 +164,7 @@ pub async fn run(cf: ClusterFile) -> anyhow::Result<()> {
         .with_context(|| format!("connecting to the controller at {endpoint}"))?;
     let (mut send, mut recv) = socket.split();
     let register = Msg::Register {
-        host: super::messages::hostname(),
+        host: crate::paths::hostname(),
         pid: std::process::id(),
         versions,
         // Open MPI, then MPICH's PMI, then a Slurm task's id.

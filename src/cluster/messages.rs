@@ -196,15 +196,6 @@ impl Msg {
     }
 }
 
-/// This machine's name, as engines and the controller report it.
-pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".into())
-}
-
 /// A fresh cluster key.
 pub fn new_key() -> String {
     uuid::Uuid::new_v4().simple().to_string()

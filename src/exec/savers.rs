@@ -20,7 +20,7 @@ pub fn private_dir() -> std::io::Result<tempfile::TempDir> {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let tmp = std::env::temp_dir();
     // Only this host's directories: another host's kernels are not in our /proc.
-    let host = crate::cluster::messages::hostname().replace(['-', '/'], "_");
+    let host = crate::paths::hostname().replace(['-', '/'], "_");
     let mine = format!("{PREFIX}{host}-");
     // SAFETY: getuid has no preconditions.
     let me = unsafe { nix::libc::getuid() };

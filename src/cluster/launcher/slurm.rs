@@ -40,7 +40,7 @@ pub async fn start_slurm(n: usize, ip: &str) -> Result<Launched, String> {
     let allocation = std::env::var("SLURM_JOB_ID").ok();
     if allocation.is_some() && is_loopback(ip) {
         let nodes = std::env::var("SLURM_JOB_NODELIST").unwrap_or_default();
-        let here = crate::cluster::messages::hostname();
+        let here = crate::paths::hostname();
         let short = here.split('.').next().unwrap_or(&here);
         if !nodes.is_empty() && nodes != short && nodes != here {
             return Err(unreachable_from(&format!(
@@ -87,7 +87,7 @@ pub async fn start_slurm(n: usize, ip: &str) -> Result<Launched, String> {
             // when it exits). The job's output is written on its first node: in
             // the cache, under the home directory that cluster nodes share.
             let name = format!("ferrocell-{}", uuid::Uuid::new_v4().simple());
-            let logs = crate::kernel::cache_dir().join("slurm");
+            let logs = crate::paths::cache_dir().join("slurm");
             std::fs::create_dir_all(&logs)
                 .and_then(|_| {
                     use std::os::unix::fs::PermissionsExt;
