@@ -60,6 +60,15 @@ fn error(ename: &str, evalue: impl Into<String>, traceback: Vec<String>) -> Erro
     }
 }
 
+/// A cell that did not compile, as the wire's error: rustc's errors, rendered in
+/// the cell's terms, are its traceback.
+fn compile_error(e: CompileError) -> ErrorContent {
+    match e {
+        CompileError::Code { summary, rendered } => error("CompileError", summary, rendered),
+        e => error("CompileError", e.to_string(), vec![]),
+    }
+}
+
 fn interrupted(detail: &str) -> ErrorContent {
     error(
         "KeyboardInterrupt",
@@ -69,7 +78,7 @@ fn interrupted(detail: &str) -> ErrorContent {
 }
 
 /// The request that the kernel's own runs (user expressions, savers, restores)
-/// answer to: no client sees their outputs.
+/// answer to: no client sees their outputs (see [`Executor::run_internal`]).
 fn internal_request() -> Message {
     Message {
         identities: vec![],
@@ -303,14 +312,9 @@ impl Executor {
         let built = match session.build(expr, count).await {
             Ok(Compiled::Cell(b)) => b,
             Ok(Compiled::Empty) => return Err(error("SyntaxError", "empty expression", vec![])),
-            Err(CompileError::Code { summary, rendered }) => {
-                return Err(error("CompileError", summary, rendered))
-            }
-            Err(e) => return Err(error("CompileError", e.to_string(), vec![])),
+            Err(e) => return Err(compile_error(e)),
         };
-        let mut sink = Sink::new(None, count);
-        let msg = internal_request();
-        let r = self.run_built(&built, &msg, false, &mut sink, irq).await;
+        let (r, sink) = self.run_internal(&built, irq).await;
         self.settle_vars(&built, r, irq).await?;
         Ok(sink.result.unwrap_or_else(|| {
             let mut m = Map::new();

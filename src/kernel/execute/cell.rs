@@ -87,7 +87,7 @@ impl Executor {
                 self.last_error_code = rendered.iter().find_map(|r| error_code(r));
                 return Err(error("CompileError", summary, rendered));
             }
-            Err(e) => return Err(error("CompileError", e.to_string(), vec![])),
+            Err(e) => return Err(super::compile_error(e)),
         };
         let mut built = built;
         if let Some(args) = parallel {

@@ -330,10 +330,7 @@ impl Executor {
         {
             Ok(crate::compile::session::Compiled::Cell(b)) => b,
             Ok(crate::compile::session::Compiled::Empty) => return Ok(()),
-            Err(crate::compile::CompileError::Code { summary, rendered }) => {
-                return Err(error("CompileError", summary, rendered))
-            }
-            Err(e) => return Err(error("CompileError", e.to_string(), vec![])),
+            Err(e) => return Err(super::compile_error(e)),
         };
         args.push(format!("persist={}\n{}", built.lib.display(), built.symbol));
         let code = crate::magics::parallel::persist_code(p);

@@ -48,6 +48,8 @@ impl Executor {
         Ok(self.runner.as_mut().expect("just set"))
     }
 
+    /// Runs a cell in the runner: hands it over, then handles its events until it
+    /// ends. Says how far the cell got, with its outcome.
     pub(super) async fn run_built(
         &mut self,
         built: &BuiltCell,
@@ -57,24 +59,28 @@ impl Executor {
         irq: &mut watch::Receiver<u64>,
     ) -> (Result<(), ErrorContent>, CellEnd) {
         let mut end = CellEnd::NotRun;
-        let result = self
-            .run_events(built, msg, allow_stdin, sink, irq, &mut end)
-            .await;
+        let result = match self.start_cell(built).await {
+            Ok(()) => {
+                self.pump(built, msg, allow_stdin, sink, irq, &mut end)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
         (result, end)
     }
 
-    /// Starts the cell and handles its events until it ends; `end` says how far it got.
-    async fn run_events(
+    /// Runs one of the kernel's own cells (a user expression, a saver, a restore):
+    /// nothing of it reaches a client; its value, if any, is in the sink returned.
+    pub(super) async fn run_internal(
         &mut self,
         built: &BuiltCell,
-        msg: &Message,
-        allow_stdin: bool,
-        sink: &mut Sink,
         irq: &mut watch::Receiver<u64>,
-        end: &mut CellEnd,
-    ) -> Result<(), ErrorContent> {
-        self.start_cell(built).await?;
-        self.pump(built, msg, allow_stdin, sink, irq, end).await
+    ) -> ((Result<(), ErrorContent>, CellEnd), Sink) {
+        let mut sink = Sink::new(None, self.count);
+        let ran = self
+            .run_built(built, &super::internal_request(), false, &mut sink, irq)
+            .await;
+        (ran, sink)
     }
 
     /// Hands the runner a cell (starting the runner if there is none).

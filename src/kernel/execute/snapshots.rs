@@ -150,12 +150,7 @@ impl Executor {
                 }
                 return;
             }
-            let mut sink = Sink::new(None, self.count);
-            let msg = internal_request();
-            if let (Err(e), _) = self
-                .run_built(&built, &msg, false, &mut sink, &mut irq)
-                .await
-            {
+            if let ((Err(e), _), _) = self.run_internal(&built, &mut irq).await {
                 if !self.saver_failed(&names, e, &mut irq).await {
                     return;
                 }
@@ -264,9 +259,7 @@ impl Executor {
                 );
             }
         };
-        let mut sink = Sink::new(None, self.count);
-        let msg = internal_request();
-        let (ran, _) = self.run_built(&built, &msg, false, &mut sink, irq).await;
+        let ((ran, _), sink) = self.run_internal(&built, irq).await;
         let restored: Vec<String> = match (ran, &sink.result) {
             (Ok(()), Some(r)) => r
                 .get("text/plain")
