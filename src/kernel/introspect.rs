@@ -105,11 +105,7 @@ pub fn complete(
     let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
     let line = &before[line_start..];
     if is_magic_line(code, end) {
-        let matches = magics::NAMES
-            .iter()
-            .flat_map(|m| [format!("%{m}"), format!("%%{m}"), format!(":{m}")])
-            .filter(|m| m.starts_with(line) && magics::is_spelling(m))
-            .collect();
+        let matches = magics::completions(line);
         return Completion {
             matches,
             start: code_points(code, line_start),

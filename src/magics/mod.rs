@@ -3,21 +3,18 @@
 
 pub mod cluster;
 pub mod parallel;
+pub mod table;
 
 pub use parallel::Parallel;
 
-/// Every magic ferrocell knows, for completion and `%lsmagic`.
-pub const NAMES: &[&str] = &[
-    "clear", "cluster", "dep", "edition", "efmt", "explain", "help", "lsmagic", "opt", "parallel",
-    "reset", "time", "timeit", "timing", "vars", "who",
-];
-
-/// Whether a spelling (with its `%`, `%%` or `:` prefix) is one the kernel accepts.
-pub fn is_spelling(s: &str) -> bool {
-    match s.strip_prefix("%%") {
-        Some(name) => matches!(name, "time" | "timeit" | "parallel"),
-        None => true,
-    }
+/// The spellings of magics that begin with `line` (the start of a magic line),
+/// for completion.
+pub fn completions(line: &str) -> Vec<String> {
+    table::MAGICS
+        .iter()
+        .flat_map(|m| m.spellings())
+        .filter(|s| s.starts_with(line))
+        .collect()
 }
 
 /// A parsed magic.
@@ -102,19 +99,21 @@ pub fn starts_with_magic(code: &str) -> bool {
     t.starts_with('%') || (t.starts_with(':') && !t.starts_with("::"))
 }
 
-/// `E0308` (or `e0308`): a rustc error code.
-fn is_error_code(text: &str) -> bool {
-    let mut chars = text.chars();
-    matches!(chars.next(), Some('E' | 'e')) && text.len() == 5 && chars.all(|c| c.is_ascii_digit())
-}
-
 /// Reads the magic line of a cell.
 pub fn parse<'a>(code: &'a str) -> CellKind<'a> {
-    if matches!(code.trim(), "exit" | "quit") {
-        return CellKind::Magic {
-            magic: Magic::Exit,
-            rest: "".into(),
-        };
+    let bare = code.trim();
+    if let Some(m) = table::MAGICS
+        .iter()
+        .find(|m| m.spelling == table::Spelling::Bare && m.names.contains(&bare))
+    {
+        return read(
+            m,
+            &table::Line {
+                args: vec![],
+                after_name: "",
+                rest: "",
+            },
+        );
     }
     if !starts_with_magic(code) {
         return CellKind::Rust(code);
@@ -122,139 +121,32 @@ pub fn parse<'a>(code: &'a str) -> CellKind<'a> {
     let t = code.trim_start();
     let (line, rest) = t.split_once('\n').unwrap_or((t, ""));
     let cell_magic = line.starts_with("%%");
-    let body = line.trim_start_matches(['%', ':']);
-    let mut words = body.split_whitespace();
-    let name = words.next().unwrap_or("");
-    let args: Vec<&str> = words.collect();
-    if cell_magic && name == "parallel" {
-        return match parallel::parse(after_line(body, name)) {
-            Ok(p) => CellKind::Magic {
-                magic: Magic::Parallel(p),
-                rest: rest.into(),
-            },
-            Err(why) => CellKind::BadArgs(why),
-        };
-    }
-    if cell_magic && !matches!(name, "time" | "timeit") {
+    let body = line.trim_start_matches(['%', ':']).trim_start();
+    let name = body.split_whitespace().next().unwrap_or("");
+    let Some(spec) = table::find(name).filter(|m| m.allows(cell_magic)) else {
         return CellKind::Unknown(line.trim().to_string());
-    }
-    // For the timing magics, what follows the name on the line is code too.
-    let after_name = || body.trim_start()[name.len()..].trim_start();
-    let timed = |line_code: &'a str| -> std::borrow::Cow<'a, str> {
-        match (line_code.is_empty(), rest.is_empty()) {
-            (true, _) => rest.into(),
-            (false, true) => line_code.into(),
-            (false, false) => format!("{line_code}\n{rest}").into(),
-        }
     };
-    let magic = match name {
-        "time" => {
-            return CellKind::Magic {
-                magic: Magic::Time,
-                rest: timed(after_name()),
-            }
-        }
-        "timeit" => {
-            let mut loops = None;
-            let mut runs = 7;
-            let mut code = after_name();
-            loop {
-                let mut parts = code.splitn(3, char::is_whitespace);
-                let (flag, value) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-                let parsed = match flag {
-                    "-n" => value.parse().map(|n: u64| loops = Some(n.max(1))).is_ok(),
-                    "-r" => value.parse().map(|r: u32| runs = r.max(1)).is_ok(),
-                    _ => break,
-                };
-                if !parsed {
-                    return CellKind::BadArgs(format!(
-                        "%timeit {flag} needs a positive number, not {value:?}"
-                    ));
-                }
-                code = parts.next().unwrap_or("").trim_start();
-            }
-            return CellKind::Magic {
-                magic: Magic::Timeit { loops, runs },
-                rest: timed(code),
-            };
-        }
-        "help" => Magic::Help,
-        "vars" | "who" => Magic::Vars,
-        // evcxr's `:clear` clears the session's state, as `%reset` does.
-        "reset" | "clear" => Magic::Reset,
-        "timing" => Magic::Timing,
-        "explain" => match args.as_slice() {
-            [] => Magic::Explain(None),
-            [code] if is_error_code(code) => Magic::Explain(Some(code.to_uppercase())),
-            _ => {
-                return CellKind::BadArgs(
-                    "%explain takes one error code, like E0308 (or none: the last error's)".into(),
-                )
-            }
+    let after_name = body[name.len()..].trim_start();
+    let args = after_name.split_whitespace().collect();
+    read(
+        spec,
+        &table::Line {
+            args,
+            after_name,
+            rest,
         },
-        "efmt" => {
-            use crate::compile::error_format::ErrorFormat;
-            match args.as_slice() {
-                [] => Magic::Efmt(None),
-                [f] => match ErrorFormat::parse(f) {
-                    Some(f) => Magic::Efmt(Some(f)),
-                    None => {
-                        return CellKind::BadArgs(format!(
-                            "%efmt takes {{}} (an error's message and causes), {{:?}} or {{:#?}} (its Debug form), not {f:?}"
-                        ))
-                    }
-                },
-                _ => return CellKind::BadArgs("%efmt takes one format: {}, {:?} or {:#?}".into()),
-            }
-        }
-        "cluster" => match cluster::parse(&args) {
-            Ok(c) => Magic::Cluster(c),
-            Err(why) => return CellKind::BadArgs(why),
-        },
-        "lsmagic" => Magic::LsMagic,
-        "opt" => match args.as_slice() {
-            [] => Magic::Opt(None),
-            [n] => match n.parse::<u8>() {
-                Ok(n) if n <= 3 => Magic::Opt(Some(n)),
-                _ => {
-                    return CellKind::BadArgs(format!("%opt takes a level from 0 to 3, not {n:?}"))
-                }
-            },
-            _ => return CellKind::BadArgs("%opt takes one level from 0 to 3".into()),
-        },
-        "edition" => {
-            use crate::compile::edition::Edition;
-            let editions: Vec<&str> = Edition::ALL.iter().map(|e| e.as_str()).collect();
-            match args.as_slice() {
-                [] => Magic::Edition(None),
-                [e] => match Edition::parse(e) {
-                    Some(e) => Magic::Edition(Some(e)),
-                    None => {
-                        return CellKind::BadArgs(format!(
-                            "%edition takes one of {}, not {e:?}",
-                            editions.join(", ")
-                        ))
-                    }
-                },
-                _ => {
-                    return CellKind::BadArgs(format!(
-                        "%edition takes one edition: {}",
-                        editions.join(", ")
-                    ))
-                }
-            }
-        }
-        _ => return CellKind::Unknown(line.trim().to_string()),
-    };
-    CellKind::Magic {
-        magic,
-        rest: rest.into(),
-    }
+    )
 }
 
-/// What follows the magic's name on its line.
-fn after_line<'a>(body: &'a str, name: &str) -> &'a str {
-    body.trim_start()[name.len()..].trim()
+/// Runs a magic's reader on its line.
+fn read<'a>(spec: &table::Spec, line: &table::Line<'a>) -> CellKind<'a> {
+    match (spec.read)(line) {
+        Ok((magic, code)) => CellKind::Magic {
+            magic,
+            rest: code.unwrap_or(line.rest.into()),
+        },
+        Err(why) => CellKind::BadArgs(why),
+    }
 }
 
 /// The text `%help` shows.
@@ -280,33 +172,7 @@ pub fn help_text() -> String {
 
 /// The text `%lsmagic` prints.
 pub fn lsmagic_text() -> String {
-    [
-        "  :dep NAME = SPEC    add a crate (cargo syntax: \"1.0\" or { version, features, package, path })",
-        "  %help, :help        this help",
-        "  %lsmagic            list the magics",
-        "  exit, quit          leave jupyter console (a cell of that word alone)",
-        "  %cluster start -n N [--launcher local|mpi|ssh|slurm] [--hosts H1,H2] [--ip ADDRESS] [--restart]",
-        "                      a controller and N engines for %%parallel cluster: here, as mpirun's",
-        "                      ranks, over ssh, or as a Slurm job; --restart starts ended engines again",
-        "  %cluster status, %cluster stop, %cluster connect FILE",
-        "  %%parallel threads|processes|cluster [N] [--each EXPR] [--out NAME] [--group] [--scaling 1,2,4]",
-        "                      run the cell on N threads, worker processes or engines at once",
-        "                      (rank, size in scope); cluster: [--targets 0,2-3] [--persist]; --each:",
-        "                      once per item (item in scope); --out: keep the values as a Vec;",
-        "                      --scaling: speed-up chart with Amdahl's law fitted",
-        "  %edition [2018|2021|2024]",
-        "                      show or set the Rust edition of later cells (2024 by default)",
-        "  %efmt [{}|{:?}|{:#?}] show or set how an error that reaches a cell's ? is shown",
-        "  %explain [E0308]    rustc's explanation of an error code (default: the last error's)",
-        "  %opt [0-3]          show or set rustc's optimisation level for cells",
-        "  %vars, %who         the session's variables: name, type, size",
-        "  %reset, %clear      forget every item and variable (a fresh runner)",
-        "  %time CODE, %%time  CPU and wall time of one run (compile time shown apart)",
-        "  %timing             show how long each cell took to compile and run (on/off)",
-        "  %timeit [-n N] [-r R] CODE, %%timeit",
-        "                      mean ± std. dev. over R runs of N loops (N chosen if not given)",
-    ]
-    .join("\n")
+    table::listing()
 }
 
 #[cfg(test)]
