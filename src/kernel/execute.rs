@@ -30,7 +30,7 @@ mod warmup;
 
 use super::history::History;
 use super::iopub::{Channel, Iopub};
-use super::stdin::Stdin;
+use super::stdin::{Origin, Stdin};
 use crate::compile::deps::DepSet;
 use crate::compile::session::{Compiled, Settings};
 use crate::compile::{CompileError, Session};
@@ -38,7 +38,6 @@ use crate::exec::Runner;
 use crate::protocol::messages::{
     ErrorContent, ExecuteInput, ExecuteReply, ExecuteRequest, MimeBundle,
 };
-use crate::protocol::Message;
 use serde_json::{json, Map, Value};
 use sink::Sink;
 use std::path::PathBuf;
@@ -75,20 +74,6 @@ fn interrupted(detail: &str) -> ErrorContent {
         format!("the cell was interrupted{detail}"),
         vec![],
     )
-}
-
-/// The request that the kernel's own runs (user expressions, savers, restores)
-/// answer to: no client sees their outputs (see [`Executor::run_internal`]).
-fn internal_request() -> Message {
-    Message {
-        identities: vec![],
-        header: crate::protocol::Header::new("execute_request", ""),
-        parent: None,
-        metadata: Value::Null,
-        content: Value::Null,
-        buffers: vec![],
-        malformed: None,
-    }
 }
 
 /// Owns everything a cell needs: the compiled session, the runner, the counter and
@@ -227,8 +212,9 @@ impl Executor {
     }
 
     /// Runs one execute request and returns its reply. Outputs go to IOPub as they
-    /// happen (none when silent).
-    pub async fn execute(&mut self, msg: &Message, req: &ExecuteRequest) -> ExecuteReply {
+    /// happen (none when silent); input requests go to `input`, the client that
+    /// asked (none when it does not take input).
+    pub async fn execute(&mut self, input: Option<Origin>, req: &ExecuteRequest) -> ExecuteReply {
         let mut irq = self.interrupts.clone();
         irq.borrow_and_update();
         let counts = req.store_history && !req.silent;
@@ -248,7 +234,7 @@ impl Executor {
         let mut sink = Sink::new(iopub, self.count);
         let mut payload = Vec::new();
         let outcome = self
-            .run_code(msg, req, &mut sink, &mut payload, &mut irq)
+            .run_code(input.as_ref(), req, &mut sink, &mut payload, &mut irq)
             .await;
         if counts {
             let output = sink

@@ -245,7 +245,8 @@ impl Shell {
                 return vec![];
             }
         };
-        let reply = self.executor.execute(msg, &req).await;
+        let input = req.allow_stdin.then(|| super::stdin::Origin::of(msg));
+        let reply = self.executor.execute(input, &req).await;
         // Outputs of the cell are on IOPub before its reply.
         self.iopub.flush().await;
         let aborted = if reply.status == "error" && req.stop_on_error {

@@ -11,6 +11,25 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use zeromq::{RouterSocket, SocketRecv, SocketSend, ZmqMessage};
 
+/// Where a cell's input requests go: the client whose `execute_request` runs it
+/// (its stdin socket shares the shell identity), with that request's header as
+/// their parent. Only this travels with a run, not the whole Jupyter message; the
+/// kernel's own runs (savers, restores, expressions) have none and cannot ask.
+#[derive(Clone, Debug)]
+pub struct Origin {
+    pub identities: Vec<Bytes>,
+    pub parent: Header,
+}
+
+impl Origin {
+    pub fn of(msg: &crate::protocol::Message) -> Origin {
+        Origin {
+            identities: msg.identities.clone(),
+            parent: msg.header.clone(),
+        }
+    }
+}
+
 /// One question for the user.
 pub struct Ask {
     pub identities: Vec<Bytes>,
@@ -31,15 +50,14 @@ impl Stdin {
     /// unanswered if the kernel goes away).
     pub fn ask(
         &self,
-        identities: Vec<Bytes>,
-        parent: Header,
+        origin: &Origin,
         prompt: String,
         password: bool,
     ) -> oneshot::Receiver<String> {
         let (answer, rx) = oneshot::channel();
         let _ = self.tx.send(Ask {
-            identities,
-            parent,
+            identities: origin.identities.clone(),
+            parent: origin.parent.clone(),
             prompt,
             password,
             answer,

@@ -6,9 +6,9 @@ use super::warmup::BASE_WAIT;
 use super::{error, interrupted, Executor, Sink};
 use crate::compile::session::Compiled;
 use crate::compile::{CompileError, Timing};
+use crate::kernel::stdin::Origin;
 use crate::magics;
-use crate::protocol::messages::{ErrorContent, ExecuteRequest};
-use crate::protocol::Message;
+use crate::protocol::messages::ErrorContent;
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -33,8 +33,7 @@ impl Executor {
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn run_rust(
         &mut self,
-        msg: &Message,
-        req: &ExecuteRequest,
+        input: Option<&Origin>,
         sink: &mut Sink,
         irq: &mut watch::Receiver<u64>,
         code: &str,
@@ -94,9 +93,7 @@ impl Executor {
             built.args = args;
         }
         let ran = std::time::Instant::now();
-        let r = self
-            .run_built(&built, msg, req.allow_stdin, sink, irq)
-            .await;
+        let r = self.run_built(&built, input, sink, irq).await;
         sink.finish();
         let run_time = ran.elapsed();
         let r = self.settle_vars(&built, r, irq).await;

@@ -312,8 +312,7 @@ impl Executor {
     /// recorded as the engines' once every engine has run it.
     pub(super) async fn run_persist(
         &mut self,
-        msg: &crate::protocol::Message,
-        req: &crate::protocol::messages::ExecuteRequest,
+        input: Option<&crate::kernel::stdin::Origin>,
         sink: &mut Sink,
         irq: &mut tokio::sync::watch::Receiver<u64>,
         p: &Parallel,
@@ -335,8 +334,7 @@ impl Executor {
         args.push(format!("persist={}\n{}", built.lib.display(), built.symbol));
         let code = crate::magics::parallel::persist_code(p);
         self.run_rust(
-            msg,
-            req,
+            input,
             sink,
             irq,
             &code,

@@ -5,10 +5,10 @@
 use super::{error, Executor, Sink};
 use crate::compile::session::{Compiled, Settings};
 use crate::compile::Timing;
+use crate::kernel::stdin::Origin;
 use crate::magics::parallel::Backend;
 use crate::magics::{self, CellKind, Magic};
 use crate::protocol::messages::{ErrorContent, ExecuteRequest};
-use crate::protocol::Message;
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
@@ -45,7 +45,7 @@ fn format_bytes(n: u64) -> String {
 impl Executor {
     pub(super) async fn run_code(
         &mut self,
-        msg: &Message,
+        input: Option<&Origin>,
         req: &ExecuteRequest,
         sink: &mut Sink,
         payload: &mut Vec<Value>,
@@ -166,7 +166,7 @@ impl Executor {
                             .map(|s| vars_listing(s.vars(), snapshot));
                         match listing {
                             Some(code) if !code.is_empty() => {
-                                return self.run_listing(msg, &code, sink, irq).await
+                                return self.run_listing(&code, sink, irq).await
                             }
                             _ => sink.stdout(b"No variables.\n"),
                         }
@@ -183,7 +183,7 @@ impl Executor {
                             ));
                         }
                         if p.persist {
-                            return self.run_persist(msg, req, sink, irq, &p, &rest).await;
+                            return self.run_persist(input, sink, irq, &p, &rest).await;
                         }
                         let code = magics::parallel::cell_code(&p, &rest);
                         let args = match p.backend {
@@ -196,21 +196,19 @@ impl Executor {
                             }
                         };
                         return self
-                            .run_rust(msg, req, sink, irq, &code, timing, Some(args))
+                            .run_rust(input, sink, irq, &code, timing, Some(args))
                             .await;
                     }
                 }
                 rest
             }
         };
-        self.run_rust(msg, req, sink, irq, &code, timing, None)
-            .await
+        self.run_rust(input, sink, irq, &code, timing, None).await
     }
 
     /// Runs the generated cell that prints `%vars`.
     async fn run_listing(
         &mut self,
-        msg: &Message,
         code: &str,
         sink: &mut Sink,
         irq: &mut watch::Receiver<u64>,
@@ -222,7 +220,7 @@ impl Executor {
             Ok(Compiled::Empty) => return Ok(()),
             Err(e) => return Err(error("VarsError", e.to_string(), vec![])),
         };
-        let r = self.run_built(&built, msg, false, sink, irq).await;
+        let r = self.run_built(&built, None, sink, irq).await;
         sink.finish();
         self.settle_vars(&built, r, irq).await
     }

@@ -7,8 +7,8 @@ use super::{cluster, error, interrupted, Executor, Sink};
 use crate::compile::BuiltCell;
 use crate::exec::{CellEvent, Runner};
 use crate::kernel::iopub::Channel;
+use crate::kernel::stdin::Origin;
 use crate::protocol::messages::{ClearOutput, ErrorContent};
-use crate::protocol::Message;
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -53,17 +53,13 @@ impl Executor {
     pub(super) async fn run_built(
         &mut self,
         built: &BuiltCell,
-        msg: &Message,
-        allow_stdin: bool,
+        input: Option<&Origin>,
         sink: &mut Sink,
         irq: &mut watch::Receiver<u64>,
     ) -> (Result<(), ErrorContent>, CellEnd) {
         let mut end = CellEnd::NotRun;
         let result = match self.start_cell(built).await {
-            Ok(()) => {
-                self.pump(built, msg, allow_stdin, sink, irq, &mut end)
-                    .await
-            }
+            Ok(()) => self.pump(built, input, sink, irq, &mut end).await,
             Err(e) => Err(e),
         };
         (result, end)
@@ -77,9 +73,7 @@ impl Executor {
         irq: &mut watch::Receiver<u64>,
     ) -> ((Result<(), ErrorContent>, CellEnd), Sink) {
         let mut sink = Sink::new(None, self.count);
-        let ran = self
-            .run_built(built, &super::internal_request(), false, &mut sink, irq)
-            .await;
+        let ran = self.run_built(built, None, &mut sink, irq).await;
         (ran, sink)
     }
 
@@ -101,8 +95,7 @@ impl Executor {
     pub(super) async fn pump(
         &mut self,
         built: &BuiltCell,
-        msg: &Message,
-        allow_stdin: bool,
+        input: Option<&Origin>,
         sink: &mut Sink,
         irq: &mut watch::Receiver<u64>,
         end: &mut CellEnd,
@@ -180,19 +173,19 @@ impl Executor {
                 }
                 CellEvent::Result(data) => sink.result(data),
                 CellEvent::InputRequest { prompt, password } => {
-                    let answer = if !allow_stdin {
-                        Err(
+                    let answer = match input {
+                        None => Err(
                             "input(): this client does not accept input (allow_stdin is false)"
                                 .to_string(),
-                        )
-                    } else {
-                        let rx =
-                            stdin.ask(msg.identities.clone(), msg.header.clone(), prompt, password);
-                        tokio::select! {
-                            v = rx => v.map_err(|_| "input(): the kernel is shutting down".to_string()),
-                            _ = irq.changed() => {
-                                interrupted_at = Some(tokio::time::Instant::now());
-                                Err("input(): interrupted".to_string())
+                        ),
+                        Some(origin) => {
+                            let rx = stdin.ask(origin, prompt, password);
+                            tokio::select! {
+                                v = rx => v.map_err(|_| "input(): the kernel is shutting down".to_string()),
+                                _ = irq.changed() => {
+                                    interrupted_at = Some(tokio::time::Instant::now());
+                                    Err("input(): interrupted".to_string())
+                                }
                             }
                         }
                     };

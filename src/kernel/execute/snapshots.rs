@@ -3,7 +3,7 @@
 //! putting the variables back into a new runner after one died.
 
 use super::runner::CellEnd;
-use super::{internal_request, Executor, Sink};
+use super::{Executor, Sink};
 use crate::compile::BuiltCell;
 use crate::protocol::messages::ErrorContent;
 use serde_json::Value;
@@ -168,11 +168,7 @@ impl Executor {
         irq.borrow_and_update();
         let mut sink = Sink::new(None, self.count);
         let mut end = CellEnd::NotRun;
-        let msg = internal_request();
-        if let Err(e) = self
-            .pump(&built, &msg, false, &mut sink, &mut irq, &mut end)
-            .await
-        {
+        if let Err(e) = self.pump(&built, None, &mut sink, &mut irq, &mut end).await {
             Box::pin(self.saver_failed(&names, e, &mut irq)).await;
         }
     }
