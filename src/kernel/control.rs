@@ -3,8 +3,8 @@
 use super::info::kernel_info;
 use super::iopub::{Channel, Iopub};
 use super::shell::{spawn_reader, Replier};
-use crate::protocol::messages::{InterruptReply, ShutdownReply, ShutdownRequest};
-use crate::protocol::Signer;
+use crate::protocol::messages::{InterruptReply, ReplyStatus, ShutdownReply};
+use crate::protocol::{Malformed, Request, Signer};
 use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 use zeromq::RouterSocket;
@@ -24,19 +24,18 @@ pub fn spawn(
     tokio::spawn(async move {
         while let Some(msg) = queue.recv().await {
             iopub.busy(Channel::Control, &msg.header);
-            match msg.header.msg_type.as_str() {
-                "kernel_info_request" => replier.reply(&msg, &kernel_info()).await,
-                "interrupt_request" => {
+            match Request::read(&msg) {
+                Ok(Request::KernelInfo) => replier.reply(&msg, &kernel_info()).await,
+                Ok(Request::Interrupt) => {
                     interrupts.send_modify(|n| *n += 1);
-                    replier.reply(&msg, &InterruptReply { status: "ok" }).await;
+                    let reply = InterruptReply {
+                        status: ReplyStatus::Ok,
+                    };
+                    replier.reply(&msg, &reply).await;
                 }
-                "shutdown_request" => {
-                    let restart = msg
-                        .content_as::<ShutdownRequest>()
-                        .map(|r| r.restart)
-                        .unwrap_or(false);
+                Ok(Request::Shutdown { restart }) => {
                     let reply = ShutdownReply {
-                        status: "ok",
+                        status: ReplyStatus::Ok,
                         restart,
                     };
                     replier.reply(&msg, &reply).await;
@@ -47,7 +46,10 @@ pub fn spawn(
                     let _ = shutdown.send(()).await;
                     return;
                 }
-                other => tracing::info!("no handler for control message {other}"),
+                Ok(_) => tracing::info!("no handler on control for {}", msg.header.msg_type),
+                Err(Malformed::Execute(e) | Malformed::Other(e)) => {
+                    replier.reply_malformed(&msg, &e).await
+                }
             }
             iopub.idle(Channel::Control);
         }

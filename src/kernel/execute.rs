@@ -36,7 +36,7 @@ use crate::compile::session::{Compiled, Settings};
 use crate::compile::{CompileError, Session};
 use crate::exec::Runner;
 use crate::protocol::messages::{
-    ErrorContent, ExecuteInput, ExecuteReply, ExecuteRequest, MimeBundle,
+    ErrorContent, ExecuteInput, ExecuteReply, ExecuteRequest, MimeBundle, ReplyStatus,
 };
 use serde_json::{json, Map, Value};
 use sink::Sink;
@@ -249,7 +249,7 @@ impl Executor {
             Ok(()) => {
                 let user_expressions = self.user_expressions(req, &mut irq).await;
                 ExecuteReply {
-                    status: "ok",
+                    status: ReplyStatus::Ok,
                     execution_count: self.count,
                     payload: Some(payload),
                     user_expressions: Some(user_expressions),
@@ -259,7 +259,7 @@ impl Executor {
             Err(e) => {
                 sink.error(&e);
                 ExecuteReply {
-                    status: "error",
+                    status: ReplyStatus::Error,
                     execution_count: self.count,
                     payload: None,
                     user_expressions: Some(Map::new()),

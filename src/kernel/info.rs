@@ -1,6 +1,6 @@
 //! The kernel_info reply, answered on shell and control alike.
 
-use crate::protocol::messages::{HelpLink, KernelInfoReply, LanguageInfo};
+use crate::protocol::messages::{HelpLink, KernelInfoReply, LanguageInfo, ReplyStatus};
 use std::sync::OnceLock;
 
 /// The rustc version, once the toolchain has been found.
@@ -9,7 +9,7 @@ pub static RUST_VERSION: OnceLock<String> = OnceLock::new();
 pub fn kernel_info() -> KernelInfoReply {
     let version = RUST_VERSION.get().cloned().unwrap_or_default();
     KernelInfoReply {
-        status: "ok",
+        status: ReplyStatus::Ok,
         protocol_version: "5.5",
         implementation: "ferrocell",
         implementation_version: env!("CARGO_PKG_VERSION"),

@@ -5,6 +5,7 @@
 
 use crate::compile::prelude;
 use crate::magics;
+use crate::protocol::messages::Completeness;
 
 /// Rust keywords offered for completion.
 const KEYWORDS: &[&str] = &[
@@ -238,16 +239,18 @@ pub fn docs(name: &str) -> Option<String> {
 }
 
 /// `complete`, `incomplete` (with an indent) or `invalid`.
-pub fn is_complete(code: &str) -> (&'static str, Option<String>) {
+pub fn is_complete(code: &str) -> (Completeness, Option<String>) {
     if magics::starts_with_magic(code) {
-        return ("complete", None);
+        return (Completeness::Complete, None);
     }
     use crate::compile::delimiters::{self, Delimiters};
     match delimiters::scan(code) {
         Delimiters::Balanced => {}
-        Delimiters::Open(open) => return ("incomplete", Some("    ".repeat(open.len()))),
-        Delimiters::Unterminated { .. } => return ("incomplete", Some(String::new())),
-        Delimiters::Stray { .. } => return ("invalid", None),
+        Delimiters::Open(open) => {
+            return (Completeness::Incomplete, Some("    ".repeat(open.len())))
+        }
+        Delimiters::Unterminated { .. } => return (Completeness::Incomplete, Some(String::new())),
+        Delimiters::Stray { .. } => return (Completeness::Invalid, None),
     }
     let trimmed = code.trim_end();
     let trailing_op = [
@@ -257,14 +260,14 @@ pub fn is_complete(code: &str) -> (&'static str, Option<String>) {
     .iter()
     .any(|op| trimmed.ends_with(op));
     if trailing_op {
-        return ("incomplete", Some(String::new()));
+        return (Completeness::Incomplete, Some(String::new()));
     }
     if trimmed.is_empty() {
-        return ("complete", None);
+        return (Completeness::Complete, None);
     }
     match crate::compile::cell::parse(code) {
-        Ok(_) => ("complete", None),
-        Err(_) => ("invalid", None),
+        Ok(_) => (Completeness::Complete, None),
+        Err(_) => (Completeness::Invalid, None),
     }
 }
 
@@ -301,19 +304,19 @@ mod tests {
 
     #[test]
     fn is_complete_cases() {
-        assert_eq!(is_complete("fn f() {").0, "incomplete");
-        assert_eq!(is_complete("let s = \"abc").0, "incomplete");
-        assert_eq!(is_complete("1 +").0, "incomplete");
-        assert_eq!(is_complete("let x = 1;").0, "complete");
-        assert_eq!(is_complete("fn f() {}").0, "complete");
-        assert_eq!(is_complete("let = 7q;").0, "invalid");
-        assert_eq!(is_complete("}").0, "invalid");
-        assert_eq!(is_complete("let s = \"}\"; // {").0, "complete");
-        assert_eq!(is_complete("let c = '{';").0, "complete");
-        assert_eq!(is_complete("let c = '\\'';").0, "complete");
+        assert_eq!(is_complete("fn f() {").0, Completeness::Incomplete);
+        assert_eq!(is_complete("let s = \"abc").0, Completeness::Incomplete);
+        assert_eq!(is_complete("1 +").0, Completeness::Incomplete);
+        assert_eq!(is_complete("let x = 1;").0, Completeness::Complete);
+        assert_eq!(is_complete("fn f() {}").0, Completeness::Complete);
+        assert_eq!(is_complete("let = 7q;").0, Completeness::Invalid);
+        assert_eq!(is_complete("}").0, Completeness::Invalid);
+        assert_eq!(is_complete("let s = \"}\"; // {").0, Completeness::Complete);
+        assert_eq!(is_complete("let c = '{';").0, Completeness::Complete);
+        assert_eq!(is_complete("let c = '\\'';").0, Completeness::Complete);
         assert_eq!(
             is_complete("fn f<'a>(x: &'a str) -> &'a str {").0,
-            "incomplete"
+            Completeness::Incomplete
         );
     }
 

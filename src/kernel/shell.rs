@@ -7,7 +7,7 @@ use super::info::kernel_info;
 use super::introspect;
 use super::iopub::{Channel, Iopub};
 use crate::protocol::messages::*;
-use crate::protocol::{Header, Message, Signer};
+use crate::protocol::{Header, Malformed, Message, Request, Signer};
 use serde_json::{Map, Value};
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -137,56 +137,52 @@ impl Shell {
     async fn handle(&mut self, msg: Message) {
         self.iopub.busy(Channel::Shell, &msg.header);
         let mut aborted = Vec::new();
-        match msg.header.msg_type.as_str() {
-            "kernel_info_request" => self.replier.reply(&msg, &kernel_info()).await,
-            "execute_request" => aborted = self.execute(&msg).await,
-            "complete_request" => self.complete(&msg).await,
-            "inspect_request" => self.inspect(&msg).await,
-            "is_complete_request" => self.is_complete(&msg).await,
-            "history_request" => self.history(&msg).await,
-            "comm_info_request" => {
-                let _ = msg.content_as::<CommInfoRequest>();
+        match Request::read(&msg) {
+            Ok(Request::KernelInfo) => self.replier.reply(&msg, &kernel_info()).await,
+            Ok(Request::Execute(req)) => aborted = self.execute(&msg, req).await,
+            Ok(Request::Complete(req)) => self.complete(&msg, req).await,
+            Ok(Request::Inspect(req)) => self.inspect(&msg, req).await,
+            Ok(Request::IsComplete(req)) => self.is_complete(&msg, req).await,
+            Ok(Request::History(req)) => self.history(&msg, req).await,
+            Ok(Request::CommInfo) => {
                 let reply = CommInfoReply {
-                    status: "ok",
+                    status: ReplyStatus::Ok,
                     comms: Map::new(),
                 };
                 self.replier.reply(&msg, &reply).await
             }
-            "comm_open" => {
+            Ok(Request::CommOpen {
+                comm_id,
+                target_name,
+            }) => {
                 // No comm targets exist yet: say so by closing the comm at once.
-                if let Ok(open) = msg.content_as::<CommOpen>() {
-                    tracing::info!("comm_open for unknown target {:?}", open.target_name);
-                    self.iopub.publish(
-                        Channel::Shell,
-                        &CommClose {
-                            comm_id: open.comm_id,
-                            data: Map::new(),
-                        },
-                    );
-                }
+                tracing::info!("comm_open for unknown target {target_name:?}");
+                self.iopub.publish(
+                    Channel::Shell,
+                    &CommClose {
+                        comm_id,
+                        data: Map::new(),
+                    },
+                );
             }
-            "shutdown_request" => {
+            Ok(Request::Shutdown { restart }) => {
                 // Deprecated on shell, still honoured.
-                let restart = msg
-                    .content_as::<ShutdownRequest>()
-                    .map(|r| r.restart)
-                    .unwrap_or(false);
                 self.executor.stop().await;
-                self.replier
-                    .reply(
-                        &msg,
-                        &ShutdownReply {
-                            status: "ok",
-                            restart,
-                        },
-                    )
-                    .await;
+                let reply = ShutdownReply {
+                    status: ReplyStatus::Ok,
+                    restart,
+                };
+                self.replier.reply(&msg, &reply).await;
                 self.iopub.idle(Channel::Shell);
                 self.iopub.flush().await;
                 let _ = self.shutdown.send(()).await;
                 return;
             }
-            other => tracing::info!("no handler for shell message {other}"),
+            Ok(Request::Interrupt | Request::Other(_)) => {
+                tracing::info!("no handler on shell for {}", msg.header.msg_type)
+            }
+            Err(Malformed::Execute(e)) => self.execute_malformed(&msg, &e).await,
+            Err(Malformed::Other(e)) => self.replier.reply_malformed(&msg, &e).await,
         }
         self.iopub.idle(Channel::Shell);
         for m in aborted {
@@ -215,7 +211,7 @@ impl Shell {
     async fn abort(&mut self, m: &Message) {
         self.iopub.busy(Channel::Shell, &m.header);
         let reply = ExecuteReply {
-            status: "aborted",
+            status: ReplyStatus::Aborted,
             execution_count: self.executor.count,
             payload: None,
             user_expressions: Some(Map::new()),
@@ -225,31 +221,30 @@ impl Shell {
         self.iopub.idle(Channel::Shell);
     }
 
-    /// Returns the queued requests to answer as aborted.
-    async fn execute(&mut self, msg: &Message) -> Vec<Message> {
-        let req = match msg.content_as::<ExecuteRequest>() {
-            Ok(r) => r,
-            Err(e) => {
-                let reply = ExecuteReply {
-                    status: "error",
-                    execution_count: self.executor.count,
-                    payload: None,
-                    user_expressions: Some(Map::new()),
-                    error: Some(ErrorContent {
-                        ename: "BadRequest".into(),
-                        evalue: e.to_string(),
-                        traceback: vec![format!("BadRequest: {e}")],
-                    }),
-                };
-                self.replier.reply(msg, &reply).await;
-                return vec![];
-            }
+    /// An `execute_request` whose content does not parse: an error reply with the
+    /// execution count, as an execute reply has.
+    async fn execute_malformed(&mut self, msg: &Message, e: &crate::protocol::WireError) {
+        let reply = ExecuteReply {
+            status: ReplyStatus::Error,
+            execution_count: self.executor.count,
+            payload: None,
+            user_expressions: Some(Map::new()),
+            error: Some(ErrorContent {
+                ename: "BadRequest".into(),
+                evalue: e.to_string(),
+                traceback: vec![format!("BadRequest: {e}")],
+            }),
         };
+        self.replier.reply(msg, &reply).await;
+    }
+
+    /// Returns the queued requests to answer as aborted.
+    async fn execute(&mut self, msg: &Message, req: ExecuteRequest) -> Vec<Message> {
         let input = req.allow_stdin.then(|| super::stdin::Origin::of(msg));
         let reply = self.executor.execute(input, &req).await;
         // Outputs of the cell are on IOPub before its reply.
         self.iopub.flush().await;
-        let aborted = if reply.status == "error" && req.stop_on_error {
+        let aborted = if reply.status == ReplyStatus::Error && req.stop_on_error {
             self.take_queued_executes()
         } else {
             vec![]
@@ -258,11 +253,7 @@ impl Shell {
         aborted
     }
 
-    async fn complete(&mut self, msg: &Message) {
-        let req = match msg.content_as::<CompleteRequest>() {
-            Ok(req) => req,
-            Err(e) => return self.replier.reply_malformed(msg, &e).await,
-        };
+    async fn complete(&mut self, msg: &Message, req: CompleteRequest) {
         self.executor.prepare().await;
         let items = self.executor.item_names();
         let (c, offers) = complete_at::complete(
@@ -295,7 +286,7 @@ impl Shell {
         let mut metadata = Map::new();
         metadata.insert("_jupyter_types_experimental".into(), Value::Array(types));
         let reply = CompleteReply {
-            status: "ok",
+            status: ReplyStatus::Ok,
             matches: c.matches,
             cursor_start: c.start,
             cursor_end: c.end,
@@ -304,11 +295,7 @@ impl Shell {
         self.replier.reply(msg, &reply).await;
     }
 
-    async fn inspect(&mut self, msg: &Message) {
-        let req = match msg.content_as::<InspectRequest>() {
-            Ok(req) => req,
-            Err(e) => return self.replier.reply_malformed(msg, &e).await,
-        };
+    async fn inspect(&mut self, msg: &Message, req: InspectRequest) {
         self.executor.prepare().await;
         let word = introspect::word_at(&req.code, req.cursor_pos);
         let text = match (
@@ -355,7 +342,7 @@ impl Shell {
             data.insert("text/plain".into(), Value::String(t.clone()));
         }
         let reply = InspectReply {
-            status: "ok",
+            status: ReplyStatus::Ok,
             found: text.is_some(),
             data,
             metadata: Map::new(),
@@ -363,24 +350,19 @@ impl Shell {
         self.replier.reply(msg, &reply).await;
     }
 
-    async fn is_complete(&mut self, msg: &Message) {
-        let req = match msg.content_as::<IsCompleteRequest>() {
-            Ok(req) => req,
-            Err(e) => return self.replier.reply_malformed(msg, &e).await,
-        };
+    async fn is_complete(&mut self, msg: &Message, req: IsCompleteRequest) {
         let (status, indent) = introspect::is_complete(&req.code);
         self.replier
             .reply(msg, &IsCompleteReply { status, indent })
             .await;
     }
 
-    async fn history(&mut self, msg: &Message) {
-        let history = match msg.content_as::<HistoryRequest>() {
-            Ok(req) => self.executor.history.query(&req),
-            Err(_) => vec![],
-        };
+    async fn history(&mut self, msg: &Message, req: Option<HistoryRequest>) {
+        let history = req
+            .map(|r| self.executor.history.query(&r))
+            .unwrap_or_default();
         let reply = HistoryReply {
-            status: "ok",
+            status: ReplyStatus::Ok,
             history,
         };
         self.replier.reply(msg, &reply).await;

@@ -112,9 +112,30 @@ pub struct InputReply {
 
 // ----------------------------------------------------------------- replies
 
+/// What an `is_complete_reply` says of the code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Completeness {
+    Complete,
+    /// More lines are needed (a console prompts for them, with the indent given).
+    Incomplete,
+    /// It cannot become valid by adding lines.
+    Invalid,
+}
+
+/// A reply's `status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReplyStatus {
+    Ok,
+    Error,
+    /// An execute request not run, because one before it failed.
+    Aborted,
+}
+
 #[derive(Debug, Serialize)]
 pub struct KernelInfoReply {
-    pub status: &'static str,
+    pub status: ReplyStatus,
     pub protocol_version: &'static str,
     pub implementation: &'static str,
     pub implementation_version: &'static str,
@@ -146,7 +167,7 @@ pub struct HelpLink {
 /// `execute_reply`; `status` is "ok", "error" or "aborted".
 #[derive(Debug, Serialize)]
 pub struct ExecuteReply {
-    pub status: &'static str,
+    pub status: ReplyStatus,
     pub execution_count: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub payload: Option<Vec<Value>>,
@@ -159,7 +180,7 @@ content!(ExecuteReply, "execute_reply");
 
 #[derive(Debug, Serialize)]
 pub struct CompleteReply {
-    pub status: &'static str,
+    pub status: ReplyStatus,
     pub matches: Vec<String>,
     pub cursor_start: usize,
     pub cursor_end: usize,
@@ -169,7 +190,7 @@ content!(CompleteReply, "complete_reply");
 
 #[derive(Debug, Serialize)]
 pub struct InspectReply {
-    pub status: &'static str,
+    pub status: ReplyStatus,
     pub found: bool,
     pub data: MimeBundle,
     pub metadata: Map<String, Value>,
@@ -178,7 +199,7 @@ content!(InspectReply, "inspect_reply");
 
 #[derive(Debug, Serialize)]
 pub struct IsCompleteReply {
-    pub status: &'static str,
+    pub status: Completeness,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub indent: Option<String>,
 }
@@ -186,28 +207,28 @@ content!(IsCompleteReply, "is_complete_reply");
 
 #[derive(Debug, Serialize)]
 pub struct HistoryReply {
-    pub status: &'static str,
+    pub status: ReplyStatus,
     pub history: Vec<Value>,
 }
 content!(HistoryReply, "history_reply");
 
 #[derive(Debug, Serialize)]
 pub struct CommInfoReply {
-    pub status: &'static str,
+    pub status: ReplyStatus,
     pub comms: Map<String, Value>,
 }
 content!(CommInfoReply, "comm_info_reply");
 
 #[derive(Debug, Serialize)]
 pub struct ShutdownReply {
-    pub status: &'static str,
+    pub status: ReplyStatus,
     pub restart: bool,
 }
 content!(ShutdownReply, "shutdown_reply");
 
 #[derive(Debug, Serialize)]
 pub struct InterruptReply {
-    pub status: &'static str,
+    pub status: ReplyStatus,
 }
 content!(InterruptReply, "interrupt_reply");
 
@@ -318,7 +339,7 @@ mod tests {
     #[test]
     fn error_reply_flattens_error_fields() {
         let r = ExecuteReply {
-            status: "error",
+            status: ReplyStatus::Error,
             execution_count: 3,
             payload: None,
             user_expressions: None,

@@ -6,8 +6,10 @@
 pub mod connection;
 pub mod header;
 pub mod messages;
+pub mod request;
 pub mod wire;
 
 pub use connection::ConnectionInfo;
 pub use header::Header;
+pub use request::{Malformed, Request};
 pub use wire::{Message, Signer, WireError};
