@@ -317,6 +317,37 @@ pub fn spawn(socket: XPubSocket, signer: Arc<Signer>, session: String) -> Iopub 
     handle
 }
 
+/// An IOPub without a socket: the events come out of the returned queue, in
+/// order, as the task would publish them (flushes are answered at once). For a
+/// frontend inside the process, such as the executor's Rust tests.
+pub fn detached() -> (Iopub, mpsc::UnboundedReceiver<IopubEvent>) {
+    let (tx, mut rx) = mpsc::unbounded_channel::<(IopubEvent, usize)>();
+    let (out, events) = mpsc::unbounded_channel();
+    let handle = Iopub {
+        tx,
+        queued: Arc::new(AtomicUsize::new(0)),
+        drained: Arc::new(Notify::new()),
+    };
+    let (queued, drained) = (handle.queued.clone(), handle.drained.clone());
+    tokio::spawn(async move {
+        while let Some((ev, weight)) = rx.recv().await {
+            queued.fetch_sub(weight, Ordering::Relaxed);
+            drained.notify_waiters();
+            match ev {
+                IopubEvent::Flush(done) => {
+                    let _ = done.send(());
+                }
+                ev => {
+                    if out.send(ev).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    (handle, events)
+}
+
 /// About how many bytes a message's content is: the length of its strings, and a
 /// little for everything else.
 fn weight(v: &serde_json::Value) -> usize {

@@ -66,6 +66,13 @@ impl Stdin {
     }
 }
 
+/// A stdin without a socket: the questions come out of the returned queue, to be
+/// answered by a frontend inside the process (the executor's Rust tests).
+pub fn detached() -> (Stdin, mpsc::UnboundedReceiver<Ask>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    (Stdin { tx }, rx)
+}
+
 /// Starts the stdin task on a bound ROUTER socket.
 pub fn spawn(mut socket: RouterSocket, signer: Arc<Signer>, session: String) -> Stdin {
     let (tx, mut rx) = mpsc::unbounded_channel::<Ask>();
