@@ -20,13 +20,15 @@
 //!   introspect, complete_at, expr_context, std_docs
 //!                  completion, inspection and is_complete
 //!   outputs        a cell's stdout and stderr bytes as notebook output
-//! magics/          a cell's magic line, parsed into a typed magic (%%parallel, %cluster)
+//! magics/          a cell's magic line, parsed into a typed magic; table: the one
+//!                  definition of each magic (names, usage, help, reader)
 //! compile/         a cell into a native library
 //!   cell/          parsing a cell: items, statements, spans, the parser's limits
 //!   session/       the session: item layers, variables, generated code, builds,
 //!                  retries, savers and restore
 //!   deps/          :dep lines and the cargo package that builds them
 //!   prelude        building the prelude library and the runner; the prelude's docs
+//!   parallel       what a %%parallel run is, and the cell code its body becomes
 //!   rustc, toolchain, diagnostics, try_rewrite, vars, boxed, delimiters, edition,
 //!   error_format   one rustc run; finding rustc; errors in the cell's terms; ...
 //! exec/            the runner child process: its frames, spawning it, its savers

@@ -321,6 +321,26 @@ pub fn names_type(ty: &str, name: &str) -> bool {
     })
 }
 
+/// A cell that prints the session's variables with their types and sizes (the
+/// size is measured where the values live, in the runner). The snapshot column says
+/// how large each one's crash-safe copy is, or that it has none.
+pub fn listing_code(vars: &Vars, snapshot: impl Fn(&str) -> String) -> String {
+    if vars.is_empty() {
+        return String::new();
+    }
+    let width = vars.keys().map(|n| n.len()).max().unwrap_or(4).max(8);
+    let row = format!("\"{{:<{width}}}  {{:>10}}  {{:>10}}  {{}}\"");
+    let mut code = format!("println!({row}, \"Variable\", \"Size\", \"Snapshot\", \"Type\");\n");
+    for (name, var) in vars {
+        code.push_str(&format!(
+            "println!({row}, {name:?}, format!(\"{{}} B\", ::std::mem::size_of_val(&{name})), {:?}, {:?});\n",
+            snapshot(name),
+            display_type(&var.ty)
+        ));
+    }
+    code
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,7 +7,6 @@ use super::{error, interrupted, Executor, Sink};
 use crate::compile::session::Compiled;
 use crate::compile::{CompileError, Timing};
 use crate::kernel::stdin::Origin;
-use crate::magics;
 use crate::protocol::messages::ErrorContent;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -71,7 +70,7 @@ impl Executor {
             }) => {
                 if let Some(hint) = parallel
                     .is_some()
-                    .then(|| magics::parallel::hint(&summary, &rendered))
+                    .then(|| crate::compile::parallel::hint(&summary, &rendered))
                     .flatten()
                 {
                     if hint.headlines_only {

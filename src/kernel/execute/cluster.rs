@@ -318,7 +318,7 @@ impl Executor {
         p: &Parallel,
         rest: &str,
     ) -> Result<(), ErrorContent> {
-        let body = crate::magics::parallel::persist_body(rest);
+        let body = crate::compile::parallel::persist_body(rest);
         let mut args = self.processes_setup(&body, sink, irq).await?;
         args.push(self.cluster_engines(p, sink).await?);
         let count = self.count;
@@ -332,7 +332,7 @@ impl Executor {
             Err(e) => return Err(super::compile_error(e)),
         };
         args.push(format!("persist={}\n{}", built.lib.display(), built.symbol));
-        let code = crate::magics::parallel::persist_code(p);
+        let code = crate::compile::parallel::persist_code(p);
         self.run_rust(
             input,
             sink,

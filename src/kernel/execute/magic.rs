@@ -12,26 +12,6 @@ use crate::protocol::messages::{ErrorContent, ExecuteRequest};
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
-/// A cell that prints the session's variables with their types and sizes (the
-/// size is measured where the values live, in the runner). The snapshot column says
-/// how large each one's crash-safe copy is, or that it has none.
-fn vars_listing(vars: &crate::compile::vars::Vars, snapshot: impl Fn(&str) -> String) -> String {
-    if vars.is_empty() {
-        return String::new();
-    }
-    let width = vars.keys().map(|n| n.len()).max().unwrap_or(4).max(8);
-    let row = format!("\"{{:<{width}}}  {{:>10}}  {{:>10}}  {{}}\"");
-    let mut code = format!("println!({row}, \"Variable\", \"Size\", \"Snapshot\", \"Type\");\n");
-    for (name, var) in vars {
-        code.push_str(&format!(
-            "println!({row}, {name:?}, format!(\"{{}} B\", ::std::mem::size_of_val(&{name})), {:?}, {:?});\n",
-            snapshot(name),
-            crate::compile::vars::display_type(&var.ty)
-        ));
-    }
-    code
-}
-
 /// A size in bytes as `%vars` shows it.
 fn format_bytes(n: u64) -> String {
     match n {
@@ -163,7 +143,7 @@ impl Executor {
                         let listing = self
                             .session
                             .as_ref()
-                            .map(|s| vars_listing(s.vars(), snapshot));
+                            .map(|s| crate::compile::vars::listing_code(s.vars(), snapshot));
                         match listing {
                             Some(code) if !code.is_empty() => {
                                 return self.run_listing(&code, sink, irq).await
@@ -185,7 +165,7 @@ impl Executor {
                         if p.persist {
                             return self.run_persist(input, sink, irq, &p, &rest).await;
                         }
-                        let code = magics::parallel::cell_code(&p, &rest);
+                        let code = crate::compile::parallel::cell_code(&p, &rest);
                         let args = match p.backend {
                             Backend::Threads => vec![],
                             Backend::Processes => self.processes_setup(&code, sink, irq).await?,
