@@ -19,6 +19,7 @@
 mod cell;
 mod cluster;
 mod dep;
+pub mod errors;
 mod magic;
 mod panic;
 mod parallel;
@@ -33,48 +34,18 @@ use super::iopub::{Channel, Iopub};
 use super::stdin::{Origin, Stdin};
 use crate::compile::deps::DepSet;
 use crate::compile::session::{Compiled, Settings};
-use crate::compile::{CompileError, Session};
+use crate::compile::Session;
 use crate::exec::Runner;
 use crate::protocol::messages::{
-    ErrorContent, ExecuteInput, ExecuteReply, ExecuteRequest, MimeBundle, ReplyStatus,
+    ExecuteInput, ExecuteReply, ExecuteRequest, MimeBundle, ReplyStatus,
 };
+pub use errors::CellError;
 use serde_json::{json, Map, Value};
 use sink::Sink;
 use std::path::PathBuf;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use warmup::{prepare, BaseDeps, Warm};
-
-fn error(ename: &str, evalue: impl Into<String>, traceback: Vec<String>) -> ErrorContent {
-    let evalue = evalue.into();
-    let traceback = if traceback.is_empty() {
-        vec![format!("{ename}: {evalue}")]
-    } else {
-        traceback
-    };
-    ErrorContent {
-        ename: ename.into(),
-        evalue,
-        traceback,
-    }
-}
-
-/// A cell that did not compile, as the wire's error: rustc's errors, rendered in
-/// the cell's terms, are its traceback.
-fn compile_error(e: CompileError) -> ErrorContent {
-    match e {
-        CompileError::Code { summary, rendered } => error("CompileError", summary, rendered),
-        e => error("CompileError", e.to_string(), vec![]),
-    }
-}
-
-fn interrupted(detail: &str) -> ErrorContent {
-    error(
-        "KeyboardInterrupt",
-        format!("the cell was interrupted{detail}"),
-        vec![],
-    )
-}
 
 /// Owns everything a cell needs: the compiled session, the runner, the counter and
 /// the history.
@@ -257,6 +228,8 @@ impl Executor {
                 }
             }
             Err(e) => {
+                // The edge: the failure becomes the wire's error content here.
+                let e = e.to_wire();
                 sink.error(&e);
                 ExecuteReply {
                     status: ReplyStatus::Error,
@@ -280,6 +253,7 @@ impl Executor {
             let value = match self.evaluate(expr, irq).await {
                 Ok(data) => json!({"status": "ok", "data": data, "metadata": {}}),
                 Err(e) => {
+                    let e = e.to_wire();
                     json!({"status": "error", "ename": e.ename, "evalue": e.evalue, "traceback": e.traceback})
                 }
             };
@@ -292,13 +266,13 @@ impl Executor {
         &mut self,
         expr: &str,
         irq: &mut watch::Receiver<u64>,
-    ) -> Result<MimeBundle, ErrorContent> {
+    ) -> Result<MimeBundle, CellError> {
         let count = self.count;
         let session = self.session(irq, None).await?;
         let built = match session.build(expr, count).await {
             Ok(Compiled::Cell(b)) => b,
-            Ok(Compiled::Empty) => return Err(error("SyntaxError", "empty expression", vec![])),
-            Err(e) => return Err(compile_error(e)),
+            Ok(Compiled::Empty) => return Err(CellError::Syntax("empty expression".into())),
+            Err(e) => return Err(e.into()),
         };
         let (r, sink) = self.run_internal(&built, irq).await;
         self.settle_vars(&built, r, irq).await?;

@@ -3,11 +3,10 @@
 //! what `%time` and `%timing` report.
 
 use super::warmup::BASE_WAIT;
-use super::{error, interrupted, Executor, Sink};
+use super::{CellError, Executor, Sink};
 use crate::compile::session::Compiled;
 use crate::compile::{CompileError, Timing};
 use crate::kernel::stdin::Origin;
-use crate::protocol::messages::ErrorContent;
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -38,7 +37,7 @@ impl Executor {
         code: &str,
         timing: Timing,
         parallel: Option<Vec<String>>,
-    ) -> Result<(), ErrorContent> {
+    ) -> Result<(), CellError> {
         if code.trim().is_empty() {
             sink.finish();
             return Ok(());
@@ -50,7 +49,7 @@ impl Executor {
         let started = std::time::Instant::now();
         let built = tokio::select! {
             r = session.build_timed(code, count, timing) => r,
-            _ = irq.changed() => return Err(interrupted(" while it was compiling")),
+            _ = irq.changed() => return Err(CellError::Interrupted(" while it was compiling".into())),
         };
         if let (Timing::Once, Ok(Compiled::Cell(b))) = (timing, &built) {
             let took = if b.compiled {
@@ -83,9 +82,9 @@ impl Executor {
                     rendered.push(hint.note.to_string());
                 }
                 self.last_error_code = rendered.iter().find_map(|r| error_code(r));
-                return Err(error("CompileError", summary, rendered));
+                return Err(CellError::Compile { summary, rendered });
             }
-            Err(e) => return Err(super::compile_error(e)),
+            Err(e) => return Err(e.into()),
         };
         let mut built = built;
         if let Some(args) = parallel {

@@ -2,7 +2,7 @@
 //! stopping a cluster, choosing a cell's engines, and relaying the runner's frames
 //! for them to the controller and back.
 
-use super::{error, Executor, Sink};
+use super::{CellError, Executor, Sink};
 use crate::cluster::client::{Client, Status};
 use crate::cluster::launcher;
 use crate::cluster::messages::Msg;
@@ -10,15 +10,14 @@ use crate::exec::frames::tag;
 use crate::exec::Runner;
 use crate::magics::cluster::{ClusterCmd, Launcher};
 use crate::magics::Parallel;
-use crate::protocol::messages::ErrorContent;
 use std::path::PathBuf;
 use std::time::Duration;
 
 /// How long `%cluster start` waits for its engines.
 const START_TIMEOUT: Duration = Duration::from_secs(120);
 
-fn cluster_error(e: impl Into<String>) -> ErrorContent {
-    error("ClusterError", e, vec![])
+fn cluster_error(e: impl Into<String>) -> CellError {
+    CellError::Cluster(e.into())
 }
 
 /// `%cluster status` as a table.
@@ -83,7 +82,7 @@ impl Executor {
         &mut self,
         cmd: ClusterCmd,
         sink: &mut Sink,
-    ) -> Result<(), ErrorContent> {
+    ) -> Result<(), CellError> {
         match cmd {
             ClusterCmd::Start {
                 engines,
@@ -150,7 +149,7 @@ impl Executor {
         hosts: &[String],
         ip: &str,
         sink: &mut Sink,
-    ) -> Result<(), ErrorContent> {
+    ) -> Result<(), CellError> {
         if self.cluster.is_some() {
             return Err(cluster_error(
                 "a cluster is already running; %cluster stop it first",
@@ -240,7 +239,7 @@ impl Executor {
         &mut self,
         p: &Parallel,
         sink: &mut Sink,
-    ) -> Result<String, ErrorContent> {
+    ) -> Result<String, CellError> {
         if self.cluster.is_none() {
             let n = std::thread::available_parallelism()
                 .map(|n| n.get())
@@ -254,11 +253,9 @@ impl Executor {
         }
         let c = self.cluster.as_mut().expect("started");
         let s = c.status().await.map_err(|e| {
-            error(
-                "ClusterError",
-                format!("{e}; %cluster status says more, %cluster stop and start makes a new one"),
-                vec![],
-            )
+            CellError::Cluster(format!(
+                "{e}; %cluster status says more, %cluster stop and start makes a new one"
+            ))
         })?;
         kill_lost(c, &s);
         let mut engines: Vec<_> = s
@@ -317,7 +314,7 @@ impl Executor {
         irq: &mut tokio::sync::watch::Receiver<u64>,
         p: &Parallel,
         rest: &str,
-    ) -> Result<(), ErrorContent> {
+    ) -> Result<(), CellError> {
         let body = crate::compile::parallel::persist_body(rest);
         let mut args = self.processes_setup(&body, sink, irq).await?;
         args.push(self.cluster_engines(p, sink).await?);
@@ -329,7 +326,7 @@ impl Executor {
         {
             Ok(crate::compile::session::Compiled::Cell(b)) => b,
             Ok(crate::compile::session::Compiled::Empty) => return Ok(()),
-            Err(e) => return Err(super::compile_error(e)),
+            Err(e) => return Err(e.into()),
         };
         args.push(format!("persist={}\n{}", built.lib.display(), built.symbol));
         let code = crate::compile::parallel::persist_code(p);

@@ -3,10 +3,9 @@
 //! The crate set and its build live in `compile::deps`; this is the executor's side.
 
 use super::warmup::build_base;
-use super::{error, interrupted, progress, Executor, Sink};
+use super::{progress, CellError, Executor, Sink};
 use crate::compile::deps;
 use crate::kernel::iopub::StreamName;
-use crate::protocol::messages::ErrorContent;
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -18,7 +17,7 @@ impl Executor {
         lines: &[&str],
         sink: &mut Sink,
         irq: &mut watch::Receiver<u64>,
-    ) -> Result<(), ErrorContent> {
+    ) -> Result<(), CellError> {
         self.session(irq, Some(sink)).await?;
         let lines: Vec<&str> = lines.iter().copied().filter(|l| !l.is_empty()).collect();
         if lines.is_empty() {
@@ -41,8 +40,7 @@ impl Executor {
         let mut set = self.dep_set.clone();
         let cwd = std::env::current_dir().unwrap_or_default();
         for line in &lines {
-            let dep = deps::parse_line(line, &cwd)
-                .map_err(|e| error("DepError", e.to_string(), vec![]))?;
+            let dep = deps::parse_line(line, &cwd).map_err(|e| CellError::Dep(e.to_string()))?;
             set.add(dep, &cwd);
         }
         let took_over = self.base.take().map(|base| base.abort()).is_some();
@@ -75,16 +73,18 @@ impl Executor {
         let failure = match built {
             Some(Ok(b)) => match session.attach_deps(b).await {
                 Ok(()) => None,
-                Err(e) => Some(error("DepError", e.to_string(), vec![])),
+                Err(e) => Some(CellError::Dep(e.to_string())),
             },
-            Some(Err(e)) => Some(error("DepError", e.to_string(), vec![])),
-            None => Some(interrupted(" while its crates were being built")),
+            Some(Err(e)) => Some(CellError::Dep(e.to_string())),
+            None => Some(CellError::Interrupted(
+                " while its crates were being built".into(),
+            )),
         };
         if let Some(e) = failure {
             shown
                 .lock()
                 .expect("progress")
-                .finish(format!("building crates stopped: {}", e.ename));
+                .finish(format!("building crates stopped: {}", e.ename()));
             // The serde build this one took over is still wanted.
             if took_over && session.deps().is_none() {
                 self.base = Some(build_base(session.toolchain().clone(), self.cache.clone()));

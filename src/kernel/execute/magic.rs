@@ -2,13 +2,13 @@
 //! `%vars`, `%explain`, `%time`, `%%parallel`, `%cluster`), before the cell's Rust
 //! code, if any, runs. Parsing the magics is `crate::magics`; this is acting on them.
 
-use super::{error, Executor, Sink};
+use super::{CellError, Executor, Sink};
 use crate::compile::session::{Compiled, Settings};
 use crate::compile::Timing;
 use crate::kernel::stdin::Origin;
 use crate::magics::parallel::Backend;
 use crate::magics::{self, CellKind, Magic};
-use crate::protocol::messages::{ErrorContent, ExecuteRequest};
+use crate::protocol::messages::ExecuteRequest;
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
@@ -30,7 +30,7 @@ impl Executor {
         sink: &mut Sink,
         payload: &mut Vec<Value>,
         irq: &mut watch::Receiver<u64>,
-    ) -> Result<(), ErrorContent> {
+    ) -> Result<(), CellError> {
         let mut timing = Timing::None;
         let (dep_lines, code) = magics::split_deps(&req.code);
         if !dep_lines.is_empty() {
@@ -38,14 +38,8 @@ impl Executor {
         }
         let code: std::borrow::Cow<str> = match magics::parse(code) {
             CellKind::Rust(code) => code.into(),
-            CellKind::Unknown(line) => {
-                return Err(error(
-                    "UnknownMagic",
-                    format!("{line} is not a ferrocell magic; %lsmagic lists them"),
-                    vec![],
-                ))
-            }
-            CellKind::BadArgs(why) => return Err(error("MagicError", why, vec![])),
+            CellKind::Unknown(line) => return Err(CellError::UnknownMagic(line)),
+            CellKind::BadArgs(why) => return Err(CellError::Magic(why)),
             CellKind::Magic { magic, rest } => {
                 match magic {
                     Magic::Help => payload.push(json!({
@@ -94,19 +88,17 @@ impl Executor {
                     }
                     Magic::Explain(code) => {
                         let Some(code) = code.or_else(|| self.last_error_code.clone()) else {
-                            return Err(error(
-                                "MagicError",
-                                "no error to explain yet: name a code, as in %explain E0308",
-                                vec![],
+                            return Err(CellError::Magic(
+                                "no error to explain yet: name a code, as in %explain E0308".into(),
                             ));
                         };
                         // Only rustc is needed, not a prepared session.
                         let toolchain = crate::compile::toolchain::Toolchain::probe()
                             .await
-                            .map_err(|e| error("ToolchainError", e.to_string(), vec![]))?;
+                            .map_err(|e| CellError::Toolchain(e.to_string()))?;
                         let text = crate::compile::rustc::explain(&toolchain.rustc, &code)
                             .await
-                            .map_err(|why| error("MagicError", why, vec![]))?;
+                            .map_err(CellError::Magic)?;
                         sink.stdout(text.as_bytes());
                     }
                     Magic::Reset => {
@@ -125,7 +117,7 @@ impl Executor {
                         if let Some(s) = &mut self.session {
                             s.clear()
                                 .await
-                                .map_err(|e| error("ResetError", e.to_string(), vec![]))?;
+                                .map_err(|e| CellError::Reset(e.to_string()))?;
                         }
                         sink.stdout(b"Session reset: every item and variable is gone.\n");
                     }
@@ -156,10 +148,8 @@ impl Executor {
                     Magic::Timeit { loops, runs } => timing = Timing::Repeat { loops, runs },
                     Magic::Parallel(p) => {
                         if rest.trim().is_empty() {
-                            return Err(error(
-                                "MagicError",
-                                "%%parallel needs a body: the code each worker runs",
-                                vec![],
+                            return Err(CellError::Magic(
+                                "%%parallel needs a body: the code each worker runs".into(),
                             ));
                         }
                         if p.persist {
@@ -192,13 +182,13 @@ impl Executor {
         code: &str,
         sink: &mut Sink,
         irq: &mut watch::Receiver<u64>,
-    ) -> Result<(), ErrorContent> {
+    ) -> Result<(), CellError> {
         let count = self.count;
         let session = self.session(irq, Some(sink)).await?;
         let built = match session.build(code, count).await {
             Ok(Compiled::Cell(b)) => b,
             Ok(Compiled::Empty) => return Ok(()),
-            Err(e) => return Err(error("VarsError", e.to_string(), vec![])),
+            Err(e) => return Err(CellError::Vars(e.to_string())),
         };
         let r = self.run_built(&built, None, sink, irq).await;
         sink.finish();

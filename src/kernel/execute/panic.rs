@@ -2,22 +2,22 @@
 //! as a `ParallelError`, any other panic with its place in the user's cell (or an
 //! earlier cell's item) rather than in the generated source.
 
-use super::{error, Executor};
+use super::{CellError, Executor};
 use crate::compile::BuiltCell;
 use crate::exec::runner::PanicReport;
-use crate::protocol::messages::ErrorContent;
 
 impl Executor {
-    pub(super) fn panic_error(&self, built: &BuiltCell, p: &PanicReport) -> ErrorContent {
+    pub(super) fn panic_error(&self, built: &BuiltCell, p: &PanicReport) -> CellError {
         if let Some(failed) = p
             .message
             .strip_prefix(crate::exec::frames::tag::PARALLEL_ERROR)
         {
             let mut lines = failed.lines();
             let summary = lines.next().unwrap_or("").to_string();
-            let mut traceback = vec![format!("ParallelError: {summary}")];
-            traceback.extend(lines.map(|l| format!("  {l}")));
-            return error("ParallelError", summary, traceback);
+            return CellError::Parallel {
+                summary,
+                ranks: lines.map(String::from).collect(),
+            };
         }
         let place = match (&p.file, p.line) {
             (Some(file), Some(line)) => {
@@ -38,13 +38,9 @@ impl Executor {
             _ => "an unknown place".into(),
         };
         let thread = p.thread.as_deref().unwrap_or("cell");
-        error(
-            "Panic",
-            p.message.clone(),
-            vec![
-                format!("thread '{thread}' panicked at {place}:"),
-                p.message.clone(),
-            ],
-        )
+        CellError::Panic {
+            message: p.message.clone(),
+            at: format!("thread '{thread}' panicked at {place}:"),
+        }
     }
 }

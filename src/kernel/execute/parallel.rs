@@ -2,8 +2,7 @@
 //! the current snapshots of the session variables its body uses and the restore
 //! library that loads them on a worker (values travel with serde).
 
-use super::{error, interrupted, Executor, Sink};
-use crate::protocol::messages::ErrorContent;
+use super::{CellError, Executor, Sink};
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -18,7 +17,7 @@ impl Executor {
         code: &str,
         sink: &mut Sink,
         irq: &mut watch::Receiver<u64>,
-    ) -> Result<Vec<String>, ErrorContent> {
+    ) -> Result<Vec<String>, CellError> {
         self.session(irq, Some(sink)).await?;
         if self.base.is_some() {
             sink.stderr(b"ferrocell: %%parallel on processes and engines sends values with serde; waiting for its build (once per machine)\n");
@@ -26,11 +25,10 @@ impl Executor {
         self.take_base(Duration::from_secs(600), sink).await;
         let session = self.session.as_ref().expect("session");
         if !session.snapshots() {
-            return Err(error(
-                "ParallelError",
-                "%%parallel on processes and engines sends values with serde, which this session could not build (see above); %%parallel threads needs no serde",
-                vec![],
-            ));
+            return Err(CellError::Parallel {
+                summary: ("%%parallel on processes and engines sends values with serde, which this session could not build (see above); %%parallel threads needs no serde").into(),
+                ranks: vec![],
+            });
         }
         let used = session.vars_used(code);
         // Variables made before serde was ready have no snapshot yet.
@@ -64,22 +62,21 @@ impl Executor {
             }
         }
         if !unsendable.is_empty() {
-            return Err(error(
-                "ParallelError",
-                format!(
+            return Err(CellError::Parallel {
+                summary: format!(
                     "%%parallel cannot send {} to the worker processes or engines: its type has no serde support \
                      (derive serde's Serialize and Deserialize for it, or use %%parallel threads, which shares variables in place)",
                     unsendable.join(", ")
                 ),
-                vec![],
-            ));
+                ranks: vec![],
+            });
         }
         let mut args = vec![String::new(), String::new()];
         if !used.is_empty() {
             let names: Vec<String> = used.iter().map(|(n, _)| n.clone()).collect();
             let restore = tokio::select! {
                 r = session.build_restore(Some(&names)) => r,
-                _ = irq.changed() => return Err(interrupted(" while it was compiling")),
+                _ = irq.changed() => return Err(CellError::Interrupted(" while it was compiling".into())),
             };
             match restore {
                 Ok(Some(b)) => {
@@ -87,11 +84,12 @@ impl Executor {
                 }
                 Ok(None) => {}
                 Err(e) => {
-                    return Err(error(
-                        "ParallelError",
-                        format!("the loader of the variables for the workers did not compile: {e}"),
-                        vec![],
-                    ))
+                    return Err(CellError::Parallel {
+                        summary: format!(
+                            "the loader of the variables for the workers did not compile: {e}"
+                        ),
+                        ranks: vec![],
+                    })
                 }
             }
         }

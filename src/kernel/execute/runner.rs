@@ -3,12 +3,12 @@
 //! input requests, interrupts and the grace before a kill, cluster relays, the
 //! runner's death), saying how far the cell got.
 
-use super::{cluster, error, interrupted, Executor, Sink};
+use super::{cluster, CellError, Executor, Sink};
 use crate::compile::BuiltCell;
 use crate::exec::{CellEvent, Runner};
 use crate::kernel::iopub::Channel;
 use crate::kernel::stdin::Origin;
-use crate::protocol::messages::{ClearOutput, ErrorContent};
+use crate::protocol::messages::ClearOutput;
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -31,7 +31,7 @@ pub(super) enum CellEnd {
 }
 
 impl Executor {
-    async fn runner(&mut self) -> Result<&mut Runner, ErrorContent> {
+    async fn runner(&mut self) -> Result<&mut Runner, CellError> {
         // The runner runs one cell at a time: the last saver's first.
         self.finish_saving().await;
         if self.runner.is_none() {
@@ -42,7 +42,7 @@ impl Executor {
                 .prelude();
             let r = Runner::spawn(prelude, self.snapshots.path())
                 .await
-                .map_err(|e| error("RunnerError", e, vec![]))?;
+                .map_err(CellError::RunnerStart)?;
             self.runner = Some(r);
         }
         Ok(self.runner.as_mut().expect("just set"))
@@ -56,7 +56,7 @@ impl Executor {
         input: Option<&Origin>,
         sink: &mut Sink,
         irq: &mut watch::Receiver<u64>,
-    ) -> (Result<(), ErrorContent>, CellEnd) {
+    ) -> (Result<(), CellError>, CellEnd) {
         let mut end = CellEnd::NotRun;
         let result = match self.start_cell(built).await {
             Ok(()) => self.pump(built, input, sink, irq, &mut end).await,
@@ -71,22 +71,18 @@ impl Executor {
         &mut self,
         built: &BuiltCell,
         irq: &mut watch::Receiver<u64>,
-    ) -> ((Result<(), ErrorContent>, CellEnd), Sink) {
+    ) -> ((Result<(), CellError>, CellEnd), Sink) {
         let mut sink = Sink::new(None, self.count);
         let ran = self.run_built(built, None, &mut sink, irq).await;
         (ran, sink)
     }
 
     /// Hands the runner a cell (starting the runner if there is none).
-    pub(super) async fn start_cell(&mut self, built: &BuiltCell) -> Result<(), ErrorContent> {
+    pub(super) async fn start_cell(&mut self, built: &BuiltCell) -> Result<(), CellError> {
         let runner = self.runner().await?;
         if let Err(e) = runner.start(&built.lib, &built.symbol, &built.args).await {
             self.runner = None;
-            return Err(error(
-                "RunnerDied",
-                format!("the runner could not take the cell: {e}"),
-                vec![],
-            ));
+            return Err(CellError::NotTaken(e.to_string()));
         }
         Ok(())
     }
@@ -99,7 +95,7 @@ impl Executor {
         sink: &mut Sink,
         irq: &mut watch::Receiver<u64>,
         end: &mut CellEnd,
-    ) -> Result<(), ErrorContent> {
+    ) -> Result<(), CellError> {
         let stdin = self.stdin.clone();
         let mut interrupted_at: Option<tokio::time::Instant> = None;
         // A cluster cell's engines: failed at once if the controller falls silent.
@@ -134,7 +130,7 @@ impl Executor {
                 }
                 _ = grace => {
                     if let Some(r) = self.runner.take() { r.kill().await; }
-                    break Err(interrupted(": it did not stop within 1 s, so its runner was replaced (items are kept)"));
+                    break Err(CellError::Interrupted(": it did not stop within 1 s, so its runner was replaced (items are kept)".into()));
                 }
                 m = cluster::next_message(&mut self.cluster) => {
                     match m {
@@ -216,26 +212,19 @@ impl Executor {
                 }
                 CellEvent::Failed { message, kept } => {
                     *end = CellEnd::Unwound { kept };
-                    break Err(error("Error", message, vec![]));
+                    break Err(CellError::Failed(message));
                 }
-                CellEvent::LoadError(m) => break Err(error("LoadError", m, vec![])),
+                CellEvent::LoadError(m) => break Err(CellError::Load(m)),
                 CellEvent::Exited(how) => {
                     self.runner = None;
                     let what = format!("the runner process was {} while running this cell", how.0);
-                    break Err(error(
-                        "RunnerDied",
-                        what.clone(),
-                        vec![
-                            format!("RunnerDied: {what}"),
-                            "Every item defined so far is kept; the next cell runs in a fresh runner.".into(),
-                        ],
-                    ));
+                    break Err(CellError::RunnerDied(what));
                 }
             }
         };
         match (interrupted_at, outcome) {
-            (Some(_), Err(e)) if e.ename == "KeyboardInterrupt" => Err(e),
-            (Some(_), _) => Err(interrupted("")),
+            (Some(_), Err(e @ CellError::Interrupted(_))) => Err(e),
+            (Some(_), _) => Err(CellError::Interrupted(String::new())),
             (None, o) => o,
         }
     }

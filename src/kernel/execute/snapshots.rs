@@ -3,9 +3,8 @@
 //! putting the variables back into a new runner after one died.
 
 use super::runner::CellEnd;
-use super::{Executor, Sink};
+use super::{CellError, Executor, Sink};
 use crate::compile::BuiltCell;
-use crate::protocol::messages::ErrorContent;
 use serde_json::Value;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -39,33 +38,34 @@ impl Executor {
     pub(super) async fn settle_vars(
         &mut self,
         built: &BuiltCell,
-        (r, end): (Result<(), ErrorContent>, CellEnd),
+        (r, end): (Result<(), CellError>, CellEnd),
         irq: &mut watch::Receiver<u64>,
-    ) -> Result<(), ErrorContent> {
+    ) -> Result<(), CellError> {
         let runner_gone = self.runner.is_none();
         let Some(session) = self.session.as_mut() else {
             return r;
         };
         match r {
-            Err(mut e) if runner_gone => {
+            Err(e) if runner_gone => {
                 let (restored, lost) = self.restore_vars(irq).await;
+                let mut notes = Vec::new();
                 if !restored.is_empty() {
-                    e.traceback.push(format!(
+                    notes.push(format!(
                         "Variables restored as of the last successful cell: {}",
                         restored.join(", ")
                     ));
                 }
                 if !lost.is_empty() {
-                    e.traceback.push(format!(
+                    notes.push(format!(
                         "Variables lost with the runner: {}",
                         lost.join("; ")
                     ));
                 }
-                Err(e)
+                Err(e.noted(notes))
             }
             // Nothing was taken out of the store.
             Err(e) if end == CellEnd::NotRun => Err(e),
-            Err(mut e) if matches!(end, CellEnd::Unwound { .. }) => {
+            Err(e) if matches!(end, CellEnd::Unwound { .. }) => {
                 let kept = match end {
                     CellEnd::Unwound { kept } => kept,
                     _ => vec![],
@@ -75,15 +75,14 @@ impl Executor {
                     .extend(built.vars.kept_on_panic.iter().map(|(n, _)| n.clone()));
                 self.unsaved.extend(kept.iter().cloned());
                 let (lost, new) = session.settle_failure(&built.vars, &kept);
+                let mut notes = Vec::new();
                 if !new.is_empty() {
-                    e.traceback
-                        .push(format!("Kept from before the error: {}", new.join(", ")));
+                    notes.push(format!("Kept from before the error: {}", new.join(", ")));
                 }
                 if !lost.is_empty() {
-                    e.traceback
-                        .push(format!("Variables lost with the cell: {}", lost.join(", ")));
+                    notes.push(format!("Variables lost with the cell: {}", lost.join(", ")));
                 }
-                Err(e)
+                Err(e.noted(notes))
             }
             // It ran to its end (perhaps interrupted, and it obeyed): all it kept is there.
             r => {
@@ -180,10 +179,10 @@ impl Executor {
     async fn saver_failed(
         &mut self,
         names: &[String],
-        e: ErrorContent,
+        e: CellError,
         irq: &mut watch::Receiver<u64>,
     ) -> bool {
-        tracing::warn!("the snapshot of {names:?} failed: {}", e.evalue);
+        tracing::warn!("the snapshot of {names:?} failed: {}", e);
         self.drop_snapshots(names);
         if self.runner.is_some() {
             return true;

@@ -4,11 +4,10 @@
 //! build that makes variables crash-safe. Kept apart from running cells so that
 //! every cell path starts from one `session()`.
 
-use super::{error, interrupted, progress, Executor, Sink};
+use super::{progress, CellError, Executor, Sink};
 use crate::compile::deps::{self, BuiltDeps, DepSet};
 use crate::compile::prelude::{self, Prelude};
 use crate::compile::{Session, Toolchain};
-use crate::protocol::messages::ErrorContent;
 use std::path::PathBuf;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -65,7 +64,7 @@ impl Executor {
         }
         let mut irq = self.interrupts.clone();
         if let Err(e) = self.session(&mut irq, None).await {
-            tracing::debug!(error = %e.evalue, "no session for completion");
+            tracing::debug!(error = %e, "no session for completion");
         }
     }
 
@@ -73,7 +72,7 @@ impl Executor {
         &mut self,
         irq: &mut watch::Receiver<u64>,
         sink: Option<&Sink>,
-    ) -> Result<&mut Session, ErrorContent> {
+    ) -> Result<&mut Session, CellError> {
         if self.session.is_none() {
             let mut warm = match self.warm.take() {
                 Some(h) => h,
@@ -92,7 +91,7 @@ impl Executor {
                         if let Some(p) = shown.as_mut() {
                             p.finish("preparing Rust: interrupted (it goes on for the next cell)");
                         }
-                        return Err(interrupted(" while the toolchain was being prepared"));
+                        return Err(CellError::Interrupted(" while the toolchain was being prepared".into()));
                     }
                     _ = tick.tick() => {
                         let waited = started.elapsed().as_secs_f64();
@@ -111,8 +110,7 @@ impl Executor {
                     Err(_) => "preparing Rust failed: the error follows".to_string(),
                 });
             }
-            let (toolchain, prelude, base) =
-                ready.map_err(|e| error("ToolchainError", e, vec![]))?;
+            let (toolchain, prelude, base) = ready.map_err(CellError::Toolchain)?;
             let mut s = Session::new(toolchain, prelude, &self.cache);
             s.settings = self.settings;
             s.set_snapshot_dir(self.snapshots.path().to_path_buf());
