@@ -10,6 +10,7 @@ use crate::magics::parallel::Backend;
 use crate::magics::{self, CellKind, Magic};
 use crate::protocol::messages::ExecuteRequest;
 use serde_json::{json, Value};
+use std::borrow::Cow;
 use tokio::sync::watch;
 
 /// A size in bytes as `%vars` shows it.
@@ -22,7 +23,16 @@ fn format_bytes(n: u64) -> String {
     }
 }
 
+/// What is left to do once a magic is applied.
+enum Then<'a> {
+    /// Nothing: the magic did the cell's work.
+    Done,
+    /// Run the code after the magic line as Rust, timed so.
+    Rust(Cow<'a, str>, Timing),
+}
+
 impl Executor {
+    /// Runs a cell: its `:dep` lines, its magic line (if any), then its Rust code.
     pub(super) async fn run_code(
         &mut self,
         input: Option<&Origin>,
@@ -31,149 +41,197 @@ impl Executor {
         payload: &mut Vec<Value>,
         irq: &mut watch::Receiver<u64>,
     ) -> Result<(), CellError> {
-        let mut timing = Timing::None;
         let (dep_lines, code) = magics::split_deps(&req.code);
         if !dep_lines.is_empty() {
             self.add_deps(&dep_lines, sink, irq).await?;
         }
-        let code: std::borrow::Cow<str> = match magics::parse(code) {
-            CellKind::Rust(code) => code.into(),
+        let then = match magics::parse(code) {
+            CellKind::Rust(code) => Then::Rust(code.into(), Timing::None),
             CellKind::Unknown(line) => return Err(CellError::UnknownMagic(line)),
             CellKind::BadArgs(why) => return Err(CellError::Magic(why)),
             CellKind::Magic { magic, rest } => {
-                match magic {
-                    Magic::Help => payload.push(json!({
-                        "source": "page",
-                        "data": {"text/plain": magics::help_text()},
-                        "start": 0
-                    })),
-                    Magic::Exit => payload.push(json!({
-                        "source": "ask_exit",
-                        "keepkernel": false
-                    })),
-                    Magic::LsMagic => {
-                        sink.stdout(format!("{}\n", magics::lsmagic_text()).as_bytes())
-                    }
-                    Magic::Opt(None) => {
-                        let how = if self.settings.opt_level == Settings::default().opt_level {
-                            " (the default: the least compile plus run time in bench/opt.py)"
-                        } else {
-                            ""
-                        };
-                        let level = self.settings.opt_level;
-                        sink.stdout(format!("opt-level {level}{how}\n").as_bytes())
-                    }
-                    Magic::Opt(Some(n)) => self.set(|s| s.opt_level = n),
-                    Magic::Edition(None) => {
-                        let edition = self.settings.edition;
-                        let how = if edition == Settings::default().edition {
-                            " (the default, as `cargo new` makes packages)"
-                        } else {
-                            ""
-                        };
-                        sink.stdout(format!("edition {edition}{how}\n").as_bytes())
-                    }
-                    Magic::Edition(Some(e)) => self.set(|s| s.edition = e),
-                    Magic::Efmt(None) => {
-                        let format = self.settings.error_format.as_str();
-                        sink.stdout(
-                            format!("errors that reach a `?` are shown as {format}\n").as_bytes(),
-                        )
-                    }
-                    Magic::Efmt(Some(f)) => self.set(|s| s.error_format = f),
-                    Magic::Timing => {
-                        self.show_timing = !self.show_timing;
-                        let on = if self.show_timing { "on" } else { "off" };
-                        sink.stdout(format!("timing: {on}\n").as_bytes());
-                    }
-                    Magic::Explain(code) => {
-                        let Some(code) = code.or_else(|| self.last_error_code.clone()) else {
-                            return Err(CellError::Magic(
-                                "no error to explain yet: name a code, as in %explain E0308".into(),
-                            ));
-                        };
-                        // Only rustc is needed, not a prepared session.
-                        let toolchain = crate::compile::toolchain::Toolchain::probe()
-                            .await
-                            .map_err(|e| CellError::Toolchain(e.to_string()))?;
-                        let text = crate::compile::rustc::explain(&toolchain.rustc, &code)
-                            .await
-                            .map_err(CellError::Magic)?;
-                        sink.stdout(text.as_bytes());
-                    }
-                    Magic::Reset => {
-                        self.saving = None;
-                        if let Some(r) = self.runner.take() {
-                            r.kill().await;
-                        }
-                        crate::exec::savers::kill(self.snapshots.path());
-                        // Their types name layers that are gone now.
-                        self.engine_vars.clear();
-                        if let Ok(dir) = std::fs::read_dir(self.snapshots.path()) {
-                            for entry in dir.flatten() {
-                                let _ = std::fs::remove_file(entry.path());
-                            }
-                        }
-                        if let Some(s) = &mut self.session {
-                            s.clear()
-                                .await
-                                .map_err(|e| CellError::Reset(e.to_string()))?;
-                        }
-                        sink.stdout(b"Session reset: every item and variable is gone.\n");
-                    }
-                    Magic::Vars => {
-                        // A saver handed to the runner has forked (or failed) by now.
-                        self.finish_saving().await;
-                        let dir = self.snapshots.path();
-                        let snapshot = |name: &str| match std::fs::metadata(dir.join(name)) {
-                            Ok(m) => format_bytes(m.len()),
-                            Err(_) if crate::exec::savers::writing(dir, name) => {
-                                "saving".to_string()
-                            }
-                            Err(_) => "none".to_string(),
-                        };
-                        let listing = self
-                            .session
-                            .as_ref()
-                            .map(|s| crate::compile::vars::listing_code(s.vars(), snapshot));
-                        match listing {
-                            Some(code) if !code.is_empty() => {
-                                return self.run_listing(&code, sink, irq).await
-                            }
-                            _ => sink.stdout(b"No variables.\n"),
-                        }
-                    }
-                    Magic::Cluster(cmd) => self.cluster_magic(cmd, sink).await?,
-                    Magic::Time => timing = Timing::Once,
-                    Magic::Timeit { loops, runs } => timing = Timing::Repeat { loops, runs },
-                    Magic::Parallel(p) => {
-                        if rest.trim().is_empty() {
-                            return Err(CellError::Magic(
-                                "%%parallel needs a body: the code each worker runs".into(),
-                            ));
-                        }
-                        if p.persist {
-                            return self.run_persist(input, sink, irq, &p, &rest).await;
-                        }
-                        let code = crate::compile::parallel::cell_code(&p, &rest);
-                        let args = match p.backend {
-                            Backend::Threads => vec![],
-                            Backend::Processes => self.processes_setup(&code, sink, irq).await?,
-                            Backend::Cluster => {
-                                let mut args = self.processes_setup(&code, sink, irq).await?;
-                                args.push(self.cluster_engines(&p, sink).await?);
-                                args
-                            }
-                        };
-                        return self
-                            .run_rust(input, sink, irq, &code, timing, Some(args))
-                            .await;
-                    }
-                }
-                rest
+                self.apply(magic, rest, input, sink, payload, irq).await?
             }
         };
-        self.run_rust(input, sink, irq, &code, timing, None).await
+        match then {
+            Then::Done => Ok(()),
+            Then::Rust(code, timing) => self.run_rust(input, sink, irq, &code, timing, None).await,
+        }
+    }
+
+    /// Applies a magic: one arm, one job, each in its own function where it has more
+    /// than a line to do.
+    async fn apply<'a>(
+        &mut self,
+        magic: Magic,
+        rest: Cow<'a, str>,
+        input: Option<&Origin>,
+        sink: &mut Sink,
+        payload: &mut Vec<Value>,
+        irq: &mut watch::Receiver<u64>,
+    ) -> Result<Then<'a>, CellError> {
+        match magic {
+            Magic::Help => payload.push(json!({
+                "source": "page",
+                "data": {"text/plain": magics::help_text()},
+                "start": 0
+            })),
+            Magic::Exit => payload.push(json!({"source": "ask_exit", "keepkernel": false})),
+            Magic::LsMagic => sink.stdout(format!("{}\n", magics::lsmagic_text()).as_bytes()),
+            Magic::Opt(Some(n)) => self.set(|s| s.opt_level = n),
+            Magic::Edition(Some(e)) => self.set(|s| s.edition = e),
+            Magic::Efmt(Some(f)) => self.set(|s| s.error_format = f),
+            Magic::Opt(None) | Magic::Edition(None) | Magic::Efmt(None) => {
+                sink.stdout(self.setting(&magic).as_bytes())
+            }
+            Magic::Timing => {
+                self.show_timing = !self.show_timing;
+                let on = if self.show_timing { "on" } else { "off" };
+                sink.stdout(format!("timing: {on}\n").as_bytes());
+            }
+            Magic::Explain(code) => self.explain(code, sink).await?,
+            Magic::Reset => self.reset(sink).await?,
+            Magic::Vars => {
+                self.vars(sink, irq).await?;
+                return Ok(Then::Done);
+            }
+            Magic::Cluster(cmd) => self.cluster_magic(cmd, sink).await?,
+            Magic::Time => return Ok(Then::Rust(rest, Timing::Once)),
+            Magic::Timeit { loops, runs } => {
+                return Ok(Then::Rust(rest, Timing::Repeat { loops, runs }))
+            }
+            Magic::Parallel(p) => {
+                self.parallel(&p, &rest, input, sink, irq).await?;
+                return Ok(Then::Done);
+            }
+        }
+        Ok(Then::Rust(rest, Timing::None))
+    }
+
+    /// `%opt`, `%edition` or `%efmt` alone: the setting, and whether it is the default.
+    fn setting(&self, magic: &Magic) -> String {
+        let (now, default) = (&self.settings, Settings::default());
+        match magic {
+            Magic::Opt(_) => {
+                let how = if now.opt_level == default.opt_level {
+                    " (the default: the least compile plus run time in bench/opt.py)"
+                } else {
+                    ""
+                };
+                format!("opt-level {}{how}\n", now.opt_level)
+            }
+            Magic::Edition(_) => {
+                let how = if now.edition == default.edition {
+                    " (the default, as `cargo new` makes packages)"
+                } else {
+                    ""
+                };
+                format!("edition {}{how}\n", now.edition)
+            }
+            _ => format!(
+                "errors that reach a `?` are shown as {}\n",
+                now.error_format.as_str()
+            ),
+        }
+    }
+
+    /// `%explain [E0308]`: rustc's explanation of a code (the last error's).
+    async fn explain(&mut self, code: Option<String>, sink: &mut Sink) -> Result<(), CellError> {
+        let Some(code) = code.or_else(|| self.last_error_code.clone()) else {
+            return Err(CellError::Magic(
+                "no error to explain yet: name a code, as in %explain E0308".into(),
+            ));
+        };
+        // Only rustc is needed, not a prepared session.
+        let toolchain = crate::compile::toolchain::Toolchain::probe()
+            .await
+            .map_err(|e| CellError::Toolchain(e.to_string()))?;
+        let text = crate::compile::rustc::explain(&toolchain.rustc, &code)
+            .await
+            .map_err(CellError::Magic)?;
+        sink.stdout(text.as_bytes());
+        Ok(())
+    }
+
+    /// `%reset`: a fresh runner, no items, no variables, no snapshots.
+    async fn reset(&mut self, sink: &mut Sink) -> Result<(), CellError> {
+        self.saving = None;
+        if let Some(r) = self.runner.take() {
+            r.kill().await;
+        }
+        crate::exec::savers::kill(self.snapshots.path());
+        // Their types name layers that are gone now.
+        self.engine_vars.clear();
+        if let Ok(dir) = std::fs::read_dir(self.snapshots.path()) {
+            for entry in dir.flatten() {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+        if let Some(s) = &mut self.session {
+            s.clear()
+                .await
+                .map_err(|e| CellError::Reset(e.to_string()))?;
+        }
+        sink.stdout(b"Session reset: every item and variable is gone.\n");
+        Ok(())
+    }
+
+    /// `%vars`: the session's variables, measured in the runner where they live.
+    async fn vars(
+        &mut self,
+        sink: &mut Sink,
+        irq: &mut watch::Receiver<u64>,
+    ) -> Result<(), CellError> {
+        // A saver handed to the runner has forked (or failed) by now.
+        self.finish_saving().await;
+        let dir = self.snapshots.path();
+        let snapshot = |name: &str| match std::fs::metadata(dir.join(name)) {
+            Ok(m) => format_bytes(m.len()),
+            Err(_) if crate::exec::savers::writing(dir, name) => "saving".to_string(),
+            Err(_) => "none".to_string(),
+        };
+        let listing = self
+            .session
+            .as_ref()
+            .map(|s| crate::compile::vars::listing_code(s.vars(), snapshot));
+        match listing {
+            Some(code) if !code.is_empty() => self.run_listing(&code, sink, irq).await,
+            _ => {
+                sink.stdout(b"No variables.\n");
+                Ok(())
+            }
+        }
+    }
+
+    /// `%%parallel`: the body as one ordinary cell that runs it on the backend.
+    async fn parallel(
+        &mut self,
+        p: &crate::magics::Parallel,
+        body: &str,
+        input: Option<&Origin>,
+        sink: &mut Sink,
+        irq: &mut watch::Receiver<u64>,
+    ) -> Result<(), CellError> {
+        if body.trim().is_empty() {
+            return Err(CellError::Magic(
+                "%%parallel needs a body: the code each worker runs".into(),
+            ));
+        }
+        if p.persist {
+            return self.run_persist(input, sink, irq, p, body).await;
+        }
+        let code = crate::compile::parallel::cell_code(p, body);
+        let args = match p.backend {
+            Backend::Threads => vec![],
+            Backend::Processes => self.processes_setup(&code, sink, irq).await?,
+            Backend::Cluster => {
+                let mut args = self.processes_setup(&code, sink, irq).await?;
+                args.push(self.cluster_engines(p, sink).await?);
+                args
+            }
+        };
+        self.run_rust(input, sink, irq, &code, Timing::None, Some(args))
+            .await
     }
 
     /// Runs the generated cell that prints `%vars`.
