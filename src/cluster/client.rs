@@ -15,6 +15,53 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long the controller may take to answer a request.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Why the kernel's connection to a controller failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The connection file could not be read, or is not one.
+    #[error("{0:#}")]
+    ConnectionFile(anyhow::Error),
+    #[error("cannot connect to the controller at {endpoint}: {source}")]
+    Connect {
+        endpoint: String,
+        #[source]
+        source: zeromq::ZmqError,
+    },
+    /// A message too large for the cluster's links.
+    #[error("{len} bytes to send to the cluster: over its transfer limit (16 times FERROCELL_MAX_MESSAGE_MIB)")]
+    OverLimit { len: usize },
+    /// The controller's socket refused a message.
+    #[error("the controller (pid {pid} on {host}) cannot be reached ({source}): it may have died")]
+    Unreachable {
+        pid: u32,
+        host: String,
+        #[source]
+        source: zeromq::ZmqError,
+    },
+    /// A message waited longer than the send timeout to be taken.
+    #[error("the controller (pid {pid} on {host}) takes no messages: it may have died")]
+    TakesNoMessages { pid: u32, host: String },
+    /// The controller did not answer a request in time.
+    #[error("the controller at {endpoint} did not answer within {secs} s (pid {pid} on {host}): it may have died")]
+    NoAnswer {
+        endpoint: String,
+        secs: u64,
+        pid: u32,
+        host: String,
+    },
+    #[error("the connection to the controller closed")]
+    Closed,
+    /// A library to ship to an engine could not be read.
+    #[error("{}: {source}", .path.display())]
+    Library {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the controller did not confirm the stop")]
+    StopNotConfirmed,
+}
+
 /// What the controller said of its engines.
 #[derive(Debug, Clone)]
 pub struct Status {
@@ -38,14 +85,17 @@ pub struct Client {
 
 impl Client {
     /// Connects to the controller of `path` and checks that it answers.
-    pub async fn connect(path: &Path) -> Result<Client, String> {
-        let file = ClusterFile::read(path).map_err(|e| format!("{e:#}"))?;
+    pub async fn connect(path: &Path) -> Result<Client, ClientError> {
+        let file = ClusterFile::read(path).map_err(ClientError::ConnectionFile)?;
         let mut socket = DealerSocket::with_options(crate::sockets::options());
         let endpoint = file.endpoint(file.client_port);
         socket
             .connect(&endpoint)
             .await
-            .map_err(|e| format!("cannot connect to the controller at {endpoint}: {e}"))?;
+            .map_err(|source| ClientError::Connect {
+                endpoint: endpoint.clone(),
+                source,
+            })?;
         let (send, mut recv) = socket.split();
         let (tx, rx) = mpsc::unbounded_channel();
         let last_heard = Arc::new(Mutex::new(Instant::now()));
@@ -88,12 +138,10 @@ impl Client {
 
     /// Sends to the controller. A DEALER waits for a peer when there is none, so a
     /// dead controller would hang the kernel: the wait is bounded.
-    async fn post(&mut self, msg: Msg, payload: Option<Bytes>) -> Result<(), String> {
+    async fn post(&mut self, msg: Msg, payload: Option<Bytes>) -> Result<(), ClientError> {
         let len = payload.as_ref().map_or(0, |p| p.len());
         if !super::link::fits(len) {
-            return Err(format!(
-                "{len} bytes to send to the cluster: over its transfer limit (16 times FERROCELL_MAX_MESSAGE_MIB)"
-            ));
+            return Err(ClientError::OverLimit { len });
         }
         for raw in self.link.encode_parts(&[], msg, payload) {
             self.post_one(raw).await?;
@@ -101,23 +149,19 @@ impl Client {
         Ok(())
     }
 
-    async fn post_one(&mut self, raw: zeromq::ZmqMessage) -> Result<(), String> {
+    async fn post_one(&mut self, raw: zeromq::ZmqMessage) -> Result<(), ClientError> {
+        let pid = self.file.controller_pid;
+        let host = self.file.controller_host.clone();
         match tokio::time::timeout(SEND_TIMEOUT, self.send.send(raw)).await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(format!(
-                "the controller (pid {} on {}) cannot be reached ({e}): it may have died",
-                self.file.controller_pid, self.file.controller_host
-            )),
-            Err(_) => Err(format!(
-                "the controller (pid {} on {}) takes no messages: it may have died",
-                self.file.controller_pid, self.file.controller_host
-            )),
+            Ok(Err(source)) => Err(ClientError::Unreachable { pid, host, source }),
+            Err(_) => Err(ClientError::TakesNoMessages { pid, host }),
         }
     }
 
     /// Asks the controller for its engines. Frames left over from an earlier cell
     /// are dropped on the way.
-    pub async fn status(&mut self) -> Result<Status, String> {
+    pub async fn status(&mut self) -> Result<Status, ClientError> {
         self.post(Msg::Status, None).await?;
         let deadline = tokio::time::Instant::now() + ANSWER_TIMEOUT;
         loop {
@@ -137,15 +181,14 @@ impl Client {
                     })
                 }
                 Ok(Some(_)) => continue,
-                Ok(None) => return Err("the connection to the controller closed".into()),
+                Ok(None) => return Err(ClientError::Closed),
                 Err(_) => {
-                    return Err(format!(
-                        "the controller at {} did not answer within {} s (pid {} on {}): it may have died",
-                        self.file.endpoint(self.file.client_port),
-                        ANSWER_TIMEOUT.as_secs(),
-                        self.file.controller_pid,
-                        self.file.controller_host
-                    ))
+                    return Err(ClientError::NoAnswer {
+                        endpoint: self.file.endpoint(self.file.client_port),
+                        secs: ANSWER_TIMEOUT.as_secs(),
+                        pid: self.file.controller_pid,
+                        host: self.file.controller_host.clone(),
+                    })
                 }
             }
         }
@@ -157,14 +200,14 @@ impl Client {
         engine: u32,
         tag: u8,
         payload: Vec<u8>,
-    ) -> Result<(), String> {
+    ) -> Result<(), ClientError> {
         self.post(Msg::Send { engine, tag }, Some(Bytes::from(payload)))
             .await
     }
 
     /// Sends an engine the libraries it lacks. An engine loads cells only from what
     /// it was sent, so it needs no file system in common with the kernel.
-    pub async fn ship(&mut self, engine: u32, libs: &[PathBuf]) -> Result<(), String> {
+    pub async fn ship(&mut self, engine: u32, libs: &[PathBuf]) -> Result<(), ClientError> {
         for lib in libs {
             let Some(name) = lib.file_name().and_then(|n| n.to_str()).map(String::from) else {
                 continue;
@@ -172,7 +215,10 @@ impl Client {
             if self.shipped.get(&engine).is_some_and(|s| s.contains(&name)) {
                 continue;
             }
-            let bytes = std::fs::read(lib).map_err(|e| format!("{}: {e}", lib.display()))?;
+            let bytes = std::fs::read(lib).map_err(|source| ClientError::Library {
+                path: lib.clone(),
+                source,
+            })?;
             self.post(
                 Msg::ShipTo {
                     engine,
@@ -187,7 +233,7 @@ impl Client {
     }
 
     /// Has an engine kill its worker (it did not stop after an interrupt).
-    pub async fn kill_worker(&mut self, engine: u32) -> Result<(), String> {
+    pub async fn kill_worker(&mut self, engine: u32) -> Result<(), ClientError> {
         self.post(Msg::Kill { engine }, None).await
     }
 
@@ -203,7 +249,7 @@ impl Client {
 
     /// Stops the cluster: engines, then the controller; waits for the processes this
     /// kernel started, and kills what is left.
-    pub async fn stop(&mut self) -> Result<(), String> {
+    pub async fn stop(&mut self) -> Result<(), ClientError> {
         // The engines are about to end on purpose: none is to be started again.
         if let Some(l) = &mut self.launched {
             l.stop_supervising();
@@ -224,7 +270,34 @@ impl Client {
             (Ok(()), true) => Ok(()),
             _ if self.launched.is_some() => Ok(()),
             (Err(e), _) => Err(e),
-            (Ok(()), false) => Err("the controller did not confirm the stop".into()),
+            (Ok(()), false) => Err(ClientError::StopNotConfirmed),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ClientError;
+
+    #[test]
+    fn messages_name_the_controller() {
+        let e = ClientError::NoAnswer {
+            endpoint: "tcp://127.0.0.1:5555".into(),
+            secs: 5,
+            pid: 42,
+            host: "here".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "the controller at tcp://127.0.0.1:5555 did not answer within 5 s (pid 42 on here): it may have died"
+        );
+        let e = ClientError::TakesNoMessages {
+            pid: 42,
+            host: "here".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "the controller (pid 42 on here) takes no messages: it may have died"
+        );
     }
 }

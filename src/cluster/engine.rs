@@ -29,6 +29,29 @@ struct Worker {
     pid: u32,
 }
 
+/// Why an engine could not start its worker, or keep a library it was sent.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The shipped libraries' directory could not be put on the search path.
+    #[error("LD_LIBRARY_PATH: {0}")]
+    LibraryPath(#[source] std::env::JoinPathsError),
+    #[error(transparent)]
+    Runner(#[from] crate::exec::RunnerError),
+    /// The worker said nothing within the start timeout, or ended first.
+    #[error("the worker did not start")]
+    WorkerNotStarted,
+    /// A library name that is not a plain file name (a path, a hidden file).
+    #[error("refused a library named {0:?}")]
+    RefusedLibrary(String),
+    /// The library could not be written where the worker finds it.
+    #[error("{}: {source}", .path.display())]
+    Library {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
 /// What the engine hears from its worker.
 enum FromWorker {
     Frame(u8, Vec<u8>),
@@ -41,7 +64,7 @@ async fn start_worker(
     prelude: &crate::compile::prelude::Prelude,
     libs: &Path,
     tx: mpsc::UnboundedSender<(u32, FromWorker)>,
-) -> Result<Worker, String> {
+) -> Result<Worker, EngineError> {
     // The shipped libraries come first; what the engine's own environment had
     // (an MPI or a C library from a module system) stays findable after them.
     let mut search = vec![libs.to_path_buf()];
@@ -50,7 +73,7 @@ async fn start_worker(
             .iter()
             .flat_map(std::env::split_paths),
     );
-    let search = std::env::join_paths(search).map_err(|e| format!("LD_LIBRARY_PATH: {e}"))?;
+    let search = std::env::join_paths(search).map_err(EngineError::LibraryPath)?;
     let (child, stream) = crate::exec::runner::spawn_process(
         prelude,
         &[
@@ -63,7 +86,7 @@ async fn start_worker(
     let (mut reader, writer) = stream.into_split();
     match tokio::time::timeout(Duration::from_secs(20), frames::read(&mut reader)).await {
         Ok(Ok(Some((frames::tag::READY, _)))) => {}
-        _ => return Err("the worker did not start".into()),
+        _ => return Err(EngineError::WorkerNotStarted),
     }
     tokio::spawn(async move {
         loop {
@@ -84,14 +107,14 @@ async fn start_worker(
 }
 
 /// Keeps a library the controller sent, under its (content-hashed) name.
-fn keep_library(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), String> {
+fn keep_library(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), EngineError> {
     let plain = !name.is_empty()
         && !name.starts_with('.')
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
     if !plain {
-        return Err(format!("refused a library named {name:?}"));
+        return Err(EngineError::RefusedLibrary(name.to_string()));
     }
     let path = dir.join(name);
     // A file of that name is used only if it holds exactly these bytes (the
@@ -104,7 +127,7 @@ fn keep_library(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), String> {
     let tmp = dir.join(format!(".{name}.{}", std::process::id()));
     std::fs::write(&tmp, bytes)
         .and_then(|_| std::fs::rename(&tmp, &path))
-        .map_err(|e| format!("{}: {e}", path.display()))
+        .map_err(|source| EngineError::Library { path, source })
 }
 
 /// A RUN frame with its library taken from the engine's own directory: the
@@ -226,7 +249,7 @@ pub async fn run(cf: ClusterFile) -> anyhow::Result<()> {
                 Err(e) => {
                     post(
                         &mut send,
-                        link.encode(&[], Msg::WorkerExited { how: e.clone() }, None),
+                        link.encode(&[], Msg::WorkerExited { how: e.to_string() }, None),
                     )
                     .await?;
                     anyhow::bail!("{e}");

@@ -4,4 +4,4 @@ pub mod frames;
 pub mod runner;
 pub mod savers;
 
-pub use runner::{CellEvent, Runner, RunnerExit};
+pub use runner::{CellEvent, Runner, RunnerError, RunnerExit};

@@ -111,6 +111,30 @@ enum Internal {
     ChannelClosed,
 }
 
+/// Why a runner process did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RunnerError {
+    /// The channel's socket pair could not be made.
+    #[error("socketpair: {0}")]
+    Socketpair(#[source] std::io::Error),
+    /// The runner executable could not be run.
+    #[error("cannot start {}: {source}", .program.display())]
+    Spawn {
+        program: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Our end of the channel could not be handed to tokio.
+    #[error(transparent)]
+    Channel(std::io::Error),
+    /// It said nothing within the start timeout; `stderr` is what it wrote.
+    #[error("the runner did not start (no answer within {secs} s): {stderr}")]
+    NoAnswer { secs: u64, stderr: String },
+    /// It ended (or closed its channel) before it was ready: `how`, in words.
+    #[error("the runner did not start ({how}): {stderr}")]
+    Exited { how: String, stderr: String },
+}
+
 /// Starts the runner executable with its channel on fd 3 (and `env` added); its
 /// stdout and stderr are pipes when `piped`, else inherited. The runner must not
 /// outlive the process that started it.
@@ -118,9 +142,8 @@ pub fn spawn_process(
     prelude: &Prelude,
     env: &[(&str, &std::ffi::OsStr)],
     piped: bool,
-) -> Result<(tokio::process::Child, tokio::net::UnixStream), String> {
-    let (ours, theirs) =
-        std::os::unix::net::UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
+) -> Result<(tokio::process::Child, tokio::net::UnixStream), RunnerError> {
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair().map_err(RunnerError::Socketpair)?;
     let theirs: OwnedFd = theirs.into();
     let fd = theirs.as_raw_fd();
     let mut cmd = tokio::process::Command::new(&prelude.runner);
@@ -150,12 +173,13 @@ pub fn spawn_process(
             Ok(())
         });
     }
-    let child = cmd
-        .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", prelude.runner.display()))?;
+    let child = cmd.spawn().map_err(|source| RunnerError::Spawn {
+        program: prelude.runner.clone(),
+        source,
+    })?;
     drop(theirs);
-    ours.set_nonblocking(true).map_err(|e| e.to_string())?;
-    let stream = tokio::net::UnixStream::from_std(ours).map_err(|e| e.to_string())?;
+    ours.set_nonblocking(true).map_err(RunnerError::Channel)?;
+    let stream = tokio::net::UnixStream::from_std(ours).map_err(RunnerError::Channel)?;
     Ok((child, stream))
 }
 
@@ -289,7 +313,10 @@ fn pipe_to_events(
 
 impl Runner {
     /// Starts a runner. Its cells write variable snapshots into `snapshots`.
-    pub async fn spawn(prelude: &Prelude, snapshots: &std::path::Path) -> Result<Runner, String> {
+    pub async fn spawn(
+        prelude: &Prelude,
+        snapshots: &std::path::Path,
+    ) -> Result<Runner, RunnerError> {
         let (mut child, ours) = spawn_process(
             prelude,
             &[("FERROCELL_SNAPSHOTS", snapshots.as_os_str())],
@@ -315,14 +342,17 @@ impl Runner {
                     Ok(Ok(s)) => describe(s),
                     _ => "did not exit".into(),
                 };
-                let why = match other {
-                    Err(_) => format!("no answer within {} s", START_TIMEOUT.as_secs()),
-                    _ => status,
-                };
-                return Err(format!(
-                    "the runner did not start ({why}): {}",
-                    String::from_utf8_lossy(&err).trim()
-                ));
+                let stderr = String::from_utf8_lossy(&err).trim().to_string();
+                return Err(match other {
+                    Err(_) => RunnerError::NoAnswer {
+                        secs: START_TIMEOUT.as_secs(),
+                        stderr,
+                    },
+                    _ => RunnerError::Exited {
+                        how: status,
+                        stderr,
+                    },
+                });
             }
         }
         pipe_to_events(stderr, tx.clone(), true);

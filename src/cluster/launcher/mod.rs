@@ -17,6 +17,7 @@
 //! This file holds the types they share and the launchers' small common helpers.
 
 mod controller;
+mod error;
 mod local;
 mod mpi;
 mod processes;
@@ -29,6 +30,8 @@ pub use local::start_local;
 pub use mpi::start_mpi;
 pub use slurm::{start_slurm, CONNECTION_ENV};
 pub use ssh::start_ssh;
+
+pub use error::LaunchError;
 
 use recipe::Recipe;
 use std::path::{Path, PathBuf};
@@ -77,17 +80,11 @@ pub fn tail(path: &Path, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
-fn own_exe() -> Result<PathBuf, String> {
-    std::env::current_exe().map_err(|e| format!("ferrocell's own path: {e}"))
+fn own_exe() -> Result<PathBuf, LaunchError> {
+    std::env::current_exe().map_err(LaunchError::OwnExe)
 }
 
 fn is_loopback(ip: &str) -> bool {
     ip.parse::<std::net::IpAddr>()
         .is_ok_and(|a| a.is_loopback())
-}
-
-fn unreachable_from(hosts: &str) -> String {
-    format!(
-        "engines on {hosts} cannot reach a controller on loopback: start with --ip ADDRESS (an address of this machine that they can reach)"
-    )
 }

@@ -2,16 +2,19 @@
 //! (MPICH).
 
 use super::controller::start_controller;
-use super::{own_exe, Launched, Recipe};
+use super::{own_exe, LaunchError, Launched, Recipe};
 use tokio::process::Command;
 
 /// Starts a controller and `n` engines as the ranks of one `mpirun` (Open MPI) or
 /// `mpiexec` (MPICH): the way a cluster's MPI runtime places processes.
-pub async fn start_mpi(n: usize, ip: &str) -> Result<Launched, String> {
+pub async fn start_mpi(n: usize, ip: &str) -> Result<Launched, LaunchError> {
     let mpirun = ["mpirun", "mpiexec"]
         .iter()
         .find_map(|t| crate::compile::toolchain::find_tool(t))
-        .ok_or("the mpi launcher needs mpirun or mpiexec (Open MPI or MPICH) on PATH")?;
+        .ok_or(LaunchError::Needs {
+            launcher: "mpi",
+            needs: "mpirun or mpiexec (Open MPI or MPICH) on PATH",
+        })?;
     let version = Command::new(&mpirun)
         .arg("--version")
         .output()

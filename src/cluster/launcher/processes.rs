@@ -3,11 +3,11 @@
 //! Slurm jobs, killing what outlives the grace).
 
 use super::slurm::slurm_client;
-use super::{Launched, Process, Recipe};
+use super::{LaunchError, Launched, Process, Recipe};
 use std::time::Duration;
 
 impl Launched {
-    pub(super) fn add(&mut self, recipe: Recipe) -> Result<(), String> {
+    pub(super) fn add(&mut self, recipe: Recipe) -> Result<(), LaunchError> {
         let child = recipe.spawn()?;
         let mut p = self.processes.lock().expect("processes");
         p.list.push(Process {

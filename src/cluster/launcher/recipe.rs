@@ -2,7 +2,7 @@
 //! can be run again as it was, with its log, its environment and what its stdin
 //! gets. Every launcher makes recipes; the supervisor runs them again.
 
-use super::tail;
+use super::{tail, LaunchError};
 use std::path::PathBuf;
 use tokio::process::{Child, Command};
 
@@ -49,13 +49,16 @@ impl Recipe {
     }
 
     /// Starts the command, appending to its log; it dies with the kernel.
-    pub(super) fn spawn(&self) -> Result<Child, String> {
+    pub(super) fn spawn(&self) -> Result<Child, LaunchError> {
         let out = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&self.log)
-            .map_err(|e| format!("{}: {e}", self.log.display()))?;
-        let err = out.try_clone().map_err(|e| e.to_string())?;
+            .map_err(|source| LaunchError::File {
+                path: self.log.clone(),
+                source,
+            })?;
+        let err = out.try_clone().map_err(LaunchError::LogHandle)?;
         let mut cmd = Command::new(&self.program);
         cmd.args(&self.args)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
@@ -74,12 +77,10 @@ impl Recipe {
                 Ok(())
             });
         }
-        let mut child = cmd.spawn().map_err(|e| {
-            format!(
-                "cannot start {} for {}: {e}",
-                self.program.display(),
-                self.label
-            )
+        let mut child = cmd.spawn().map_err(|source| LaunchError::Spawn {
+            program: self.program.clone(),
+            label: self.label.clone(),
+            source,
         })?;
         if let (Some(bytes), Some(mut stdin)) = (self.stdin.clone(), child.stdin.take()) {
             let label = self.label.clone();

@@ -4,7 +4,7 @@
 //! stops (`scancel`).
 
 use super::controller::start_controller;
-use super::{is_loopback, own_exe, unreachable_from, Launched, Recipe};
+use super::{is_loopback, own_exe, LaunchError, Launched, Recipe};
 use std::time::Duration;
 use tokio::process::Command;
 
@@ -34,22 +34,24 @@ pub(super) async fn slurm_client(tool: &str, args: &[&str]) -> Option<String> {
 /// waits for it to be scheduled. `FERROCELL_SBATCH` adds options to `sbatch`
 /// (partition, time limit, account). The engines' ranks are their Slurm task ids;
 /// the connection file reaches them in the job's environment.
-pub async fn start_slurm(n: usize, ip: &str) -> Result<Launched, String> {
-    let srun = crate::compile::toolchain::find_tool("srun")
-        .ok_or("the slurm launcher needs Slurm's srun and sbatch on PATH")?;
+pub async fn start_slurm(n: usize, ip: &str) -> Result<Launched, LaunchError> {
+    let srun = crate::compile::toolchain::find_tool("srun").ok_or(LaunchError::Needs {
+        launcher: "slurm",
+        needs: "Slurm's srun and sbatch on PATH",
+    })?;
     let allocation = std::env::var("SLURM_JOB_ID").ok();
     if allocation.is_some() && is_loopback(ip) {
         let nodes = std::env::var("SLURM_JOB_NODELIST").unwrap_or_default();
         let here = crate::paths::hostname();
         let short = here.split('.').next().unwrap_or(&here);
         if !nodes.is_empty() && nodes != short && nodes != here {
-            return Err(unreachable_from(&format!(
-                "the allocation's nodes ({nodes})"
-            )));
+            return Err(LaunchError::LoopbackUnreachable {
+                from: format!("the allocation's nodes ({nodes})"),
+            });
         }
     }
     let mut launched = start_controller(ip).await?;
-    let json = std::fs::read_to_string(&launched.file).map_err(|e| e.to_string())?;
+    let json = std::fs::read_to_string(&launched.file).map_err(LaunchError::ConnectionFile)?;
     let dir = launched.dir.path().to_path_buf();
     let exe = own_exe()?.display().to_string();
     // The engines' output comes back through srun, each line labelled with its
@@ -75,14 +77,21 @@ pub async fn start_slurm(n: usize, ip: &str) -> Result<Launched, String> {
         }
         None => {
             let sbatch = crate::compile::toolchain::find_tool("sbatch")
-                .ok_or("the slurm launcher needs Slurm's sbatch on PATH (or run the kernel inside an allocation, where it uses srun)")?;
+                .ok_or(LaunchError::Needs {
+                    launcher: "slurm",
+                    needs: "Slurm's sbatch on PATH (or run the kernel inside an allocation, where it uses srun)",
+                })?;
             let quoted: Vec<String> = std::iter::once(srun.display().to_string())
                 .chain(step)
                 .map(|a| format!("'{}'", a.replace('\'', "'\\''")))
                 .collect();
             let script = dir.join("engines.sbatch");
-            std::fs::write(&script, format!("#!/bin/sh\nexec {}\n", quoted.join(" ")))
-                .map_err(|e| format!("{}: {e}", script.display()))?;
+            std::fs::write(&script, format!("#!/bin/sh\nexec {}\n", quoted.join(" "))).map_err(
+                |source| LaunchError::File {
+                    path: script.clone(),
+                    source,
+                },
+            )?;
             // A name of its own finds the job (sbatch --wait prints its id only
             // when it exits). The job's output is written on its first node: in
             // the cache, under the home directory that cluster nodes share.
@@ -93,7 +102,10 @@ pub async fn start_slurm(n: usize, ip: &str) -> Result<Launched, String> {
                     use std::os::unix::fs::PermissionsExt;
                     std::fs::set_permissions(&logs, std::fs::Permissions::from_mode(0o700))
                 })
-                .map_err(|e| format!("{}: {e}", logs.display()))?;
+                .map_err(|source| LaunchError::File {
+                    path: logs.clone(),
+                    source,
+                })?;
             let output = logs.join(format!("{name}.log"));
             let mut args = vec![
                 "--wait".to_string(),

@@ -104,15 +104,11 @@ impl Executor {
                 let c = self.cluster.as_mut().ok_or_else(|| {
                     cluster_error("no cluster: %cluster start -n N starts one, %cluster connect FILE joins one")
                 })?;
-                match c.status().await {
-                    Ok(s) => {
-                        kill_lost(c, &s);
-                        let text = status_text(c, &s);
-                        sink.stdout(text.as_bytes());
-                        Ok(())
-                    }
-                    Err(e) => Err(cluster_error(e)),
-                }
+                let s = c.status().await?;
+                kill_lost(c, &s);
+                let text = status_text(c, &s);
+                sink.stdout(text.as_bytes());
+                Ok(())
             }
             ClusterCmd::Stop => {
                 let Some(mut c) = self.cluster.take() else {
@@ -120,7 +116,7 @@ impl Executor {
                     return Ok(());
                 };
                 self.engine_vars.clear();
-                c.stop().await.map_err(cluster_error)?;
+                c.stop().await?;
                 sink.stdout(b"Cluster stopped.\n");
                 Ok(())
             }
@@ -130,8 +126,8 @@ impl Executor {
                         "a cluster is already connected; %cluster stop it first",
                     ));
                 }
-                let mut c = Client::connect(&path).await.map_err(cluster_error)?;
-                let s = c.status().await.map_err(cluster_error)?;
+                let mut c = Client::connect(&path).await?;
+                let s = c.status().await?;
                 let text = status_text(&c, &s);
                 sink.stdout(text.as_bytes());
                 self.cluster = Some(c);
@@ -161,20 +157,19 @@ impl Executor {
             Launcher::Ssh => launcher::start_ssh(n, hosts, ip).await,
             Launcher::Slurm => launcher::start_slurm(n, ip).await,
             Launcher::Local => launcher::start_local(n, ip).await,
-        }
-        .map_err(cluster_error)?;
+        }?;
         let mut client = match Client::connect(&launched.file).await {
             Ok(c) => c,
             Err(e) => {
                 launched.wait_or_kill(Duration::from_millis(100)).await;
-                return Err(cluster_error(e));
+                return Err(e.into());
             }
         };
         let mut progress = super::progress::Progress::new(sink, "cluster-start");
         let mut last_shown: Option<(usize, std::time::Instant)> = None;
         let deadline = tokio::time::Instant::now() + START_TIMEOUT;
         let ready = loop {
-            let s = client.status().await.map_err(cluster_error)?;
+            let s = client.status().await?;
             // Ready: registered, with a worker started to run cells.
             let ready = s.engines.iter().filter(|e| e.worker_pid.is_some()).count();
             let failed = launched.failed_engines();
@@ -397,22 +392,33 @@ pub(super) async fn relay_to_engine(
     t: u8,
     payload: Vec<u8>,
 ) {
-    let sent = match cluster {
-        Some(c) if t == tag::KILL_WORKER => c.kill_worker(engine).await,
+    // Why the frame did not go, in the words of the ENGINE_LOST frame.
+    let unsent = match cluster {
+        Some(c) if t == tag::KILL_WORKER => {
+            c.kill_worker(engine).await.err().map(|e| e.to_string())
+        }
         Some(c) if t == tag::RUN => {
             let lib = payload.split(|b| *b == 0).next().unwrap_or_default();
             let lib = PathBuf::from(String::from_utf8_lossy(lib).into_owned());
             let mut libs = layers.to_vec();
             libs.push(lib);
             match c.ship(engine, &libs).await {
-                Ok(()) => c.send_frame(engine, t, payload).await,
-                Err(e) => Err(format!("its libraries could not be sent: {e}")),
+                Ok(()) => c
+                    .send_frame(engine, t, payload)
+                    .await
+                    .err()
+                    .map(|e| e.to_string()),
+                Err(e) => Some(format!("its libraries could not be sent: {e}")),
             }
         }
-        Some(c) => c.send_frame(engine, t, payload).await,
-        None => Err("no cluster is connected".into()),
+        Some(c) => c
+            .send_frame(engine, t, payload)
+            .await
+            .err()
+            .map(|e| e.to_string()),
+        None => Some("no cluster is connected".into()),
     };
-    if let Err(why) = sent {
+    if let Some(why) = unsent {
         let _ = runner
             .from_engine(engine, tag::ENGINE_LOST, why.as_bytes())
             .await;

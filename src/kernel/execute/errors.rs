@@ -3,7 +3,10 @@
 //! `error` content (ename, evalue, traceback) is made from it only at the edge,
 //! when the reply and the error output are written ([`CellError::to_wire`]).
 
+use crate::cluster::client::ClientError;
+use crate::cluster::launcher::LaunchError;
 use crate::compile::CompileError;
+use crate::exec::RunnerError;
 use crate::protocol::messages::ErrorContent;
 
 #[derive(Debug, thiserror::Error)]
@@ -28,8 +31,9 @@ pub enum CellError {
     /// The runner could not be handed the cell.
     #[error("the runner could not take the cell: {0}")]
     NotTaken(String),
-    #[error("{0}")]
-    RunnerStart(String),
+    /// No runner could be started for the cell.
+    #[error(transparent)]
+    RunnerStart(#[from] RunnerError),
     /// The cell's library did not load in the runner.
     #[error("{0}")]
     Load(String),
@@ -55,8 +59,15 @@ pub enum CellError {
     Vars(String),
     #[error("{0}")]
     Reset(String),
+    /// A cluster command or cell that cannot go on, in the executor's words.
     #[error("{0}")]
     Cluster(String),
+    /// The connection to the cluster's controller failed.
+    #[error(transparent)]
+    Controller(#[from] ClientError),
+    /// The cluster's processes did not start.
+    #[error(transparent)]
+    Launch(#[from] LaunchError),
     /// Another failure, with what the session did about it (variables restored
     /// or lost with a runner) told after it.
     #[error("{0}")]
@@ -103,7 +114,9 @@ impl CellError {
             CellError::UnknownMagic(_) => "UnknownMagic",
             CellError::Vars(_) => "VarsError",
             CellError::Reset(_) => "ResetError",
-            CellError::Cluster(_) => "ClusterError",
+            CellError::Cluster(_) | CellError::Controller(_) | CellError::Launch(_) => {
+                "ClusterError"
+            }
             CellError::Noted(inner, _) => inner.ename(),
         }
     }

@@ -5,30 +5,48 @@
 //! every cell path starts from one `session()`.
 
 use super::{progress, CellError, Executor, Sink};
-use crate::compile::deps::{self, BuiltDeps, DepSet};
-use crate::compile::prelude::{self, Prelude};
-use crate::compile::{Session, Toolchain};
+use crate::compile::deps::{self, BuiltDeps, DepError, DepSet};
+use crate::compile::prelude::{self, Prelude, PreludeError};
+use crate::compile::toolchain::ToolchainError;
+use crate::compile::{CompileError, Session, Toolchain};
 use std::path::PathBuf;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-/// The serde build for snapshots, running in the background from kernel start.
-pub(super) type BaseDeps = JoinHandle<Result<BuiltDeps, String>>;
+/// Why Rust could not be made ready: the toolchain and prelude a session needs,
+/// or the serde build that makes its variables crash-safe.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum WarmError {
+    #[error(transparent)]
+    Toolchain(#[from] ToolchainError),
+    #[error(transparent)]
+    Prelude(#[from] PreludeError),
+    /// The serde build for snapshots.
+    #[error(transparent)]
+    Deps(#[from] DepError),
+    /// The session did not take the serde build.
+    #[error(transparent)]
+    Attach(#[from] CompileError),
+    /// The background task that did the work panicked or was cancelled.
+    #[error(transparent)]
+    Task(#[from] tokio::task::JoinError),
+}
 
-pub(super) type Warm = Result<(Toolchain, Prelude, BaseDeps), String>;
+/// The serde build for snapshots, running in the background from kernel start.
+pub(super) type BaseDeps = JoinHandle<Result<BuiltDeps, WarmError>>;
+
+pub(super) type Warm = Result<(Toolchain, Prelude, BaseDeps), WarmError>;
 
 /// How long a cell waits for the serde build before it runs without snapshots
 /// (long enough for a build that is only a look at the cache).
 pub(super) const BASE_WAIT: Duration = Duration::from_secs(1);
 
 pub(super) async fn prepare(cache: PathBuf) -> Warm {
-    let toolchain = Toolchain::probe().await.map_err(|e| e.to_string())?;
+    let toolchain = Toolchain::probe().await?;
     let _ = crate::kernel::info::RUST_VERSION
         .set(toolchain.version.trim_start_matches("rustc ").to_string());
-    let prelude = prelude::ensure(&toolchain, &cache)
-        .await
-        .map_err(|e| e.to_string())?;
+    let prelude = prelude::ensure(&toolchain, &cache).await?;
     let base = build_base(toolchain.clone(), cache);
     Ok((toolchain, prelude, base))
 }
@@ -37,9 +55,7 @@ pub(super) async fn prepare(cache: PathBuf) -> Warm {
 pub(super) fn build_base(toolchain: Toolchain, cache: PathBuf) -> BaseDeps {
     tokio::spawn(async move {
         let log = |line: &str| tracing::debug!(target: "ferrocell::deps", "{line}");
-        deps::build(&DepSet::default(), &toolchain, &cache, None, &log)
-            .await
-            .map_err(|e| e.to_string())
+        Ok(deps::build(&DepSet::default(), &toolchain, &cache, None, &log).await?)
     })
 }
 
@@ -84,7 +100,7 @@ impl Executor {
             let mut tick = tokio::time::interval(Duration::from_millis(500));
             let ready = loop {
                 tokio::select! {
-                    r = &mut warm => break r.unwrap_or_else(|e| Err(e.to_string())),
+                    r = &mut warm => break r.unwrap_or_else(|e| Err(e.into())),
                     _ = irq.changed() => {
                         // The build goes on, for the next cell to wait on.
                         self.warm = Some(warm);
@@ -110,7 +126,8 @@ impl Executor {
                     Err(_) => "preparing Rust failed: the error follows".to_string(),
                 });
             }
-            let (toolchain, prelude, base) = ready.map_err(CellError::Toolchain)?;
+            let (toolchain, prelude, base) =
+                ready.map_err(|e| CellError::Toolchain(e.to_string()))?;
             let mut s = Session::new(toolchain, prelude, &self.cache);
             s.settings = self.settings;
             s.set_snapshot_dir(self.snapshots.path().to_path_buf());
@@ -134,7 +151,7 @@ impl Executor {
                 }
                 return;
             }
-            Ok(r) => r.unwrap_or_else(|e| Err(e.to_string())),
+            Ok(r) => r.unwrap_or_else(|e| Err(e.into())),
         };
         self.base = None;
         let Some(session) = self.session.as_mut() else {
@@ -143,7 +160,7 @@ impl Executor {
         let attached = match result {
             // A `:dep` build already brought a larger set.
             Ok(_) if session.deps().is_some() => Ok(()),
-            Ok(built) => session.attach_deps(built).await.map_err(|e| e.to_string()),
+            Ok(built) => session.attach_deps(built).await.map_err(WarmError::from),
             Err(e) => Err(e),
         };
         if let Err(e) = attached {
