@@ -34,6 +34,23 @@ pub struct Parallel {
     pub persist: bool,
 }
 
+impl Parallel {
+    /// A run on `backend` with nothing else asked: as many workers as cores, once
+    /// each, output streamed, values shown.
+    pub fn on(backend: Backend) -> Parallel {
+        Parallel {
+            backend,
+            workers: None,
+            each: None,
+            out: None,
+            group: false,
+            scaling: None,
+            targets: None,
+            persist: false,
+        }
+    }
+}
+
 /// The body of a `--persist` cell as a cell of its own, for the engines: `rank` and
 /// `size` come from the run it serves, on the first line, where the magic line was.
 pub fn persist_body(body: &str) -> String {
@@ -171,14 +188,8 @@ mod tests {
 
     fn run(backend: Backend, workers: usize) -> Parallel {
         Parallel {
-            backend,
             workers: Some(workers),
-            each: None,
-            out: None,
-            group: false,
-            scaling: None,
-            targets: None,
-            persist: false,
+            ..Parallel::on(backend)
         }
     }
 

@@ -21,16 +21,7 @@ pub fn parse(args: &str) -> Result<Parallel, String> {
         "" => return Err(format!("which workers? {USAGE}")),
         other => return Err(format!("unknown workers `{other}`: {USAGE}")),
     };
-    let mut p = Parallel {
-        backend,
-        workers: None,
-        each: None,
-        out: None,
-        group: false,
-        scaling: None,
-        targets: None,
-        persist: false,
-    };
+    let mut p = Parallel::on(backend);
     let mut force = false;
     let mut rest = rest.trim();
     if let Some(first) = rest
