@@ -9,11 +9,12 @@
 
 use super::link::{Link, Received, Side};
 use super::messages::{ClusterFile, EngineInfo, Msg, Versions};
+use super::outbox::{Outboxes, Refused};
 use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-use zeromq::{RouterSocket, Socket, SocketRecv, SocketSend};
+use zeromq::{RouterRecvHalf, RouterSocket, Socket, SocketRecv};
 
 /// How often each end of a link says it is alive.
 pub const HEARTBEAT: Duration = Duration::from_secs(1);
@@ -38,8 +39,11 @@ struct Engine {
 
 struct Controller {
     link: Link,
-    engines_socket: RouterSocket,
-    clients_socket: RouterSocket,
+    engines_socket: RouterRecvHalf,
+    clients_socket: RouterRecvHalf,
+    /// Where messages to engines and kernels wait, each peer's apart.
+    to_engines: Outboxes,
+    to_clients: Outboxes,
     engines: BTreeMap<u32, Engine>,
     lost: Vec<EngineInfo>,
     clients: Vec<(Bytes, Instant)>,
@@ -109,10 +113,14 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             "ferrocell controller: listening on loopback only; engines on other hosts cannot reach it (start it with --ip ADDRESS)"
         );
     }
+    let (engines_send, engines_socket) = engines_socket.split();
+    let (clients_send, clients_socket) = clients_socket.split();
     let mut c = Controller {
         link: Link::new(&key, Side::Router),
         engines_socket,
         clients_socket,
+        to_engines: Outboxes::new(engines_send, "an engine"),
+        to_clients: Outboxes::new(clients_send, "a kernel"),
         engines: BTreeMap::new(),
         lost: Vec::new(),
         clients: Vec::new(),
@@ -159,27 +167,42 @@ impl Controller {
         }
     }
 
+    /// Queues a message for an engine; never waits on it. An engine whose queue is
+    /// full does not read: it is lost, as one that fell silent is.
     async fn send_engine(&mut self, identity: &Bytes, msg: Msg, payload: Option<Bytes>) {
         let parts = self
             .link
             .encode_parts(std::slice::from_ref(identity), msg, payload);
-        for raw in parts {
-            if let Err(e) = self.engines_socket.send(raw).await {
-                tracing::warn!("a message to an engine was not sent: {e}");
-                return;
+        if self.to_engines.post(identity, parts) != Err(Refused::Full) {
+            return;
+        }
+        let id = self
+            .engines
+            .iter()
+            .find(|(_, e)| e.identity == *identity)
+            .map(|(id, _)| *id);
+        match id {
+            Some(id) => {
+                let e = &self.engines[&id];
+                let why = format!(
+                    "(pid {} on {}) does not read what it is sent (its queue is full)",
+                    e.info.pid, e.info.host
+                );
+                self.lose(id, why).await;
             }
+            None => tracing::warn!("a peer of the engine socket does not read its messages"),
         }
     }
 
+    /// Queues a message for a kernel; never waits on it. A kernel whose queue is
+    /// full does not read: it is forgotten until it speaks again.
     async fn send_client(&mut self, identity: &Bytes, msg: Msg, payload: Option<Bytes>) {
         let parts = self
             .link
             .encode_parts(std::slice::from_ref(identity), msg, payload);
-        for raw in parts {
-            if let Err(e) = self.clients_socket.send(raw).await {
-                tracing::warn!("a message to a kernel was not sent: {e}");
-                return;
-            }
+        if self.to_clients.post(identity, parts) == Err(Refused::Full) {
+            tracing::warn!("a kernel does not read its messages: forgotten until it speaks");
+            self.clients.retain(|(c, _)| c != identity);
         }
     }
 
@@ -223,20 +246,32 @@ impl Controller {
                 e.info.host,
                 e.last_seen.elapsed().as_secs_f64()
             );
-            tracing::warn!("engine {id} {why}");
-            self.send_owner(
-                id,
-                Msg::Lost {
-                    engine: id,
-                    why: why.clone(),
-                    engine_gone: true,
-                },
-                None,
-            )
-            .await;
-            let mut e = self.engines.remove(&id).expect("listed");
-            e.info.state = format!("lost: {why}");
-            self.lost.push(e.info);
+            self.lose(id, why).await;
+        }
+    }
+
+    /// Gives an engine up: its owner (or every kernel) is told why, and it is
+    /// listed as lost.
+    async fn lose(&mut self, id: u32, why: String) {
+        tracing::warn!("engine {id} {why}");
+        let Some(mut e) = self.engines.remove(&id) else {
+            return;
+        };
+        self.to_engines.close(&e.identity);
+        let owner = e.owner.clone();
+        e.info.state = format!("lost: {why}");
+        self.lost.push(e.info);
+        let lost = Msg::Lost {
+            engine: id,
+            why,
+            engine_gone: true,
+        };
+        let targets: Vec<Bytes> = match owner {
+            Some(o) => vec![o],
+            None => self.clients.iter().map(|(c, _)| c.clone()).collect(),
+        };
+        for t in targets {
+            self.send_client(&t, lost.clone(), None).await;
         }
     }
 
@@ -285,6 +320,8 @@ impl Controller {
                     tracing::warn!("{why}");
                     self.send_engine(&identity, Msg::Refused { why }, None)
                         .await;
+                    // Its queue goes once the answer is sent.
+                    self.to_engines.close(&identity);
                     return;
                 }
                 let id = self.next_id;

@@ -16,3 +16,4 @@ pub mod launcher;
 pub mod leftovers;
 pub mod link;
 pub mod messages;
+pub mod outbox;

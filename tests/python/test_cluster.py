@@ -253,6 +253,63 @@ def test_forged_messages_are_refused_by_controller_and_engine(kc, tmp_path):
     assert "(a replay)" in log, log
 
 
+def test_an_engine_that_does_not_read_is_dropped_and_holds_up_no_one(kc):
+    # The controller queues each peer's messages apart and never waits on one: a
+    # stand-in engine that registers and then reads nothing is flooded (through a
+    # stand-in kernel) until its queue is full, and is dropped as lost, while the
+    # real kernel's requests are answered at once throughout.
+    _, path, _ = start_cluster(kc, 1)
+    info = json.loads(path.read_text())
+    key = info["key"].encode()
+    ctx = zmq.Context()
+    try:
+        kernel_side = Session(key=key, signature_scheme="hmac-sha256")
+        client = ctx.socket(zmq.DEALER)
+        client.connect(f"tcp://127.0.0.1:{info['client_port']}")
+        kernel_side.send(client, "cluster", cluster_msg("status"))
+        assert client.poll(5000)
+        reply = kernel_side.deserialize(kernel_side.feed_identities(client.recv_multipart())[1])
+        controller = reply["header"]["session"]
+        engine_side = Session(key=key, signature_scheme="hmac-sha256")
+        engine = ctx.socket(zmq.DEALER)
+        engine.setsockopt(zmq.RCVHWM, 1)
+        engine.setsockopt(zmq.RCVBUF, 4096)
+        engine.connect(f"tcp://127.0.0.1:{info['engine_port']}")
+        engine_side.send(engine, "cluster", cluster_msg(
+            "register", host="stand-in", pid=os.getpid(), mpi_rank=None,
+            versions=reply["content"]["versions"]))
+        assert engine.poll(5000)
+        registered = engine_side.deserialize(engine_side.feed_identities(engine.recv_multipart())[1])
+        assert registered["content"]["kind"] == "registered", registered
+        stand_in = registered["content"]["engine"]
+        payload = b"x" * 65536
+        digest = __import__("hashlib").sha256(payload).hexdigest()
+        slowest, text, deadline = 0.0, "", time.monotonic() + 120
+        while time.monotonic() < deadline:
+            for _ in range(100):
+                content = cluster_msg("send", to=controller, engine=stand_in, tag=101) | {"digest": digest}
+                raw = kernel_side.serialize(kernel_side.msg("cluster", content))
+                client.send_multipart(raw + [payload])
+            # The stand-in engine still beats: only its reading stops.
+            engine_side.send(engine, "cluster", cluster_msg("heartbeat", to=controller))
+            started = time.monotonic()
+            reply, outputs = run(kc, "%cluster status")
+            slowest = max(slowest, time.monotonic() - started)
+            ok(reply, outputs)
+            text = stream_text(outputs)
+            if "does not read what it is sent" in text:
+                break
+        assert re.search(rf"^\s+{stand_in}\s.*lost: \(pid {os.getpid()} on stand-in\) does not read what it is "
+                         r"sent \(its queue is full\)", text, re.M), text
+        assert slowest < 2.5, f"%cluster status took {slowest:.1f} s while an engine did not read"
+        # The real engine runs cells as before.
+        reply, outputs = run(kc, "%%parallel cluster --out r\nrank * 10", timeout=60)
+        ok(reply, outputs)
+        assert value(kc, "r") == "[0]"
+    finally:
+        ctx.destroy(linger=0)
+
+
 def test_a_dead_controller_fails_the_cell_clearly_and_the_kernel_goes_on(kc):
     controller, _, engines = start_cluster(kc)
     ok(*run(kc, "let kept = 3u8;"))
