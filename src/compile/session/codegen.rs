@@ -23,72 +23,8 @@ pub(super) fn generate(
     let parsed = unit.parsed;
     let mut m = SourceMap::default();
     m.set_cell_source(&parsed.source);
-    // The second: a body that only loops (`loop {}`) has `()` as its type, as in
-    // any closure; rustc's future-compatibility lint about that is an error by default.
-    m.glue("#![allow(warnings)]");
-    m.glue("#![allow(unknown_lints, dependency_on_unit_never_type_fallback)]");
-    let vis = if unit.is_layer { "pub " } else { "" };
-    match unit.base {
-        Some(b) => m.glue(&format!("{vis}use {}::*;", b.crate_name())),
-        None => m.glue(&format!("{vis}use ::ferrocell::prelude::*;")),
-    }
-    for e in &unit.externs {
-        m.glue(&format!("extern crate {e};"));
-    }
-    if snapshots && unit.glue {
-        m.glue(SNAPSHOT_GLUE);
-    }
-    let newest = unit.items.iter().map(|i| i.cell).max();
-    for (index, it) in unit.items.iter().enumerate() {
-        let origin_cell = (Some(it.cell) != newest).then_some(it.cell);
-        if it.serde {
-            m.tagged(
-                "#[derive(::serde_derive::Serialize, ::serde_derive::Deserialize)]",
-                &format!("derive:{index}"),
-            );
-        }
-        let s = &it.item.snippet;
-        m.code(
-            &s.text,
-            s.column,
-            Origin {
-                cell: origin_cell,
-                line: s.line,
-            },
-        );
-        m.mark_inserted(&s.inserted);
-    }
-    m.glue(&format!("#[unsafe(no_mangle)]\npub fn {symbol}() {{"));
-    if let Some(tokio) = &unit.tokio_name {
-        // One multi-thread runtime for the session, entered by every cell: tasks a
-        // cell spawns run on after it, and later cells can await their handles.
-        m.glue(&format!(
-            "let __fc_tokio = ::ferrocell::__async::shared(|| ::{tokio}::runtime::Builder::new_multi_thread().enable_all().build().expect(\"a tokio runtime for the session\"));\n\
-             let __fc_tokio_entered = __fc_tokio.enter();"
-        ));
-    }
-    for var in &plan.drop {
-        m.glue(&format!("::ferrocell::__vars::remove({var:?});"));
-    }
-    for (var, ty) in &plan.take {
-        m.tagged(
-            &format!(
-                "let {}{var}: {ty} = ::ferrocell::__vars::take::<{ty}>({var:?});",
-                if plan.mutable.contains(var) {
-                    "mut "
-                } else {
-                    ""
-                }
-            ),
-            // An immutable one's tag lets an error's "make it mutable" help be told
-            // in the user's terms.
-            &if plan.mutable.contains(var) {
-                format!("take:{var}")
-            } else {
-                format!("take-imm:{var}")
-            },
-        );
-    }
+    write_items(&mut m, unit, snapshots);
+    write_entry(&mut m, unit, symbol, plan);
     // No failure may take the session's variables with it: the cell runs in a
     // closure that borrows them, and they are put back whether it ends, panics or
     // stops at a `?`.
@@ -171,21 +107,7 @@ pub(super) fn generate(
         None => m.glue("()"),
     }
     m.glue(if by_ref { ");" } else { "};" });
-    match parsed.timing {
-        Timing::None => {}
-        Timing::Once => m.glue("__fc_timer.report();"),
-        Timing::Repeat { loops, runs } => {
-            let loops = match loops {
-                Some(n) => format!("::std::option::Option::Some({n})"),
-                None => "::std::option::Option::None".into(),
-            };
-            m.glue(&format!(
-                "::std::hint::black_box(__fc_value);\n}};\n\
-                 ::ferrocell::__timing::timeit(&mut || __fc_body(), {loops}, {runs});\n\
-                 let __fc_value = ();"
-            ));
-        }
-    }
+    write_timing_end(&mut m, parsed.timing);
     let taken = |n: &String| plan.take.iter().any(|(t, _)| t == n);
     let repeat = matches!(parsed.timing, Timing::Repeat { .. });
     let rebound = |n: &String| !repeat && parsed.bindings.contains(n);
@@ -251,6 +173,101 @@ pub(super) fn generate(
     }
     m.glue("}");
     m
+}
+
+/// The crate's head: lints, the chain's imports, extern crates, the snapshot glue,
+/// and the items (a layer's), each mapped back to the cell it came from.
+fn write_items(m: &mut SourceMap, unit: &Unit, snapshots: bool) {
+    // The second: a body that only loops (`loop {}`) has `()` as its type, as in
+    // any closure; rustc's future-compatibility lint about that is an error by default.
+    m.glue("#![allow(warnings)]");
+    m.glue("#![allow(unknown_lints, dependency_on_unit_never_type_fallback)]");
+    let vis = if unit.is_layer { "pub " } else { "" };
+    match unit.base {
+        Some(b) => m.glue(&format!("{vis}use {}::*;", b.crate_name())),
+        None => m.glue(&format!("{vis}use ::ferrocell::prelude::*;")),
+    }
+    for e in &unit.externs {
+        m.glue(&format!("extern crate {e};"));
+    }
+    if snapshots && unit.glue {
+        m.glue(SNAPSHOT_GLUE);
+    }
+    let newest = unit.items.iter().map(|i| i.cell).max();
+    for (index, it) in unit.items.iter().enumerate() {
+        let origin_cell = (Some(it.cell) != newest).then_some(it.cell);
+        if it.serde {
+            m.tagged(
+                "#[derive(::serde_derive::Serialize, ::serde_derive::Deserialize)]",
+                &format!("derive:{index}"),
+            );
+        }
+        let s = &it.item.snippet;
+        m.code(
+            &s.text,
+            s.column,
+            Origin {
+                cell: origin_cell,
+                line: s.line,
+            },
+        );
+        m.mark_inserted(&s.inserted);
+    }
+}
+
+/// The entry function's start: the session's tokio runtime entered, stale
+/// variables dropped, and the variables the cell uses taken out of the store.
+fn write_entry(m: &mut SourceMap, unit: &Unit, symbol: &str, plan: &VarPlan) {
+    m.glue(&format!("#[unsafe(no_mangle)]\npub fn {symbol}() {{"));
+    if let Some(tokio) = &unit.tokio_name {
+        // One multi-thread runtime for the session, entered by every cell: tasks a
+        // cell spawns run on after it, and later cells can await their handles.
+        m.glue(&format!(
+            "let __fc_tokio = ::ferrocell::__async::shared(|| ::{tokio}::runtime::Builder::new_multi_thread().enable_all().build().expect(\"a tokio runtime for the session\"));\n\
+             let __fc_tokio_entered = __fc_tokio.enter();"
+        ));
+    }
+    for var in &plan.drop {
+        m.glue(&format!("::ferrocell::__vars::remove({var:?});"));
+    }
+    for (var, ty) in &plan.take {
+        m.tagged(
+            &format!(
+                "let {}{var}: {ty} = ::ferrocell::__vars::take::<{ty}>({var:?});",
+                if plan.mutable.contains(var) {
+                    "mut "
+                } else {
+                    ""
+                }
+            ),
+            // An immutable one's tag lets an error's "make it mutable" help be told
+            // in the user's terms.
+            &if plan.mutable.contains(var) {
+                format!("take:{var}")
+            } else {
+                format!("take-imm:{var}")
+            },
+        );
+    }
+}
+
+/// After the value: the timing magics' report, or the repeated runs of `%timeit`.
+fn write_timing_end(m: &mut SourceMap, timing: Timing) {
+    match timing {
+        Timing::None => {}
+        Timing::Once => m.glue("__fc_timer.report();"),
+        Timing::Repeat { loops, runs } => {
+            let loops = match loops {
+                Some(n) => format!("::std::option::Option::Some({n})"),
+                None => "::std::option::Option::None".into(),
+            };
+            m.glue(&format!(
+                "::std::hint::black_box(__fc_value);\n}};\n\
+                 ::ferrocell::__timing::timeit(&mut || __fc_body(), {loops}, {runs});\n\
+                 let __fc_value = ();"
+            ));
+        }
+    }
 }
 
 /// The new bindings that the failing `?` number `site` keeps: those the cell binds
