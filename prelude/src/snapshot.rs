@@ -129,7 +129,11 @@ pub fn save(names: &[String], wait: bool, each: &mut dyn FnMut(&str)) {
     // The saver's marker, locked before the fork: the child inherits the lock and
     // holds it until it exits, however it ends, so that whoever finds the lock
     // taken knows the saver is alive (a pid alone may have been reused).
-    let claim = marker(dir, "new", "");
+    // A name of its own (`.saver-new-RUNNER-N`): a claim left by a runner killed
+    // between the fork and the rename is never opened again.
+    static CLAIMS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = CLAIMS.fetch_add(1, Ordering::Relaxed);
+    let claim = marker(dir, format!("new-{}-{n}", std::process::id()), "");
     let locked = claimed(&claim, names);
     // The store is held across the fork, so that no other thread of the runner has
     // it locked (and the child stuck) at that moment.
@@ -151,6 +155,8 @@ pub fn save(names: &[String], wait: bool, each: &mut dyn FnMut(&str)) {
         };
         let _ = std::fs::remove_file(&claim);
         for n in names {
+            // Its snapshot was parked for this saver: none is left rather than that.
+            discard(dir, n);
             let _ = std::fs::write(side(dir, n, "failed"), format!("the runner's {why}"));
         }
         UNTOLD
@@ -179,7 +185,10 @@ pub fn save(names: &[String], wait: bool, each: &mut dyn FnMut(&str)) {
 /// the saver forked next inherits it.
 fn claimed(path: &Path, names: &[String]) -> std::io::Result<std::fs::File> {
     use std::os::fd::AsRawFd;
-    let mut file = std::fs::File::create(path)?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)?;
     file.write_all(names.join("\n").as_bytes())?;
     // SAFETY: locks a file this function owns.
     if unsafe { flock(file.as_raw_fd(), LOCK_EX) } != 0 {

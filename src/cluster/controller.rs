@@ -202,6 +202,8 @@ impl Controller {
             .encode_parts(std::slice::from_ref(identity), msg, payload);
         if self.to_clients.post(identity, parts) == Err(Refused::Full) {
             tracing::warn!("a kernel does not read its messages: forgotten until it speaks");
+            // No heartbeat goes to it either, so its cell fails as the controller
+            // falls silent to it, rather than waiting for what was dropped.
             self.clients.retain(|(c, _)| c != identity);
         }
     }
@@ -321,7 +323,7 @@ impl Controller {
                     self.send_engine(&identity, Msg::Refused { why }, None)
                         .await;
                     // Its queue goes once the answer is sent.
-                    self.to_engines.close(&identity);
+                    self.to_engines.release(&identity);
                     return;
                 }
                 let id = self.next_id;
@@ -456,6 +458,9 @@ impl Controller {
                     self.send_engine(&id, Msg::Shutdown, None).await;
                 }
                 self.send_client(&identity, Msg::Stopped, None).await;
+                // What is queued goes out before the process does.
+                self.to_engines.drain(Duration::from_secs(2)).await;
+                self.to_clients.drain(Duration::from_secs(2)).await;
                 // Let the sockets flush before the process goes.
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 return true;

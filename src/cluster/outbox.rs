@@ -1,18 +1,21 @@
 //! The controller's outboxes: one queue and one sending task per peer (engine or
 //! kernel), so that a peer that does not read holds up only its own messages.
-//! The controller's loop never waits on a peer: it hands a message to the peer's
-//! queue at once, and a peer whose queue is full is told to the loop, which
-//! drops it. Behind each queue the socket keeps its own per-peer queue (1000
-//! messages, 5 s for room: see vendor/zeromq), so a whole transfer at the largest
-//! size (1024 parts) fits even while its engine is slow.
+//! The controller's loop never waits on a peer: it hands a message (all its
+//! parts) to the peer's queue at once, and a peer whose queue is full is told to
+//! the loop, which drops it. Behind each queue the socket keeps its own per-peer
+//! queue (1000 parts, 5 s for room: see vendor/zeromq); the task waits on that
+//! one, for its peer alone.
 
 use bytes::Bytes;
 use std::collections::HashMap;
+use std::time::Duration;
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use zeromq::{RouterSendHalf, SocketSend, ZmqMessage};
 
-/// Messages queued for one peer in the controller, beyond the socket's own queue.
-const OUTBOX: usize = 256;
+/// Whole messages queued for one peer in the controller (a message of many parts,
+/// a large value, counts once), beyond the socket's own queue.
+const OUTBOX: usize = 64;
 
 /// Why a message did not go into a peer's queue.
 #[derive(Debug, PartialEq, Eq)]
@@ -24,10 +27,16 @@ pub enum Refused {
     Closed,
 }
 
+/// One peer's queue and the task that sends from it.
+struct Outbox {
+    queue: mpsc::Sender<Vec<ZmqMessage>>,
+    task: JoinHandle<()>,
+}
+
 /// The outboxes of one ROUTER socket.
 pub struct Outboxes {
     send: RouterSendHalf,
-    boxes: HashMap<Bytes, mpsc::Sender<ZmqMessage>>,
+    boxes: HashMap<Bytes, Outbox>,
     what: &'static str,
 }
 
@@ -40,38 +49,62 @@ impl Outboxes {
         }
     }
 
-    /// Queues the parts of one message for the peer behind `identity` (each part
-    /// starts with that identity frame), in order.
+    /// Queues one message, as its parts (each starting with the peer's identity
+    /// frame), for the peer behind `identity`. Its parts go out in order, after
+    /// what was queued before.
     pub fn post(&mut self, identity: &Bytes, parts: Vec<ZmqMessage>) -> Result<(), Refused> {
         let what = self.what;
         let send = &self.send;
         let outbox = self.boxes.entry(identity.clone()).or_insert_with(|| {
-            let (tx, mut rx) = mpsc::channel::<ZmqMessage>(OUTBOX);
+            let (queue, mut rx) = mpsc::channel::<Vec<ZmqMessage>>(OUTBOX);
             let mut send = send.clone();
-            tokio::spawn(async move {
-                while let Some(raw) = rx.recv().await {
-                    if let Err(e) = send.send(raw).await {
-                        tracing::warn!("a message to {what} was not sent: {e}");
-                        return;
+            let task = tokio::spawn(async move {
+                while let Some(parts) = rx.recv().await {
+                    for raw in parts {
+                        if let Err(e) = send.send(raw).await {
+                            tracing::warn!("a message to {what} was not sent: {e}");
+                            return;
+                        }
                     }
                 }
             });
-            tx
+            Outbox { queue, task }
         });
-        for raw in parts {
-            if let Err(e) = outbox.try_send(raw) {
-                self.boxes.remove(identity);
-                return Err(match e {
+        match outbox.queue.try_send(parts) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                self.close(identity);
+                Err(match e {
                     mpsc::error::TrySendError::Full(_) => Refused::Full,
                     mpsc::error::TrySendError::Closed(_) => Refused::Closed,
-                });
+                })
             }
         }
-        Ok(())
     }
 
-    /// Forgets a peer's queue: what is still in it is dropped with its task.
+    /// Forgets a peer's queue: its task is stopped and what it still held is
+    /// dropped, so a queue opened later for the same peer never races it.
     pub fn close(&mut self, identity: &Bytes) {
+        if let Some(outbox) = self.boxes.remove(identity) {
+            outbox.task.abort();
+        }
+    }
+
+    /// Lets a peer's queue empty, then ends its task (a peer the controller has
+    /// answered for the last time).
+    pub fn release(&mut self, identity: &Bytes) {
+        // Its sender goes here: the task sends what is queued, then ends.
         self.boxes.remove(identity);
+    }
+
+    /// Lets every queue empty (the controller is about to exit), waiting at most
+    /// `within` in all.
+    pub async fn drain(&mut self, within: Duration) {
+        // Each queue's sender goes here, so its task ends once the queue is empty.
+        let tasks: Vec<JoinHandle<()>> = self.boxes.drain().map(|(_, o)| o.task).collect();
+        let deadline = tokio::time::Instant::now() + within;
+        for task in tasks {
+            let _ = tokio::time::timeout_at(deadline, task).await;
+        }
     }
 }

@@ -64,6 +64,20 @@ fn running(dir: &Path) -> Vec<i32> {
         .collect()
 }
 
+/// Whether a saver forked by a runner that died before it named it
+/// (`.saver-new-…`) is still at work: the kernel waits for it too.
+fn unnamed_at_work(dir: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    entries.flatten().any(|e| {
+        e.file_name()
+            .to_str()
+            .is_some_and(|n| n.starts_with(".saver-new-"))
+            && locked(&e.path())
+    })
+}
+
 /// Whether another process holds a lock on `path`.
 fn locked(path: &Path) -> bool {
     use std::os::fd::AsRawFd;
@@ -85,15 +99,18 @@ pub fn settle(dir: &Path) {
         return;
     };
     for e in entries.flatten() {
+        // A marker: `.saver-PID`, or the claim `.saver-new-…` of a saver whose
+        // runner died before it could name it (all its names count as unfinished).
         let Some(pid) = e
             .file_name()
             .to_str()
             .and_then(|n| n.strip_prefix(".saver-"))
-            .and_then(|p| p.parse::<i32>().ok())
+            .filter(|p| p.parse::<i32>().is_ok() || (p.starts_with("new-") && !p.contains('.')))
+            .map(String::from)
         else {
             continue;
         };
-        if alive.contains(&pid) {
+        if locked(&e.path()) {
             continue;
         }
         let names = std::fs::read_to_string(e.path()).unwrap_or_default();
@@ -133,7 +150,7 @@ pub fn settle(dir: &Path) {
 pub async fn wait(dir: &Path, patience: Duration) -> bool {
     let deadline = Instant::now() + patience;
     loop {
-        if running(dir).is_empty() {
+        if running(dir).is_empty() && !unnamed_at_work(dir) {
             return true;
         }
         if Instant::now() > deadline {

@@ -160,6 +160,8 @@ impl Executor {
             r.kill().await;
         }
         crate::exec::savers::kill(self.snapshots.path());
+        // Killed savers are gone before their files are: none renames one back.
+        crate::exec::savers::wait(self.snapshots.path(), std::time::Duration::from_secs(2)).await;
         // Their types name layers that are gone now.
         self.engine_vars.clear();
         if let Ok(dir) = std::fs::read_dir(self.snapshots.path()) {
@@ -183,7 +185,7 @@ impl Executor {
         irq: &mut watch::Receiver<u64>,
     ) -> Result<(), CellError> {
         // A saver handed to the runner has forked (or failed) by now.
-        self.finish_saving().await;
+        let _ = self.finish_saving().await;
         let dir = self.snapshots.path();
         let snapshot = |name: &str| match std::fs::metadata(dir.join(name)) {
             Ok(m) => format_bytes(m.len()),

@@ -23,6 +23,19 @@ impl Executor {
             sink.stderr(b"ferrocell: %%parallel on processes and engines sends values with serde; waiting for its build (once per machine)\n");
         }
         self.take_base(Duration::from_secs(600), sink).await;
+        // The files sent must be the values as they are now: the last cell's saver
+        // is read to its end, and savers still writing these variables are waited for.
+        let _ = self.finish_saving().await;
+        let used = self.session.as_ref().expect("session").vars_used(code);
+        let dir = self.snapshots.path().to_path_buf();
+        let deadline = std::time::Instant::now() + super::snapshots::SAVER_PATIENCE;
+        while used
+            .iter()
+            .any(|(n, _)| crate::exec::savers::writing(&dir, n))
+            && std::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         let session = self.session.as_ref().expect("session");
         if !session.snapshots() {
             return Err(CellError::Parallel {
@@ -30,7 +43,6 @@ impl Executor {
                 ranks: vec![],
             });
         }
-        let used = session.vars_used(code);
         // Variables made before serde was ready have no snapshot yet.
         let missing: Vec<String> = used
             .iter()

@@ -32,8 +32,11 @@ pub(super) enum CellEnd {
 
 impl Executor {
     async fn runner(&mut self) -> Result<&mut Runner, CellError> {
-        // The runner runs one cell at a time: the last saver's first.
-        self.finish_saving().await;
+        // The runner runs one cell at a time: the last saver's first. If the runner
+        // died meanwhile, this cell was compiled against variables that may be gone.
+        if let Some(e) = self.finish_saving().await {
+            return Err(e);
+        }
         if self.runner.is_none() {
             let prelude = self
                 .session

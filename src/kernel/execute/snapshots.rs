@@ -18,7 +18,7 @@ pub(super) struct PendingSaver {
 }
 
 /// How long a new runner waits for the snapshots the last one was writing.
-const SAVER_PATIENCE: Duration = Duration::from_secs(120);
+pub(super) const SAVER_PATIENCE: Duration = Duration::from_secs(120);
 
 /// Reads the restore cell's value, a `Vec<&str>` in Debug form: `["a", "b"]`.
 fn parse_name_list(text: &str) -> Vec<String> {
@@ -100,7 +100,8 @@ impl Executor {
     /// whose saver cannot run loses its snapshot, so that a crash reports it lost
     /// rather than restoring an old value.
     pub async fn save_snapshots(&mut self, wait: bool) {
-        self.finish_saving().await;
+        // (A runner that died there was replaced, with the variables restored.)
+        let _ = self.finish_saving().await;
         if !wait && !self.after_each_cell {
             return;
         }
@@ -150,7 +151,8 @@ impl Executor {
                 return;
             }
             if let ((Err(e), _), _) = self.run_internal(&built, &mut irq).await {
-                if !self.saver_failed(&names, e, &mut irq).await {
+                self.saver_failed(&names, e, &mut irq).await;
+                if self.runner.is_none() {
                     return;
                 }
             }
@@ -158,38 +160,60 @@ impl Executor {
     }
 
     /// Reads the end of the saver the runner was handed last, if any: its fork has
-    /// happened (or failed) once this returns.
-    pub(super) async fn finish_saving(&mut self) {
-        let Some(PendingSaver { built, names }) = self.saving.take() else {
-            return;
-        };
-        let mut irq = self.interrupts.clone();
-        irq.borrow_and_update();
+    /// happened (or failed) once this returns. Interrupts are not the saver's: they
+    /// are meant for the cell that waits here, which sees them itself. Returns the
+    /// error to give that cell when the runner died meanwhile (its variables have
+    /// been restored into a new runner, so the cell, compiled before, must not run).
+    pub(super) async fn finish_saving(&mut self) -> Option<CellError> {
+        let PendingSaver { built, names } = self.saving.take()?;
+        let (_never, mut irq) = watch::channel(0u64);
         let mut sink = Sink::new(None, self.count);
         let mut end = CellEnd::NotRun;
-        if let Err(e) = self.pump(&built, None, &mut sink, &mut irq, &mut end).await {
-            Box::pin(self.saver_failed(&names, e, &mut irq)).await;
-        }
+        let e = self
+            .pump(&built, None, &mut sink, &mut irq, &mut end)
+            .await
+            .err()?;
+        let runner_died = matches!(e, CellError::RunnerDied(_));
+        let (restored, lost) = Box::pin(self.saver_failed(&names, e, &mut irq)).await;
+        runner_died.then(|| {
+            let mut notes = Vec::new();
+            if !restored.is_empty() {
+                notes.push(format!(
+                    "Variables restored as of the last successful cell: {}",
+                    restored.join(", ")
+                ));
+            }
+            if !lost.is_empty() {
+                notes.push(format!(
+                    "Variables lost with the runner: {}",
+                    lost.join("; ")
+                ));
+            }
+            CellError::RunnerDied(
+                "the runner died after the last cell, before this one ran; run it again".into(),
+            )
+            .noted(notes)
+        })
     }
 
     /// A saver that could not run: its variables lose their snapshots (a crash
     /// reports them lost rather than restoring old values), and a runner that died
-    /// meanwhile is replaced with the variables restored. Returns whether the
-    /// runner is still there.
+    /// meanwhile is replaced with the variables restored. Returns what was restored
+    /// and what lost, if the runner was replaced.
     async fn saver_failed(
         &mut self,
         names: &[String],
         e: CellError,
         irq: &mut watch::Receiver<u64>,
-    ) -> bool {
-        tracing::warn!("the snapshot of {names:?} failed: {}", e);
+    ) -> (Vec<String>, Vec<String>) {
+        tracing::warn!("the snapshot of {names:?} failed: {e}");
         self.drop_snapshots(names);
         if self.runner.is_some() {
-            return true;
+            return (vec![], vec![]);
         }
         let (restored, lost) = self.restore_vars(irq).await;
         tracing::warn!("the runner died while saving; restored {restored:?}, lost {lost:?}");
-        false
+        (restored, lost)
     }
 
     fn drop_snapshots(&self, names: &[String]) {
