@@ -20,6 +20,25 @@ pub(super) struct PendingSaver {
 /// How long a new runner waits for the snapshots the last one was writing.
 pub(super) const SAVER_PATIENCE: Duration = Duration::from_secs(120);
 
+/// What a cell's error says after a new runner took the variables back: which
+/// came back, and which were lost with the old runner and why.
+fn restore_notes(restored: &[String], lost: &[String]) -> Vec<String> {
+    let mut notes = Vec::new();
+    if !restored.is_empty() {
+        notes.push(format!(
+            "Variables restored as of the last successful cell: {}",
+            restored.join(", ")
+        ));
+    }
+    if !lost.is_empty() {
+        notes.push(format!(
+            "Variables lost with the runner: {}",
+            lost.join("; ")
+        ));
+    }
+    notes
+}
+
 /// Reads the restore cell's value, a `Vec<&str>` in Debug form: `["a", "b"]`.
 fn parse_name_list(text: &str) -> Vec<String> {
     text.trim()
@@ -48,20 +67,7 @@ impl Executor {
         match r {
             Err(e) if runner_gone => {
                 let (restored, lost) = self.restore_vars(irq).await;
-                let mut notes = Vec::new();
-                if !restored.is_empty() {
-                    notes.push(format!(
-                        "Variables restored as of the last successful cell: {}",
-                        restored.join(", ")
-                    ));
-                }
-                if !lost.is_empty() {
-                    notes.push(format!(
-                        "Variables lost with the runner: {}",
-                        lost.join("; ")
-                    ));
-                }
-                Err(e.noted(notes))
+                Err(e.noted(restore_notes(&restored, &lost)))
             }
             // Nothing was taken out of the store.
             Err(e) if end == CellEnd::NotRun => Err(e),
@@ -176,23 +182,10 @@ impl Executor {
         let runner_died = matches!(e, CellError::RunnerDied(_));
         let (restored, lost) = Box::pin(self.saver_failed(&names, e, &mut irq)).await;
         runner_died.then(|| {
-            let mut notes = Vec::new();
-            if !restored.is_empty() {
-                notes.push(format!(
-                    "Variables restored as of the last successful cell: {}",
-                    restored.join(", ")
-                ));
-            }
-            if !lost.is_empty() {
-                notes.push(format!(
-                    "Variables lost with the runner: {}",
-                    lost.join("; ")
-                ));
-            }
             CellError::RunnerDied(
                 "the runner died after the last cell, before this one ran; run it again".into(),
             )
-            .noted(notes)
+            .noted(restore_notes(&restored, &lost))
         })
     }
 
