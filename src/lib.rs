@@ -14,14 +14,15 @@
 //!   control        interrupt, shutdown, kernel_info: answered at once
 //!   iopub          the one owner of IOPub (parents, stream batching, back-pressure)
 //!   stdin, heartbeat, info, history
-//!   execute/       one execute_request: warm-up, :dep, the magic dispatch, the cell,
-//!                  the runner's lifecycle and event pump, panics, snapshots,
-//!                  %%parallel set-up, cluster relays, where outputs go (sink)
+//!   execute/       one execute_request: warm-up, :dep, the cell, the runner's
+//!                  lifecycle and event pump, panics, snapshots, %%parallel set-up,
+//!                  cluster relays, where outputs go (sink)
+//!     magics/      one type per magic, each with its definition (names, usage,
+//!                  help), parse and apply; the list the parser, %lsmagic, %help
+//!                  and completion read; spec: the shape of a definition
 //!   introspect, complete_at, expr_context, std_docs
 //!                  completion, inspection and is_complete
 //!   outputs        a cell's stdout and stderr bytes as notebook output
-//! magics/          a cell's magic line, parsed into a typed magic; table: the one
-//!                  definition of each magic (names, usage, help, reader)
 //! compile/         a cell into a native library
 //!   cell/          parsing a cell: items, statements, spans, the parser's limits
 //!   session/       the session: item layers, variables, generated code, builds,
@@ -41,8 +42,7 @@
 //! install          the kernelspec
 //! ```
 //!
-//! Imports go one way: `kernel` uses `magics`, `cluster`, `exec` and `compile`;
-//! `magics` uses `compile` (the editions, error formats and prelude docs);
+//! Imports go one way: `kernel` uses `cluster`, `exec` and `compile`;
 //! `cluster` uses `exec` and `compile`; `exec` uses `compile`; all of them use
 //! `protocol`, `sockets` and `paths`, which use none of them. The prelude, the
 //! library every cell links (its own crate, `prelude/`), has its own layout in
@@ -53,7 +53,9 @@ pub mod compile;
 pub mod exec;
 pub mod install;
 pub mod kernel;
-pub mod magics;
 pub mod paths;
 pub mod protocol;
 pub mod sockets;
+
+/// The magics' parsers, where fuzzing and other tools reach them.
+pub use kernel::execute::magics;

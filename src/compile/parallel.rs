@@ -1,5 +1,5 @@
 //! A `%%parallel` cell as Rust: what a parallel run is ([`Parallel`], read from
-//! the magic line by `magics::parallel`), the ordinary cell code its body becomes,
+//! the magic line by `kernel::execute::magics::parallel`), the ordinary cell code its body becomes,
 //! and hints for the compile errors of that code.
 
 /// Where a parallel cell runs.

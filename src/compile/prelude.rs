@@ -214,7 +214,7 @@ pub async fn ensure(toolchain: &Toolchain, cache: &Path) -> Result<Prelude, Prel
 }
 
 /// The prelude's functions and types, with their one-line docs: for inspection and
-/// completion (`kernel::introspect`) and for `%help` (`magics`). Here, beside the
+/// completion (`kernel::introspect`) and for `%help` (`kernel::execute::magics`). Here, beside the
 /// prelude's sources, so that both take it from the prelude rather than from each other.
 pub const DOCS: &[(&str, &str, &str)] = &[
     (

@@ -4,7 +4,7 @@
 //! [`Executor`] is split by job over child modules, each an `impl Executor` block:
 //! - `warmup`: the toolchain, prelude and serde builds, and the session;
 //! - `dep`: `:dep` lines;
-//! - `magic`: the magic dispatch (`run_code`) and `%vars`;
+//! - `magics`: one type per magic (parse and apply) and the dispatch (`run_code`);
 //! - `parallel`: what `%%parallel processes` and `cluster` cells send to workers;
 //! - `cell`: compiling and running a cell's Rust code;
 //! - `runner`: the runner's lifecycle and the event pump;
@@ -20,7 +20,7 @@ mod cell;
 mod cluster;
 mod dep;
 pub mod errors;
-mod magic;
+pub mod magics;
 mod panic;
 mod parallel;
 mod progress;

@@ -3,8 +3,8 @@
 //! Cursor positions in the protocol count Unicode code points; Rust strings are
 //! indexed by bytes, so every position is converted on the way in and out.
 
+use super::execute::magics;
 use crate::compile::prelude;
-use crate::magics;
 use crate::protocol::messages::Completeness;
 
 /// Rust keywords offered for completion.

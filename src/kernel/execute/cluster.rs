@@ -2,72 +2,27 @@
 //! stopping a cluster, choosing a cell's engines, and relaying the runner's frames
 //! for them to the controller and back.
 
+use super::magics::cluster::Launcher;
 use super::{CellError, Executor, Sink};
 use crate::cluster::client::{Client, Status};
 use crate::cluster::launcher;
 use crate::cluster::messages::Msg;
+use crate::compile::parallel::Parallel;
 use crate::exec::frames::tag;
 use crate::exec::Runner;
-use crate::magics::cluster::{ClusterCmd, Launcher};
-use crate::magics::Parallel;
 use std::path::PathBuf;
 use std::time::Duration;
 
 /// How long `%cluster start` waits for its engines.
 const START_TIMEOUT: Duration = Duration::from_secs(120);
 
-fn cluster_error(e: impl Into<String>) -> CellError {
+pub(super) fn cluster_error(e: impl Into<String>) -> CellError {
     CellError::Cluster(e.into())
-}
-
-/// `%cluster status` as a table.
-fn status_text(c: &Client, s: &Status) -> String {
-    let mut out = format!(
-        "controller pid {} on {}, listening on {} (connection file {})\n",
-        c.file.controller_pid,
-        c.file.controller_host,
-        c.file.ip,
-        c.path.display()
-    );
-    if let Some(v) = &s.versions {
-        out.push_str(&format!(
-            "cells need ferrocell {}, {}, target {}\n",
-            v.ferrocell, v.rustc, v.target
-        ));
-    }
-    out.push_str(&format!(
-        "{:>6}  {:<14} {:>8}  {:>8}  {:<6} {:>7}  {:>9}  {:>3}\n",
-        "engine", "host", "pid", "worker", "state", "frames", "heartbeat", "rank"
-    ));
-    for e in s.engines.iter().chain(&s.lost) {
-        let worker = e.worker_pid.map(|p| p.to_string()).unwrap_or("-".into());
-        let mpi = e.mpi_rank.map(|r| r.to_string()).unwrap_or("-".into());
-        out.push_str(&format!(
-            "{:>6}  {:<14} {:>8}  {:>8}  {:<6} {:>7}  {:>7.1} s  {mpi:>3}\n",
-            e.id, e.host, e.pid, worker, e.state, e.frames, e.seconds_since_heartbeat
-        ));
-    }
-    if s.engines.is_empty() && s.lost.is_empty() {
-        out.push_str("(no engines)\n");
-    }
-    match c.launched.as_ref().and_then(|l| l.restart_events()) {
-        Some(events) if events.is_empty() => {
-            out.push_str("--restart: engines that end are started again (none has ended)\n")
-        }
-        Some(events) => {
-            out.push_str("--restart: engines that end are started again:\n");
-            for e in events {
-                out.push_str(&format!("  {e}\n"));
-            }
-        }
-        None => {}
-    }
-    out
 }
 
 /// Has the launcher kill engines the controller lost while their processes live
 /// on (hung, cut off), so that `--restart` replaces them.
-fn kill_lost(c: &Client, s: &Status) {
+pub(super) fn kill_lost(c: &Client, s: &Status) {
     if let Some(l) = &c.launched {
         if l.restart_events().is_some() {
             let pids: Vec<u32> = s.lost.iter().map(|e| e.pid).collect();
@@ -77,68 +32,9 @@ fn kill_lost(c: &Client, s: &Status) {
 }
 
 impl Executor {
-    /// Runs a `%cluster` line.
-    pub(super) async fn cluster_magic(
-        &mut self,
-        cmd: ClusterCmd,
-        sink: &mut Sink,
-    ) -> Result<(), CellError> {
-        match cmd {
-            ClusterCmd::Start {
-                engines,
-                launcher,
-                hosts,
-                ip,
-                restart,
-            } => {
-                self.start_cluster(engines, launcher, &hosts, &ip, sink)
-                    .await?;
-                if restart {
-                    if let Some(l) = self.cluster.as_mut().and_then(|c| c.launched.as_mut()) {
-                        l.supervise();
-                    }
-                }
-                Ok(())
-            }
-            ClusterCmd::Status => {
-                let c = self.cluster.as_mut().ok_or_else(|| {
-                    cluster_error("no cluster: %cluster start -n N starts one, %cluster connect FILE joins one")
-                })?;
-                let s = c.status().await?;
-                kill_lost(c, &s);
-                let text = status_text(c, &s);
-                sink.stdout(text.as_bytes());
-                Ok(())
-            }
-            ClusterCmd::Stop => {
-                let Some(mut c) = self.cluster.take() else {
-                    sink.stdout(b"No cluster is running.\n");
-                    return Ok(());
-                };
-                self.engine_vars.clear();
-                c.stop().await?;
-                sink.stdout(b"Cluster stopped.\n");
-                Ok(())
-            }
-            ClusterCmd::Connect(path) => {
-                if self.cluster.is_some() {
-                    return Err(cluster_error(
-                        "a cluster is already connected; %cluster stop it first",
-                    ));
-                }
-                let mut c = Client::connect(&path).await?;
-                let s = c.status().await?;
-                let text = status_text(&c, &s);
-                sink.stdout(text.as_bytes());
-                self.cluster = Some(c);
-                Ok(())
-            }
-        }
-    }
-
     /// Starts a controller and `n` engines here and waits until every engine is
     /// ready, showing how many are; or says which failed and why.
-    async fn start_cluster(
+    pub(super) async fn start_cluster(
         &mut self,
         n: usize,
         how: Launcher,

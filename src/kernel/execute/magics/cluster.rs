@@ -1,6 +1,11 @@
 //! `%cluster`: starting, inspecting and stopping the engines that `%%parallel
 //! cluster` runs on.
 
+use super::super::cluster::{cluster_error, kill_lost};
+use super::super::{CellError, Executor};
+use super::spec::{Spec, Spelling};
+use super::{Cx, Magic, Then};
+use crate::cluster::client::{Client, Status};
 use std::path::PathBuf;
 
 /// How engines are started.
@@ -140,6 +145,127 @@ pub fn parse_targets(list: &str) -> Result<Vec<u32>, String> {
     }
     out.dedup();
     Ok(out)
+}
+
+pub const SPEC: Spec = Spec {
+    names: &["cluster"],
+    spelling: Spelling::Line,
+    usage: &[
+        "%cluster start -n N [--launcher local|mpi|ssh|slurm] [--hosts H1,H2] [--ip ADDRESS] [--restart]",
+        "%cluster status, %cluster stop, %cluster connect FILE",
+    ],
+    help: &[
+        "a controller and N engines for %%parallel cluster: here, as mpirun's",
+        "ranks, over ssh, or as a Slurm job; --restart starts ended engines again",
+    ],
+    read: |line| Ok(Magic::Cluster(parse(&line.args)?)),
+};
+
+impl ClusterCmd {
+    /// Runs the line; the lines after it run as Rust.
+    pub(super) async fn apply<'a>(
+        self,
+        ex: &mut Executor,
+        cx: &mut Cx<'_>,
+    ) -> Result<Then<'a>, CellError> {
+        let sink = &mut *cx.sink;
+        match self {
+            ClusterCmd::Start {
+                engines,
+                launcher,
+                hosts,
+                ip,
+                restart,
+            } => {
+                ex.start_cluster(engines, launcher, &hosts, &ip, sink)
+                    .await?;
+                if restart {
+                    if let Some(l) = ex.cluster.as_mut().and_then(|c| c.launched.as_mut()) {
+                        l.supervise();
+                    }
+                }
+                Ok(Then::Rest)
+            }
+            ClusterCmd::Status => {
+                let c = ex.cluster.as_mut().ok_or_else(|| {
+                    cluster_error("no cluster: %cluster start -n N starts one, %cluster connect FILE joins one")
+                })?;
+                let s = c.status().await?;
+                kill_lost(c, &s);
+                let text = status_text(c, &s);
+                sink.stdout(text.as_bytes());
+                Ok(Then::Rest)
+            }
+            ClusterCmd::Stop => {
+                let Some(mut c) = ex.cluster.take() else {
+                    sink.stdout(b"No cluster is running.\n");
+                    return Ok(Then::Rest);
+                };
+                ex.engine_vars.clear();
+                c.stop().await?;
+                sink.stdout(b"Cluster stopped.\n");
+                Ok(Then::Rest)
+            }
+            ClusterCmd::Connect(path) => {
+                if ex.cluster.is_some() {
+                    return Err(cluster_error(
+                        "a cluster is already connected; %cluster stop it first",
+                    ));
+                }
+                let mut c = Client::connect(&path).await?;
+                let s = c.status().await?;
+                let text = status_text(&c, &s);
+                sink.stdout(text.as_bytes());
+                ex.cluster = Some(c);
+                Ok(Then::Rest)
+            }
+        }
+    }
+}
+
+/// `%cluster status` as a table.
+fn status_text(c: &Client, s: &Status) -> String {
+    let mut out = format!(
+        "controller pid {} on {}, listening on {} (connection file {})\n",
+        c.file.controller_pid,
+        c.file.controller_host,
+        c.file.ip,
+        c.path.display()
+    );
+    if let Some(v) = &s.versions {
+        out.push_str(&format!(
+            "cells need ferrocell {}, {}, target {}\n",
+            v.ferrocell, v.rustc, v.target
+        ));
+    }
+    out.push_str(&format!(
+        "{:>6}  {:<14} {:>8}  {:>8}  {:<6} {:>7}  {:>9}  {:>3}\n",
+        "engine", "host", "pid", "worker", "state", "frames", "heartbeat", "rank"
+    ));
+    for e in s.engines.iter().chain(&s.lost) {
+        let worker = e.worker_pid.map(|p| p.to_string()).unwrap_or("-".into());
+        let mpi = e.mpi_rank.map(|r| r.to_string()).unwrap_or("-".into());
+        out.push_str(&format!(
+            "{:>6}  {:<14} {:>8}  {:>8}  {:<6} {:>7}  {:>7.1} s  {mpi:>3}\n",
+            e.id, e.host, e.pid, worker, e.state, e.frames, e.seconds_since_heartbeat
+        ));
+    }
+    if s.engines.is_empty() && s.lost.is_empty() {
+        out.push_str("(no engines)\n");
+    }
+    match c.launched.as_ref().and_then(|l| l.restart_events()) {
+        Some(events) if events.is_empty() => {
+            out.push_str("--restart: engines that end are started again (none has ended)\n")
+        }
+        Some(events) => {
+            out.push_str("--restart: engines that end are started again:\n");
+            for e in events {
+                out.push_str(&format!("  {e}\n"));
+            }
+        }
+        None => {}
+    }
+    out
 }
 
 #[cfg(test)]

@@ -1,7 +1,73 @@
-//! `%%parallel`: reading its arguments into a [`Parallel`] (the code it becomes is
-//! `compile::parallel`'s).
+//! `%%parallel`: reading its line into a [`Parallel`] (the code it becomes is
+//! `compile::parallel`'s), and running its body on threads, worker processes or
+//! engines.
 
+use super::super::{CellError, Executor};
+use super::spec::{Spec, Spelling};
+use super::{Cx, Magic, Then};
 pub use crate::compile::parallel::{Backend, Parallel};
+use crate::compile::Timing;
+
+/// `%%parallel threads|processes|cluster [N] [--each EXPR] [--out NAME] [--group]`:
+/// the run, and the body each worker runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParallelCell<'a> {
+    pub run: Parallel,
+    pub body: &'a str,
+}
+
+pub const SPEC: Spec = Spec {
+    names: &["parallel"],
+    spelling: Spelling::Cell,
+    usage: &[
+        "%%parallel threads|processes|cluster [N] [--each EXPR] [--out NAME] [--group] [--scaling 1,2,4]",
+    ],
+    help: &[
+        "run the cell on N threads, worker processes or engines at once",
+        "(rank, size in scope); cluster: [--targets 0,2-3] [--persist]; --each:",
+        "once per item (item in scope); --out: keep the values as a Vec;",
+        "--scaling: speed-up chart with Amdahl's law fitted",
+    ],
+    read: |line| {
+        Ok(Magic::Parallel(ParallelCell {
+            run: parse(line.after_name.trim())?,
+            body: line.rest,
+        }))
+    },
+};
+
+impl ParallelCell<'_> {
+    /// The body as one ordinary cell that runs it on the backend.
+    pub(super) async fn apply<'a>(
+        self,
+        ex: &mut Executor,
+        cx: &mut Cx<'_>,
+    ) -> Result<Then<'a>, CellError> {
+        let ParallelCell { run: p, body } = self;
+        if body.trim().is_empty() {
+            return Err(CellError::Magic(
+                "%%parallel needs a body: the code each worker runs".into(),
+            ));
+        }
+        if p.persist {
+            ex.run_persist(cx.input, cx.sink, cx.irq, &p, body).await?;
+            return Ok(Then::Done);
+        }
+        let code = crate::compile::parallel::cell_code(&p, body);
+        let args = match p.backend {
+            Backend::Threads => vec![],
+            Backend::Processes => ex.processes_setup(&code, cx.sink, cx.irq).await?,
+            Backend::Cluster => {
+                let mut args = ex.processes_setup(&code, cx.sink, cx.irq).await?;
+                args.push(ex.cluster_engines(&p, cx.sink).await?);
+                args
+            }
+        };
+        ex.run_rust(cx.input, cx.sink, cx.irq, &code, Timing::None, Some(args))
+            .await?;
+        Ok(Then::Done)
+    }
+}
 
 const USAGE: &str =
     "%%parallel threads|processes|cluster [N] [--each EXPR] [--out NAME] [--group] \
