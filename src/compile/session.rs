@@ -38,6 +38,7 @@ mod layers;
 mod members;
 mod retry;
 mod snapshots;
+mod tiers;
 mod type_probe;
 mod unit;
 mod variables;
@@ -46,6 +47,8 @@ use build::Settled;
 use check::Probed;
 use layers::{crate_name, without_replaced, Layer, LayerItem};
 pub use members::{ItemKind, ItemMember};
+use tiers::Tiers;
+pub use tiers::{HOT_LEVEL, HOT_RUN};
 use unit::{Unit, VarPlan};
 pub use variables::VarOutcome;
 
@@ -65,6 +68,9 @@ pub struct Settings {
     pub edition: Edition,
     /// How an error that reaches a cell's `?` is shown (`%efmt`).
     pub error_format: ErrorFormat,
+    /// Whether code that runs long is built at level 3 from then on (see `tiers`);
+    /// `%opt N` pins the level and turns it off.
+    pub tiered: bool,
 }
 
 impl Default for Settings {
@@ -73,6 +79,7 @@ impl Default for Settings {
             opt_level: DEFAULT_OPT_LEVEL,
             edition: Edition::DEFAULT,
             error_format: ErrorFormat::default(),
+            tiered: true,
         }
     }
 }
@@ -90,6 +97,10 @@ pub struct BuiltCell {
     pub vars: VarOutcome,
     /// Passed to the library when it runs (a saver's variable names).
     pub args: Vec<String>,
+    /// rustc's optimisation level for it.
+    pub opt_level: u8,
+    /// Built at level 3 because its code ran long before (tiered compilation).
+    pub tiered_up: bool,
 }
 
 /// Why a cell did not compile.
@@ -146,6 +157,8 @@ pub struct Session {
     /// Savers built in this session, by type: they run after most cells, and a
     /// saver only changes with the crates (cleared when crates join).
     savers: HashMap<String, BuiltCell>,
+    /// What has run long, for tiered compilation.
+    tiers: Tiers,
 }
 
 impl Session {
@@ -166,6 +179,7 @@ impl Session {
             embedded: HashMap::new(),
             snapshot_dir: None,
             savers: HashMap::new(),
+            tiers: Tiers::default(),
         }
     }
 
@@ -246,6 +260,7 @@ impl Session {
     pub async fn clear(&mut self) -> Result<(), CompileError> {
         self.chain.clear();
         self.vars.clear();
+        self.tiers = Tiers::default();
         self.embedded.clear();
         match self.deps.take() {
             Some(d) => self.attach_deps(d).await,
@@ -266,38 +281,10 @@ impl Session {
         cell: u64,
         timing: Timing,
     ) -> Result<Compiled, CompileError> {
-        let parsed = cell::parse(code).map_err(|e| CompileError::Code {
-            summary: e.message.clone(),
-            rendered: vec![diagnostics::render_syntax(
-                &e.message, code, e.line, e.column,
-            )],
-        })?;
-        if parsed.items.is_empty() && parsed.statements.is_empty() && parsed.value.is_none() {
+        let Some(parsed) = parse_timed(code, timing)? else {
             return Ok(Compiled::Empty);
-        }
-        if matches!(timing, Timing::Repeat { .. }) && parsed.uses_await {
-            return Err(CompileError::Code {
-                summary: "`.await` cannot be used in a %timeit cell".into(),
-                rendered: vec!["error: `.await` cannot be used in a %timeit cell; time the awaiting cell with %time".into()],
-            });
-        }
-        if timing != Timing::None && parsed.uses_try {
-            return Err(CompileError::Code {
-                summary: "`?` cannot be used in a timed cell".into(),
-                rendered: vec!["error: `?` cannot be used in a %time or %timeit cell; handle the error with match or unwrap".into()],
-            });
-        }
-        let parsed = ParsedCell { timing, ..parsed };
-        if parsed.items.is_empty() || parsed.items.iter().all(|i| self.is_current(i)) {
-            // No items, or every item is already defined exactly so (an unchanged
-            // cell run again): only the statements need a library.
-            let base = self.chain.last().cloned();
-            let statements = ParsedCell {
-                items: vec![],
-                ..parsed.clone()
-            };
-            let mut unit = Unit::statements(&statements, base.as_deref());
-            let (built, _) = self.compile(&mut unit, code, &[]).await?;
+        };
+        if let Some(built) = self.build_statements(&parsed, code).await? {
             return Ok(Compiled::Cell(Box::new(built)));
         }
         let derive = self.snapshots();
@@ -343,6 +330,7 @@ impl Session {
             ..Unit::statements(&parsed, base.as_deref())
         };
         let (built, key) = self.compile(&mut unit, code, &stale).await?;
+        self.spread_heat(&parsed.items);
         let Unit { items, externs, .. } = unit;
         self.chain.truncate(from);
         self.layer_libs.insert(crate_name(&key), built.lib.clone());
@@ -353,6 +341,37 @@ impl Session {
             built: built.clone(),
         }));
         Ok(Compiled::Cell(Box::new(built)))
+    }
+
+    /// The library of a cell with no items, or whose items are all defined exactly
+    /// so already (an unchanged cell run again): only its statements need one.
+    /// `None` for a cell with new items.
+    async fn build_statements(
+        &self,
+        parsed: &ParsedCell,
+        code: &str,
+    ) -> Result<Option<BuiltCell>, CompileError> {
+        if !parsed.items.iter().all(|i| self.is_current(i)) {
+            return Ok(None);
+        }
+        let base = self.chain.last().cloned();
+        let statements = ParsedCell {
+            items: vec![],
+            ..parsed.clone()
+        };
+        let mut unit = Unit::statements(&statements, base.as_deref());
+        let (built, _) = self.compile(&mut unit, code, &[]).await?;
+        Ok(Some(built))
+    }
+
+    /// Builds the library that running `code` again would use, ahead of that run:
+    /// the kernel does this while idle after a cell became hot, so that its next
+    /// run finds the level-3 library ready. A cell with new items is left alone.
+    pub async fn prebuild(&self, code: &str, timing: Timing) -> Result<(), CompileError> {
+        if let Some(parsed) = parse_timed(code, timing)? {
+            self.build_statements(&parsed, code).await?;
+        }
+        Ok(())
     }
 
     /// Builds a cell that runs elsewhere (on cluster engines), where the variables
@@ -370,6 +389,33 @@ impl Session {
         std::mem::swap(&mut self.vars, &mut vars);
         built
     }
+}
+
+/// A cell's code parsed, with its body wrapped for `%time` or `%timeit`; `None`
+/// when there is nothing to run (only comments or whitespace).
+fn parse_timed(code: &str, timing: Timing) -> Result<Option<ParsedCell>, CompileError> {
+    let parsed = cell::parse(code).map_err(|e| CompileError::Code {
+        summary: e.message.clone(),
+        rendered: vec![diagnostics::render_syntax(
+            &e.message, code, e.line, e.column,
+        )],
+    })?;
+    if parsed.items.is_empty() && parsed.statements.is_empty() && parsed.value.is_none() {
+        return Ok(None);
+    }
+    if matches!(timing, Timing::Repeat { .. }) && parsed.uses_await {
+        return Err(CompileError::Code {
+            summary: "`.await` cannot be used in a %timeit cell".into(),
+            rendered: vec!["error: `.await` cannot be used in a %timeit cell; time the awaiting cell with %time".into()],
+        });
+    }
+    if timing != Timing::None && parsed.uses_try {
+        return Err(CompileError::Code {
+            summary: "`?` cannot be used in a timed cell".into(),
+            rendered: vec!["error: `?` cannot be used in a %time or %timeit cell; handle the error with match or unwrap".into()],
+        });
+    }
+    Ok(Some(ParsedCell { timing, ..parsed }))
 }
 
 /// rustc's errors (at least one), told against the cell's lines.

@@ -10,6 +10,8 @@
 //! - `runner`: the runner's lifecycle and the event pump;
 //! - `panic`: panic reports as errors;
 //! - `snapshots`: the variables after a cell, their snapshots and restores;
+//! - `tiers`: telling the session what ran long, and building hot cells at
+//!   level 3 while the kernel is idle;
 //! - `cluster`: `%cluster` and the relays to engines;
 //! - `sink` and `progress`: where outputs go, and in-place progress lines.
 //!
@@ -27,6 +29,7 @@ mod progress;
 mod runner;
 mod sink;
 mod snapshots;
+mod tiers;
 mod warmup;
 
 use super::history::History;
@@ -86,6 +89,8 @@ pub struct Executor {
     cluster: Option<crate::cluster::client::Client>,
     /// Variables that `--persist` cells keep on the engines, with their types.
     engine_vars: crate::compile::vars::Vars,
+    /// A cell that just became hot, to build at level 3 while idle (`tiers`).
+    tier_up: Option<(String, crate::compile::Timing)>,
     /// std's documentation, found once the toolchain is known (for completion).
     std_docs: std::sync::OnceLock<Option<super::std_docs::StdDocs>>,
 }
@@ -113,6 +118,7 @@ impl Executor {
             saving: None,
             cluster: None,
             engine_vars: Default::default(),
+            tier_up: None,
             cache,
             warm,
             session: None,

@@ -123,6 +123,15 @@ pub fn spawn(
         loop {
             let msg = match shell.deferred.pop_front() {
                 Some(m) => m,
+                // While idle, the executor may build ahead (tiered compilation); a
+                // request that comes first stops that.
+                None if shell.executor.has_idle_work() => tokio::select! {
+                    m = shell.queue.recv() => match m {
+                        Some(m) => m,
+                        None => break,
+                    },
+                    () = shell.executor.idle_work() => continue,
+                },
                 None => match shell.queue.recv().await {
                     Some(m) => m,
                     None => break,

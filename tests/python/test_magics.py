@@ -68,7 +68,7 @@ def test_opt_shows_and_sets_the_level(kc):
     assert stream_text(outputs).strip().startswith("opt-level ")
     ok(*run(kc, "%opt 3"))
     _, outputs = run(kc, "%opt")
-    assert stream_text(outputs).strip() == "opt-level 3"
+    assert stream_text(outputs).strip().startswith("opt-level 3 (pinned by %opt")
     assert result_text(run(kc, "%opt 0\n2 + 2")[1]) == "4"
 
 

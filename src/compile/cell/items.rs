@@ -27,8 +27,51 @@ fn use_names(tree: &syn::UseTree, out: &mut Vec<String>) {
     }
 }
 
+/// `thread_local!` (or `std::thread_local!`): at the top of a cell it defines
+/// items, as in a Rust file.
+pub(super) fn is_thread_local(m: &syn::Macro) -> bool {
+    m.path
+        .segments
+        .last()
+        .is_some_and(|s| s.ident == "thread_local")
+}
+
+/// The names a `thread_local!` defines, each made `pub` for later cells.
+fn thread_locals(
+    m: &syn::Macro,
+    index: &LineIndex,
+    names: &mut Vec<String>,
+    edits: &mut Vec<(usize, String)>,
+) {
+    let tokens: Vec<proc_macro2::TokenTree> = m.tokens.clone().into_iter().collect();
+    for (i, tt) in tokens.iter().enumerate() {
+        let proc_macro2::TokenTree::Ident(kw) = tt else {
+            continue;
+        };
+        if kw != "static" {
+            continue;
+        }
+        if let Some(proc_macro2::TokenTree::Ident(name)) = tokens.get(i + 1) {
+            names.push(name.to_string());
+        }
+        // `pub static`, `pub(crate) static`: visibility already written.
+        let written = match i.checked_sub(1).map(|j| &tokens[j]) {
+            Some(proc_macro2::TokenTree::Ident(p)) => p == "pub",
+            Some(proc_macro2::TokenTree::Group(g)) => {
+                g.delimiter() == proc_macro2::Delimiter::Parenthesis
+                    && matches!(i.checked_sub(2).map(|j| &tokens[j]), Some(proc_macro2::TokenTree::Ident(p)) if p == "pub")
+            }
+            _ => false,
+        };
+        if !written {
+            edits.push((head_offset(&[], kw.span(), index), "pub ".into()));
+        }
+    }
+}
+
 pub(super) fn make_item(item: &syn::Item, index: &LineIndex) -> Item {
-    let mut edits: Vec<(usize, String)> = Vec::new();
+    // First, so that `#[inline] ` goes before a `pub ` inserted at the same place.
+    let mut edits: Vec<(usize, String)> = super::inline::edits(item, index);
     let mut names = Vec::new();
     let mut impl_key = None;
     let mut mentions = Vec::new();
@@ -95,6 +138,9 @@ pub(super) fn make_item(item: &syn::Item, index: &LineIndex) -> Item {
             }
             make_pub(&e.attrs, &e.vis, &mut edits);
         }
+        syn::Item::Macro(m) if is_thread_local(&m.mac) => {
+            thread_locals(&m.mac, index, &mut names, &mut edits)
+        }
         syn::Item::Macro(m) => {
             if let Some(ident) = &m.ident {
                 names.push(ident.to_string());
@@ -150,8 +196,13 @@ pub(super) fn make_item(item: &syn::Item, index: &LineIndex) -> Item {
         }),
         _ => false,
     };
+    let mut uses = Vec::new();
+    idents_in(item, &mut uses);
+    uses.sort();
+    uses.dedup();
     Item {
         snippet: snippet(span, index, &edits),
+        uses,
         names,
         impl_key,
         mentions,

@@ -12,6 +12,7 @@
 //! and the `pub` it needs) and `statements` (what a statement binds, mentions and
 //! uses).
 
+mod inline;
 mod items;
 mod parse;
 mod span;
@@ -70,6 +71,9 @@ pub struct Item {
     /// For `impl` blocks: every identifier named in its header (trait and type), to
     /// find the earlier cells that defined them.
     pub mentions: Vec<String>,
+    /// Every identifier in the item, sorted (what its code may call: tiered
+    /// compilation follows calls through it).
+    pub uses: Vec<String>,
     /// A struct or enum that does not derive serde's traits itself: the kernel may
     /// derive them, so that its values survive a runner restart.
     pub derivable: bool,

@@ -2,7 +2,7 @@
 //! parser's own thread, and the walk over the cell's statements that sorts them into
 //! items, statements and the trailing value.
 
-use super::items::make_item;
+use super::items::{is_thread_local, make_item};
 use super::span::{snippet, LineIndex};
 use super::statements::{
     diverges, idents_in, is_diverging_macro, is_place, pattern_names, scan, try_sites,
@@ -140,6 +140,7 @@ fn parse_here(code: &str) -> Result<ParsedCell, SyntaxError> {
         let mut used = Vec::new();
         match stmt {
             syn::Stmt::Item(_) => {}
+            syn::Stmt::Macro(m) if is_thread_local(&m.mac) => {}
             syn::Stmt::Local(local) => {
                 if let Some(init) = &local.init {
                     idents_in(&init.expr, &mut used);
@@ -162,6 +163,15 @@ fn parse_here(code: &str) -> Result<ParsedCell, SyntaxError> {
         }
         match stmt {
             syn::Stmt::Item(item) => cell.items.push(make_item(item, &index)),
+            syn::Stmt::Macro(m) if is_thread_local(&m.mac) => {
+                let item = syn::Item::Macro(syn::ItemMacro {
+                    attrs: m.attrs.clone(),
+                    ident: None,
+                    mac: m.mac.clone(),
+                    semi_token: m.semi_token,
+                });
+                cell.items.push(make_item(&item, &index));
+            }
             syn::Stmt::Expr(expr, None) if last && !diverges(expr) => {
                 cell.value = Some(snippet(expr.span(), &index, &[]));
                 cell.value_is_place = is_place(expr);
@@ -201,7 +211,7 @@ mod tests {
     fn splits_items_statements_and_value() {
         let c = parse("fn f() -> i32 { 1 }\nlet x = f();\nx + 1").unwrap();
         assert_eq!(c.items.len(), 1);
-        assert_eq!(c.items[0].snippet.text, "pub fn f() -> i32 { 1 }");
+        assert_eq!(c.items[0].snippet.text, "#[inline] pub fn f() -> i32 { 1 }");
         assert_eq!(c.items[0].names, vec!["f"]);
         assert_eq!(c.statements[0].text, "let x = f();");
         assert_eq!(c.statements[0].line, 2);
@@ -218,7 +228,7 @@ mod tests {
         );
         assert_eq!(
             c.items[1].snippet.text,
-            "impl P { pub fn new() -> P { P { x: 1, y: 2 } } }"
+            "impl P { #[inline] pub fn new() -> P { P { x: 1, y: 2 } } }"
         );
         let key = c.items[1].impl_key.as_ref().unwrap();
         assert_eq!(key.methods, vec!["new"]);
@@ -226,9 +236,24 @@ mod tests {
     }
 
     #[test]
+    fn thread_local_at_the_top_of_a_cell_defines_public_items() {
+        let c = parse(
+            "thread_local! {\n    static A: u8 = 1;\n    pub static B: u8 = 2;\n}\nA.with(|a| *a)",
+        )
+        .unwrap();
+        assert_eq!(c.items.len(), 1);
+        assert_eq!(c.items[0].names, vec!["A", "B"]);
+        assert_eq!(
+            c.items[0].snippet.text,
+            "thread_local! {\n    pub static A: u8 = 1;\n    pub static B: u8 = 2;\n}"
+        );
+        assert!(c.value.is_some() && c.statements.is_empty());
+    }
+
+    #[test]
     fn trait_impls_keep_private_methods_and_macros_are_exported() {
         let c = parse("impl std::fmt::Display for P { fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result { Ok(()) } }\nmacro_rules! m { () => { 1 } }").unwrap();
-        assert!(c.items[0].snippet.text.contains("{ fn fmt"));
+        assert!(c.items[0].snippet.text.contains("{ #[inline] fn fmt"));
         assert!(c.items[0].mentions.contains(&"Display".to_string()));
         assert!(c.items[1]
             .snippet

@@ -26,6 +26,7 @@ impl Session {
         stale_vars: &[String],
     ) -> Result<(BuiltCell, String), CompileError> {
         unit.error_format = self.settings.error_format;
+        (unit.opt_level, unit.tiered_up) = self.level_for(unit.parsed, code);
         // tokio under whatever name cells use for it.
         unit.tokio_name = self.deps.as_ref().and_then(|d| {
             d.crate_names()
@@ -123,6 +124,8 @@ impl Session {
                 compiled,
                 vars: outcome.clone(),
                 args: vec![],
+                opt_level: unit.opt_level,
+                tiered_up: unit.tiered_up,
             };
             let final_outcome = final_outcome(&outcome, &plan, &puts, &stageable, parsed, &rebinds);
             let remember = |unit: &Unit, plan: &VarPlan| {
@@ -190,7 +193,7 @@ impl Session {
         for part in [
             self.toolchain.id.as_str(),
             self.prelude.id.as_str(),
-            &self.settings.opt_level.to_string(),
+            &unit.opt_level.to_string(),
             self.settings.edition.as_str(),
             self.settings.error_format.as_str(),
             base.map(|b| b.key.as_str()).unwrap_or("-"),

@@ -184,14 +184,14 @@ mod tests {
             2,
         ));
         let kept = without_replaced(all);
-        let texts: Vec<_> = kept.iter().map(|i| i.item.snippet.text.as_str()).collect();
+        let texts: Vec<_> = kept.iter().map(|i| i.item.snippet.as_written()).collect();
         assert_eq!(
             texts,
             vec![
-                "pub struct P;",
-                "pub fn f() -> u8 { 1 }",
-                "impl P { pub fn a() {} pub fn b() {} }",
-                "impl P { pub fn c() {} }"
+                "struct P;",
+                "fn f() -> u8 { 1 }",
+                "impl P { fn a() {} fn b() {} }",
+                "impl P { fn c() {} }"
             ]
         );
     }

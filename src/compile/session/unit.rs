@@ -34,6 +34,9 @@ pub(super) struct Unit<'a> {
     /// The name cells use for tokio, when it is a dependency: `.await` runs on the
     /// session's tokio runtime.
     pub(super) tokio_name: Option<String>,
+    /// rustc's optimisation level, and whether it is a tier-up (see `tiers`).
+    pub(super) opt_level: u8,
+    pub(super) tiered_up: bool,
 }
 
 impl<'a> Unit<'a> {
@@ -51,6 +54,8 @@ impl<'a> Unit<'a> {
             error_format: ErrorFormat::default(),
             debug_errors: false,
             tokio_name: None,
+            opt_level: crate::compile::session::DEFAULT_OPT_LEVEL,
+            tiered_up: false,
         }
     }
 }
@@ -130,7 +135,7 @@ impl Session {
         args.push("-C".into());
         args.push(format!("metadata={metadata}").into());
         args.push("-C".into());
-        args.push(format!("opt-level={}", self.settings.opt_level).into());
+        args.push(format!("opt-level={}", unit.opt_level).into());
         args.push(self.settings.edition.flag().into());
         for dir in [&self.prelude.dir, &self.cells_dir] {
             args.push("-L".into());

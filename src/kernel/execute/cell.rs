@@ -57,7 +57,16 @@ impl Executor {
             } else {
                 "none (cached)".into()
             };
-            sink.stdout(format!("Compile time: {took}\n").as_bytes());
+            // The marker that says hot code got the full optimisation.
+            let tier = if b.tiered_up {
+                format!(
+                    " (tiered up: opt-level {}, as its code ran long)",
+                    b.opt_level
+                )
+            } else {
+                String::new()
+            };
+            sink.stdout(format!("Compile time: {took}{tier}\n").as_bytes());
         }
         let compile_time = started.elapsed();
         let built = match built {
@@ -94,6 +103,9 @@ impl Executor {
         let r = self.run_built(&built, input, sink, irq).await;
         sink.finish();
         let run_time = ran.elapsed();
+        if r.0.is_ok() {
+            self.note_run(code, timing, run_time);
+        }
         let r = self.settle_vars(&built, r, irq).await;
         for note in &built.vars.notes {
             sink.stderr(format!("ferrocell: {note}\n").as_bytes());

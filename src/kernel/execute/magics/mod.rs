@@ -18,11 +18,11 @@ mod time;
 mod vars;
 
 use super::{CellError, Executor, Sink};
-use spec::{Line, Spec, Spelling};
 use crate::compile::Timing;
 use crate::kernel::stdin::Origin;
 use crate::protocol::messages::ExecuteRequest;
 use serde_json::Value;
+use spec::{Line, Spec, Spelling};
 use std::borrow::Cow;
 use tokio::sync::watch;
 
@@ -341,7 +341,7 @@ mod tests {
         assert_eq!(
             parse("%opt 2\nlet x = 1;"),
             CellKind::Magic {
-                magic: Magic::Opt(Opt(Some(2))),
+                magic: Magic::Opt(Opt::Pin(2)),
                 rest: "let x = 1;"
             }
         );
@@ -399,7 +399,7 @@ mod tests {
         let text = listing();
         let lines: Vec<&str> = text.lines().collect();
         assert!(lines
-            .contains(&"  %opt [0-3]          show or set rustc's optimisation level for cells"));
+            .contains(&"  %opt [0-3|auto]     show or pin rustc's optimisation level for cells; auto (the default):"));
         assert!(lines.contains(
             &"  %efmt [{}|{:?}|{:#?}] show or set how an error that reaches a cell's ? is shown"
         ));

@@ -24,6 +24,7 @@ impl Reset {
         cx: &mut Cx<'_>,
     ) -> Result<Then<'a>, CellError> {
         ex.saving = None;
+        ex.tier_up = None;
         if let Some(r) = ex.runner.take() {
             r.kill().await;
         }

@@ -9,44 +9,84 @@ use crate::compile::edition;
 use crate::compile::error_format::ErrorFormat;
 use crate::compile::session::Settings;
 
-/// `%opt` alone shows the level; `%opt N` sets it.
+/// `%opt` alone shows the level; `%opt N` pins it; `%opt auto` goes back to tiered
+/// compilation (the default).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Opt(pub Option<u8>);
+pub enum Opt {
+    Show,
+    Pin(u8),
+    Auto,
+}
 
 pub const OPT: Spec = Spec {
     names: &["opt"],
     spelling: Spelling::Line,
-    usage: &["%opt [0-3]"],
-    help: &["show or set rustc's optimisation level for cells"],
+    usage: &["%opt [0-3|auto]"],
+    help: &[
+        "show or pin rustc's optimisation level for cells; auto (the default):",
+        "level 1, and level 3 for code that ran longer than 100 ms",
+    ],
     read: |line| Opt::parse(line).map(Magic::Opt),
 };
 
 impl Opt {
     fn parse(line: &Line) -> Result<Self, String> {
         match line.args.as_slice() {
-            [] => Ok(Opt(None)),
+            [] => Ok(Opt::Show),
+            ["auto"] => Ok(Opt::Auto),
             [n] => match n.parse::<u8>() {
-                Ok(n) if n <= 3 => Ok(Opt(Some(n))),
-                _ => Err(format!("%opt takes a level from 0 to 3, not {n:?}")),
+                Ok(n) if n <= 3 => Ok(Opt::Pin(n)),
+                _ => Err(format!("%opt takes a level from 0 to 3 or auto, not {n:?}")),
             },
-            _ => Err("%opt takes one level from 0 to 3".into()),
+            _ => Err("%opt takes one level from 0 to 3, or auto".into()),
         }
     }
 
     pub(super) fn apply<'a>(self, ex: &mut Executor, cx: &mut Cx) -> Then<'a> {
-        match self.0 {
-            Some(n) => ex.set(|s| s.opt_level = n),
-            None => {
-                let how = if ex.settings.opt_level == Settings::default().opt_level {
-                    " (the default: the least compile plus run time in bench/opt.py)"
-                } else {
-                    ""
-                };
-                cx.sink
-                    .stdout(format!("opt-level {}{how}\n", ex.settings.opt_level).as_bytes());
-            }
+        match self {
+            Opt::Pin(n) => ex.set(|s| {
+                s.opt_level = n;
+                s.tiered = false;
+            }),
+            Opt::Auto => ex.set(|s| {
+                let default = Settings::default();
+                s.opt_level = default.opt_level;
+                s.tiered = default.tiered;
+            }),
+            Opt::Show => cx.sink.stdout(ex.opt_text().as_bytes()),
         }
         Then::Rest
+    }
+}
+
+impl Executor {
+    /// What `%opt` alone says: the level, whether it is pinned, what is hot.
+    fn opt_text(&self) -> String {
+        let s = &self.settings;
+        if !s.tiered {
+            return format!(
+                "opt-level {} (pinned by %opt; %opt auto tiers again)\n",
+                s.opt_level
+            );
+        }
+        let hot = self
+            .session
+            .as_ref()
+            .map(|s| s.hot_names())
+            .unwrap_or_default();
+        let hot = if hot.is_empty() {
+            "nothing has run long yet".to_string()
+        } else {
+            format!("hot now: {}", hot.join(", "))
+        };
+        format!(
+            "opt-level {} (the default: the least compile plus run time in bench/opt.py), \
+             tiered: code that ran longer than {} ms, and cells that call it, build at \
+             opt-level {}; {hot}\n",
+            s.opt_level,
+            crate::compile::session::HOT_RUN.as_millis(),
+            crate::compile::session::HOT_LEVEL,
+        )
     }
 }
 
