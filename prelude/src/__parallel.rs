@@ -88,8 +88,11 @@ pub fn threads<T: Send>(
 ) -> Run<T> {
     let size = size.unwrap_or_else(default_size).max(1);
     let values = Slots::new(size);
+    // What `chunks` in the body takes from: one set of counters for the run.
+    let counters = std::sync::Arc::new(crate::steal::Counters::default());
     let unit = |u: usize, rank: usize| -> Result<String, String> {
-        let (v, shown) = valued(|| body(rank, size), &repr, true)?;
+        let ranked = || crate::steal::as_rank(&counters, size, || body(rank, size));
+        let (v, shown) = valued(ranked, &repr, true)?;
         // SAFETY: unit u runs once, on one thread.
         unsafe { *values.slot(u) = Some(v) };
         Ok(shown)

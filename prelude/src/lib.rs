@@ -25,6 +25,7 @@
 //! transport     how a rank thread reaches its worker (local pipe or engine)
 //! lanes         the lane driver threads, processes and cluster share
 //! scaling       --scaling runs and the Amdahl chart
+//! steal         work stealing: chunks() and parallel_for()
 //! table         a run's result table (text and HTML)
 //! rank_output   a rank's output, labelled or grouped
 //! snapshot      the background savers that write variables' snapshots
@@ -48,6 +49,7 @@ mod process;
 mod rank_output;
 mod scaling;
 mod snapshot;
+mod steal;
 mod store;
 mod table;
 mod transport;
@@ -73,6 +75,7 @@ pub use display::{
     display_png, display_svg, display_text, update_display,
 };
 pub use input::{input, password};
+pub use steal::{Chunks, chunks, parallel_for};
 
 /// True once the user asked to interrupt the running cell. Long loops can check it
 /// to stop cleanly; a cell that does not is stopped by restarting the runner.
@@ -83,7 +86,8 @@ pub fn interrupted() -> bool {
 /// Everything a cell sees unqualified.
 pub mod prelude {
     pub use crate::{
-        DisplayId, clear_output, display_html, display_json, display_markdown, display_mime,
-        display_png, display_svg, display_text, input, interrupted, password, update_display,
+        DisplayId, chunks, clear_output, display_html, display_json, display_markdown,
+        display_mime, display_png, display_svg, display_text, input, interrupted, parallel_for,
+        password, update_display,
     };
 }

@@ -35,6 +35,7 @@ const SOURCES: &[(&str, &str)] = &[
         include_str!("../../prelude/src/transport.rs"),
     ),
     ("worker.rs", include_str!("../../prelude/src/worker.rs")),
+    ("steal.rs", include_str!("../../prelude/src/steal.rs")),
     ("process.rs", include_str!("../../prelude/src/process.rs")),
     ("store.rs", include_str!("../../prelude/src/store.rs")),
     (
@@ -276,6 +277,16 @@ pub const DOCS: &[(&str, &str, &str)] = &[
         "interrupted",
         "fn interrupted() -> bool",
         "True once the user asked to interrupt the running cell.",
+    ),
+    (
+        "chunks",
+        "fn chunks(range: Range<u64>) -> Chunks",
+        "In a %%parallel body: this rank's pieces of the range, taken as it needs them (work stealing; dealt round-robin on processes and engines).",
+    ),
+    (
+        "parallel_for",
+        "fn parallel_for(range: Range<u64>, f: impl Fn(u64) + Sync)",
+        "Runs f(i) for each i on every core, pieces taken as needed (Numba's prange); in a %%parallel body, this rank's share.",
     ),
     (
         "DisplayId",

@@ -69,3 +69,38 @@ def test_output_lines_stay_whole_and_group_collects_them(kc, backend, ranks):
     for r in range(2):
         block = text.split(f"[rank {r}]\n")[1].splitlines()[:3]
         assert block == [f"rank {r} line {i}" for i in range(3)], text
+
+
+@pytest.mark.parametrize("backend", [b for b, _ in BACKENDS])
+def test_chunks_hand_every_number_to_one_rank(kc, backend):
+    """Work stealing: `chunks(range)` gives each rank pieces of the range; together
+    the ranks see every number once (taken from one counter on threads, dealt
+    round-robin on worker processes)."""
+    reply, outputs = run(kc, f"%%parallel {backend} 2 --out parts\n"
+                             "chunks(0..100_000).flatten().filter(|n| n % 3 == 0).count()", timeout=60)
+    ok(reply, outputs)
+    assert value(kc, "parts.iter().sum::<usize>()") == "33334"
+    if backend == "processes":
+        # Dealt: each worker has its pieces, however fast the other is.
+        assert value(kc, "parts.iter().all(|p| *p > 0)") == "true"
+
+
+def test_a_rank_that_starts_late_takes_fewer_pieces(kc):
+    """Stealing on threads: rank 0 sleeps first, and rank 1 takes the pieces that
+    a split by rank would have left to rank 0."""
+    reply, outputs = run(kc, textwrap.dedent("""\
+        %%parallel threads 2 --out taken
+        if rank == 0 { std::thread::sleep(std::time::Duration::from_millis(600)); }
+        chunks(0..1000).flatten().map(|_| std::thread::sleep(std::time::Duration::from_millis(1))).count()
+        """), timeout=60)
+    ok(reply, outputs)
+    assert value(kc, "taken.iter().sum::<usize>()") == "1000"
+    assert value(kc, "taken[0] < taken[1]") == "true", value(kc, "taken")
+
+
+def test_parallel_for_runs_on_every_core_once_per_number(kc):
+    ok(*run(kc, "use std::sync::atomic::{AtomicU64, Ordering};"))
+    assert value(kc, textwrap.dedent("""\
+        let total = AtomicU64::new(0);
+        parallel_for(1..1_000_001, |i| { total.fetch_add(i, Ordering::Relaxed); });
+        total.load(Ordering::Relaxed)""")) == "500000500000"
