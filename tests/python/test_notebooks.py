@@ -129,7 +129,12 @@ def test_threads_outputs(tmp_path):
     tables = [o for o in code_cells[3].outputs if o.output_type == "display_data"]
     assert "2 ranks on 2 threads" in tables[-1].data["text/plain"]
     assert result(code_cells[4]) == "148933"
-    charts = [o for o in code_cells[5].outputs
+    # Work stealing: chunks() on two threads, parallel_for() on every core.
+    tables = [o for o in code_cells[5].outputs if o.output_type == "display_data"]
+    assert "2 ranks on 2 threads" in tables[-1].data["text/plain"]
+    assert result(code_cells[6]) == "148933"
+    assert result(code_cells[7]) == "148933"
+    charts = [o for o in code_cells[8].outputs
               if o.output_type == "display_data" and "image/svg+xml" in o.data]
     assert len(charts) == 1
     assert "serial fraction" in charts[0].data["text/plain"]
