@@ -30,6 +30,8 @@
 //!   deps/          :dep lines and the cargo package that builds them
 //!   prelude        building the prelude library and the runner; the prelude's docs
 //!   parallel       what a %%parallel run is, and the cell code its body becomes
+//!   native/        %%c and %%cpp: the system compiler, and bindgen's declarations
+//!                  turned into Rust functions that find the C ones at run time
 //!   rustc, toolchain, diagnostics, try_rewrite, vars, boxed, delimiters, edition,
 //!   error_format   one rustc run; finding rustc; errors in the cell's terms; ...
 //! exec/            the runner child process: its frames, spawning it, its savers

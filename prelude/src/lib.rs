@@ -17,6 +17,7 @@
 //! __value       how a cell's trailing value is shown
 //! __timing      %time and %timeit, measured where the cell runs
 //! __async       top-level .await
+//! __native      the functions of %%c and %%cpp cells, found in their libraries
 //! __parallel    %%parallel threads (and --each, --scaling)
 //! __processes   %%parallel processes and cluster, as generated code calls them
 //! coordinator   one rank thread per worker, handing out ranks and items
@@ -57,6 +58,8 @@ mod worker;
 
 #[doc(hidden)]
 pub mod __async;
+#[doc(hidden)]
+pub mod __native;
 #[doc(hidden)]
 pub mod __parallel;
 #[doc(hidden)]

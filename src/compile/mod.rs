@@ -9,6 +9,7 @@ pub mod deps;
 pub mod diagnostics;
 pub mod edition;
 pub mod error_format;
+pub mod native;
 pub mod parallel;
 pub mod prelude;
 pub mod rustc;

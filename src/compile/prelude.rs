@@ -36,6 +36,7 @@ const SOURCES: &[(&str, &str)] = &[
     ),
     ("worker.rs", include_str!("../../prelude/src/worker.rs")),
     ("steal.rs", include_str!("../../prelude/src/steal.rs")),
+    ("__native.rs", include_str!("../../prelude/src/__native.rs")),
     ("process.rs", include_str!("../../prelude/src/process.rs")),
     ("store.rs", include_str!("../../prelude/src/store.rs")),
     (

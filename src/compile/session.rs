@@ -159,6 +159,9 @@ pub struct Session {
     savers: HashMap<String, BuiltCell>,
     /// What has run long, for tiered compilation.
     tiers: Tiers,
+    /// The libraries of `%%c` and `%%cpp` cells, which engines are sent with the
+    /// layers that call into them.
+    native_libs: Vec<PathBuf>,
 }
 
 impl Session {
@@ -180,6 +183,7 @@ impl Session {
             snapshot_dir: None,
             savers: HashMap::new(),
             tiers: Tiers::default(),
+            native_libs: Vec::new(),
         }
     }
 
@@ -256,11 +260,25 @@ impl Session {
         &self.prelude
     }
 
+    /// Where cell libraries are built (and native cells' libraries).
+    pub fn cells_dir(&self) -> &std::path::Path {
+        &self.cells_dir
+    }
+
+    /// A `%%c` or `%%cpp` cell's library, which the layer that declares its
+    /// functions finds at run time: engines are sent it with the layers.
+    pub fn add_native(&mut self, lib: PathBuf) {
+        if !self.native_libs.contains(&lib) {
+            self.native_libs.push(lib);
+        }
+    }
+
     /// Forgets all items and variables (for `%reset`).
     pub async fn clear(&mut self) -> Result<(), CompileError> {
         self.chain.clear();
         self.vars.clear();
         self.tiers = Tiers::default();
+        self.native_libs.clear();
         self.embedded.clear();
         match self.deps.take() {
             Some(d) => self.attach_deps(d).await,

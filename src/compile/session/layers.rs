@@ -127,7 +127,10 @@ impl Session {
     /// The libraries of the current chain of layers: what a cell may link to, and
     /// so what an engine on another host needs before it loads one.
     pub fn layer_lib_paths(&self) -> Vec<PathBuf> {
-        self.chain.iter().map(|l| l.built.lib.clone()).collect()
+        let native = self.native_libs.iter().cloned();
+        native
+            .chain(self.chain.iter().map(|l| l.built.lib.clone()))
+            .collect()
     }
 }
 

@@ -68,6 +68,10 @@ pub enum CellError {
     /// The cluster's processes did not start.
     #[error(transparent)]
     Launch(#[from] LaunchError),
+    /// A `%%c` or `%%cpp` cell could not be built or declared for other reasons
+    /// than its code (no compiler, no libclang).
+    #[error("{0}")]
+    Native(String),
     /// Another failure, with what the session did about it (variables restored
     /// or lost with a runner) told after it.
     #[error("{0}")]
@@ -79,6 +83,16 @@ impl From<CompileError> for CellError {
         match e {
             CompileError::Code { summary, rendered } => CellError::Compile { summary, rendered },
             e => CellError::Build(e),
+        }
+    }
+}
+
+impl From<crate::compile::native::NativeError> for CellError {
+    fn from(e: crate::compile::native::NativeError) -> Self {
+        use crate::compile::native::NativeError;
+        match e {
+            NativeError::Code { summary, rendered } => CellError::Compile { summary, rendered },
+            e => CellError::Native(e.to_string()),
         }
     }
 }
@@ -117,6 +131,7 @@ impl CellError {
             CellError::Cluster(_) | CellError::Controller(_) | CellError::Launch(_) => {
                 "ClusterError"
             }
+            CellError::Native(_) => "NativeError",
             CellError::Noted(inner, _) => inner.ename(),
         }
     }

@@ -10,6 +10,7 @@
 pub mod cluster;
 mod explain;
 mod help;
+mod native;
 pub mod parallel;
 mod reset;
 mod settings;
@@ -28,6 +29,7 @@ use tokio::sync::watch;
 
 pub use explain::Explain;
 pub use help::{Exit, Help, LsMagic};
+pub use native::NativeCell;
 pub use parallel::ParallelCell;
 pub use reset::Reset;
 pub use settings::{Edition, Efmt, Opt, ShowTiming};
@@ -52,6 +54,8 @@ pub const MAGICS: &[Spec] = &[
     help::EXIT,
     cluster::SPEC,
     parallel::SPEC,
+    native::C,
+    native::CPP,
     settings::EDITION,
     settings::EFMT,
     explain::SPEC,
@@ -136,6 +140,7 @@ pub enum Magic<'a> {
     Time(Time<'a>),
     Timeit(Timeit<'a>),
     Parallel(ParallelCell<'a>),
+    Native(NativeCell<'a>),
     Cluster(cluster::ClusterCmd),
 }
 
@@ -175,6 +180,7 @@ impl<'a> Magic<'a> {
             Magic::Time(m) => m.apply(),
             Magic::Timeit(m) => m.apply(),
             Magic::Parallel(m) => m.apply(ex, cx).await?,
+            Magic::Native(m) => m.apply(ex, cx).await?,
             Magic::Cluster(m) => m.apply(ex, cx).await?,
         })
     }
