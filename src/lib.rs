@@ -24,9 +24,10 @@
 //!                  completion, inspection and is_complete
 //!   outputs        a cell's stdout and stderr bytes as notebook output
 //! compile/         a cell into a native library
-//!   cell/          parsing a cell: items, statements, spans, the parser's limits
+//!   cell/          parsing a cell: items, statements, spans, the parser's limits,
+//!                  the #[inline] on every function (inline)
 //!   session/       the session: item layers, variables, generated code, builds,
-//!                  retries, savers and restore
+//!                  retries, savers and restore, tiered compilation (tiers)
 //!   deps/          :dep lines and the cargo package that builds them
 //!   prelude        building the prelude library and the runner; the prelude's docs
 //!   parallel       what a %%parallel run is, and the cell code its body becomes
