@@ -33,6 +33,8 @@
 //!   parallel       what a %%parallel run is, and the cell code its body becomes
 //!   native/        %%c and %%cpp: the system compiler, and bindgen's declarations
 //!                  turned into Rust functions that find the C ones at run time
+//!   opencl         %%opencl: kernel signatures read into typed handles (the crate
+//!                  the handles call is opencl/, linked like a :dep)
 //!   rustc, toolchain, diagnostics, try_rewrite, vars, boxed, delimiters, edition,
 //!   error_format   one rustc run; finding rustc; errors in the cell's terms; ...
 //! exec/            the runner child process: its frames, spawning it, its savers

@@ -10,6 +10,7 @@ pub mod diagnostics;
 pub mod edition;
 pub mod error_format;
 pub mod native;
+pub mod opencl;
 pub mod parallel;
 pub mod prelude;
 pub mod rustc;

@@ -11,6 +11,7 @@ pub mod cluster;
 mod explain;
 mod help;
 mod native;
+mod opencl;
 pub mod parallel;
 mod reset;
 mod settings;
@@ -30,6 +31,7 @@ use tokio::sync::watch;
 pub use explain::Explain;
 pub use help::{Exit, Help, LsMagic};
 pub use native::NativeCell;
+pub use opencl::OpenClCell;
 pub use parallel::ParallelCell;
 pub use reset::Reset;
 pub use settings::{Edition, Efmt, Opt, ShowTiming};
@@ -56,6 +58,7 @@ pub const MAGICS: &[Spec] = &[
     parallel::SPEC,
     native::C,
     native::CPP,
+    opencl::CELL,
     settings::EDITION,
     settings::EFMT,
     explain::SPEC,
@@ -141,6 +144,7 @@ pub enum Magic<'a> {
     Timeit(Timeit<'a>),
     Parallel(ParallelCell<'a>),
     Native(NativeCell<'a>),
+    OpenCl(OpenClCell<'a>),
     Cluster(cluster::ClusterCmd),
 }
 
@@ -181,6 +185,7 @@ impl<'a> Magic<'a> {
             Magic::Timeit(m) => m.apply(),
             Magic::Parallel(m) => m.apply(ex, cx).await?,
             Magic::Native(m) => m.apply(ex, cx).await?,
+            Magic::OpenCl(m) => m.apply(ex, cx).await?,
             Magic::Cluster(m) => m.apply(ex, cx).await?,
         })
     }
