@@ -198,3 +198,24 @@ def test_cluster_outputs(tmp_path):
     assert {pi for _, _, pi in shares} == {"3.1415926536"}
     assert abs(sum(float(s) for _, s, _ in shares) - 3.141592653589793) < 1e-5
     assert "Cluster stopped." in stdout(code_cells[16])
+
+
+def test_native_outputs(tmp_path):
+    nb = execute(kh.REPO / "notebooks" / "07-native.ipynb", tmp_path)
+    code_cells = [cell for cell in nb.cells if cell.cell_type == "code"]
+    # Tiered: the first run at level 1, the second at level 3, said so.
+    assert result(code_cells[1]) == result(code_cells[2]) == "148933"
+    assert "tiered up" not in stdout(code_cells[1])
+    assert "tiered up: opt-level 3" in stdout(code_cells[2])
+    assert "count_primes" in stdout(code_cells[3])
+    for timed in (4, 5, 7, 13, 18):
+        assert " per loop (mean ± std. dev. of " in stdout(code_cells[timed])
+    assert result(code_cells[10]) == "148933"  # work stealing over every core
+    assert result(code_cells[12]) == "148933"  # C
+    assert stdout(code_cells[14]).startswith("0: ")  # the OpenCL devices
+    assert result(code_cells[16]) == "99998.0"  # vector add
+    gpu, cpu = (int(n) for n in result(code_cells[17]).strip("()").split(", "))
+    assert abs(gpu - cpu) <= cpu // 1000, (gpu, cpu)  # the same set, up to rounding
+    [table] = [o for o in code_cells[19].outputs if o.output_type == "display_data"]
+    text = table.data["text/markdown"]
+    assert text.count(" ms |") == 6 and "OpenCL" in text and "C, -O3" in text
