@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Native-speed benchmark: the lecture's compute workloads in ferrocell, next to Numba.
+"""Native-speed benchmark: the lecture's compute workloads in ferrocell, next to Numba,
+Cython and PyOpenCL.
 
 Run it from the repository root after scripts/setup (and, for the peers,
 `.venv/bin/pip install -r bench/requirements.txt`):
@@ -23,8 +24,15 @@ table shows the first call, the third, and the compile time of the second (the
 tier-up's cost). Then `%opt 3` pinned, in the same kernel. `%%parallel threads 2` on
 the primes (blocks of 1000 dealt round-robin) is called three times the same way.
 
+Then the same workloads in C (`%%c -O3 -lm`, called from Rust; the second call is
+shown), and the Mandelbrot set as an OpenCL kernel (`%%opencl`, on device 0, host
+memory copied there and back; the third call).
+
 Numba: `@njit` (the first call compiles; the third is shown), and `@njit(parallel=True)`
-with `prange` on 2 threads for the primes (blocks dealt the same way).
+with `prange` on 2 threads for the primes (blocks dealt the same way). Cython: the
+workloads as a typed .pyx, built by pyximport (the third call). PyOpenCL: the same
+kernel on the same device, a buffer made from host memory and copied back (the third
+call). The workloads' sources are in bench/native_sources.py.
 
 A peer that is not installed or fails is "not measured"; the JSON document says why.
 """
@@ -41,184 +49,31 @@ from pathlib import Path
 
 from kernel import ferrocell_environment, fmt_seconds, start, stop
 from parallel import run_cell, seconds_in
+from native_sources import C, CYTHON, NUMBA, OPENCL, RUST
 from results import figure as json_figure, write as write_document
 
 BLOCK = 1000
 
-RUST = r"""
-fn count_primes(limit: u64) -> usize {
-    fn is_prime(n: u64) -> bool {
-        if n < 2 { return false; }
-        let mut d = 2;
-        while d * d <= n { if n % d == 0 { return false; } d += 1; }
-        true
-    }
-    (0..limit).filter(|&n| is_prime(n)).count()
-}
-
-fn monte_carlo_pi(samples: u64) -> f64 {
-    let mut s: u64 = 0x9E37_79B9_7F4A_7C15;
-    let mut inside = 0u64;
-    for _ in 0..samples {
-        s ^= s << 13; s ^= s >> 7; s ^= s << 17;
-        let x = (s >> 11) as f64 / 9007199254740992.0;
-        s ^= s << 13; s ^= s >> 7; s ^= s << 17;
-        let y = (s >> 11) as f64 / 9007199254740992.0;
-        if x * x + y * y <= 1.0 { inside += 1; }
-    }
-    4.0 * inside as f64 / samples as f64
-}
-
-fn mandelbrot(w: u64, h: u64) -> u64 {
-    let mut total = 0u64;
-    for j in 0..h {
-        for i in 0..w {
-            let cx = -2.0 + 3.0 * i as f64 / w as f64;
-            let cy = -1.5 + 3.0 * j as f64 / h as f64;
-            let (mut x, mut y, mut k) = (0.0f64, 0.0f64, 0u64);
-            while k < 256 && x * x + y * y <= 4.0 {
-                let t = x * x - y * y + cx;
-                y = 2.0 * x * y + cy;
-                x = t;
-                k += 1;
-            }
-            total += k;
-        }
-    }
-    total
-}
-
-fn nbody(steps: u64) -> f64 {
-    let mut p = [[0.0f64; 3]; 5];
-    let mut v = [[0.0f64; 3]; 5];
-    let mut m = [0.0f64; 5];
-    for i in 0..5 {
-        let f = i as f64;
-        p[i] = [f, 0.5 * f * f, 0.1 * f];
-        v[i] = [0.0, 0.01 * f, 0.0];
-        m[i] = 1.0 + f;
-    }
-    let dt = 0.001;
-    for _ in 0..steps {
-        for i in 0..5 {
-            for j in (i + 1)..5 {
-                let d = [p[i][0] - p[j][0], p[i][1] - p[j][1], p[i][2] - p[j][2]];
-                let d2 = d[0] * d[0] + d[1] * d[1] + d[2] * d[2] + 0.01;
-                let mag = dt / (d2 * d2.sqrt());
-                for k in 0..3 {
-                    v[i][k] -= d[k] * m[j] * mag;
-                    v[j][k] += d[k] * m[i] * mag;
-                }
-            }
-        }
-        for i in 0..5 {
-            for k in 0..3 { p[i][k] += dt * v[i][k]; }
-        }
-    }
-    p[0][0] + p[0][1] + p[0][2]
-}
-"""
-
-PYTHON = '''
-import numpy as np
-from numba import njit, prange
-
-@njit
-def is_prime(n):
-    if n < 2:
-        return False
-    d = 2
-    while d * d <= n:
-        if n % d == 0:
-            return False
-        d += 1
-    return True
-
-@njit
-def count_primes(limit):
-    c = 0
-    for n in range(limit):
-        if is_prime(n):
-            c += 1
-    return c
-
-@njit(parallel=True)
-def count_primes_prange(limit, block, parts):
-    blocks = limit // block
-    counts = np.zeros(parts, dtype=np.int64)
-    for r in prange(parts):
-        c = 0
-        for b in range(r, blocks, parts):
-            for n in range(b * block, (b + 1) * block):
-                if is_prime(n):
-                    c += 1
-        counts[r] = c
-    return counts.sum()
-
-@njit
-def monte_carlo_pi(samples):
-    s = np.uint64(0x9E3779B97F4A7C15)
-    inside = 0
-    for _ in range(samples):
-        s ^= s << np.uint64(13); s ^= s >> np.uint64(7); s ^= s << np.uint64(17)
-        x = (s >> np.uint64(11)) / 9007199254740992.0
-        s ^= s << np.uint64(13); s ^= s >> np.uint64(7); s ^= s << np.uint64(17)
-        y = (s >> np.uint64(11)) / 9007199254740992.0
-        if x * x + y * y <= 1.0:
-            inside += 1
-    return 4.0 * inside / samples
-
-@njit
-def mandelbrot(w, h):
-    total = 0
-    for j in range(h):
-        for i in range(w):
-            cx = -2.0 + 3.0 * i / w
-            cy = -1.5 + 3.0 * j / h
-            x = 0.0; y = 0.0; k = 0
-            while k < 256 and x * x + y * y <= 4.0:
-                t = x * x - y * y + cx
-                y = 2.0 * x * y + cy
-                x = t
-                k += 1
-            total += k
-    return total
-
-@njit
-def nbody(steps):
-    p = np.zeros((5, 3)); v = np.zeros((5, 3)); m = np.zeros(5)
-    for i in range(5):
-        f = float(i)
-        p[i, 0] = f; p[i, 1] = 0.5 * f * f; p[i, 2] = 0.1 * f
-        v[i, 1] = 0.01 * f
-        m[i] = 1.0 + f
-    dt = 0.001
-    for _ in range(steps):
-        for i in range(5):
-            for j in range(i + 1, 5):
-                d0 = p[i, 0] - p[j, 0]; d1 = p[i, 1] - p[j, 1]; d2_ = p[i, 2] - p[j, 2]
-                d2 = d0 * d0 + d1 * d1 + d2_ * d2_ + 0.01
-                mag = dt / (d2 * np.sqrt(d2))
-                v[i, 0] -= d0 * m[j] * mag; v[j, 0] += d0 * m[i] * mag
-                v[i, 1] -= d1 * m[j] * mag; v[j, 1] += d1 * m[i] * mag
-                v[i, 2] -= d2_ * m[j] * mag; v[j, 2] += d2_ * m[i] * mag
-        for i in range(5):
-            for k in range(3):
-                p[i, k] += dt * v[i, k]
-    return p[0, 0] + p[0, 1] + p[0, 2]
-'''
-
-
-def workloads(quick: bool) -> dict[str, tuple[str, str]]:
-    """Name → (Rust call, Python call), the same work."""
+def workloads(quick: bool) -> dict[str, tuple[str, str, str]]:
+    """Name → (Rust call, C call, Python call), the same work."""
     limit, samples, (w, h), steps = ((1_000_000, 10_000_000, (300, 200), 200_000) if quick
                                      else (3_000_000, 40_000_000, (600, 400), 1_000_000))
     return {
-        f"primes below {limit:,}": (f"count_primes({limit})", f"count_primes({limit})"),
-        f"π from {samples:,} samples": (f"monte_carlo_pi({samples})", f"monte_carlo_pi({samples})"),
-        f"Mandelbrot {w}×{h}": (f"mandelbrot({w}, {h})", f"mandelbrot({w}, {h})"),
-        f"n-body, {steps:,} steps": (f"nbody({steps})", f"nbody({steps})"),
+        f"primes below {limit:,}": (f"count_primes({limit})", f"count_primes_c({limit})",
+                                    f"count_primes({limit})"),
+        f"π from {samples:,} samples": (f"monte_carlo_pi({samples})", f"monte_carlo_pi_c({samples})",
+                                        f"monte_carlo_pi({samples})"),
+        f"Mandelbrot {w}×{h}": (f"mandelbrot({w}, {h})", f"mandelbrot_c({w}, {h})",
+                               f"mandelbrot({w}, {h})"),
+        f"n-body, {steps:,} steps": (f"nbody({steps})", f"nbody_c({steps})", f"nbody({steps})"),
     }
+
+
+def grid(work: dict) -> tuple[int, int]:
+    """The Mandelbrot workload's width and height."""
+    call = next(c for name, (c, _, _) in work.items() if name.startswith("Mandelbrot"))
+    w, h = call.split("(")[1].rstrip(")").split(", ")
+    return int(w), int(h)
 
 
 def ferrocell(work: dict, limit: int, env: dict, log) -> dict:
@@ -227,7 +82,7 @@ def ferrocell(work: dict, limit: int, env: dict, log) -> dict:
     try:
         run_cell(kc, ":dep")
         run_cell(kc, RUST)
-        for name, (call, _) in work.items():
+        for name, (call, _, _) in work.items():
             texts = [run_cell(kc, f"%time {call} // call {k}") for k in (1, 2, 3)]
             figures[name] = {
                 "first": seconds_in(texts[0], "Wall time: "),
@@ -249,11 +104,25 @@ def ferrocell(work: dict, limit: int, env: dict, log) -> dict:
         figures["threads"] = {"first": runs[0], "third": runs[2]}
         log(f"  ferrocell threads 2: {runs}")
         run_cell(kc, "%opt 3")
-        for name, (call, _) in work.items():
+        for name, (call, _, _) in work.items():
             text = run_cell(kc, f"%time {call} // pinned")
             figures[name]["opt3"] = seconds_in(text, "Wall time: ")
         text = run_cell(kc, f"%%parallel threads 2\n// pinned\n{body}")
         figures["threads"]["opt3"] = seconds_in(text, r"2 ranks on 2 threads in ")
+        run_cell(kc, "%opt auto")
+        # The same in C (%%c -O3), called from Rust.
+        run_cell(kc, C)
+        for name, (_, call, _) in work.items():
+            texts = [run_cell(kc, f"%time unsafe {{ {call} }} // c {k}") for k in (1, 2)]
+            figures[name]["c"] = seconds_in(texts[1], "Wall time: ")
+        log(f"  ferrocell %%c: {[figures[n]['c'] for n in work]}")
+        # The Mandelbrot set as an OpenCL kernel on device 0, host memory there and back.
+        w, h = grid(work)
+        run_cell(kc, "%%opencl\n" + OPENCL)
+        runs = [seconds_in(run_cell(kc, f"%time mandel.run(({w}, {h}), &mut vec![0u32; {w * h}], {w}, {h}).unwrap() // {k}"),
+                           "Wall time: ") for k in (1, 2, 3)]
+        figures["opencl"] = runs[2]
+        log(f"  ferrocell %%opencl: {runs}")
     finally:
         stop(km, kc)
     return figures
@@ -266,9 +135,9 @@ def numba(work: dict, limit: int, log) -> dict | str:
         return "numba is not installed (pip install -r bench/requirements.txt)"
     os.environ.setdefault("NUMBA_NUM_THREADS", "2")
     space: dict = {}
-    exec(PYTHON, space)
+    exec(NUMBA, space)
     figures = {}
-    for name, (_, call) in work.items():
+    for name, (_, _, call) in work.items():
         times = []
         for _ in range(3):
             t0 = time.perf_counter()
@@ -286,6 +155,68 @@ def numba(work: dict, limit: int, log) -> dict | str:
     return figures
 
 
+def third_of_three(f) -> float:
+    """The third of three timed calls (the first may compile)."""
+    times = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        f()
+        times.append(time.perf_counter() - t0)
+    return times[2]
+
+
+def cython(work: dict, root: Path, log) -> dict | str:
+    try:
+        import pyximport
+    except ImportError:
+        return "Cython is not installed (pip install -r bench/requirements.txt)"
+    (root / "native_bench.pyx").write_text(CYTHON)
+    sys.path.insert(0, str(root))
+    pyximport.install(build_dir=str(root / "build"), language_level=3)
+    import native_bench  # noqa: E402  (built by pyximport from the .pyx above)
+
+    figures = {}
+    for name, (_, _, call) in work.items():
+        figures[name] = third_of_three(lambda: eval(call, vars(native_bench)))
+        log(f"  Cython {name}: {figures[name]:.4f} s")
+    return figures
+
+
+def pyopencl(work: dict, log) -> float | str:
+    try:
+        import numpy as np
+        import pyopencl as cl
+    except ImportError:
+        return "PyOpenCL is not installed (pip install -r bench/requirements.txt)"
+    device = [d for p in cl.get_platforms() for d in p.get_devices()][0]
+    ctx = cl.Context([device])
+    queue = cl.CommandQueue(ctx)
+    program = cl.Program(ctx, OPENCL).build()
+    w, h = grid(work)
+    mf = cl.mem_flags
+
+    def run():
+        out = np.zeros(w * h, dtype=np.uint32)
+        buf = cl.Buffer(ctx, mf.READ_WRITE | mf.COPY_HOST_PTR, hostbuf=out)
+        # A kernel object per call, as ferrocell's handle makes one per run.
+        cl.Kernel(program, "mandel")(queue, (w, h), None, buf, np.uint32(w), np.uint32(h))
+        cl.enqueue_copy(queue, out, buf)
+        queue.finish()
+        return out
+
+    seconds = third_of_three(run)
+    log(f"  PyOpenCL on {device.name}: {seconds:.4f} s")
+    return seconds
+
+
+def measured(f, *args):
+    """A peer's figures, or why there are none."""
+    try:
+        return f(*args)
+    except Exception as e:  # noqa: BLE001 - a failing peer is "not measured"
+        return f"failed: {e}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller workloads")
@@ -301,13 +232,17 @@ def main() -> None:
         env = ferrocell_environment(Path(root))
         log("ferrocell:")
         ours = ferrocell(work, limit, env, log)
-    log("Numba:")
-    try:
-        theirs = numba(work, limit, log)
-    except Exception as e:  # noqa: BLE001 - a failing peer is "not measured"
-        theirs = f"failed: {e}"
-    missing = {"numba": theirs} if isinstance(theirs, str) else {}
-    nb = theirs if isinstance(theirs, dict) else {}
+        log("Numba:")
+        nb = measured(numba, work, limit, log)
+        log("Cython:")
+        cy = measured(cython, work, Path(root), log)
+    log("PyOpenCL:")
+    ocl = measured(pyopencl, work, log)
+    missing = {name: why for name, why in (("numba", nb), ("cython", cy), ("pyopencl", ocl))
+               if isinstance(why, str)}
+    nb = nb if isinstance(nb, dict) else {}
+    cy = cy if isinstance(cy, dict) else {}
+    ocl = ocl if isinstance(ocl, float) else None
 
     rows = []
     for name in list(work) + ["threads"]:
@@ -319,18 +254,29 @@ def main() -> None:
                                 o["third"], {"numba": t.get("third")}))
         rows.append(json_figure(f"{label}: %opt 3 pinned", "s", "lower",
                                 o["opt3"], {"numba": t.get("third")}))
+        if "c" in o:
+            rows.append(json_figure(f"{label}: C (`%%c -O3`; Cython)", "s", "lower",
+                                    o["c"], {"cython": cy.get(name)}))
         if "tier_compile" in o:
             rows.append(json_figure(f"{label}: compile time of the tier-up (second call)", "s",
                                     "lower", o["tier_compile"]))
-    print("| figure | ferrocell | Numba | Numba ÷ ferrocell |")
+    w, h = grid(work)
+    rows.append(json_figure(f"Mandelbrot {w}×{h} as an OpenCL kernel on device 0 (`%%opencl`; PyOpenCL)",
+                            "s", "lower", ours["opencl"], {"pyopencl": ocl}))
+    print("| figure | ferrocell | peer | peer ÷ ferrocell |")
     print("|---|---|---|---|")
     for r in rows:
-        f, p = r["ferrocell"], r["peers"].get("numba")
-        ratio = f"{p / f:.2f}×" if f and p else "—"
-        print(f"| {r['figure']} | {fmt_seconds(f)} | {fmt_seconds(p) if p else 'not measured'} | {ratio} |")
-    print(f"\n2 CPUs shared; one run. Numba {metadata.version('numba') if nb else '—'}.")
+        f = r["ferrocell"]
+        for peer, p in (r["peers"] or {None: None}).items():
+            shown = f"{peer} {fmt_seconds(p)}" if p else (f"{peer}: not measured" if peer else "—")
+            ratio = f"{p / f:.2f}×" if f and p else "—"
+            print(f"| {r['figure']} | {fmt_seconds(f)} | {shown} | {ratio} |")
+    versions = ", ".join(f"{m} {metadata.version(m)}" for m in ("numba", "Cython", "pyopencl")
+                         if m.lower() not in missing)
+    print(f"\n2 CPUs shared; one run. {versions}.")
     if args.json:
-        write_document(args.json, "native.py", "Native speed: tiered compilation against Numba",
+        write_document(args.json, "native.py",
+                       "Native speed: tiered compilation, C and OpenCL against Numba, Cython and PyOpenCL",
                        rows, missing=missing)
 
 

@@ -99,7 +99,9 @@ impl Compiler {
             .map(|f| f.to_string_lossy().into_owned())
             .unwrap_or_default();
         let mut cmd = tokio::process::Command::new(&self.program);
-        cmd.args(["-shared", "-fPIC", "-fdiagnostics-color=never"]);
+        // --no-undefined: a function from a library the line does not name (`sqrt`
+        // without -lm) is an error now, not when the library is loaded.
+        cmd.args(["-shared", "-fPIC", "-fdiagnostics-color=never", "-Wl,--no-undefined"]);
         if !flags.compile.iter().any(|f| f.starts_with("-O")) {
             cmd.arg("-O2");
         }
