@@ -218,4 +218,4 @@ def test_native_outputs(tmp_path):
     assert abs(gpu - cpu) <= cpu // 1000, (gpu, cpu)  # the same set, up to rounding
     [table] = [o for o in code_cells[19].outputs if o.output_type == "display_data"]
     text = table.data["text/markdown"]
-    assert text.count(" ms |") == 6 and "OpenCL" in text and "C, -O3" in text
+    assert text.count(" ms |") == 7 and "OpenCL" in text and "C, -O3" in text
