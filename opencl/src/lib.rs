@@ -135,7 +135,8 @@ fn place(device: usize) -> Result<Arc<Place>> {
     Ok(p)
 }
 
-/// The device that buffers made without one go to: the last `%%opencl` cell's.
+/// The device that buffers made without one go to: that of the last program built
+/// or kernel run in this process.
 static CURRENT: Mutex<usize> = Mutex::new(0);
 
 /// A built program on its device.
@@ -157,6 +158,8 @@ pub fn program(device: usize, source: &'static str, options: &'static str) -> Re
         .get_or_init(Default::default)
         .lock()
         .unwrap_or_else(|e| e.into_inner());
+    // Buffers made without a device go where the last kernel ran.
+    *CURRENT.lock().unwrap_or_else(|e| e.into_inner()) = device;
     if let Some(b) = built.get(&key) {
         return Ok(b.clone());
     }
@@ -396,6 +399,8 @@ pub struct Call<'a> {
     built: Arc<Built>,
     kernel: Kernel,
     index: u32,
+    /// The fewest elements a buffer argument has: `run` takes no more work items.
+    shortest: Option<usize>,
     backs: Vec<Box<dyn FnOnce() -> Result<()> + 'a>>,
     keep: Vec<Box<dyn Keep + 'a>>,
 }
@@ -408,6 +413,7 @@ impl<'a> Call<'a> {
             built,
             kernel,
             index: 0,
+            shortest: None,
             backs: Vec::new(),
             keep: Vec::new(),
         })
@@ -424,6 +430,8 @@ impl<'a> Call<'a> {
         unsafe { self.kernel.set_arg(self.index, &bound.buffer().inner.get()) }
             .map_err(err("a kernel argument"))?;
         self.index += 1;
+        let len = bound.buffer().len;
+        self.shortest = Some(self.shortest.map_or(len, |s| s.min(len)));
         match bound {
             Bound::Back(b, host) => self.backs.push(Box::new(move || b.read_into(host))),
             other => self.keep.push(Box::new(other)),
@@ -440,8 +448,26 @@ impl<'a> Call<'a> {
     }
 
     /// Runs the kernel on `global` work items, waits for it, and copies back what
-    /// must be.
+    /// must be. There are no more work items than the shortest buffer has
+    /// elements (a kernel indexes its buffers by work item, and nothing checks
+    /// that on the device); [`Call::run_unchecked`] runs more.
     pub fn run(self, global: impl Global) -> Result<()> {
+        let items: usize = global.sizes().iter().product();
+        if let Some(shortest) = self.shortest.filter(|s| items > *s) {
+            return Err(Error(format!(
+                "{items} work items but a buffer of {shortest} elements: a kernel that reads or writes one element per work item would go past its end (run_unchecked runs it anyway)"
+            )));
+        }
+        // SAFETY: no more work items than elements in every buffer.
+        unsafe { self.run_unchecked(global) }
+    }
+
+    /// Runs the kernel on `global` work items, however long its buffers are.
+    ///
+    /// # Safety
+    /// The kernel must stay within its buffers for that many work items: on a
+    /// CPU device (pocl) they may be this process's memory.
+    pub unsafe fn run_unchecked(self, global: impl Global) -> Result<()> {
         let sizes = global.sizes();
         let declared = self.kernel.num_args().map_err(err("the kernel"))?;
         if declared != self.index {

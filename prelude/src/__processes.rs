@@ -45,8 +45,8 @@ pub fn ranks<T: Send>(
 ) -> Run<T> {
     if is_worker() {
         serve(&|_, rank, size| {
-            (codec.ser_value)(&body(rank, size))
-                .map_err(|e| format!("its value could not be sent: {e}"))
+            let v = crate::steal::as_dealt_rank(rank, size, || body(rank, size));
+            (codec.ser_value)(&v).map_err(|e| format!("its value could not be sent: {e}"))
         });
         return Run::in_worker();
     }

@@ -11,7 +11,8 @@
 //!   machines, with no memory in common. There, piece `k` goes to rank `k % size`:
 //!   many small pieces dealt round-robin even out in the same way for work that
 //!   grows smoothly along the range.
-//! - Outside a `%%parallel` body: the whole range, in pieces.
+//! - Outside a `%%parallel` body (and in an `--each` or `--persist` body, or in
+//!   code that runs on a piece): the whole range, in pieces.
 //!
 //! `parallel_for(range, |i| ...)` runs a closure over a range on every core
 //! (Numba's `prange`). Inside a `%%parallel` body it runs this rank's share.
@@ -40,27 +41,40 @@ impl Counters {
     }
 }
 
-/// Where this thread is: a rank of a threads run of `size` ranks, with how many
-/// `chunks` calls it has made.
+/// How the ranks of a run share a range.
+#[derive(Clone)]
+enum Mode {
+    /// Threads: the n-th top-level `chunks` call of every rank takes from the
+    /// n-th counter.
+    Shared(Arc<Counters>),
+    /// Worker processes and engines: piece `k` goes to rank `k % size`.
+    Dealt { rank: u64 },
+}
+
+/// Where this thread is: a rank of a run of `size` ranks, how many top-level
+/// `chunks` calls it has made, and whether it is working on a piece now (a
+/// `chunks` call made then, from code that runs on a piece, covers its whole
+/// range on this thread: the other ranks are on pieces of their own).
 struct Place {
-    counters: Arc<Counters>,
+    mode: Mode,
     size: usize,
     calls: usize,
+    in_piece: bool,
 }
 
 thread_local! {
     static PLACE: RefCell<Option<Place>> = const { RefCell::new(None) };
 }
 
-/// Runs `body` as a rank of the threads run of `size` ranks that `counters` serves.
-pub(crate) fn as_rank<T>(counters: &Arc<Counters>, size: usize, body: impl FnOnce() -> T) -> T {
+/// Runs `body` with this thread at `place`, restored afterwards however it ends.
+fn at<T>(mode: Mode, size: usize, body: impl FnOnce() -> T) -> T {
     let place = Place {
-        counters: counters.clone(),
+        mode,
         size,
         calls: 0,
+        in_piece: false,
     };
     let before = PLACE.with(|p| p.replace(Some(place)));
-    // Restored however the body ends (a panic is caught by the caller).
     struct Restore(Option<Option<Place>>);
     impl Drop for Restore {
         fn drop(&mut self) {
@@ -72,34 +86,55 @@ pub(crate) fn as_rank<T>(counters: &Arc<Counters>, size: usize, body: impl FnOnc
     body()
 }
 
+/// Runs `body` as a rank of the threads run of `size` ranks that `counters` serves.
+pub(crate) fn as_rank<T>(counters: &Arc<Counters>, size: usize, body: impl FnOnce() -> T) -> T {
+    at(Mode::Shared(counters.clone()), size, body)
+}
+
+/// Runs `body` as rank `rank` of `size` worker processes or engines.
+pub(crate) fn as_dealt_rank<T>(rank: usize, size: usize, body: impl FnOnce() -> T) -> T {
+    at(Mode::Dealt { rank: rank as u64 }, size.max(1), body)
+}
+
+/// Marks whether this thread is working on a piece (see [`Place`]).
+fn set_in_piece(yes: bool) {
+    PLACE.with(|p| {
+        if let Some(place) = p.borrow_mut().as_mut() {
+            place.in_piece = yes;
+        }
+    });
+}
+
 /// This rank's pieces of `range`, taken as it asks for them (see the module's
-/// docs): `chunks(0..n).flatten()` are its numbers.
+/// docs): `chunks(0..n).flatten()` are its numbers. Every rank must make the same
+/// top-level `chunks` calls, in the same order, as with a collective operation.
 pub fn chunks(range: Range<u64>) -> Chunks {
     let len = range.end.saturating_sub(range.start);
     let here = PLACE.with(|p| {
-        p.borrow_mut().as_mut().map(|place| {
-            let counter = place.counters.nth(place.calls);
-            place.calls += 1;
-            (counter, place.size)
-        })
+        let mut p = p.borrow_mut();
+        let place = p.as_mut().filter(|place| !place.in_piece)?;
+        let how = match &place.mode {
+            Mode::Shared(counters) => How::Shared(counters.nth(place.calls)),
+            Mode::Dealt { rank } => How::Dealt {
+                rank: *rank,
+                size: place.size as u64,
+                next: 0,
+            },
+        };
+        place.calls += 1;
+        Some((how, place.size))
     });
-    let (how, size) = match here {
-        Some((counter, size)) => (How::Shared(counter), size),
-        None if crate::process::is_worker() => {
-            let (rank, size) = crate::worker::place();
-            (
-                How::Dealt {
-                    rank: rank as u64,
-                    size: size as u64,
-                    next: 0,
-                },
-                size,
-            )
-        }
-        None => (How::Shared(Arc::new(AtomicU64::new(0))), 1),
+    let (how, size, marks) = match here {
+        Some((how, size)) => (how, size, true),
+        None => (How::Shared(Arc::new(AtomicU64::new(0))), 1, false),
     };
     let piece = len.div_ceil(size as u64 * PIECES_PER_RANK).max(1);
-    Chunks { range, piece, how }
+    Chunks {
+        range,
+        piece,
+        how,
+        marks,
+    }
 }
 
 /// How a rank's pieces are found.
@@ -115,12 +150,33 @@ pub struct Chunks {
     range: Range<u64>,
     piece: u64,
     how: How,
+    /// Whether this thread is marked as on a piece while one is out (a rank's
+    /// top-level call).
+    marks: bool,
+}
+
+impl Drop for Chunks {
+    fn drop(&mut self) {
+        if self.marks {
+            set_in_piece(false);
+        }
+    }
 }
 
 impl Iterator for Chunks {
     type Item = Range<u64>;
 
     fn next(&mut self) -> Option<Range<u64>> {
+        let piece = self.take();
+        if self.marks {
+            set_in_piece(piece.is_some());
+        }
+        piece
+    }
+}
+
+impl Chunks {
+    fn take(&mut self) -> Option<Range<u64>> {
         if crate::interrupted() {
             return None;
         }
@@ -144,7 +200,7 @@ impl Iterator for Chunks {
 /// as it needs them (as Numba's `prange` does); inside a `%%parallel` body, for
 /// this rank's share (see [`chunks`]).
 pub fn parallel_for(range: Range<u64>, f: impl Fn(u64) + Sync) {
-    if PLACE.with(|p| p.borrow().is_some()) || crate::process::is_worker() {
+    if PLACE.with(|p| p.borrow().is_some()) {
         chunks(range).flatten().for_each(f);
         return;
     }
@@ -202,12 +258,32 @@ mod tests {
                         size: 3,
                         next: 0,
                     },
+                    marks: false,
                 }
                 .flatten()
             })
             .collect();
         all.sort();
         assert_eq!(all, (5..1005).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn code_on_a_piece_covers_its_own_range() {
+        // Nested: each row's inner range is whole, whichever thread has the row.
+        let hits: Vec<AtomicUsize> = (0..64 * 100).map(|_| AtomicUsize::new(0)).collect();
+        parallel_for(0..64, |y| {
+            parallel_for(0..100, |x| {
+                hits[(y * 100 + x) as usize].fetch_add(1, Ordering::Relaxed);
+            })
+        });
+        assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1));
+        // After the pieces, a second top-level call is shared again.
+        let counters = Arc::new(Counters::default());
+        as_rank(&counters, 2, || {
+            assert_eq!(chunks(0..10).flatten().count(), 10);
+            assert_eq!(chunks(0..10).flatten().count(), 10);
+        });
+        assert_eq!(counters.0.lock().unwrap().len(), 2);
     }
 
     #[test]

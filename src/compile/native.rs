@@ -121,7 +121,7 @@ pub async fn build(
     dir: &Path,
 ) -> Result<Built, NativeError> {
     let compiler = compiler::Compiler::find(lang).await?;
-    let key = compiler.key(flags, source);
+    let key = compiler.key(flags, source).await;
     let file = format!("libfc_{}_{key}.so", lang.extension());
     let lib = dir.join(&file);
     let compiled = !lib.is_file();

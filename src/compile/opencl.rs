@@ -78,6 +78,21 @@ fn without_comments(src: &str) -> String {
                 }
                 out.push(' ');
             }
+            // A string's words (`printf("kernel ...")`) are not the program's.
+            ('"', _) => {
+                out.push('"');
+                let mut escaped = false;
+                for c in chars.by_ref() {
+                    if c == '\n' {
+                        out.push('\n');
+                    }
+                    if !escaped && c == '"' {
+                        break;
+                    }
+                    escaped = !escaped && c == '\\';
+                }
+                out.push('"');
+            }
             _ => out.push(c),
         }
     }
@@ -94,6 +109,7 @@ fn param(decl: &str) -> Result<(String, Param), String> {
         .ok_or_else(|| format!("cannot read the parameter `{}`", decl.trim()))?
         .to_string();
     let mut space = None;
+    // `const` before the `*` makes the data read-only; after it, only the pointer.
     let mut constant = false;
     let mut pointer = false;
     let mut ty = Vec::new();
@@ -103,7 +119,8 @@ fn param(decl: &str) -> Result<(String, Param), String> {
             "__constant" | "constant" => space = Some("constant"),
             "__local" | "local" => space = Some("local"),
             "__private" | "private" => {}
-            "const" => constant = true,
+            "const" if !pointer => constant = true,
+            "const" => {}
             "restrict" | "__restrict" | "volatile" => {}
             "*" => pointer = true,
             other => ty.push(other),
@@ -169,6 +186,11 @@ fn kernels(src: &str) -> (Vec<Kernel>, Vec<String>) {
         let Some(close) = rest[open..].find(')') else {
             continue;
         };
+        // A definition, not a prototype; each kernel once.
+        let defined = rest[open + close + 1..].trim_start().starts_with('{');
+        if !defined || found.iter().any(|k: &Kernel| k.name == *name) {
+            continue;
+        }
         let list = &rest[open + 1..open + close];
         let decls: Vec<&str> = list
             .split(',')
@@ -192,17 +214,13 @@ fn kernels(src: &str) -> (Vec<Kernel>, Vec<String>) {
     (found, notes)
 }
 
-/// A Rust identifier for an OpenCL name (a Rust keyword gets a `_`).
+/// A Rust identifier for an OpenCL name: as it is where Rust takes it, else with
+/// a `_` after it (Rust's keywords, reserved words included).
 fn ident(name: &str) -> String {
-    const KEYWORDS: &[&str] = &[
-        "as", "async", "await", "box", "crate", "dyn", "fn", "gen", "impl", "in", "let", "loop",
-        "match", "mod", "move", "mut", "pub", "ref", "self", "super", "trait", "type", "unsafe",
-        "use", "where", "yield",
-    ];
-    if KEYWORDS.contains(&name) {
-        format!("{name}_")
-    } else {
+    if syn::parse_str::<syn::Ident>(name).is_ok() && name != "gen" {
         name.to_string()
+    } else {
+        format!("{name}_")
     }
 }
 
@@ -228,10 +246,12 @@ pub fn declare(source: &str, device: usize, options: &str) -> (String, Vec<Strin
     );
     for k in &found {
         let ty = format!("__fc_cl_kernel_{}", k.name);
-        let mut params = vec![format!("global: impl ::{c}::Global")];
+        let mut params = Vec::new();
+        let mut names = Vec::new();
         let mut sets = Vec::new();
         for (name, p) in &k.params {
             let n = ident(name);
+            names.push(n.clone());
             match p {
                 Param::Input(t) => {
                     params.push(format!("{n}: impl ::{c}::Input<'a, {t}>"));
@@ -251,18 +271,26 @@ pub fn declare(source: &str, device: usize, options: &str) -> (String, Vec<Strin
                 }
             }
         }
+        let params = params.join(", ");
+        let names = names.join(", ");
         out.push_str(&format!(
             "#[allow(non_camel_case_types)]\n#[derive(Clone, Copy, Debug)]\npub struct {ty};\n\
              #[allow(non_upper_case_globals)]\npub const {name}: {ty} = {ty};\n\
              impl {ty} {{\n\
-             pub fn run<'a>(&self, {params}) -> ::{c}::Result<()> {{\n\
+             /// Runs the kernel on `global` work items (no more than its buffers' elements).\n\
+             pub fn run<'a>(&self, global: impl ::{c}::Global, {params}) -> ::{c}::Result<()> {{\n\
+             self.bind({names})?.run(global)\n}}\n\
+             /// Runs the kernel on `global` work items, however long its buffers are.\n\
+             /// # Safety\n/// The kernel must stay within its buffers.\n\
+             pub unsafe fn run_unchecked<'a>(&self, global: impl ::{c}::Global, {params}) -> ::{c}::Result<()> {{\n\
+             unsafe {{ self.bind({names})?.run_unchecked(global) }}\n}}\n\
+             fn bind<'a>(&self, {params}) -> ::{c}::Result<::{c}::Call<'a>> {{\n\
              let __fc_built = ::{c}::program({device}, {src}, {opts})?;\n\
              let mut __fc_call = ::{c}::Call::new(__fc_built.clone(), {kname:?})?;\n\
              {sets}\n\
-             __fc_call.run(global)\n}}\n}}\n",
+             ::std::result::Result::Ok(__fc_call)\n}}\n}}\n",
             name = ident(&k.name),
             kname = k.name,
-            params = params.join(", "),
             sets = sets.join("\n"),
         ));
     }
@@ -280,11 +308,13 @@ mod tests {
             "// a comment with __kernel void nothing()\n\
              __kernel void vadd(__global const float* a, __global const float *b,\n\
                                 __global float* restrict c, const int n) { }\n\
-             /* */ kernel void scale(global double* x, double k) {}\n\
+             /* */ kernel void scale(global double* x, double k);\n\
+             kernel void scale(global double* x, double k) { printf(\"kernel void no(int x) {}\"); }\n\
+             __kernel void keep(__global float * const out, int final) {}\n\
              __kernel void bad(__global float4* v) {}\n\
              float helper(float x) { return x; }",
         );
-        assert_eq!(ks.len(), 2, "{ks:?}");
+        assert_eq!(ks.len(), 3, "{ks:?}");
         assert_eq!(ks[0].name, "vadd");
         assert_eq!(
             ks[0].params,
@@ -296,6 +326,10 @@ mod tests {
             ]
         );
         assert_eq!(ks[1].params[1], ("k".into(), Param::Scalar("f64")));
+        // A const pointer to data the kernel writes: copied back.
+        assert_eq!(ks[2].params[0], ("out".into(), Param::Output("f32")));
+        assert_eq!(ident("final"), "final_");
+        assert_eq!(ident("x"), "x");
         assert_eq!(notes.len(), 1);
         assert!(notes[0].contains("`bad`") && notes[0].contains("float4"));
     }

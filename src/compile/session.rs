@@ -162,6 +162,10 @@ pub struct Session {
     /// The libraries of `%%c` and `%%cpp` cells, which engines are sent with the
     /// layers that call into them.
     native_libs: Vec<PathBuf>,
+    /// Whether what is built now may run on other machines (a cluster is in use):
+    /// then cells are built for the architecture's baseline CPU, not this one's
+    /// (see `tiers`).
+    portable: bool,
 }
 
 impl Session {
@@ -184,6 +188,7 @@ impl Session {
             savers: HashMap::new(),
             tiers: Tiers::default(),
             native_libs: Vec::new(),
+            portable: false,
         }
     }
 
@@ -258,6 +263,12 @@ impl Session {
 
     pub fn prelude(&self) -> &Prelude {
         &self.prelude
+    }
+
+    /// Says whether the cells built from now on may be sent to other machines
+    /// (a cluster's engines): they are then built for the baseline CPU.
+    pub fn set_portable(&mut self, portable: bool) {
+        self.portable = portable;
     }
 
     /// Where cell libraries are built (and native cells' libraries).

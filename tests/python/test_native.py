@@ -22,6 +22,9 @@ def test_a_c_function_is_called_from_a_later_rust_cell(kc):
         double norm2(point p) { return p.x * p.x + p.y * p.y; }
         """)))
     assert value(kc, "unsafe { norm2(point { x: 3.0, y: 4.0 }) }") == "25.0"
+    # A C name that is a Rust keyword gets a `_`; it still calls that function.
+    ok(*run(kc, "%%c\nint match(int x) { return x + 1; }"))
+    assert value(kc, "unsafe { match_(1) }") == "2"
 
 
 def test_flags_as_cython_takes_them(kc):
@@ -45,10 +48,15 @@ def test_cpp_extern_c_functions_join_and_others_are_named(kc):
             return std::accumulate(v.begin(), v.end(), 0.0) / n;
         }
         int mangled(int x) { return x; }
+        struct Acc { double sum; void add(double x); };
+        void Acc::add(double x) { sum += x; }
+        extern "C" double twice(double x) { Acc a{0}; a.add(x); a.add(x); return a.sum; }
         """))
     ok(reply, outputs)
     assert "`mangled` has C++ linkage" in stream_text(outputs, "stderr")
     assert value(kc, "let xs = vec![1.0, 2.0, 6.0]; unsafe { mean(xs.as_ptr(), xs.len() as i32) }") == "3.0"
+    # A class's methods stay C++; an extern "C" function that uses them joins.
+    assert value(kc, "unsafe { twice(1.5) }") == "3.0"
 
 
 def test_a_compile_error_is_one_error_on_the_cells_lines(kc):
@@ -63,9 +71,9 @@ def test_a_compile_error_is_one_error_on_the_cells_lines(kc):
 
 def test_printf_comes_out_in_order_with_rust_output(kc):
     ok(*run(kc, '%%c\n#include <stdio.h>\nvoid hello(int n) { printf("C says %d\\n", n); }'))
-    reply, outputs = run(kc, 'println!("before"); unsafe { hello(1) }; println!("after");')
+    reply, outputs = run(kc, 'for i in 0..50 { println!("Rust says {i}"); unsafe { hello(i) }; }')
     ok(reply, outputs)
-    assert stream_text(outputs) == "before\nC says 1\nafter\n"
+    assert stream_text(outputs) == "".join(f"Rust says {i}\nC says {i}\n" for i in range(50))
 
 
 def test_a_segfault_in_c_is_survived_and_the_functions_stay(kc):
@@ -107,3 +115,15 @@ def test_c_functions_work_on_cluster_engines(kc):
         assert value(kc, "sums") == "[1000, 1001]"
     finally:
         ok(*run(kc, "%cluster stop", timeout=60))
+
+
+def test_a_changed_header_builds_the_cell_again(kc, tmp_path):
+    """The cache key holds the headers a cell includes, not only its own text."""
+    header = tmp_path / "k.h"
+    header.write_text("#define K 1\n")
+    cell = f'%%c -I {tmp_path}\n#include "k.h"\nint k_value(void) {{ return K; }}'
+    ok(*run(kc, cell))
+    assert value(kc, "unsafe { k_value() }") == "1"
+    header.write_text("#define K 2\n")
+    ok(*run(kc, cell))
+    assert value(kc, "unsafe { k_value() }") == "2"

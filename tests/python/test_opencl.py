@@ -47,6 +47,9 @@ def test_a_kernel_runs_on_vectors_and_on_a_buffer_kept_on_the_device(kc):
     ok(*run(kc, "let total = ferrocell_opencl::Buffer::<f32>::new(1000).unwrap();"))
     ok(*run(kc, "accumulate.run(1000, &b, &total, 1.0).unwrap();\naccumulate.run(1000, &b, &total, 2.0).unwrap();"))
     assert value(kc, "let back = total.read().unwrap();\n(back[1], back[999])") == "(3.0, 2997.0)"
+    # More work items than a buffer has elements is refused, not run past its end.
+    assert value(kc, "vadd.run(2000, &a, &b, &mut c).unwrap_err().to_string().contains(\"2000 work items\")") \
+        == "true"
     # Arguments are typed: a Vec<f64> where the kernel takes floats does not compile.
     reply, _ = run(kc, "let d = vec![1.0f64; 4]; let mut e = vec![0.0f32; 4];\nvadd.run(4, &d, &b, &mut e).unwrap();")
     assert reply["content"]["ename"] == "CompileError"

@@ -33,6 +33,9 @@ pub(super) fn declare(
         Lang::C => vec!["-x".into(), "c".into()],
         Lang::Cpp => vec!["-x".into(), "c++".into(), "-std=c++17".into()],
     };
+    if let Ok(cwd) = std::env::current_dir() {
+        args.extend(["-iquote".into(), cwd.display().to_string()]);
+    }
     // Include paths, definitions and the language standard read the source the
     // way the compiler did.
     args.extend(
@@ -47,6 +50,14 @@ pub(super) fn declare(
         .clang_args(args)
         .allowlist_file(format!(".*{}", regex_escape(header_name(lang))))
         .opaque_type("std::.*")
+        // Functions, types and variables: no methods, constructors or destructors
+        // of C++ classes (their symbols are mangled; a class's `extern "C"`
+        // helpers are the way in).
+        .with_codegen_config(
+            bindgen::CodegenConfig::FUNCTIONS
+                | bindgen::CodegenConfig::TYPES
+                | bindgen::CodegenConfig::VARS,
+        )
         .layout_tests(false)
         .generate_comments(false)
         .derive_debug(true)
@@ -94,11 +105,18 @@ fn wrapper(f: &syn::ForeignItemFn, lib: &str, file: &str) -> Result<String, Stri
             "`{name}` takes a variable number of arguments: call it from a C function of fixed arguments"
         ));
     }
-    if f.attrs.iter().any(|a| a.path().is_ident("link_name")) {
-        return Err(format!(
-            "`{name}` has C++ linkage: declare it `extern \"C\"` to call it from Rust"
-        ));
-    }
+    // The symbol: the function's name, or what bindgen says it links to (a C
+    // function named like a Rust keyword is `type_` with link name `type`). A
+    // mangled C++ name cannot be called this way.
+    let symbol = match link_name(f) {
+        None => name.clone(),
+        Some(s) if s.starts_with("_Z") || s.starts_with('?') || s.contains(':') => {
+            return Err(format!(
+                "`{name}` has C++ linkage: declare it `extern \"C\"` to call it from Rust"
+            ))
+        }
+        Some(s) => s,
+    };
     let mut params = Vec::new();
     let mut types = Vec::new();
     let mut call = Vec::new();
@@ -116,7 +134,7 @@ fn wrapper(f: &syn::ForeignItemFn, lib: &str, file: &str) -> Result<String, Stri
     }
     let ret = f.sig.output.to_token_stream().to_string();
     let lookup = format!("__FC_C_{name}");
-    let cname = format!("b\"{name}\\0\"");
+    let cname = format!("b\"{symbol}\\0\"");
     Ok(format!(
         "#[doc(hidden)]\n\
          pub static {lookup}: ::ferrocell::__native::Function = ::ferrocell::__native::Function::new({lib:?}, {file:?}, \
@@ -130,6 +148,21 @@ fn wrapper(f: &syn::ForeignItemFn, lib: &str, file: &str) -> Result<String, Stri
         types = types.join(", "),
         call = call.join(", "),
     ))
+}
+
+/// The `#[link_name = "..."]` bindgen gave a function, without its `\u{1}` (which
+/// asks the linker to take the name as it is).
+fn link_name(f: &syn::ForeignItemFn) -> Option<String> {
+    f.attrs.iter().find_map(|a| match &a.meta {
+        syn::Meta::NameValue(nv) if nv.path.is_ident("link_name") => match &nv.value {
+            syn::Expr::Lit(syn::ExprLit {
+                lit: syn::Lit::Str(s),
+                ..
+            }) => Some(s.value().trim_start_matches('\u{1}').to_string()),
+            _ => None,
+        },
+        _ => None,
+    })
 }
 
 /// `name` with the characters a regex would read as its own escaped.

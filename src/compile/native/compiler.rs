@@ -55,8 +55,10 @@ impl Compiler {
         })
     }
 
-    /// The cache key of `source` built with `flags` by this compiler.
-    pub(super) fn key(&self, flags: &Flags, source: &str) -> String {
+    /// The cache key of `source` built with `flags` by this compiler: with the
+    /// contents of the headers it includes, so that a changed header builds the
+    /// cell anew.
+    pub(super) async fn key(&self, flags: &Flags, source: &str) -> String {
         let mut h = Sha256::new();
         for part in [
             self.lang.magic(),
@@ -69,7 +71,50 @@ impl Compiler {
             h.update(part.as_bytes());
             h.update([0]);
         }
+        for header in self.headers(flags, source).await {
+            h.update(header.as_os_str().as_encoded_bytes());
+            h.update(std::fs::read(&header).unwrap_or_default());
+        }
         hex::encode(&h.finalize()[..10])
+    }
+
+    /// The headers `source` includes, as the compiler's preprocessor finds them
+    /// (`-MM`: not the system's); none when it cannot say (the build will).
+    async fn headers(&self, flags: &Flags, source: &str) -> Vec<PathBuf> {
+        use tokio::io::AsyncWriteExt;
+        let language = match self.lang {
+            Lang::C => "c",
+            Lang::Cpp => "c++",
+        };
+        let child =
+            tokio::process::Command::new(&self.program)
+                .args(["-MM", "-x", language])
+                .args(flags.compile.iter().filter(|f| {
+                    f.starts_with("-I") || f.starts_with("-D") || f.starts_with("-std=")
+                }))
+                .arg("-")
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::null())
+                .kill_on_drop(true)
+                .spawn();
+        let Ok(mut child) = child else {
+            return vec![];
+        };
+        if let Some(mut stdin) = child.stdin.take() {
+            let _ = stdin.write_all(source.as_bytes()).await;
+        }
+        let Ok(Ok(out)) =
+            tokio::time::timeout(Duration::from_secs(30), child.wait_with_output()).await
+        else {
+            return vec![];
+        };
+        // `-: a.h b.h \` lines: the rule's target, then what it depends on.
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.split_whitespace()
+            .filter(|w| *w != "\\" && !w.ends_with(':'))
+            .map(PathBuf::from)
+            .collect()
     }
 
     /// Builds `source` into `lib` (written elsewhere first and renamed into place,
@@ -101,9 +146,19 @@ impl Compiler {
         let mut cmd = tokio::process::Command::new(&self.program);
         // --no-undefined: a function from a library the line does not name (`sqrt`
         // without -lm) is an error now, not when the library is loaded.
-        cmd.args(["-shared", "-fPIC", "-fdiagnostics-color=never", "-Wl,--no-undefined"]);
+        cmd.args([
+            "-shared",
+            "-fPIC",
+            "-fdiagnostics-color=never",
+            "-Wl,--no-undefined",
+        ]);
         if !flags.compile.iter().any(|f| f.starts_with("-O")) {
             cmd.arg("-O2");
+        }
+        // `#include "x.h"` finds x.h next to the notebook (the kernel's directory),
+        // as it would next to a source file there.
+        if let Ok(cwd) = std::env::current_dir() {
+            cmd.arg("-iquote").arg(cwd);
         }
         cmd.args(&flags.compile)
             .arg(format!("-Wl,-soname,{file}"))
@@ -111,6 +166,14 @@ impl Compiler {
             .arg(&out)
             .arg(&src)
             .args(&flags.link)
+            // A library found with -L at build time is found there when loaded.
+            .args(
+                flags
+                    .link
+                    .iter()
+                    .filter_map(|f| f.strip_prefix("-L"))
+                    .map(|dir| format!("-Wl,-rpath,{dir}")),
+            )
             .kill_on_drop(true);
         let run = tokio::time::timeout(BUILD_TIMEOUT, cmd.output()).await;
         let output = match run {

@@ -27,6 +27,9 @@ impl Session {
     ) -> Result<(BuiltCell, String), CompileError> {
         unit.error_format = self.settings.error_format;
         (unit.opt_level, unit.tiered_up) = self.level_for(unit.parsed, code);
+        // Layers may be sent to engines on other machines; so may a cell built
+        // while a cluster is in use.
+        unit.native_cpu = !unit.is_layer && !self.portable;
         // tokio under whatever name cells use for it.
         unit.tokio_name = self.deps.as_ref().and_then(|d| {
             d.crate_names()
@@ -214,7 +217,16 @@ impl Session {
             h.update(e.path.as_os_str().as_encoded_bytes());
             h.update([0]);
         }
-        h.update([u8::from(snapshots && unit.glue), u8::from(unit.is_layer)]);
+        h.update([
+            u8::from(snapshots && unit.glue),
+            u8::from(unit.is_layer),
+            u8::from(unit.native_cpu),
+        ]);
+        if unit.native_cpu {
+            // A cache shared by machines (a home directory on NFS) keeps one build
+            // per kind of CPU.
+            h.update(super::tiers::host_cpu().as_bytes());
+        }
         h.update(code.as_bytes());
         h.update(format!("{:?}", parsed.timing).as_bytes());
         h

@@ -9,21 +9,37 @@
 //! library is only ever replaced between runs (a new cell's, or a re-run's).
 //!
 //! When a cell's run takes longer than [`HOT_RUN`], the names it mentions that the
-//! session defines (functions, types, methods, variables) become hot, and so do the
+//! session defines (functions, types, methods of its impls) become hot, and so do the
 //! names the hot items' code mentions (what they call) and the items later cells
 //! define whose code mentions a hot name (what calls them). A cell that mentions a
 //! hot name, or the same cell run again, is built at level 3. `%opt N` pins a level
 //! and turns this off.
 //!
-//! The target CPU is the baseline of the architecture (no `-C target-cpu`): the
-//! same library is loaded by the runner, the worker pool and the engines, which may
-//! be on other machines with other CPUs.
+//! The target CPU: a cell is built for this machine's CPU (`-C target-cpu=native`,
+//! as Numba compiles for the host), since the runner and the worker pool run here.
+//! Layers, and every cell built while a cluster is in use, are built for the
+//! architecture's baseline instead: engines may be on other machines with other
+//! CPUs, and they load the layers and the cluster cells' libraries.
 
 use super::Session;
 use crate::compile::cell::{Item, ParsedCell, Timing};
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
 use std::time::Duration;
+
+/// What this machine's CPU is, for the cache keys of cells built for it: its model
+/// and the features it has (`/proc/cpuinfo`'s first processor).
+pub(super) fn host_cpu() -> &'static str {
+    static CPU: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    CPU.get_or_init(|| {
+        let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        info.lines()
+            .take_while(|l| !l.trim().is_empty())
+            .filter(|l| l.starts_with("model name") || l.starts_with("flags"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    })
+}
 
 /// A run longer than this makes the cell and what it names hot.
 pub const HOT_RUN: Duration = Duration::from_millis(100);
@@ -34,7 +50,7 @@ pub const HOT_LEVEL: u8 = 3;
 /// What has run long in this session.
 #[derive(Debug, Default)]
 pub(super) struct Tiers {
-    /// Names of the session's items, methods and variables that hot code mentions.
+    /// Names of the session's items and methods that hot code mentions.
     names: HashSet<String>,
     /// Cells (the hash of their code and timing) that ran long.
     cells: HashSet<[u8; 32]>,
@@ -120,9 +136,10 @@ impl Session {
         }
     }
 
-    /// The names the session defines: items, methods of its impls, variables.
+    /// The names the session defines: items and the methods of its impls. Not
+    /// variables: a cell that names one need not run hot code (`v.len()`).
     fn known_names(&self) -> HashSet<String> {
-        let mut out: HashSet<String> = self.vars.keys().cloned().collect();
+        let mut out = HashSet::new();
         for item in self.chain_items() {
             out.extend(item.names.iter().cloned());
             if let Some(k) = &item.impl_key {

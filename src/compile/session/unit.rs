@@ -37,6 +37,9 @@ pub(super) struct Unit<'a> {
     /// rustc's optimisation level, and whether it is a tier-up (see `tiers`).
     pub(super) opt_level: u8,
     pub(super) tiered_up: bool,
+    /// Built for this machine's CPU (`-C target-cpu=native`), as Numba builds: a
+    /// cell that no other machine loads (see `tiers`).
+    pub(super) native_cpu: bool,
 }
 
 impl<'a> Unit<'a> {
@@ -56,6 +59,7 @@ impl<'a> Unit<'a> {
             tokio_name: None,
             opt_level: crate::compile::session::DEFAULT_OPT_LEVEL,
             tiered_up: false,
+            native_cpu: false,
         }
     }
 }
@@ -136,6 +140,10 @@ impl Session {
         args.push(format!("metadata={metadata}").into());
         args.push("-C".into());
         args.push(format!("opt-level={}", unit.opt_level).into());
+        if unit.native_cpu {
+            args.push("-C".into());
+            args.push("target-cpu=native".into());
+        }
         args.push(self.settings.edition.flag().into());
         for dir in [&self.prelude.dir, &self.cells_dir] {
             args.push("-L".into());

@@ -45,7 +45,9 @@ impl Executor {
         let count = self.count;
         self.session(irq, Some(sink)).await?;
         self.take_base(BASE_WAIT, sink).await;
+        let portable = self.cluster.is_some();
         let session = self.session.as_mut().expect("session");
+        session.set_portable(portable);
         let started = std::time::Instant::now();
         let built = tokio::select! {
             r = session.build_timed(code, count, timing) => r,

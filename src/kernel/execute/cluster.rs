@@ -211,6 +211,7 @@ impl Executor {
         args.push(self.cluster_engines(p, sink).await?);
         let count = self.count;
         let session = self.session.as_mut().expect("set up above");
+        session.set_portable(true);
         let built = match session
             .build_in_scope(&body, count, &self.engine_vars)
             .await

@@ -53,7 +53,9 @@ impl Executor {
             self.unsaved.extend(missing);
             self.save_snapshots(true).await;
         }
+        let portable = self.cluster.is_some();
         let session = self.session.as_mut().expect("session");
+        session.set_portable(portable);
         let mut versions = Vec::new();
         let mut unsendable = Vec::new();
         for (name, ty) in &used {

@@ -24,14 +24,16 @@ impl Executor {
     }
 
     /// Builds the hot cell at level 3. The shell drops this future when a request
-    /// comes first: the build stops (rustc is killed, its scratch removed) and the
-    /// cell is built when it next runs.
+    /// comes first: the build stops (rustc is killed, its scratch removed) and
+    /// starts again when the kernel is next idle (or the cell is built when it next
+    /// runs, whichever comes first).
     pub async fn idle_work(&mut self) {
-        let (Some((code, timing)), Some(session)) = (self.tier_up.take(), &self.session) else {
+        let (Some((code, timing)), Some(session)) = (self.tier_up.clone(), &self.session) else {
             return;
         };
         if let Err(e) = session.prebuild(&code, timing).await {
             tracing::debug!("building a hot cell ahead of its next run: {e}");
         }
+        self.tier_up = None;
     }
 }

@@ -115,14 +115,25 @@ impl Executor {
             hex::encode(&h.finalize()[..8])
         };
         let dir = self.cache.join(format!("opencl-support-{hash}"));
-        if !dir.join("src/lib.rs").is_file() {
+        if !dir.is_dir() {
+            // Written aside and renamed into place: a kernel that stops half-way,
+            // or two writing at once, leave no half-written crate behind.
             let io = |e: std::io::Error| CellError::Dep(format!("{}: {e}", dir.display()));
+            let scratch = tempfile::Builder::new()
+                .prefix("opencl-support-")
+                .tempdir_in(&self.cache)
+                .map_err(io)?;
             for (name, text) in opencl::SUPPORT {
-                let path = dir.join(name);
+                let path = scratch.path().join(name);
                 if let Some(parent) = path.parent() {
                     std::fs::create_dir_all(parent).map_err(io)?;
                 }
                 std::fs::write(&path, text).map_err(io)?;
+            }
+            let written = scratch.keep();
+            if std::fs::rename(&written, &dir).is_err() {
+                // Another kernel put its copy there first: the same files.
+                let _ = std::fs::remove_dir_all(&written);
             }
         }
         let line = dir.display().to_string();
