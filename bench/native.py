@@ -57,7 +57,7 @@ BLOCK = 1000
 def workloads(quick: bool) -> dict[str, tuple[str, str, str]]:
     """Name → (Rust call, C call, Python call), the same work."""
     limit, samples, (w, h), steps = ((1_000_000, 10_000_000, (300, 200), 200_000) if quick
-                                     else (3_000_000, 40_000_000, (600, 400), 1_000_000))
+                                     else (3_000_000, 40_000_000, (1200, 800), 2_000_000))
     return {
         f"primes below {limit:,}": (f"count_primes({limit})", f"count_primes_c({limit})",
                                     f"count_primes({limit})"),
