@@ -275,9 +275,11 @@ def main() -> None:
                          if m.lower() not in missing)
     print(f"\n2 CPUs shared; one run. {versions}.")
     if args.json:
+        about = {m.lower(): f"{m} {metadata.version(m)}" for m in ("numba", "Cython", "pyopencl")
+                 if m.lower() not in missing}
         write_document(args.json, "native.py",
                        "Native speed: tiered compilation, C and OpenCL against Numba, Cython and PyOpenCL",
-                       rows, missing=missing)
+                       rows, missing=missing, about=about)
 
 
 if __name__ == "__main__":
