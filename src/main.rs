@@ -36,7 +36,8 @@ enum Command {
     /// cells it is sent (like ipengine).
     Engine {
         /// The controller's connection file; without it, the file's contents are
-        /// read from FERROCELL_CONNECTION (how the slurm launcher passes them).
+        /// read from FERROCELL_CONNECTION, as JSON or in hexadecimal (how the
+        /// batch launchers pass them).
         #[arg(long)]
         file: Option<PathBuf>,
     },
@@ -91,13 +92,19 @@ fn main() -> anyhow::Result<()> {
             ))?;
         }
         Command::Engine { file } => {
-            use ferrocell::cluster::{launcher::CONNECTION_ENV, messages::ClusterFile};
+            use ferrocell::cluster::launcher::{connection_from_env, CONNECTION_ENV};
+            use ferrocell::cluster::messages::ClusterFile;
             let cluster = match file {
                 Some(path) => ClusterFile::read(&path)?,
                 None => {
-                    let json = std::env::var(CONNECTION_ENV).map_err(|_| {
-                        anyhow::anyhow!("ferrocell engine needs --file FILE (or {CONNECTION_ENV})")
-                    })?;
+                    let json = std::env::var(CONNECTION_ENV)
+                        .ok()
+                        .and_then(|v| connection_from_env(&v))
+                        .ok_or_else(|| {
+                            anyhow::anyhow!(
+                                "ferrocell engine needs --file FILE (or {CONNECTION_ENV}: the file's JSON, or its hexadecimal)"
+                            )
+                        })?;
                     // Not for the cells it will run; no thread is started yet.
                     std::env::remove_var(CONNECTION_ENV);
                     ClusterFile::parse(&json, CONNECTION_ENV)?

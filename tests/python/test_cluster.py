@@ -22,37 +22,11 @@ from jupyter_client.session import Session
 import kernel_helpers as kh
 from kernel_helpers import error_text, ok, run, stream_text, value
 from kernel_helpers import slow_each, tables
+from cluster_helpers import gone_within, start_cluster, status
 
 
 def all_text(outputs):
     return kh.all_text(outputs)
-
-
-def status(kc):
-    """`%cluster status`: the controller's pid, the connection file, and each
-    engine's (id, pid, worker pid)."""
-    reply, outputs = run(kc, "%cluster status")
-    ok(reply, outputs)
-    text = stream_text(outputs)
-    m = re.search(r"controller pid (\d+) on \S+, listening on 127\.0\.0\.1 \(connection file (\S+)\)", text)
-    assert m, text
-    engines = [tuple(int(x) for x in row) for row in
-               re.findall(r"^\s+(\d+)\s+\S+\s+(\d+)\s+(\d+)\s+ready", text, re.M)]
-    return int(m.group(1)), Path(m.group(2)), engines
-
-
-def gone_within(pids, seconds=5.0):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline and any(kh.alive(p) for p in pids):
-        time.sleep(0.05)
-    return [p for p in pids if kh.alive(p)] == []
-
-
-def start_cluster(kc, n=2):
-    reply, outputs = run(kc, f"%cluster start -n {n}", timeout=180)
-    ok(reply, outputs)
-    assert f"Cluster ready: {n} engines" in all_text(outputs), all_text(outputs)
-    return status(kc)
 
 
 def test_a_local_cluster_runs_cells_and_stops_without_orphans(kc):
@@ -576,74 +550,6 @@ def test_an_engine_that_keeps_dying_is_not_restarted_forever(kc, tmp_path):
     assert reply["content"]["status"] == "error"
     assert "no ready engine" in error_text(reply["content"]), error_text(reply["content"])
     ok(*run(kc, "%cluster stop"))
-
-
-def test_the_slurm_launcher_submits_a_batch_job(start_kernel, slurm):
-    km, kc = start_kernel(env=dict(slurm.env))
-    reply, outputs = run(kc, "%cluster start -n 3 --launcher slurm", timeout=240)
-    ok(reply, outputs)
-    assert "Cluster ready: 3 engines started by Slurm" in all_text(outputs), all_text(outputs)
-    [(job, state)] = slurm.jobs().items()
-    assert state == "RUNNING"
-    reply, outputs = run(kc, "%cluster status")
-    text = stream_text(outputs)
-    # Ranks are the Slurm task ids; the engines learnt the key from the job's
-    # environment, and their cells do not see it.
-    assert sorted(re.findall(r"ready\s+\d+\s+\S+ s\s+(\d)$", text, re.M)) == ["0", "1", "2"], text
-    reply, outputs = run(kc, "%%parallel cluster --out seen\n"
-                             "(std::env::var(\"SLURM_JOB_ID\").unwrap_or_default(), "
-                             "std::env::var(\"SLURM_PROCID\").unwrap_or_default(), "
-                             "std::env::var(\"FERROCELL_CONNECTION\").is_ok())", timeout=120)
-    ok(reply, outputs)
-    assert value(kc, "seen") == f'[("{job}", "0", false), ("{job}", "1", false), ("{job}", "2", false)]'
-    engines = [int(p) for p in re.findall(r"^\s+\d+\s+\S+\s+(\d+)\s+\d+\s+ready", text, re.M)]
-    ok(*run(kc, "%cluster stop"))
-    assert gone_within(engines, 10), [p for p in engines if kh.alive(p)]
-    deadline = time.monotonic() + 30
-    while slurm.jobs() and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert slurm.jobs() == {}
-
-
-def test_a_kernel_shut_down_cancels_its_slurm_job_even_without_its_controller(start_kernel, slurm):
-    km, kc = start_kernel(env=dict(slurm.env))
-    reply, outputs = run(kc, "%cluster start -n 1 --launcher slurm", timeout=240)
-    ok(reply, outputs)
-    assert len(slurm.jobs()) == 1
-    controller, path, engines = status(kc)
-    # The controller dies first: the kernel's own leftovers cancel the job by name.
-    os.kill(controller, signal.SIGKILL)
-    km.shutdown_kernel(now=False)
-    # Well before its engines would notice the silent controller (10 s) and end it.
-    deadline = time.monotonic() + 6
-    while slurm.jobs() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert slurm.jobs() == {}
-    assert not path.exists()
-
-
-def test_the_slurm_launcher_runs_srun_inside_an_allocation(start_kernel, slurm):
-    granted = slurm.run("salloc", "-N1", "-n4", "--no-shell")
-    job = re.search(r"Granted job allocation (\d+)", granted.stdout + granted.stderr).group(1)
-    try:
-        env = dict(slurm.env, SLURM_JOB_ID=job, SLURM_JOB_NODELIST=slurm.hostname)
-        km, kc = start_kernel(env=env)
-        reply, outputs = run(kc, "%cluster start -n 2 --launcher slurm", timeout=240)
-        ok(reply, outputs)
-        reply, outputs = run(kc, "%%parallel cluster --out seen\n"
-                                 "(rank, std::env::var(\"SLURM_JOB_ID\").unwrap_or_default(), "
-                                 "std::env::var(\"SLURM_STEP_ID\").is_ok())", timeout=120)
-        ok(reply, outputs)
-        # Two tasks of one step in the allocation the kernel runs in.
-        assert value(kc, "seen") == f'[(0, "{job}", true), (1, "{job}", true)]'
-        assert len(slurm.jobs()) == 1
-        ok(*run(kc, "%cluster stop"))
-        # A step needing more tasks than the allocation has fails the start clearly.
-        reply, outputs = run(kc, "%cluster start -n 9 --launcher slurm", timeout=120)
-        assert reply["content"]["status"] == "error"
-        assert "srun (9 tasks in job" in error_text(reply["content"]), error_text(reply["content"])
-    finally:
-        slurm.run("scancel", job, check=False)
 
 
 # The lecture's mpi4py reduction, with the `mpi` crate: building it needs Open MPI's

@@ -3,32 +3,38 @@
 //!
 //! A launcher turns "N engines" into [`Recipe`]s: commands that start one engine
 //! each (local, ssh) or all of them at once (one `mpirun`, one `srun` step, one
-//! `sbatch` job). Each logs to its own file in a private directory, so that a
+//! batch job: `sbatch`, PBS's `qsub`). Each logs to its own file in a private directory, so that a
 //! start that fails can say which engine failed and show its last lines, and a
 //! recipe whose process ended can be run again as it was.
 //!
 //! - `recipe`: a command that starts engines, and running it;
 //! - `controller`: starting the controller and the cluster's private directory;
-//! - `local`, `mpi`, `ssh`, `slurm`: the launchers, one a file;
+//! - `local`, `mpi`, `ssh`, `slurm`, `pbs`: the launchers, one a file;
+//! - `batch`: what the batch launchers share: options, job scripts, the job's
+//!   state and deleting it;
 //! - `processes`: the processes a launcher started, their failures, and stopping
 //!   them;
 //! - `supervise`: starting ended processes again (`--restart`).
 //!
 //! This file holds the types they share and the launchers' small common helpers.
 
+mod batch;
 mod controller;
 mod error;
 mod local;
 mod mpi;
+mod pbs;
 mod processes;
 mod recipe;
 mod slurm;
 mod ssh;
 mod supervise;
 
+pub use batch::{connection_from_env, BatchOptions, CONNECTION_ENV};
 pub use local::start_local;
 pub use mpi::start_mpi;
-pub use slurm::{start_slurm, CONNECTION_ENV};
+pub use pbs::start_pbs;
+pub use slurm::start_slurm;
 pub use ssh::start_ssh;
 
 pub use error::LaunchError;

@@ -1,8 +1,7 @@
 //! The processes a launcher started: adding them, telling which ended and why
 //! while the engines are awaited, and stopping them with the cluster (cancelling
-//! Slurm jobs, killing what outlives the grace).
+//! batch jobs, killing what outlives the grace).
 
-use super::slurm::slurm_client;
 use super::{LaunchError, Launched, Process, Recipe};
 use std::time::Duration;
 
@@ -38,7 +37,7 @@ impl Launched {
     }
 
     /// Waits for every process to end, killing what is left after `grace`, and
-    /// cancels the Slurm jobs it submitted.
+    /// deletes the batch jobs it submitted.
     pub async fn wait_or_kill(&mut self, grace: Duration) {
         self.stop_supervising();
         let list = std::mem::take(&mut self.processes.lock().expect("processes").list);
@@ -52,8 +51,8 @@ impl Launched {
                 let _ = proc.child.start_kill();
                 let _ = proc.child.wait().await;
             }
-            if let Some(name) = &proc.recipe.batch {
-                let _ = slurm_client("scancel", &["--name", name]).await;
+            if let Some(job) = &proc.recipe.batch {
+                job.delete().await;
             }
             if let Some(log) = &proc.recipe.more_log {
                 let _ = std::fs::remove_file(log);
@@ -66,6 +65,18 @@ impl Launched {
             let _ = self.controller.start_kill();
             let _ = self.controller.wait().await;
         }
+    }
+}
+
+impl Launched {
+    /// Where the launcher stands while engines are awaited, when there is more to
+    /// say than a count: a batch job's state, say.
+    pub async fn waiting_on(&self) -> Option<String> {
+        let job = {
+            let p = self.processes.lock().expect("processes");
+            p.list.iter().find_map(|proc| proc.recipe.batch.clone())
+        }?;
+        job.state().await
     }
 }
 

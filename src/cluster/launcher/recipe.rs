@@ -2,6 +2,7 @@
 //! can be run again as it was, with its log, its environment and what its stdin
 //! gets. Every launcher makes recipes; the supervisor runs them again.
 
+use super::batch::BatchJob;
 use super::{tail, LaunchError};
 use std::path::PathBuf;
 use tokio::process::{Child, Command};
@@ -18,11 +19,11 @@ pub(super) struct Recipe {
     /// Written to its stdin, which is then closed (the ssh launcher's connection file).
     pub(super) stdin: Option<Vec<u8>>,
     pub(super) log: PathBuf,
-    /// Another log the command's engines write to (a Slurm batch job's output).
+    /// Another log the command's engines write to (a batch job's output).
     pub(super) more_log: Option<PathBuf>,
-    /// The process is `sbatch --wait` of a job of this (unique) name: the job is
-    /// cancelled when the cluster stops.
-    pub(super) batch: Option<String>,
+    /// The process submitted this batch job and waits for it (`sbatch --wait`,
+    /// `qsub -W block=true`): the job is deleted when the cluster stops.
+    pub(super) batch: Option<BatchJob>,
     /// Its process is the engine itself, on this machine: one that the controller
     /// lost may be killed to be started again.
     pub(super) engine_here: bool,

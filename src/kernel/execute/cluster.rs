@@ -31,15 +31,39 @@ pub(super) fn kill_lost(c: &Client, s: &Status) {
     }
 }
 
+/// How `%cluster start` starts its engines.
+pub(super) struct Start<'a> {
+    pub launcher: Launcher,
+    /// The ssh launcher's machines.
+    pub hosts: &'a [String],
+    /// The address the controller listens on.
+    pub ip: &'a str,
+    /// What a batch launcher asks of its scheduler.
+    pub batch: &'a launcher::BatchOptions,
+}
+
+impl Start<'_> {
+    /// Engines on this machine, as `%%parallel cluster` starts them when none runs.
+    const LOCAL: Start<'static> = Start {
+        launcher: Launcher::Local,
+        hosts: &[],
+        ip: "127.0.0.1",
+        batch: &launcher::BatchOptions {
+            queue: None,
+            walltime: None,
+            account: None,
+            nodes: None,
+        },
+    };
+}
+
 impl Executor {
     /// Starts a controller and `n` engines here and waits until every engine is
     /// ready, showing how many are; or says which failed and why.
     pub(super) async fn start_cluster(
         &mut self,
         n: usize,
-        how: Launcher,
-        hosts: &[String],
-        ip: &str,
+        how: Start<'_>,
         sink: &mut Sink,
     ) -> Result<(), CellError> {
         if self.cluster.is_some() {
@@ -48,10 +72,12 @@ impl Executor {
             ));
         }
         let started = std::time::Instant::now();
-        let mut launched = match how {
+        let ip = how.ip;
+        let mut launched = match how.launcher {
             Launcher::Mpi => launcher::start_mpi(n, ip).await,
-            Launcher::Ssh => launcher::start_ssh(n, hosts, ip).await,
-            Launcher::Slurm => launcher::start_slurm(n, ip).await,
+            Launcher::Ssh => launcher::start_ssh(n, how.hosts, ip).await,
+            Launcher::Slurm => launcher::start_slurm(n, ip, how.batch).await,
+            Launcher::Pbs => launcher::start_pbs(n, ip, how.batch).await,
             Launcher::Local => launcher::start_local(n, ip).await,
         }?;
         let mut client = match Client::connect(&launched.file).await {
@@ -106,10 +132,11 @@ impl Executor {
         };
         let text = format!(
             "Cluster ready: {ready} engines {} in {:.2} s (controller pid {}, connection file {})\n",
-            match how {
+            match how.launcher {
                 Launcher::Mpi => "started by mpirun, as MPI ranks,",
                 Launcher::Ssh => "started over ssh",
                 Launcher::Slurm => "started by Slurm, ranked by task id,",
+                Launcher::Pbs => "started in a PBS job by mpiexec, as MPI ranks,",
                 Launcher::Local => "on this machine",
             },
             started.elapsed().as_secs_f64(),
@@ -139,8 +166,7 @@ impl Executor {
                 format!("ferrocell: no cluster yet; starting {n} local engines (%cluster start -n N chooses)\n")
                     .as_bytes(),
             );
-            self.start_cluster(n, Launcher::Local, &[], "127.0.0.1", sink)
-                .await?;
+            self.start_cluster(n, Start::LOCAL, sink).await?;
         }
         let c = self.cluster.as_mut().expect("started");
         let s = c.status().await.map_err(|e| {

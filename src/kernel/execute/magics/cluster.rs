@@ -6,6 +6,7 @@ use super::super::{CellError, Executor};
 use super::spec::{Spec, Spelling};
 use super::{Cx, Magic, Then};
 use crate::cluster::client::{Client, Status};
+use crate::cluster::launcher::BatchOptions;
 use std::path::PathBuf;
 
 /// How engines are started.
@@ -16,6 +17,23 @@ pub enum Launcher {
     Ssh,
     Mpi,
     Slurm,
+    Pbs,
+}
+
+impl Launcher {
+    /// Every launcher by its `--launcher` name.
+    pub const ALL: [(&'static str, Launcher); 5] = [
+        ("local", Launcher::Local),
+        ("ssh", Launcher::Ssh),
+        ("mpi", Launcher::Mpi),
+        ("slurm", Launcher::Slurm),
+        ("pbs", Launcher::Pbs),
+    ];
+
+    /// Whether it submits a batch job, which takes [`BatchOptions`].
+    pub fn is_batch(self) -> bool {
+        matches!(self, Launcher::Slurm | Launcher::Pbs)
+    }
 }
 
 /// A parsed `%cluster` line.
@@ -28,6 +46,8 @@ pub enum ClusterCmd {
         ip: String,
         /// Start engines again when they end.
         restart: bool,
+        /// What a batch launcher asks of its scheduler.
+        batch: BatchOptions,
     },
     Status,
     Stop,
@@ -42,7 +62,8 @@ pub const MAX_ENGINES: usize = 4096;
 pub const MAX_TARGETS: usize = 65_536;
 
 const USAGE: &str =
-    "%cluster start -n N [--launcher local|ssh|mpi|slurm] [--hosts H1,H2] [--ip ADDRESS] [--restart] [--force] \
+    "%cluster start -n N [--launcher local|ssh|mpi|slurm|pbs] [--hosts H1,H2] [--ip ADDRESS] [--restart] [--force] \
+                     [--queue Q] [--walltime HH:MM:SS] [--account A] [--nodes K] \
                      | %cluster status | %cluster stop | %cluster connect FILE";
 
 /// Reads what follows `%cluster`.
@@ -58,6 +79,7 @@ pub fn parse(args: &[&str]) -> Result<ClusterCmd, String> {
             let mut ip = "127.0.0.1".to_string();
             let mut restart = false;
             let mut force = false;
+            let mut batch = BatchOptions::default();
             let mut it = rest.iter();
             while let Some(flag) = it.next() {
                 let mut value = || {
@@ -74,17 +96,16 @@ pub fn parse(args: &[&str]) -> Result<ClusterCmd, String> {
                             })?);
                     }
                     "--launcher" => {
-                        launcher = match value()? {
-                            "local" => Launcher::Local,
-                            "ssh" => Launcher::Ssh,
-                            "mpi" => Launcher::Mpi,
-                            "slurm" => Launcher::Slurm,
-                            other => {
-                                return Err(format!(
-                                    "unknown launcher `{other}`: local, ssh, mpi or slurm"
-                                ))
-                            }
-                        }
+                        let name = value()?;
+                        launcher = Launcher::ALL
+                            .iter()
+                            .find(|(n, _)| *n == name)
+                            .map(|(_, l)| *l)
+                            .ok_or_else(|| {
+                                let names: Vec<&str> =
+                                    Launcher::ALL.iter().map(|(n, _)| *n).collect();
+                                format!("unknown launcher `{name}`: {}", names.join(", "))
+                            })?;
                     }
                     "--hosts" => {
                         hosts = value()?.split(',').map(String::from).collect();
@@ -92,6 +113,9 @@ pub fn parse(args: &[&str]) -> Result<ClusterCmd, String> {
                     "--ip" => ip = value()?.to_string(),
                     "--restart" => restart = true,
                     "--force" => force = true,
+                    other if BatchOptions::FLAGS.iter().any(|(f, _)| *f == other) => {
+                        batch.set(other, value()?)?;
+                    }
                     other => return Err(format!("unknown option `{other}`: {USAGE}")),
                 }
             }
@@ -106,12 +130,20 @@ pub fn parse(args: &[&str]) -> Result<ClusterCmd, String> {
                     "{engines} engines is more than {MAX_ENGINES}; add --force if you mean it"
                 ));
             }
+            if !batch.is_empty() && !launcher.is_batch() {
+                let flags: Vec<&str> = BatchOptions::FLAGS.iter().map(|(f, _)| *f).collect();
+                return Err(format!(
+                    "{} are for the launchers that submit a batch job (slurm, pbs)",
+                    flags.join(", ")
+                ));
+            }
             Ok(ClusterCmd::Start {
                 engines,
                 launcher,
                 hosts,
                 ip,
                 restart,
+                batch,
             })
         }
         _ => Err(USAGE.to_string()),
@@ -151,12 +183,13 @@ pub const SPEC: Spec = Spec {
     names: &["cluster"],
     spelling: Spelling::Line,
     usage: &[
-        "%cluster start -n N [--launcher local|mpi|ssh|slurm] [--hosts H1,H2] [--ip ADDRESS] [--restart]",
+        "%cluster start -n N [--launcher local|mpi|ssh|slurm|pbs] [--hosts H1,H2] [--ip ADDRESS] [--restart]",
+        "  batch jobs: [--queue Q] [--walltime HH:MM:SS] [--account A] [--nodes K]",
         "%cluster status, %cluster stop, %cluster connect FILE",
     ],
     help: &[
         "a controller and N engines for %%parallel cluster: here, as mpirun's",
-        "ranks, over ssh, or as a Slurm job; --restart starts ended engines again",
+        "ranks, over ssh, or as a Slurm or PBS job; --restart starts ended engines again",
     ],
     read: |line| Ok(Magic::Cluster(parse(&line.args)?)),
 };
@@ -176,9 +209,15 @@ impl ClusterCmd {
                 hosts,
                 ip,
                 restart,
+                batch,
             } => {
-                ex.start_cluster(engines, launcher, &hosts, &ip, sink)
-                    .await?;
+                let how = super::super::cluster::Start {
+                    launcher,
+                    hosts: &hosts,
+                    ip: &ip,
+                    batch: &batch,
+                };
+                ex.start_cluster(engines, how, sink).await?;
                 if restart {
                     if let Some(l) = ex.cluster.as_mut().and_then(|c| c.launched.as_mut()) {
                         l.supervise();
@@ -283,6 +322,7 @@ mod tests {
                 hosts: vec![],
                 ip: "10.0.0.1".into(),
                 restart: false,
+                batch: BatchOptions::default(),
             })
         );
         assert!(matches!(
@@ -301,7 +341,27 @@ mod tests {
         assert!(parse_targets("0-4294967295")
             .unwrap_err()
             .contains("more than"));
-        assert!(parse(&["start", "--launcher", "pbs"]).is_err());
+        assert!(parse(&["start", "--launcher", "lsf"]).is_err());
+        assert!(matches!(
+            parse(&[
+                "start",
+                "--launcher",
+                "pbs",
+                "--queue",
+                "q1",
+                "--nodes",
+                "2"
+            ]),
+            Ok(ClusterCmd::Start {
+                launcher: Launcher::Pbs,
+                batch: BatchOptions { nodes: Some(2), .. },
+                ..
+            })
+        ));
+        assert!(parse(&["start", "--queue", "q1"])
+            .unwrap_err()
+            .contains("batch job"));
+        assert!(parse(&["start", "--launcher", "pbs", "--walltime", "1;rm"]).is_err());
         assert!(parse(&["frob"]).is_err());
         assert_eq!(parse_targets("0,2-4"), Ok(vec![0, 2, 3, 4]));
         assert!(parse_targets("x").is_err());
