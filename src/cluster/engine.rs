@@ -190,10 +190,7 @@ pub async fn run(cf: ClusterFile) -> anyhow::Result<()> {
         host: crate::paths::hostname(),
         pid: std::process::id(),
         versions,
-        // Open MPI, then MPICH's PMI, then a Slurm task's id.
-        mpi_rank: ["OMPI_COMM_WORLD_RANK", "PMI_RANK", "SLURM_PROCID"]
-            .iter()
-            .find_map(|v| std::env::var(v).ok()?.parse().ok()),
+        mpi_rank: launched_rank(),
     };
     post(&mut send, link.encode(&[], register, None)).await?;
     let id = loop {
@@ -333,6 +330,16 @@ pub async fn run(cf: ClusterFile) -> anyhow::Result<()> {
             }
         }
     }
+}
+
+/// The engine's rank as its launcher set it: Open MPI's, MPICH's PMI, a Slurm
+/// task's id, or a Grid Engine array task's (which counts from 1).
+fn launched_rank() -> Option<u32> {
+    let var = |v: &str| std::env::var(v).ok()?.parse::<u32>().ok();
+    ["OMPI_COMM_WORLD_RANK", "PMI_RANK", "SLURM_PROCID"]
+        .iter()
+        .find_map(|v| var(v))
+        .or_else(|| var("SGE_TASK_ID")?.checked_sub(1))
 }
 
 #[cfg(test)]

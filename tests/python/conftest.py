@@ -69,3 +69,17 @@ def slurm():
         pytest.skip(reason)
     with LocalSlurm() as cluster:
         yield cluster
+
+
+@pytest.fixture(scope="module")
+def sge():
+    """A private single-node Grid Engine (sge_qmaster + sge_execd from unpacked
+    Debian packages; see sge_local.py), for the tests of the sge launcher; skipped
+    where it cannot run."""
+    from sge_local import LocalSGE
+
+    reason = LocalSGE.unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    with LocalSGE() as cluster:
+        yield cluster

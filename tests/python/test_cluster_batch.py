@@ -1,6 +1,7 @@
 """The batch launchers, each against a real scheduler: `--launcher slurm` and
 `--launcher pbs` (Torque's qsub, qstat and qdel from Debian's slurm-wlm-torque)
-on the private single-node Slurm of slurm_local.py."""
+on the private single-node Slurm of slurm_local.py, `--launcher sge` on the
+private Grid Engine cell of sge_local.py."""
 
 from __future__ import annotations
 
@@ -115,7 +116,7 @@ def test_the_slurm_launcher_runs_srun_inside_an_allocation(start_kernel, slurm):
 
 def test_the_pbs_launcher_submits_one_job_and_shows_its_state_while_it_waits(start_kernel, torque):
     # Every CPU of the node is taken: the PBS job waits in the queue at first.
-    blocker = torque.run("sbatch", "--parsable", f"-n{torque.cpus}", "--wrap", "sleep 300").stdout.strip()
+    blocker = torque.run("sbatch", "--parsable", "--output=/dev/null", f"-n{torque.cpus}", "--wrap", "sleep 300").stdout.strip()
     try:
         km, kc = start_kernel(env=dict(torque.env))
         got = {}
@@ -198,3 +199,102 @@ def test_batch_options_are_checked_before_anything_is_submitted(start_kernel, sl
         assert reply["content"]["status"] == "error", line
         assert words in error_text(reply["content"]), error_text(reply["content"])
     assert slurm.jobs() == {}
+
+
+def sge_job_ids(sge):
+    return {key.split(".")[0] for key in sge.jobs()}
+
+
+def test_the_sge_launcher_runs_engines_as_an_array_job_and_shows_its_state(start_kernel, sge):
+    # Every slot of the queue is taken: the engines' job waits at first.
+    blocker = sge.run("qsub", "-terse", "-b", "y", "-o", "/dev/null", "-j", "y",
+                      "-t", f"1-{sge.slots}", "sleep", "300").stdout.strip().split(".")[0]
+    try:
+        km, kc = start_kernel(env=dict(sge.env))
+        got = {}
+        start = threading.Thread(target=lambda: got.update(zip(
+            ("reply", "outputs"),
+            run(kc, "%cluster start -n 3 --launcher sge --walltime 00:20:00 "
+                    f"--queue {sge.queue} --account physics", timeout=240))))
+        start.start()
+        deadline = time.monotonic() + 60
+        while len(sge_job_ids(sge)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        [job] = sge_job_ids(sge) - {blocker}
+        time.sleep(4)  # the progress line is refreshed every second once the wait is noticed
+        sge.run("qdel", blocker)
+        start.join(240)
+    finally:
+        sge.run("qdel", blocker, check=False)
+    reply, outputs = got["reply"], got["outputs"]
+    ok(reply, outputs)
+    waiting = "\n".join(kh.progress_texts(outputs))
+    assert f"Grid Engine job {job}: queued" in waiting, waiting
+    assert "Cluster ready: 3 engines started as a Grid Engine array job" in all_text(outputs), all_text(outputs)
+
+    # The script's #$ directives reached the scheduler.
+    details = sge.run("qstat", "-j", job).stdout
+    assert re.search(r"^job_name:\s+ferrocell-[0-9a-f]{32}$", details, re.M), details
+    assert re.search(r"^account:\s+physics$", details, re.M), details
+    assert re.search(r"^hard resource_list:\s+h_rt=1200$", details, re.M), details
+    assert re.search(r"^hard_queue_list:\s+all\.q$", details, re.M), details
+
+    # Ranks are the array's task ids less one; the key came in the environment.
+    reply, outputs = run(kc, "%%parallel cluster --out seen\n"
+                             "(rank, std::env::var(\"JOB_ID\").unwrap_or_default(), "
+                             "std::env::var(\"SGE_TASK_ID\").unwrap_or_default(), "
+                             "std::env::var(\"FERROCELL_CONNECTION\").is_ok())", timeout=120)
+    ok(reply, outputs)
+    assert value(kc, "seen") == (f'[(0, "{job}", "1", false), (1, "{job}", "2", false), '
+                                 f'(2, "{job}", "3", false)]')
+    _, _, engines = status(kc)
+    ok(*run(kc, "%cluster stop"))
+    assert gone_within([p for _, p, _ in engines], 10)
+    deadline = time.monotonic() + 30
+    while sge.jobs() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert sge.jobs() == {}
+
+
+def test_the_sge_launcher_with_a_parallel_environment_starts_mpi_ranks(start_kernel, sge):
+    km, kc = start_kernel(env=dict(sge.env))
+    reply, outputs = run(kc, f"%cluster start -n 2 --launcher sge --pe {sge.pe}", timeout=240)
+    ok(reply, outputs)
+    assert "started in a Grid Engine job by mpirun, as MPI ranks" in all_text(outputs), all_text(outputs)
+    reply, outputs = run(kc, "%%parallel cluster --out seen\n"
+                             "(rank, std::env::var(\"OMPI_COMM_WORLD_RANK\").unwrap_or_default(), "
+                             "std::env::var(\"NSLOTS\").unwrap_or_default())", timeout=120)
+    ok(reply, outputs)
+    assert value(kc, "seen") == '[(0, "0", "2"), (1, "1", "2")]'
+    ok(*run(kc, "%cluster stop"))
+    deadline = time.monotonic() + 30
+    while sge.jobs() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert sge.jobs() == {}
+
+
+def test_a_kernel_shut_down_deletes_its_sge_job_even_without_its_controller(start_kernel, sge):
+    km, kc = start_kernel(env=dict(sge.env))
+    ok(*run(kc, "%cluster start -n 2 --launcher sge", timeout=240))
+    assert len(sge_job_ids(sge)) == 1
+    controller, path, engines = status(kc)
+    os.kill(controller, signal.SIGKILL)
+    km.shutdown_kernel(now=False)
+    deadline = time.monotonic() + 6
+    while sge.jobs() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert sge.jobs() == {}
+    assert not path.exists()
+
+
+def test_an_sge_job_the_scheduler_refuses_fails_the_start_with_its_words(start_kernel, sge):
+    km, kc = start_kernel(env=dict(sge.env))
+    began = time.monotonic()
+    reply, outputs = run(kc, "%cluster start -n 2 --launcher sge --queue nosuch", timeout=120)
+    assert reply["content"]["status"] == "error"
+    text = error_text(reply["content"])
+    assert "0 of 2 engines are ready" in text and "Grid Engine job ferrocell-" in text, text
+    assert "nosuch" in text, text  # qsub's own words
+    assert time.monotonic() - began < 60
+    assert sge.jobs() == {}
+    assert value(kc, "40 + 2") == "42"

@@ -1,9 +1,9 @@
-//! What the batch launchers share (Slurm's `sbatch`, PBS's `qsub`): the options
-//! a user gives the scheduler, the job script, the job's log, and the job itself:
-//! its id, its state while the engines are awaited, deleting it.
+//! What the batch launchers share (Slurm's `sbatch`, PBS's and Grid Engine's
+//! `qsub`): the options a user gives the scheduler, the job script, the job's
+//! log, and the job itself: its state while the engines are awaited, deleting it.
 //!
 //! Each launcher keeps its submit command running until the job ends (`sbatch
-//! --wait`, `qsub -W block=true`), so that the job's life is a
+//! --wait`, `qsub -W block=true`, `qsub -sync y`), so that the job's life is a
 //! process's life, as every other recipe's: the supervisor sees it end, and
 //! stopping the cluster ends it and then deletes the job.
 
@@ -25,6 +25,7 @@ pub const CONNECTION_ENV: &str = "FERROCELL_CONNECTION";
 pub(super) enum Scheduler {
     Slurm,
     Pbs,
+    Sge,
 }
 
 impl Scheduler {
@@ -32,6 +33,7 @@ impl Scheduler {
         match self {
             Scheduler::Slurm => "Slurm",
             Scheduler::Pbs => "PBS",
+            Scheduler::Sge => "Grid Engine",
         }
     }
 }
@@ -40,7 +42,7 @@ impl Scheduler {
 /// job script, so it must be one plain word: [`BatchOptions::set`] refuses the rest.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BatchOptions {
-    /// `--queue`: Slurm's partition, PBS's queue.
+    /// `--queue`: Slurm's partition, PBS's and Grid Engine's queue.
     pub queue: Option<String>,
     /// `--walltime HH:MM:SS`: the job's time limit.
     pub walltime: Option<String>,
@@ -48,15 +50,25 @@ pub struct BatchOptions {
     pub account: Option<String>,
     /// `--nodes K`: how many machines the engines are spread over.
     pub nodes: Option<usize>,
+    /// `--pe NAME`: Grid Engine's parallel environment; the engines are then the
+    /// MPI ranks of one task instead of the tasks of an array job.
+    pub pe: Option<String>,
 }
 
 impl BatchOptions {
     /// The `%cluster start` flags these options are read from, with their help.
-    pub const FLAGS: [(&'static str, &'static str); 4] = [
+    pub const FLAGS: [(&'static str, &'static str); 5] = [
         ("--queue", "Q: the queue (Slurm partition)"),
         ("--walltime", "HH:MM:SS: the job's time limit"),
         ("--account", "A: the account to charge"),
-        ("--nodes", "K: machines to spread the engines over"),
+        (
+            "--nodes",
+            "K: machines to spread the engines over (slurm, pbs)",
+        ),
+        (
+            "--pe",
+            "NAME: Grid Engine's parallel environment (engines as MPI ranks)",
+        ),
     ];
 
     /// Reads `flag`'s `value`; `Ok(false)` when `flag` is none of [`Self::FLAGS`].
@@ -72,6 +84,7 @@ impl BatchOptions {
         match flag {
             "--queue" => self.queue = word("a queue's name")?,
             "--account" => self.account = word("an account's name")?,
+            "--pe" => self.pe = word("a parallel environment's name")?,
             "--walltime" => {
                 let ok = value.split(':').count() <= 3
                     && value
@@ -104,9 +117,10 @@ impl BatchOptions {
     }
 }
 
-/// A submitted job, found by its name: Slurm's tools take names; PBS's `qdel`
-/// takes ids, read from the submit command's output or else from `qstat`'s list
-/// (Torque's `qsub` prints the id at once, Slurm's wrapper only when it exits).
+/// A submitted job, found by its name: Slurm's and Grid Engine's tools take
+/// names; PBS's `qdel` takes ids, read from the submit command's output or else
+/// from `qstat`'s list (Torque's `qsub` prints the id at once, Slurm's wrapper
+/// only when it exits).
 #[derive(Debug, Clone)]
 pub(super) struct BatchJob {
     pub(super) scheduler: Scheduler,
@@ -121,7 +135,7 @@ impl BatchJob {
     fn printed_id(&self) -> Option<String> {
         let text = std::fs::read_to_string(&self.submit_log).ok()?;
         match self.scheduler {
-            Scheduler::Slurm => None,
+            Scheduler::Slurm | Scheduler::Sge => None,
             Scheduler::Pbs => text
                 .lines()
                 .map(str::trim)
@@ -141,10 +155,13 @@ impl BatchJob {
                     .into(),
             ),
             Scheduler::Pbs => ("qstat", Vec::new()),
+            // With each job's full name (the list cuts names to 10 characters).
+            Scheduler::Sge => ("qstat", vec!["-r".into()]),
         }
     }
 
     fn read_query(&self, out: &str) -> Option<(String, String)> {
+        let mut row: Option<(String, String)> = None;
         out.lines().find_map(|l| {
             let cols: Vec<&str> = l.split_whitespace().collect();
             match self.scheduler {
@@ -152,6 +169,15 @@ impl BatchJob {
                 // Job ID, Name, User, Time Use, S, Queue.
                 Scheduler::Pbs => (cols.get(1) == Some(&self.name.as_str()))
                     .then(|| Some((cols[0].to_string(), cols.get(4)?.to_string())))?,
+                // A row (job-ID, prior, name, user, state, …), then its details.
+                Scheduler::Sge => {
+                    if cols.first().is_some_and(|c| is_number(c)) {
+                        row = Some((cols[0].to_string(), cols.get(4)?.to_string()));
+                        return None;
+                    }
+                    let full = l.trim().strip_prefix("Full jobname:")?.trim();
+                    (full == self.name).then(|| row.clone())?
+                }
             }
         })
     }
@@ -164,6 +190,7 @@ impl BatchJob {
         let state = match self.scheduler {
             Scheduler::Slurm => code,
             Scheduler::Pbs => pbs_state(&code).to_string(),
+            Scheduler::Sge => sge_state(&code).to_string(),
         };
         Some(format!("{} job {id}: {state}", self.scheduler.name()))
     }
@@ -172,6 +199,7 @@ impl BatchJob {
     fn delete_command(&self, id: Option<String>) -> Option<(&'static str, Vec<String>)> {
         match self.scheduler {
             Scheduler::Slurm => Some(("scancel", vec!["--name".into(), self.name.clone()])),
+            Scheduler::Sge => Some(("qdel", vec![self.name.clone()])),
             Scheduler::Pbs => Some(("qdel", vec![id?])),
         }
     }
@@ -179,7 +207,7 @@ impl BatchJob {
     /// Deletes the job (the cluster stops).
     pub(super) async fn delete(&self) {
         let mut id = self.printed_id();
-        if id.is_none() && self.scheduler != Scheduler::Slurm {
+        if id.is_none() && self.scheduler == Scheduler::Pbs {
             let (tool, args) = self.query();
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
             id = client(tool, &args)
@@ -197,7 +225,7 @@ impl BatchJob {
     /// until `deadline` (the kernel is exiting: `leftovers`).
     pub(super) fn delete_blocking(&self, deadline: Instant) {
         let mut id = self.printed_id();
-        if id.is_none() && self.scheduler != Scheduler::Slurm {
+        if id.is_none() && self.scheduler == Scheduler::Pbs {
             let (tool, args) = self.query();
             id = client_until(tool, &args, deadline)
                 .and_then(|out| self.read_query(&out))
@@ -251,6 +279,19 @@ fn pbs_state(code: &str) -> &str {
     }
 }
 
+/// Grid Engine's `qstat` state column, in words.
+fn sge_state(code: &str) -> &str {
+    match code {
+        "qw" => "queued",
+        "hqw" => "held",
+        "r" => "running",
+        "t" => "being transferred to its node",
+        "Eqw" => "in error (qstat -j says why)",
+        "dr" | "dt" => "being deleted",
+        other => other,
+    }
+}
+
 /// Runs a scheduler's client briefly: a slow or hung scheduler must not stall the
 /// kernel.
 pub(super) async fn client(tool: &str, args: &[&str]) -> Option<String> {
@@ -272,7 +313,7 @@ pub(super) async fn client(tool: &str, args: &[&str]) -> Option<String> {
 pub(super) fn job_name(scheduler: Scheduler) -> String {
     let id = uuid::Uuid::new_v4().simple().to_string();
     match scheduler {
-        Scheduler::Slurm => format!("ferrocell-{id}"),
+        Scheduler::Slurm | Scheduler::Sge => format!("ferrocell-{id}"),
         Scheduler::Pbs => format!("ferro-{}", &id[..9]),
     }
 }
@@ -293,6 +334,7 @@ pub(super) fn job_output(scheduler: Scheduler, name: &str) -> Result<PathBuf, La
     let logs = crate::paths::cache_dir().join(match scheduler {
         Scheduler::Slurm => "slurm",
         Scheduler::Pbs => "pbs",
+        Scheduler::Sge => "sge",
     });
     crate::paths::private_dir(&logs).map_err(|source| LaunchError::File {
         path: logs.clone(),
@@ -398,5 +440,19 @@ mod tests {
             Some(("8".to_string(), "Q".to_string()))
         );
         assert_eq!(pbs_state("Q"), "queued");
+        let sge = BatchJob {
+            name: "ferrocell-b".into(),
+            ..job(Scheduler::Sge)
+        };
+        let listing = "job-ID prior name user state\n---\n\
+                       3 0.5 ferrocell- root r 12/05/2026 all.q@vm 1 1\n\
+                       \x20 Full jobname:  ferrocell-a\n  Master Queue: all.q@vm\n\
+                       4 0.2 ferrocell- root qw 12/05/2026 1 1-3:1\n\
+                       \x20 Full jobname:  ferrocell-b\n";
+        assert_eq!(
+            sge.read_query(listing),
+            Some(("4".to_string(), "qw".to_string()))
+        );
+        assert_eq!(sge_state("qw"), "queued");
     }
 }

@@ -3,13 +3,13 @@
 //!
 //! A launcher turns "N engines" into [`Recipe`]s: commands that start one engine
 //! each (local, ssh) or all of them at once (one `mpirun`, one `srun` step, one
-//! batch job: `sbatch`, PBS's `qsub`). Each logs to its own file in a private directory, so that a
+//! batch job: `sbatch`, PBS's or Grid Engine's `qsub`). Each logs to its own file in a private directory, so that a
 //! start that fails can say which engine failed and show its last lines, and a
 //! recipe whose process ended can be run again as it was.
 //!
 //! - `recipe`: a command that starts engines, and running it;
 //! - `controller`: starting the controller and the cluster's private directory;
-//! - `local`, `mpi`, `ssh`, `slurm`, `pbs`: the launchers, one a file;
+//! - `local`, `mpi`, `ssh`, `slurm`, `pbs`, `sge`: the launchers, one a file;
 //! - `batch`: what the batch launchers share: options, job scripts, the job's
 //!   state and deleting it;
 //! - `processes`: the processes a launcher started, their failures, and stopping
@@ -26,6 +26,7 @@ mod mpi;
 mod pbs;
 mod processes;
 mod recipe;
+mod sge;
 mod slurm;
 mod ssh;
 mod supervise;
@@ -34,6 +35,7 @@ pub use batch::{connection_from_env, BatchOptions, CONNECTION_ENV};
 pub use local::start_local;
 pub use mpi::start_mpi;
 pub use pbs::start_pbs;
+pub use sge::start_sge;
 pub use slurm::start_slurm;
 pub use ssh::start_ssh;
 

@@ -53,6 +53,7 @@ impl Start<'_> {
             walltime: None,
             account: None,
             nodes: None,
+            pe: None,
         },
     };
 }
@@ -78,6 +79,7 @@ impl Executor {
             Launcher::Ssh => launcher::start_ssh(n, how.hosts, ip).await,
             Launcher::Slurm => launcher::start_slurm(n, ip, how.batch).await,
             Launcher::Pbs => launcher::start_pbs(n, ip, how.batch).await,
+            Launcher::Sge => launcher::start_sge(n, ip, how.batch).await,
             Launcher::Local => launcher::start_local(n, ip).await,
         }?;
         let mut client = match Client::connect(&launched.file).await {
@@ -137,6 +139,10 @@ impl Executor {
                 Launcher::Ssh => "started over ssh",
                 Launcher::Slurm => "started by Slurm, ranked by task id,",
                 Launcher::Pbs => "started in a PBS job by mpiexec, as MPI ranks,",
+                Launcher::Sge if how.batch.pe.is_some() => {
+                    "started in a Grid Engine job by mpirun, as MPI ranks,"
+                }
+                Launcher::Sge => "started as a Grid Engine array job, ranked by task id,",
                 Launcher::Local => "on this machine",
             },
             started.elapsed().as_secs_f64(),

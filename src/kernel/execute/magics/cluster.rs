@@ -18,21 +18,23 @@ pub enum Launcher {
     Mpi,
     Slurm,
     Pbs,
+    Sge,
 }
 
 impl Launcher {
     /// Every launcher by its `--launcher` name.
-    pub const ALL: [(&'static str, Launcher); 5] = [
+    pub const ALL: [(&'static str, Launcher); 6] = [
         ("local", Launcher::Local),
         ("ssh", Launcher::Ssh),
         ("mpi", Launcher::Mpi),
         ("slurm", Launcher::Slurm),
         ("pbs", Launcher::Pbs),
+        ("sge", Launcher::Sge),
     ];
 
     /// Whether it submits a batch job, which takes [`BatchOptions`].
     pub fn is_batch(self) -> bool {
-        matches!(self, Launcher::Slurm | Launcher::Pbs)
+        matches!(self, Launcher::Slurm | Launcher::Pbs | Launcher::Sge)
     }
 }
 
@@ -62,8 +64,8 @@ pub const MAX_ENGINES: usize = 4096;
 pub const MAX_TARGETS: usize = 65_536;
 
 const USAGE: &str =
-    "%cluster start -n N [--launcher local|ssh|mpi|slurm|pbs] [--hosts H1,H2] [--ip ADDRESS] [--restart] [--force] \
-                     [--queue Q] [--walltime HH:MM:SS] [--account A] [--nodes K] \
+    "%cluster start -n N [--launcher local|ssh|mpi|slurm|pbs|sge] [--hosts H1,H2] [--ip ADDRESS] [--restart] [--force] \
+                     [--queue Q] [--walltime HH:MM:SS] [--account A] [--nodes K] [--pe NAME] \
                      | %cluster status | %cluster stop | %cluster connect FILE";
 
 /// Reads what follows `%cluster`.
@@ -133,9 +135,20 @@ pub fn parse(args: &[&str]) -> Result<ClusterCmd, String> {
             if !batch.is_empty() && !launcher.is_batch() {
                 let flags: Vec<&str> = BatchOptions::FLAGS.iter().map(|(f, _)| *f).collect();
                 return Err(format!(
-                    "{} are for the launchers that submit a batch job (slurm, pbs)",
+                    "{} are for the launchers that submit a batch job (slurm, pbs, sge)",
                     flags.join(", ")
                 ));
+            }
+            if batch.pe.is_some() && launcher != Launcher::Sge {
+                return Err(
+                    "--pe names a Grid Engine parallel environment (--launcher sge)".into(),
+                );
+            }
+            if batch.nodes.is_some() && launcher == Launcher::Sge {
+                return Err(
+                    "--nodes: Grid Engine places the engines itself (array tasks, or the slots of --pe)"
+                        .into(),
+                );
             }
             Ok(ClusterCmd::Start {
                 engines,
@@ -183,13 +196,13 @@ pub const SPEC: Spec = Spec {
     names: &["cluster"],
     spelling: Spelling::Line,
     usage: &[
-        "%cluster start -n N [--launcher local|mpi|ssh|slurm|pbs] [--hosts H1,H2] [--ip ADDRESS] [--restart]",
-        "  batch jobs: [--queue Q] [--walltime HH:MM:SS] [--account A] [--nodes K]",
+        "%cluster start -n N [--launcher local|mpi|ssh|slurm|pbs|sge] [--hosts H1,H2] [--ip ADDRESS] [--restart]",
+        "  batch jobs: [--queue Q] [--walltime HH:MM:SS] [--account A] [--nodes K] [--pe NAME]",
         "%cluster status, %cluster stop, %cluster connect FILE",
     ],
     help: &[
         "a controller and N engines for %%parallel cluster: here, as mpirun's",
-        "ranks, over ssh, or as a Slurm or PBS job; --restart starts ended engines again",
+        "ranks, over ssh, or as a Slurm, PBS or Grid Engine job; --restart starts ended engines again",
     ],
     read: |line| Ok(Magic::Cluster(parse(&line.args)?)),
 };
@@ -362,6 +375,9 @@ mod tests {
             .unwrap_err()
             .contains("batch job"));
         assert!(parse(&["start", "--launcher", "pbs", "--walltime", "1;rm"]).is_err());
+        assert!(parse(&["start", "--launcher", "sge", "--pe", "smp"]).is_ok());
+        assert!(parse(&["start", "--launcher", "pbs", "--pe", "smp"]).is_err());
+        assert!(parse(&["start", "--launcher", "sge", "--nodes", "2"]).is_err());
         assert!(parse(&["frob"]).is_err());
         assert_eq!(parse_targets("0,2-4"), Ok(vec![0, 2, 3, 4]));
         assert!(parse_targets("x").is_err());

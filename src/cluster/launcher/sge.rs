@@ -1,0 +1,96 @@
+//! The sge launcher: engines as one Grid Engine (Son of Grid Engine, Altair's
+//! and Univa's) job: the tasks of an array job, one engine each, or, with a
+//! parallel environment (`--pe NAME`), the MPI ranks of one `mpirun` inside it.
+//! The connection file reaches them in the job's environment (`qsub -V`).
+
+use super::batch::{self, BatchJob, BatchOptions, Scheduler};
+use super::controller::start_controller;
+use super::mpi::MpiRun;
+use super::{own_exe, LaunchError, Launched, Recipe, CONNECTION_ENV};
+
+/// Starts a controller listening on `ip` and `n` engines as one Grid Engine job,
+/// and keeps `qsub -sync y` running until the job ends. `FERROCELL_QSUB` adds
+/// options to `qsub` (`-l h_vmem=2G`, say).
+pub async fn start_sge(
+    n: usize,
+    ip: &str,
+    options: &BatchOptions,
+) -> Result<Launched, LaunchError> {
+    let qsub = crate::compile::toolchain::find_tool("qsub").ok_or(LaunchError::Needs {
+        launcher: "sge",
+        needs: "Grid Engine's qsub, qstat and qdel on PATH",
+    })?;
+    let mpi = match &options.pe {
+        Some(_) => Some(MpiRun::find(&["mpirun", "mpiexec"], n, "sge").await?),
+        None => None,
+    };
+    let mut launched = start_controller(ip).await?;
+    let json = std::fs::read_to_string(&launched.file).map_err(LaunchError::ConnectionFile)?;
+    let dir = launched.dir.path().to_path_buf();
+    let name = batch::job_name(Scheduler::Sge);
+    let output = batch::job_output(Scheduler::Sge, &name)?;
+
+    // -S: the script's shell whatever the queue's; no login shell resets PATH.
+    let mut directives = vec![format!("#$ -N {name}"), "#$ -S /bin/sh".into()];
+    if let Some(w) = &options.walltime {
+        directives.push(format!("#$ -l h_rt={w}"));
+    }
+    if let Some(q) = &options.queue {
+        directives.push(format!("#$ -q {q}"));
+    }
+    if let Some(a) = &options.account {
+        directives.push(format!("#$ -A {a}"));
+    }
+    let exe = own_exe()?.display().to_string();
+    let mut env = Vec::new();
+    let (command, how) = match (mpi, &options.pe) {
+        (Some(mpi), Some(pe)) => {
+            directives.push(format!("#$ -pe {pe} {n}"));
+            let mut command = vec![mpi.program.display().to_string()];
+            command.extend(mpi.args);
+            command.extend([exe, "engine".into()]);
+            env = mpi.env;
+            (
+                command,
+                format!("{n} MPI ranks in parallel environment {pe}"),
+            )
+        }
+        _ => {
+            // Each task is one engine, ranked by its task id (SGE_TASK_ID − 1).
+            directives.push(format!("#$ -t 1-{n}"));
+            (vec![exe, "engine".into()], format!("{n} array tasks"))
+        }
+    };
+    let script = dir.join("engines.sge");
+    batch::job_script(&script, &directives, &command)?;
+
+    let mut args: Vec<String> = ["-V", "-sync", "y", "-j", "y", "-o"]
+        .map(String::from)
+        .into();
+    args.push(output.display().to_string());
+    if let Ok(extra) = std::env::var("FERROCELL_QSUB") {
+        args.extend(extra.split_whitespace().map(String::from));
+    }
+    args.push(script.display().to_string());
+    let log = dir.join("qsub.log");
+    let mut recipe = Recipe::new(
+        format!("Grid Engine job {name} ({how})"),
+        qsub,
+        args,
+        log.clone(),
+    );
+    let job = BatchJob {
+        scheduler: Scheduler::Sge,
+        name,
+        submit_log: log,
+    };
+    batch::track(&dir, &job);
+    recipe.batch = Some(job);
+    recipe.more_log = Some(output);
+    recipe.env = env;
+    recipe
+        .env
+        .push((CONNECTION_ENV.into(), batch::connection_env_value(&json)));
+    launched.add(recipe)?;
+    Ok(launched)
+}
