@@ -110,7 +110,13 @@ fn main() -> anyhow::Result<()> {
                     ClusterFile::parse(&json, CONNECTION_ENV)?
                 }
             };
-            block_on(ferrocell::cluster::engine::run(cluster))?;
+            // A probe of rustc its launcher made on this machine, if one was handed down.
+            use ferrocell::compile::toolchain::{Toolchain, PROBED_ENV};
+            let probed = std::env::var(PROBED_ENV)
+                .ok()
+                .and_then(|v| Toolchain::handed(&v));
+            std::env::remove_var(PROBED_ENV);
+            block_on(ferrocell::cluster::engine::run(cluster, probed))?;
             std::process::exit(0);
         }
         Command::Install {

@@ -11,7 +11,7 @@ use super::link::{Link, Received, Side};
 use super::messages::{ClusterFile, EngineInfo, Msg, Versions};
 use super::outbox::{Outboxes, Refused};
 use bytes::Bytes;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use zeromq::{RouterRecvHalf, RouterSocket, Socket, SocketRecv};
@@ -20,6 +20,9 @@ use zeromq::{RouterRecvHalf, RouterSocket, Socket, SocketRecv};
 pub const HEARTBEAT: Duration = Duration::from_secs(1);
 /// Silence after which the other end is taken for gone.
 pub const LOST_AFTER: Duration = Duration::from_millis(2500);
+/// How long a kernel's queue may stay full before the kernel counts as one that
+/// does not read (see `outbox`).
+const KERNEL_PATIENCE: Duration = Duration::from_secs(10);
 
 /// How the controller was asked to run.
 pub struct Options {
@@ -45,6 +48,9 @@ struct Controller {
     to_engines: Outboxes,
     to_clients: Outboxes,
     engines: BTreeMap<u32, Engine>,
+    /// Each engine's id by its socket identity: every message an engine sends is
+    /// looked up here, a thousand a second with a thousand engines.
+    by_identity: HashMap<Bytes, u32>,
     lost: Vec<EngineInfo>,
     clients: Vec<(Bytes, Instant)>,
     next_id: u32,
@@ -69,9 +75,32 @@ fn is_loopback(ip: &str) -> bool {
         .unwrap_or(ip == "localhost")
 }
 
+/// Lets the controller hold as many connections as the system allows it: each
+/// engine is one, and the usual soft limit (1024 files) is less than a thousand
+/// engines and the rest.
+fn raise_file_limit() {
+    let mut limit = nix::libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit read and write the one struct given.
+    unsafe {
+        if nix::libc::getrlimit(nix::libc::RLIMIT_NOFILE, &mut limit) == 0
+            && limit.rlim_cur < limit.rlim_max
+        {
+            // An unlimited hard limit still stops at the kernel's nr_open.
+            limit.rlim_cur = limit.rlim_max.min(1 << 20);
+            if nix::libc::setrlimit(nix::libc::RLIMIT_NOFILE, &limit) != 0 {
+                tracing::warn!("could not raise the open files limit");
+            }
+        }
+    }
+}
+
 /// Runs a controller until a kernel stops it (or it is killed).
 pub async fn run(opts: Options) -> anyhow::Result<()> {
     use anyhow::Context;
+    raise_file_limit();
     let key = super::messages::new_key();
     let mut engines_socket = RouterSocket::with_options(crate::sockets::options());
     let mut clients_socket = RouterSocket::with_options(crate::sockets::options());
@@ -119,9 +148,10 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         link: Link::new(&key, Side::Router),
         engines_socket,
         clients_socket,
-        to_engines: Outboxes::new(engines_send, "an engine"),
-        to_clients: Outboxes::new(clients_send, "a kernel"),
+        to_engines: Outboxes::new(engines_send, "an engine", Duration::ZERO),
+        to_clients: Outboxes::new(clients_send, "a kernel", KERNEL_PATIENCE),
         engines: BTreeMap::new(),
+        by_identity: HashMap::new(),
         lost: Vec::new(),
         clients: Vec::new(),
         next_id: 0,
@@ -137,14 +167,17 @@ impl Controller {
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         let mut last_beat = Instant::now();
         loop {
+            // Heartbeats go out on time even while messages keep coming.
+            if last_beat.elapsed() >= HEARTBEAT {
+                last_beat = Instant::now();
+                self.beat().await;
+            }
+            // Biased: what the sockets hold comes first, and the tick runs only once
+            // both are read to the end. So silence is judged only when the
+            // controller has caught up: an engine whose heartbeat waits in the
+            // controller's own backlog is busy, not dead.
             tokio::select! {
-                raw = self.engines_socket.recv() => {
-                    let Ok(raw) = raw else { continue };
-                    match self.link.decode(raw) {
-                        Ok(m) => self.on_engine(m).await,
-                        Err(e) => tracing::warn!("dropped an engine message: {e}"),
-                    }
-                }
+                biased;
                 raw = self.clients_socket.recv() => {
                     let Ok(raw) = raw else { continue };
                     match self.link.decode(raw) {
@@ -156,13 +189,14 @@ impl Controller {
                         Err(e) => tracing::warn!("dropped a kernel message: {e}"),
                     }
                 }
-                _ = tick.tick() => {
-                    self.check_heartbeats().await;
-                    if last_beat.elapsed() >= HEARTBEAT {
-                        last_beat = Instant::now();
-                        self.beat().await;
+                raw = self.engines_socket.recv() => {
+                    let Ok(raw) = raw else { continue };
+                    match self.link.decode(raw) {
+                        Ok(m) => self.on_engine(m).await,
+                        Err(e) => tracing::warn!("dropped an engine message: {e}"),
                     }
                 }
+                _ = tick.tick() => self.check_heartbeats().await,
             }
         }
     }
@@ -173,14 +207,10 @@ impl Controller {
         let parts = self
             .link
             .encode_parts(std::slice::from_ref(identity), msg, payload);
-        if self.to_engines.post(identity, parts) != Err(Refused::Full) {
+        if self.to_engines.post(identity, parts).await != Err(Refused::Full) {
             return;
         }
-        let id = self
-            .engines
-            .iter()
-            .find(|(_, e)| e.identity == *identity)
-            .map(|(id, _)| *id);
+        let id = self.by_identity.get(identity).copied();
         match id {
             Some(id) => {
                 let e = &self.engines[&id];
@@ -200,7 +230,7 @@ impl Controller {
         let parts = self
             .link
             .encode_parts(std::slice::from_ref(identity), msg, payload);
-        if self.to_clients.post(identity, parts) == Err(Refused::Full) {
+        if self.to_clients.post(identity, parts).await == Err(Refused::Full) {
             tracing::warn!("a kernel does not read its messages: forgotten until it speaks");
             // No heartbeat goes to it either, so its cell fails as the controller
             // falls silent to it, rather than waiting for what was dropped.
@@ -259,6 +289,7 @@ impl Controller {
         let Some(mut e) = self.engines.remove(&id) else {
             return;
         };
+        self.by_identity.remove(&e.identity);
         self.to_engines.close(&e.identity);
         let owner = e.owner.clone();
         e.info.state = format!("lost: {why}");
@@ -281,11 +312,7 @@ impl Controller {
         let Some(identity) = m.identities.first().cloned() else {
             return;
         };
-        let known = self
-            .engines
-            .iter()
-            .find(|(_, e)| e.identity == identity)
-            .map(|(id, _)| *id);
+        let known = self.by_identity.get(&identity).copied();
         if let Some(id) = known {
             let e = self.engines.get_mut(&id).expect("found");
             e.last_seen = Instant::now();
@@ -328,6 +355,7 @@ impl Controller {
                 }
                 let id = self.next_id;
                 self.next_id += 1;
+                self.by_identity.insert(identity.clone(), id);
                 self.engines.insert(
                     id,
                     Engine {

@@ -154,15 +154,19 @@ async fn post(send: &mut zeromq::DealerSendHalf, raw: zeromq::ZmqMessage) -> any
     }
 }
 
-/// Runs an engine until its controller says to stop, or falls silent.
-pub async fn run(cf: ClusterFile) -> anyhow::Result<()> {
+/// Runs an engine until its controller says to stop, or falls silent. `probed`:
+/// the rustc its launcher found on this machine, if it said.
+pub async fn run(cf: ClusterFile, probed: Option<crate::compile::Toolchain>) -> anyhow::Result<()> {
     use anyhow::Context;
     // One link for both directions: the controller's `Registered` teaches it the
     // session every later message is addressed to.
     let link = std::sync::Arc::new(Link::new(&cf.key, Side::Dealer));
-    let toolchain = crate::compile::Toolchain::probe()
-        .await
-        .context("this engine needs rustc to build its runner")?;
+    let toolchain = match probed {
+        Some(t) => t,
+        None => crate::compile::Toolchain::probe()
+            .await
+            .context("this engine needs rustc to build its runner")?,
+    };
     let prelude = crate::compile::prelude::ensure(&toolchain, &crate::paths::cache_dir())
         .await
         .context("building the runner")?;

@@ -7,7 +7,8 @@
 //!   worker process of its own;
 //! - [`launcher`]: starting controller and engines (local processes);
 //! - [`client`]: the kernel's connection, which the runner's coordinator uses to
-//!   drive engines exactly as it drives `%%parallel processes` workers.
+//!   drive engines exactly as it drives `%%parallel processes` workers;
+//! - [`status`]: `%cluster status` in words, summed up past a few dozen engines.
 
 pub mod client;
 pub mod controller;
@@ -17,3 +18,4 @@ pub mod leftovers;
 pub mod link;
 pub mod messages;
 pub mod outbox;
+pub mod status;

@@ -1,8 +1,11 @@
 //! The controller's outboxes: one queue and one sending task per peer (engine or
 //! kernel), so that a peer that does not read holds up only its own messages.
-//! The controller's loop never waits on a peer: it hands a message (all its
-//! parts) to the peer's queue at once, and a peer whose queue is full is told to
-//! the loop, which drops it. Behind each queue the socket keeps its own per-peer
+//! The controller's loop hands a message (all its parts) to the peer's queue,
+//! and a peer whose queue stays full is told to the loop, which drops it. An
+//! engine's queue must take the message at once; a kernel's may take a while, as
+//! a thousand engines answering one cell all at once is no sign that their kernel
+//! stopped reading: the controller waits for room (and reads nothing meanwhile,
+//! which holds the engines back) up to a patience. Behind each queue the socket keeps its own per-peer
 //! queue (1000 parts, 5 s for room: see vendor/zeromq); the task waits on that
 //! one, for its peer alone.
 
@@ -38,21 +41,25 @@ pub struct Outboxes {
     send: RouterSendHalf,
     boxes: HashMap<Bytes, Outbox>,
     what: &'static str,
+    /// How long a full queue may take to make room before its peer counts as
+    /// one that does not read.
+    patience: Duration,
 }
 
 impl Outboxes {
-    pub fn new(send: RouterSendHalf, what: &'static str) -> Outboxes {
+    pub fn new(send: RouterSendHalf, what: &'static str, patience: Duration) -> Outboxes {
         Outboxes {
             send,
             boxes: HashMap::new(),
             what,
+            patience,
         }
     }
 
     /// Queues one message, as its parts (each starting with the peer's identity
     /// frame), for the peer behind `identity`. Its parts go out in order, after
     /// what was queued before.
-    pub fn post(&mut self, identity: &Bytes, parts: Vec<ZmqMessage>) -> Result<(), Refused> {
+    pub async fn post(&mut self, identity: &Bytes, parts: Vec<ZmqMessage>) -> Result<(), Refused> {
         let what = self.what;
         let send = &self.send;
         let outbox = self.boxes.entry(identity.clone()).or_insert_with(|| {
@@ -70,16 +77,25 @@ impl Outboxes {
             });
             Outbox { queue, task }
         });
-        match outbox.queue.try_send(parts) {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                self.close(identity);
-                Err(match e {
-                    mpsc::error::TrySendError::Full(_) => Refused::Full,
-                    mpsc::error::TrySendError::Closed(_) => Refused::Closed,
+        let sent = if self.patience.is_zero() {
+            outbox.queue.try_send(parts).map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => Refused::Full,
+                mpsc::error::TrySendError::Closed(_) => Refused::Closed,
+            })
+        } else {
+            let queue = outbox.queue.clone();
+            queue
+                .send_timeout(parts, self.patience)
+                .await
+                .map_err(|e| match e {
+                    mpsc::error::SendTimeoutError::Timeout(_) => Refused::Full,
+                    mpsc::error::SendTimeoutError::Closed(_) => Refused::Closed,
                 })
-            }
+        };
+        if sent.is_err() {
+            self.close(identity);
         }
+        sent
     }
 
     /// Forgets a peer's queue: its task is stopped and what it still held is

@@ -124,6 +124,26 @@ pub fn common_flags(toolchain: &Toolchain, rpath: &[&Path]) -> Vec<OsString> {
     .collect()
 }
 
+/// Takes the exclusive lock on `path` (created if need be), waiting on a blocking
+/// thread for whoever holds it; the lock goes with the file.
+async fn build_lock(path: &Path) -> std::io::Result<std::fs::File> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)?;
+    tokio::task::spawn_blocking(move || {
+        use std::os::fd::AsRawFd;
+        // SAFETY: flock on a file descriptor this closure owns; no memory is touched.
+        if unsafe { nix::libc::flock(file.as_raw_fd(), nix::libc::LOCK_EX) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(file)
+    })
+    .await
+    .map_err(std::io::Error::other)?
+}
+
 /// Returns the built prelude for this toolchain, building it first if needed.
 pub async fn ensure(toolchain: &Toolchain, cache: &Path) -> Result<Prelude, PreludeError> {
     let id = source_id(toolchain);
@@ -143,6 +163,14 @@ pub async fn ensure(toolchain: &Toolchain, cache: &Path) -> Result<Prelude, Prel
         source,
     };
     std::fs::create_dir_all(&root).map_err(io)?;
+    // One build at a time per prelude: a thousand engines starting together on a
+    // machine would otherwise each compile it. Those that waited find it built.
+    let _lock = build_lock(&root.join(format!("prelude-{}.lock", prelude.id)))
+        .await
+        .map_err(io)?;
+    if prelude.runner.is_file() && prelude.lib.is_file() {
+        return Ok(prelude);
+    }
     // Build in a private directory and rename it into place, so that a kernel that
     // dies half-way, or two kernels building at once, never leave a broken prelude.
     let tmp = tempfile::Builder::new()

@@ -8,7 +8,7 @@ use std::time::Duration;
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A working rustc and the facts about it that cells depend on.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Toolchain {
     pub rustc: PathBuf,
     /// The first line of `rustc -vV`, e.g. `rustc 1.95.0 (59807616e 2026-04-14)`.
@@ -139,9 +139,60 @@ impl Toolchain {
     }
 }
 
+/// The environment variable in which a launcher hands its probe to the engines it
+/// starts on its own machine, from its own working directory and environment:
+/// they would find the same rustc, and a thousand engines need not each run
+/// `rustc -vV` (40 ms apiece) to learn it.
+pub const PROBED_ENV: &str = "FERROCELL_TOOLCHAIN";
+
+/// A probe handed down, with the machine it was made on.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Handed {
+    machine: String,
+    toolchain: Toolchain,
+}
+
+impl Toolchain {
+    /// This probe as [`PROBED_ENV`]'s value.
+    pub fn handed_down(&self) -> String {
+        serde_json::to_string(&Handed {
+            machine: crate::paths::hostname(),
+            toolchain: self.clone(),
+        })
+        .unwrap_or_default()
+    }
+
+    /// The probe in [`PROBED_ENV`]'s value, if it was made on this machine (an
+    /// engine that mpirun placed elsewhere probes its own) and its rustc is there.
+    pub fn handed(value: &str) -> Option<Toolchain> {
+        let h: Handed = serde_json::from_str(value).ok()?;
+        (h.machine == crate::paths::hostname() && h.toolchain.rustc.is_file())
+            .then_some(h.toolchain)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_probe_is_handed_down_only_on_its_own_machine() {
+        let t = Toolchain {
+            rustc: std::env::current_exe().unwrap(),
+            version: "rustc 1.90.0".into(),
+            host: "x86_64-unknown-linux-gnu".into(),
+            target_libdir: "/lib".into(),
+            id: "abc".into(),
+        };
+        let here = t.handed_down();
+        assert_eq!(
+            Toolchain::handed(&here).map(|t| t.id).as_deref(),
+            Some("abc")
+        );
+        let elsewhere = here.replace(&crate::paths::hostname(), "some-other-host");
+        assert!(Toolchain::handed(&elsewhere).is_none());
+        assert!(Toolchain::handed("{").is_none());
+    }
 
     #[test]
     fn knows_which_rustc_builds_edition_2024() {

@@ -4,7 +4,10 @@ directory and kernelspec for the whole run."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 from collections import namedtuple
+from pathlib import Path
 from typing import Any, Callable
 
 import pytest
@@ -83,3 +86,31 @@ def sge():
         pytest.skip(reason)
     with LocalSGE() as cluster:
         yield cluster
+
+
+def _sh(*args):
+    subprocess.run(args, check=True, capture_output=True, text=True)
+
+
+@pytest.fixture
+def namespace():
+    """A network namespace joined to this one by a veth pair: another host, as far
+    as TCP is concerned. Yields (host side address, namespace name)."""
+    if os.geteuid() != 0 or not Path("/usr/sbin/ip").exists() and not Path("/sbin/ip").exists():
+        pytest.skip("network namespaces need root and iproute2")
+    n = os.getpid() % 250
+    ns, host_if, ns_if = f"fc-test-{os.getpid()}", f"fch{os.getpid() % 100000}", f"fcn{os.getpid() % 100000}"
+    host_ip, ns_ip = f"10.213.{n}.1", f"10.213.{n}.2"
+    _sh("ip", "netns", "add", ns)
+    try:
+        _sh("ip", "link", "add", host_if, "type", "veth", "peer", "name", ns_if)
+        _sh("ip", "link", "set", ns_if, "netns", ns)
+        _sh("ip", "addr", "add", f"{host_ip}/24", "dev", host_if)
+        _sh("ip", "link", "set", host_if, "up")
+        _sh("ip", "netns", "exec", ns, "ip", "addr", "add", f"{ns_ip}/24", "dev", ns_if)
+        _sh("ip", "netns", "exec", ns, "ip", "link", "set", ns_if, "up")
+        _sh("ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up")
+        yield host_ip, ns
+    finally:
+        subprocess.run(["ip", "link", "del", host_if], capture_output=True)
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)

@@ -67,6 +67,7 @@ pub async fn start_mpi(n: usize, ip: &str) -> Result<Launched, LaunchError> {
     let log = launched.dir.path().join("mpirun.log");
     let mut recipe = Recipe::new(format!("mpirun ({n} ranks)"), mpi.program, args, log);
     recipe.env = mpi.env;
+    recipe.env.extend(super::local::probe_for_engines().await);
     launched.add(recipe)?;
     Ok(launched)
 }

@@ -5,7 +5,7 @@ use super::super::cluster::{cluster_error, kill_lost};
 use super::super::{CellError, Executor};
 use super::spec::{Spec, Spelling};
 use super::{Cx, Magic, Then};
-use crate::cluster::client::{Client, Status};
+use crate::cluster::client::Client;
 use crate::cluster::launcher::BatchOptions;
 use std::path::PathBuf;
 
@@ -51,7 +51,10 @@ pub enum ClusterCmd {
         /// What a batch launcher asks of its scheduler.
         batch: BatchOptions,
     },
-    Status,
+    /// `--all`: every engine's row, however many there are.
+    Status {
+        all: bool,
+    },
     Stop,
     Connect(PathBuf),
 }
@@ -66,12 +69,13 @@ pub const MAX_TARGETS: usize = 65_536;
 const USAGE: &str =
     "%cluster start -n N [--launcher local|ssh|mpi|slurm|pbs|sge] [--hosts H1,H2] [--ip ADDRESS] [--restart] [--force] \
                      [--queue Q] [--walltime HH:MM:SS] [--account A] [--nodes K] [--pe NAME] \
-                     | %cluster status | %cluster stop | %cluster connect FILE";
+                     | %cluster status [--all] | %cluster stop | %cluster connect FILE";
 
 /// Reads what follows `%cluster`.
 pub fn parse(args: &[&str]) -> Result<ClusterCmd, String> {
     match args {
-        ["status"] => Ok(ClusterCmd::Status),
+        ["status"] => Ok(ClusterCmd::Status { all: false }),
+        ["status", "--all"] => Ok(ClusterCmd::Status { all: true }),
         ["stop"] => Ok(ClusterCmd::Stop),
         ["connect", file] => Ok(ClusterCmd::Connect(PathBuf::from(file))),
         ["start", rest @ ..] => {
@@ -198,7 +202,7 @@ pub const SPEC: Spec = Spec {
     usage: &[
         "%cluster start -n N [--launcher local|mpi|ssh|slurm|pbs|sge] [--hosts H1,H2] [--ip ADDRESS] [--restart]",
         "  batch jobs: [--queue Q] [--walltime HH:MM:SS] [--account A] [--nodes K] [--pe NAME]",
-        "%cluster status, %cluster stop, %cluster connect FILE",
+        "%cluster status [--all] (every engine's row, not a summary), %cluster stop, %cluster connect FILE",
     ],
     help: &[
         "a controller and N engines for %%parallel cluster: here, as mpirun's",
@@ -238,13 +242,13 @@ impl ClusterCmd {
                 }
                 Ok(Then::Rest)
             }
-            ClusterCmd::Status => {
+            ClusterCmd::Status { all } => {
                 let c = ex.cluster.as_mut().ok_or_else(|| {
                     cluster_error("no cluster: %cluster start -n N starts one, %cluster connect FILE joins one")
                 })?;
                 let s = c.status().await?;
                 kill_lost(c, &s);
-                let text = status_text(c, &s);
+                let text = crate::cluster::status::text(c, &s, all);
                 sink.stdout(text.as_bytes());
                 Ok(Then::Rest)
             }
@@ -266,7 +270,7 @@ impl ClusterCmd {
                 }
                 let mut c = Client::connect(&path).await?;
                 let s = c.status().await?;
-                let text = status_text(&c, &s);
+                let text = crate::cluster::status::text(&c, &s, false);
                 sink.stdout(text.as_bytes());
                 ex.cluster = Some(c);
                 Ok(Then::Rest)
@@ -275,58 +279,17 @@ impl ClusterCmd {
     }
 }
 
-/// `%cluster status` as a table.
-fn status_text(c: &Client, s: &Status) -> String {
-    let mut out = format!(
-        "controller pid {} on {}, listening on {} (connection file {})\n",
-        c.file.controller_pid,
-        c.file.controller_host,
-        c.file.ip,
-        c.path.display()
-    );
-    if let Some(v) = &s.versions {
-        out.push_str(&format!(
-            "cells need ferrocell {}, {}, target {}\n",
-            v.ferrocell, v.rustc, v.target
-        ));
-    }
-    out.push_str(&format!(
-        "{:>6}  {:<14} {:>8}  {:>8}  {:<6} {:>7}  {:>9}  {:>3}\n",
-        "engine", "host", "pid", "worker", "state", "frames", "heartbeat", "rank"
-    ));
-    for e in s.engines.iter().chain(&s.lost) {
-        let worker = e.worker_pid.map(|p| p.to_string()).unwrap_or("-".into());
-        let mpi = e.mpi_rank.map(|r| r.to_string()).unwrap_or("-".into());
-        out.push_str(&format!(
-            "{:>6}  {:<14} {:>8}  {:>8}  {:<6} {:>7}  {:>7.1} s  {mpi:>3}\n",
-            e.id, e.host, e.pid, worker, e.state, e.frames, e.seconds_since_heartbeat
-        ));
-    }
-    if s.engines.is_empty() && s.lost.is_empty() {
-        out.push_str("(no engines)\n");
-    }
-    match c.launched.as_ref().and_then(|l| l.restart_events()) {
-        Some(events) if events.is_empty() => {
-            out.push_str("--restart: engines that end are started again (none has ended)\n")
-        }
-        Some(events) => {
-            out.push_str("--restart: engines that end are started again:\n");
-            for e in events {
-                out.push_str(&format!("  {e}\n"));
-            }
-        }
-        None => {}
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn parses_the_subcommands() {
-        assert_eq!(parse(&["status"]), Ok(ClusterCmd::Status));
+        assert_eq!(parse(&["status"]), Ok(ClusterCmd::Status { all: false }));
+        assert_eq!(
+            parse(&["status", "--all"]),
+            Ok(ClusterCmd::Status { all: true })
+        );
         assert_eq!(
             parse(&["start", "-n", "3", "--ip", "10.0.0.1"]),
             Ok(ClusterCmd::Start {
