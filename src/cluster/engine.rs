@@ -154,6 +154,26 @@ async fn post(send: &mut zeromq::DealerSendHalf, raw: zeromq::ZmqMessage) -> any
     }
 }
 
+/// The queue of what goes to the controller, and the task that sends it.
+struct Outgoing {
+    queue: mpsc::Sender<(Msg, Option<Bytes>)>,
+    sender: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Outgoing {
+    /// Queues a message; once the sending task has given up on the controller,
+    /// says why.
+    async fn post(&mut self, msg: Msg, payload: Option<Bytes>) -> anyhow::Result<()> {
+        if self.queue.send((msg, payload)).await.is_ok() {
+            return Ok(());
+        }
+        match (&mut self.sender).await {
+            Ok(Err(e)) => Err(e),
+            _ => anyhow::bail!("the connection to the controller closed"),
+        }
+    }
+}
+
 /// Runs an engine until its controller says to stop, or falls silent. `probed`:
 /// the rustc its launcher found on this machine, if it said.
 pub async fn run(cf: ClusterFile, probed: Option<crate::compile::Toolchain>) -> anyhow::Result<()> {
@@ -232,27 +252,50 @@ pub async fn run(cf: ClusterFile, probed: Option<crate::compile::Toolchain>) -> 
             }
         }
     });
+    // Everything for the controller goes through one task, in order. Heartbeats
+    // are queued by a task of their own, so that they go on while the loop below
+    // waits on its worker (starting, or slow to take a large frame): a busy
+    // engine is not a dead one.
+    // Messages are signed by the sending task, as they go: each carries the next
+    // sequence number, which the controller checks against replays.
+    let (out_tx, mut out_rx) = mpsc::channel::<(Msg, Option<Bytes>)>(256);
+    let signing = link.clone();
+    let sender = tokio::spawn(async move {
+        while let Some((msg, payload)) = out_rx.recv().await {
+            for raw in signing.encode_parts(&[], msg, payload) {
+                post(&mut send, raw).await?;
+            }
+        }
+        anyhow::Ok(())
+    });
+    let beats = out_tx.clone();
+    tokio::spawn(async move {
+        let mut beat = tokio::time::interval(HEARTBEAT);
+        loop {
+            beat.tick().await;
+            if beats.send((Msg::Heartbeat, None)).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut send = Outgoing {
+        queue: out_tx,
+        sender,
+    };
     let (w_tx, mut w_rx) = mpsc::unbounded_channel();
     let mut worker: Option<Worker> = None;
-    let mut beat = tokio::time::interval(HEARTBEAT);
+    let mut watch = tokio::time::interval(HEARTBEAT);
     let mut heard = Instant::now();
     loop {
         if worker.is_none() {
             match start_worker(&prelude, &libs, w_tx.clone()).await {
                 Ok(w) => {
-                    post(
-                        &mut send,
-                        link.encode(&[], Msg::WorkerStarted { pid: w.pid }, None),
-                    )
-                    .await?;
+                    send.post(Msg::WorkerStarted { pid: w.pid }, None).await?;
                     worker = Some(w);
                 }
                 Err(e) => {
-                    post(
-                        &mut send,
-                        link.encode(&[], Msg::WorkerExited { how: e.to_string() }, None),
-                    )
-                    .await?;
+                    send.post(Msg::WorkerExited { how: e.to_string() }, None)
+                        .await?;
                     anyhow::bail!("{e}");
                 }
             }
@@ -283,7 +326,7 @@ pub async fn run(cf: ClusterFile, probed: Option<crate::compile::Toolchain>) -> 
                             let _ = w.child.start_kill();
                             let _ = w.child.wait().await;
                             let how = "was killed: it did not stop after an interrupt".to_string();
-                            post(&mut send, link.encode(&[], Msg::WorkerExited { how }, None)).await?;
+                            send.post(Msg::WorkerExited { how }, None).await?;
                         }
                     }
                     Msg::Shutdown => {
@@ -305,9 +348,7 @@ pub async fn run(cf: ClusterFile, probed: Option<crate::compile::Toolchain>) -> 
                 }
                 match f {
                     FromWorker::Frame(tag, p) => {
-                        for raw in link.encode_parts(&[], Msg::FromWorker { tag }, Some(Bytes::from(p))) {
-                            post(&mut send, raw).await?;
-                        }
+                        send.post(Msg::FromWorker { tag }, Some(Bytes::from(p))).await?;
                     }
                     FromWorker::Closed => {
                         let mut w = worker.take().expect("checked");
@@ -319,18 +360,17 @@ pub async fn run(cf: ClusterFile, probed: Option<crate::compile::Toolchain>) -> 
                             }
                         };
                         let how = format!("(pid {pid}) {how}");
-                        post(&mut send, link.encode(&[], Msg::WorkerExited { how }, None)).await?;
+                        send.post(Msg::WorkerExited { how }, None).await?;
                     }
                 }
             }
-            _ = beat.tick() => {
+            _ = watch.tick() => {
                 if heard.elapsed() > ORPHAN_AFTER.max(LOST_AFTER) {
                     if let Some(mut w) = worker.take() {
                         let _ = w.child.start_kill();
                     }
                     anyhow::bail!("the controller at {endpoint} fell silent for {} s", ORPHAN_AFTER.as_secs());
                 }
-                post(&mut send, link.encode(&[], Msg::Heartbeat, None)).await?;
             }
         }
     }
