@@ -9,7 +9,7 @@
 
 use super::link::{Link, Received, Side};
 use super::messages::{ClusterFile, EngineInfo, Msg, Versions};
-use super::outbox::{Outboxes, Refused};
+use super::outbox::{Bound, Outboxes, Refused};
 use bytes::Bytes;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -20,9 +20,18 @@ use zeromq::{RouterRecvHalf, RouterSocket, Socket, SocketRecv};
 pub const HEARTBEAT: Duration = Duration::from_secs(1);
 /// Silence after which the other end is taken for gone.
 pub const LOST_AFTER: Duration = Duration::from_millis(2500);
-/// How long a kernel's queue may stay full before the kernel counts as one that
-/// does not read (see `outbox`).
-const KERNEL_PATIENCE: Duration = Duration::from_secs(10);
+/// What an engine's queue in the controller holds at most: heartbeats and a run's
+/// frames, which it reads as they come.
+const ENGINE_QUEUE: Bound = Bound {
+    messages: 64,
+    bytes: 1 << 30,
+};
+/// What a kernel's queue holds at most: every engine's answers to one cell, which
+/// arrive all at once (three or four messages each, from a thousand engines).
+const KERNEL_QUEUE: Bound = Bound {
+    messages: 16_384,
+    bytes: 1 << 30,
+};
 
 /// How the controller was asked to run.
 pub struct Options {
@@ -148,8 +157,8 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         link: Link::new(&key, Side::Router),
         engines_socket,
         clients_socket,
-        to_engines: Outboxes::new(engines_send, "an engine", Duration::ZERO),
-        to_clients: Outboxes::new(clients_send, "a kernel", KERNEL_PATIENCE),
+        to_engines: Outboxes::new(engines_send, "an engine", ENGINE_QUEUE),
+        to_clients: Outboxes::new(clients_send, "a kernel", KERNEL_QUEUE),
         engines: BTreeMap::new(),
         by_identity: HashMap::new(),
         lost: Vec::new(),
@@ -207,7 +216,7 @@ impl Controller {
         let parts = self
             .link
             .encode_parts(std::slice::from_ref(identity), msg, payload);
-        if self.to_engines.post(identity, parts).await != Err(Refused::Full) {
+        if self.to_engines.post(identity, parts) != Err(Refused::Full) {
             return;
         }
         let id = self.by_identity.get(identity).copied();
@@ -230,11 +239,17 @@ impl Controller {
         let parts = self
             .link
             .encode_parts(std::slice::from_ref(identity), msg, payload);
-        if self.to_clients.post(identity, parts).await == Err(Refused::Full) {
+        if self.to_clients.post(identity, parts) == Err(Refused::Full) {
             tracing::warn!("a kernel does not read its messages: forgotten until it speaks");
             // No heartbeat goes to it either, so its cell fails as the controller
-            // falls silent to it, rather than waiting for what was dropped.
+            // falls silent to it, rather than waiting for what was dropped; nor
+            // what its engines answer, which would open its queue again.
             self.clients.retain(|(c, _)| c != identity);
+            for e in self.engines.values_mut() {
+                if e.owner.as_ref() == Some(identity) {
+                    e.owner = None;
+                }
+            }
         }
     }
 

@@ -21,6 +21,8 @@ use zeromq::{DealerSocket, Socket, SocketRecv, SocketSend};
 const REGISTER_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long an engine outlives a silent controller.
 const ORPHAN_AFTER: Duration = Duration::from_secs(10);
+/// How long the worker may take to take a frame before it counts as wedged.
+const WORKER_TAKES: Duration = Duration::from_secs(10);
 
 /// The engine's worker: a runner process and its channel.
 struct Worker {
@@ -157,7 +159,8 @@ async fn post(send: &mut zeromq::DealerSendHalf, raw: zeromq::ZmqMessage) -> any
 /// The queue of what goes to the controller, and the task that sends it.
 struct Outgoing {
     queue: mpsc::Sender<(Msg, Option<Bytes>)>,
-    sender: tokio::task::JoinHandle<anyhow::Result<()>>,
+    sender: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    beats: tokio::task::JoinHandle<()>,
 }
 
 impl Outgoing {
@@ -167,9 +170,21 @@ impl Outgoing {
         if self.queue.send((msg, payload)).await.is_ok() {
             return Ok(());
         }
-        match (&mut self.sender).await {
-            Ok(Err(e)) => Err(e),
-            _ => anyhow::bail!("the connection to the controller closed"),
+        match self.sender.take() {
+            Some(task) => match task.await {
+                Ok(Err(e)) => Err(e),
+                _ => anyhow::bail!("the connection to the controller closed"),
+            },
+            None => anyhow::bail!("the connection to the controller closed"),
+        }
+    }
+
+    /// Sends what is queued (the engine is about to end), waiting at most `within`.
+    async fn finish(self, within: Duration) {
+        self.beats.abort();
+        drop(self.queue);
+        if let Some(task) = self.sender {
+            let _ = tokio::time::timeout(within, task).await;
         }
     }
 }
@@ -268,19 +283,20 @@ pub async fn run(cf: ClusterFile, probed: Option<crate::compile::Toolchain>) -> 
         }
         anyhow::Ok(())
     });
-    let beats = out_tx.clone();
-    tokio::spawn(async move {
+    let beating = out_tx.clone();
+    let beats = tokio::spawn(async move {
         let mut beat = tokio::time::interval(HEARTBEAT);
         loop {
             beat.tick().await;
-            if beats.send((Msg::Heartbeat, None)).await.is_err() {
+            if beating.send((Msg::Heartbeat, None)).await.is_err() {
                 return;
             }
         }
     });
     let mut send = Outgoing {
         queue: out_tx,
-        sender,
+        sender: Some(sender),
+        beats,
     };
     let (w_tx, mut w_rx) = mpsc::unbounded_channel();
     let mut worker: Option<Worker> = None;
@@ -296,6 +312,7 @@ pub async fn run(cf: ClusterFile, probed: Option<crate::compile::Toolchain>) -> 
                 Err(e) => {
                     send.post(Msg::WorkerExited { how: e.to_string() }, None)
                         .await?;
+                    send.finish(Duration::from_secs(2)).await;
                     anyhow::bail!("{e}");
                 }
             }
@@ -317,8 +334,20 @@ pub async fn run(cf: ClusterFile, probed: Option<crate::compile::Toolchain>) -> 
                         } else {
                             payload.to_vec()
                         };
-                        if let Err(e) = frames::write(&mut w.writer, tag, &payload).await {
-                            tracing::warn!("the worker did not take a frame: {e}");
+                        // The worker reads its channel on a thread of its own, even
+                        // while a cell runs: one that takes no frame for this long is
+                        // wedged, and is replaced (the heartbeats, which go on meanwhile,
+                        // must not keep a useless engine looking well).
+                        match tokio::time::timeout(WORKER_TAKES, frames::write(&mut w.writer, tag, &payload)).await {
+                            Ok(Ok(())) => {}
+                            Ok(Err(e)) => tracing::warn!("the worker did not take a frame: {e}"),
+                            Err(_) => {
+                                let mut w = worker.take().expect("checked");
+                                let _ = w.child.start_kill();
+                                let _ = w.child.wait().await;
+                                let how = format!("took no frame for {} s, so it was killed", WORKER_TAKES.as_secs());
+                                send.post(Msg::WorkerExited { how }, None).await?;
+                            }
                         }
                     }
                     Msg::KillWorker => {

@@ -1,24 +1,29 @@
 //! The controller's outboxes: one queue and one sending task per peer (engine or
 //! kernel), so that a peer that does not read holds up only its own messages.
-//! The controller's loop hands a message (all its parts) to the peer's queue,
-//! and a peer whose queue stays full is told to the loop, which drops it. An
-//! engine's queue must take the message at once; a kernel's may take a while, as
-//! a thousand engines answering one cell all at once is no sign that their kernel
-//! stopped reading: the controller waits for room (and reads nothing meanwhile,
-//! which holds the engines back) up to a patience. Behind each queue the socket keeps its own per-peer
-//! queue (1000 parts, 5 s for room: see vendor/zeromq); the task waits on that
-//! one, for its peer alone.
+//! The controller's loop never waits on a peer: it hands a message (all its
+//! parts) to the peer's queue at once, and a peer whose queue is full is told to
+//! the loop, which drops it. An engine's queue is short; a kernel's is long, as a
+//! thousand engines answering one cell at once is no sign that their kernel stopped
+//! reading; both are bounded in bytes too. Behind each queue the socket keeps its
+//! own per-peer queue (1000 parts, 5 s for room: see vendor/zeromq); the task
+//! waits on that one, for its peer alone.
 
 use bytes::Bytes;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use zeromq::{RouterSendHalf, SocketSend, ZmqMessage};
 
-/// Whole messages queued for one peer in the controller (a message of many parts,
-/// a large value, counts once), beyond the socket's own queue.
-const OUTBOX: usize = 64;
+/// How much one peer's queue may hold in the controller, beyond the socket's own
+/// queue: whole messages (a message of many parts counts once) and bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct Bound {
+    pub messages: usize,
+    pub bytes: usize,
+}
 
 /// Why a message did not go into a peer's queue.
 #[derive(Debug, PartialEq, Eq)]
@@ -30,9 +35,10 @@ pub enum Refused {
     Closed,
 }
 
-/// One peer's queue and the task that sends from it.
+/// One peer's queue, the bytes in it, and the task that sends from it.
 struct Outbox {
     queue: mpsc::Sender<Vec<ZmqMessage>>,
+    bytes: Arc<AtomicUsize>,
     task: JoinHandle<()>,
 }
 
@@ -41,61 +47,71 @@ pub struct Outboxes {
     send: RouterSendHalf,
     boxes: HashMap<Bytes, Outbox>,
     what: &'static str,
-    /// How long a full queue may take to make room before its peer counts as
-    /// one that does not read.
-    patience: Duration,
+    bound: Bound,
+}
+
+fn size(parts: &[ZmqMessage]) -> usize {
+    parts
+        .iter()
+        .flat_map(|m| m.iter())
+        .map(|frame| frame.len())
+        .sum()
 }
 
 impl Outboxes {
-    pub fn new(send: RouterSendHalf, what: &'static str, patience: Duration) -> Outboxes {
+    pub fn new(send: RouterSendHalf, what: &'static str, bound: Bound) -> Outboxes {
         Outboxes {
             send,
             boxes: HashMap::new(),
             what,
-            patience,
+            bound,
         }
     }
 
     /// Queues one message, as its parts (each starting with the peer's identity
     /// frame), for the peer behind `identity`. Its parts go out in order, after
     /// what was queued before.
-    pub async fn post(&mut self, identity: &Bytes, parts: Vec<ZmqMessage>) -> Result<(), Refused> {
+    pub fn post(&mut self, identity: &Bytes, parts: Vec<ZmqMessage>) -> Result<(), Refused> {
         let what = self.what;
         let send = &self.send;
+        let bound = self.bound;
         let outbox = self.boxes.entry(identity.clone()).or_insert_with(|| {
-            let (queue, mut rx) = mpsc::channel::<Vec<ZmqMessage>>(OUTBOX);
+            let (queue, mut rx) = mpsc::channel::<Vec<ZmqMessage>>(bound.messages);
+            let bytes = Arc::new(AtomicUsize::new(0));
+            let sent = bytes.clone();
             let mut send = send.clone();
             let task = tokio::spawn(async move {
                 while let Some(parts) = rx.recv().await {
+                    let n = size(&parts);
                     for raw in parts {
                         if let Err(e) = send.send(raw).await {
                             tracing::warn!("a message to {what} was not sent: {e}");
                             return;
                         }
                     }
+                    sent.fetch_sub(n, Ordering::Relaxed);
                 }
             });
-            Outbox { queue, task }
+            Outbox { queue, bytes, task }
         });
-        let sent = if self.patience.is_zero() {
-            outbox.queue.try_send(parts).map_err(|e| match e {
-                mpsc::error::TrySendError::Full(_) => Refused::Full,
-                mpsc::error::TrySendError::Closed(_) => Refused::Closed,
-            })
-        } else {
-            let queue = outbox.queue.clone();
-            queue
-                .send_timeout(parts, self.patience)
-                .await
-                .map_err(|e| match e {
-                    mpsc::error::SendTimeoutError::Timeout(_) => Refused::Full,
-                    mpsc::error::SendTimeoutError::Closed(_) => Refused::Closed,
-                })
-        };
-        if sent.is_err() {
+        let n = size(&parts);
+        if outbox.bytes.load(Ordering::Relaxed) + n > bound.bytes {
             self.close(identity);
+            return Err(Refused::Full);
         }
-        sent
+        match outbox.queue.try_send(parts) {
+            Ok(()) => {
+                outbox.bytes.fetch_add(n, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(e) => {
+                self.close(identity);
+                Err(match e {
+                    mpsc::error::TrySendError::Full(_) => Refused::Full,
+                    mpsc::error::TrySendError::Closed(_) => Refused::Closed,
+                })
+            }
+        }
     }
 
     /// Forgets a peer's queue: its task is stopped and what it still held is

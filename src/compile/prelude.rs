@@ -165,9 +165,15 @@ pub async fn ensure(toolchain: &Toolchain, cache: &Path) -> Result<Prelude, Prel
     std::fs::create_dir_all(&root).map_err(io)?;
     // One build at a time per prelude: a thousand engines starting together on a
     // machine would otherwise each compile it. Those that waited find it built.
-    let _lock = build_lock(&root.join(format!("prelude-{}.lock", prelude.id)))
-        .await
-        .map_err(io)?;
+    // A file system without locks (an NFS home without lockd) builds unlocked:
+    // the rename into place below keeps that safe, only not economical.
+    let _lock = match build_lock(&root.join(format!("prelude-{}.lock", prelude.id))).await {
+        Ok(lock) => Some(lock),
+        Err(e) => {
+            tracing::warn!("building the prelude without a lock: {e}");
+            None
+        }
+    };
     if prelude.runner.is_file() && prelude.lib.is_file() {
         return Ok(prelude);
     }

@@ -145,6 +145,13 @@ impl Toolchain {
 /// `rustc -vV` (40 ms apiece) to learn it.
 pub const PROBED_ENV: &str = "FERROCELL_TOOLCHAIN";
 
+/// This machine, as far as a handed-down probe goes: its name and this boot of
+/// it (clones and containers may share a name).
+fn machine() -> String {
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+    format!("{} {}", crate::paths::hostname(), boot.trim())
+}
+
 /// A probe handed down, with the machine it was made on.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Handed {
@@ -156,7 +163,7 @@ impl Toolchain {
     /// This probe as [`PROBED_ENV`]'s value.
     pub fn handed_down(&self) -> String {
         serde_json::to_string(&Handed {
-            machine: crate::paths::hostname(),
+            machine: machine(),
             toolchain: self.clone(),
         })
         .unwrap_or_default()
@@ -166,8 +173,7 @@ impl Toolchain {
     /// engine that mpirun placed elsewhere probes its own) and its rustc is there.
     pub fn handed(value: &str) -> Option<Toolchain> {
         let h: Handed = serde_json::from_str(value).ok()?;
-        (h.machine == crate::paths::hostname() && h.toolchain.rustc.is_file())
-            .then_some(h.toolchain)
+        (h.machine == machine() && h.toolchain.rustc.is_file()).then_some(h.toolchain)
     }
 }
 

@@ -5,8 +5,11 @@ private Grid Engine cell of sge_local.py."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import stat
+from pathlib import Path
 import signal
 import threading
 import time
@@ -168,7 +171,8 @@ def test_a_kernel_shut_down_deletes_its_pbs_job_even_without_its_controller(star
     controller, path, engines = status(kc)
     os.kill(controller, signal.SIGKILL)
     km.shutdown_kernel(now=False)
-    # qdel by the id qsub printed, well before the engine would end the job itself.
+    # qdel by the id qstat lists under the job's name, well before the engine
+    # would end the job itself.
     assert wait_no_jobs(torque, 6) == {}
     assert not path.exists()
 
@@ -232,8 +236,15 @@ def test_the_sge_launcher_runs_engines_as_an_array_job_and_shows_its_state(start
     assert f"Grid Engine job {job}: queued" in waiting, waiting
     assert "Cluster ready: 3 engines started as a Grid Engine array job" in all_text(outputs), all_text(outputs)
 
-    # The script's #$ directives reached the scheduler.
+    # The script's #$ directives reached the scheduler; the key did not, although
+    # `qstat -j` shows a job's environment to any user.
     details = sge.run("qstat", "-j", job).stdout
+    _, path, _ = status(kc)
+    key = json.loads(path.read_text())["key"]
+    assert key not in details and key.encode().hex() not in details
+    # The engines read a private copy of the connection file, which goes with the job.
+    [copy] = list((Path(os.environ["FERROCELL_CACHE"]) / "sge").glob("ferrocell-*.json"))
+    assert stat.S_IMODE(copy.stat().st_mode) == 0o600
     assert re.search(r"^job_name:\s+ferrocell-[0-9a-f]{32}$", details, re.M), details
     assert re.search(r"^account:\s+physics$", details, re.M), details
     assert re.search(r"^hard resource_list:\s+h_rt=1200$", details, re.M), details
@@ -249,6 +260,7 @@ def test_the_sge_launcher_runs_engines_as_an_array_job_and_shows_its_state(start
                                  f'(2, "{job}", "3", false)]')
     _, _, engines = status(kc)
     ok(*run(kc, "%cluster stop"))
+    assert not copy.exists()
     assert gone_within([p for _, p, _ in engines], 10)
     deadline = time.monotonic() + 30
     while sge.jobs() and time.monotonic() < deadline:

@@ -13,10 +13,9 @@ use std::time::{Duration, Instant};
 use tokio::process::Command;
 
 /// The environment variable that carries the connection file to engines started
-/// where the file is not (a batch job's nodes): it travels in the job's
-/// environment, which only its owner (and the scheduler's administrators, who see
-/// the job's state) can read, never on a command line; no shared file system is
-/// needed. Launchers write it in hexadecimal ([`connection_env_value`]);
+/// where the file is not (a Slurm job's nodes): it travels in the job's
+/// environment, which only its owner (and Slurm's administrators) can read, never
+/// on a command line; no shared file system is needed. Launchers write it in hexadecimal ([`connection_env_value`]);
 /// an engine also takes the JSON itself.
 pub const CONNECTION_ENV: &str = "FERROCELL_CONNECTION";
 
@@ -56,25 +55,14 @@ pub struct BatchOptions {
 }
 
 impl BatchOptions {
-    /// The `%cluster start` flags these options are read from, with their help.
-    pub const FLAGS: [(&'static str, &'static str); 5] = [
-        ("--queue", "Q: the queue (Slurm partition)"),
-        ("--walltime", "HH:MM:SS: the job's time limit"),
-        ("--account", "A: the account to charge"),
-        (
-            "--nodes",
-            "K: machines to spread the engines over (slurm, pbs)",
-        ),
-        (
-            "--pe",
-            "NAME: Grid Engine's parallel environment (engines as MPI ranks)",
-        ),
-    ];
+    /// The `%cluster start` flags these options are read from.
+    pub const FLAGS: [&'static str; 5] = ["--queue", "--walltime", "--account", "--nodes", "--pe"];
 
     /// Reads `flag`'s `value`; `Ok(false)` when `flag` is none of [`Self::FLAGS`].
     pub fn set(&mut self, flag: &str, value: &str) -> Result<bool, String> {
         let word = |what: &str| -> Result<Option<String>, String> {
             let ok = !value.is_empty()
+                && !value.starts_with('-')
                 && value
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || "_.-@+".contains(c));
@@ -86,14 +74,14 @@ impl BatchOptions {
             "--account" => self.account = word("an account's name")?,
             "--pe" => self.pe = word("a parallel environment's name")?,
             "--walltime" => {
-                let ok = value.split(':').count() <= 3
+                // Always hours, minutes and seconds: a bare number means minutes
+                // to Slurm and seconds to PBS and Grid Engine.
+                let ok = value.split(':').count() == 3
                     && value
                         .split(':')
                         .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()));
                 if !ok {
-                    return Err(format!(
-                        "--walltime takes HH:MM:SS (or MM, or MM:SS), not `{value}`"
-                    ));
+                    return Err(format!("--walltime takes HH:MM:SS, not `{value}`"));
                 }
                 self.walltime = Some(value.to_string());
             }
@@ -127,6 +115,8 @@ pub(super) struct BatchJob {
     pub(super) name: String,
     /// The submit command's output.
     pub(super) submit_log: PathBuf,
+    /// Files that go with the job (the engines' copy of the connection file).
+    pub(super) files: Vec<PathBuf>,
 }
 
 impl BatchJob {
@@ -204,8 +194,9 @@ impl BatchJob {
         }
     }
 
-    /// Deletes the job (the cluster stops).
+    /// Deletes the job (the cluster stops), and its files.
     pub(super) async fn delete(&self) {
+        self.remove_files();
         let mut id = self.printed_id();
         if id.is_none() && self.scheduler == Scheduler::Pbs {
             let (tool, args) = self.query();
@@ -224,6 +215,7 @@ impl BatchJob {
     /// Deletes the job without a runtime, waiting for the scheduler at most
     /// until `deadline` (the kernel is exiting: `leftovers`).
     pub(super) fn delete_blocking(&self, deadline: Instant) {
+        self.remove_files();
         let mut id = self.printed_id();
         if id.is_none() && self.scheduler == Scheduler::Pbs {
             let (tool, args) = self.query();
@@ -233,6 +225,14 @@ impl BatchJob {
         }
         if let Some((tool, args)) = self.delete_command(id) {
             client_until(tool, &args, deadline);
+        }
+    }
+}
+
+impl BatchJob {
+    fn remove_files(&self) {
+        for f in &self.files {
+            let _ = std::fs::remove_file(f);
         }
     }
 }
@@ -343,6 +343,32 @@ pub(super) fn job_output(scheduler: Scheduler, name: &str) -> Result<PathBuf, La
     Ok(logs.join(format!("{name}.log")))
 }
 
+/// Writes the connection file for a job's engines beside the job's output: 0600,
+/// in the private directory under the home that cluster nodes share. It does not
+/// travel in the job's environment, as the Slurm launcher's does: PBS (`qstat -f`,
+/// where other users may query jobs) and Grid Engine (`qstat -j`) show a job's
+/// environment to other users.
+pub(super) fn job_connection(
+    scheduler: Scheduler,
+    name: &str,
+    json: &str,
+) -> Result<PathBuf, LaunchError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = job_output(scheduler, name)?.with_extension("json");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .and_then(|mut f| f.write_all(json.as_bytes()))
+        .map_err(|source| LaunchError::File {
+            path: path.clone(),
+            source,
+        })?;
+    Ok(path)
+}
+
 /// Writes a job script: `directives` (whole lines, `#PBS -N x`), then `command`,
 /// each argument quoted for the shell.
 pub(super) fn job_script(
@@ -398,6 +424,8 @@ mod tests {
         assert!(o.set("--account", "a b").is_err());
         assert!(o.set("--walltime", "1h").is_err());
         assert!(o.set("--walltime", "1:2:3:4").is_err());
+        assert!(o.set("--walltime", "90").is_err());
+        assert!(o.set("--queue", "-V").is_err());
         assert!(o.set("--nodes", "0").is_err());
         assert_eq!(o.per_node(10), 4);
         assert_eq!(BatchOptions::default().per_node(10), 10);
@@ -421,6 +449,7 @@ mod tests {
             scheduler,
             name: "n".into(),
             submit_log: log.clone(),
+            files: Vec::new(),
         };
         std::fs::write(&log, "12.server\n").unwrap();
         assert_eq!(

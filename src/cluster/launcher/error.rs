@@ -16,6 +16,10 @@ pub enum LaunchError {
     /// listening on loopback only.
     #[error("engines on {from} cannot reach a controller on loopback: start with --ip ADDRESS (an address of this machine that they can reach)")]
     LoopbackUnreachable { from: String },
+    /// `--queue` or `--account` for engines that go into the allocation the
+    /// kernel runs in, which has its own.
+    #[error("inside a Slurm allocation the engines use its partition and account: leave out --queue and --account (or start the kernel outside it)")]
+    InAllocation,
     /// The cluster's private directory could not be made.
     #[error("a directory for the cluster: {0}")]
     Dir(#[source] std::io::Error),

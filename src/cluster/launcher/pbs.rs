@@ -2,12 +2,13 @@
 //! OpenPBS) job. The job script's `#PBS` directives ask for the machines and
 //! the time; inside, `mpiexec` starts the engines, as PBS sites start MPI
 //! programs (Torque has no `srun`; its `pbsdsh` is not everywhere). The
-//! connection file reaches them in the job's environment (`qsub -V`).
+//! connection file reaches them as a private file under the shared home (see
+//! `batch::job_connection`).
 
 use super::batch::{self, BatchJob, BatchOptions, Scheduler};
 use super::controller::start_controller;
 use super::mpi::MpiRun;
-use super::{own_exe, LaunchError, Launched, Recipe, CONNECTION_ENV};
+use super::{own_exe, LaunchError, Launched, Recipe};
 
 /// Starts a controller listening on `ip` and `n` engines as one PBS job, and
 /// keeps `qsub -W block=true` running until the job ends. `FERROCELL_QSUB` adds
@@ -28,6 +29,13 @@ pub async fn start_pbs(
     let dir = launched.dir.path().to_path_buf();
     let name = batch::job_name(Scheduler::Pbs);
     let output = batch::job_output(Scheduler::Pbs, &name)?;
+    let connection = batch::job_connection(Scheduler::Pbs, &name, &json)?;
+    let engine = [
+        own_exe()?.display().to_string(),
+        "engine".into(),
+        "--file".into(),
+        connection.display().to_string(),
+    ];
     let extra: Vec<String> = std::env::var("FERROCELL_QSUB")
         .map(|s| s.split_whitespace().map(String::from).collect())
         .unwrap_or_default();
@@ -51,7 +59,7 @@ pub async fn start_pbs(
     }
     let mut command = vec![mpi.program.display().to_string()];
     command.extend(mpi.args);
-    command.extend([own_exe()?.display().to_string(), "engine".into()]);
+    command.extend(engine);
     let script = dir.join("engines.pbs");
     batch::job_script(&script, &directives, &command)?;
 
@@ -74,14 +82,12 @@ pub async fn start_pbs(
         scheduler: Scheduler::Pbs,
         name,
         submit_log: log,
+        files: vec![connection],
     };
     batch::track(&dir, &job);
     recipe.batch = Some(job);
     recipe.more_log = Some(output);
     recipe.env = mpi.env;
-    recipe
-        .env
-        .push((CONNECTION_ENV.into(), batch::connection_env_value(&json)));
     launched.add(recipe)?;
     Ok(launched)
 }

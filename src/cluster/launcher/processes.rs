@@ -81,10 +81,20 @@ impl Launched {
 }
 
 impl Drop for Launched {
-    /// The supervisor holds the processes; without it they go (`kill_on_drop`).
-    /// The directory goes with `dir`.
+    /// The supervisor holds the processes; without it they go (`kill_on_drop`),
+    /// and their batch jobs are deleted. The directory goes with `dir`.
     fn drop(&mut self) {
         crate::cluster::leftovers::forget(self.dir.path());
+        // A start that failed half-way drops its processes without `wait_or_kill`:
+        // the batch jobs they submitted must not start later, unused.
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        if let Ok(p) = self.processes.lock() {
+            for proc in &p.list {
+                if let Some(job) = &proc.recipe.batch {
+                    job.delete_blocking(deadline);
+                }
+            }
+        }
         if let Some(s) = self.supervisor.take() {
             s.abort();
         }

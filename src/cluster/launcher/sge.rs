@@ -1,12 +1,13 @@
 //! The sge launcher: engines as one Grid Engine (Son of Grid Engine, Altair's
 //! and Univa's) job: the tasks of an array job, one engine each, or, with a
 //! parallel environment (`--pe NAME`), the MPI ranks of one `mpirun` inside it.
-//! The connection file reaches them in the job's environment (`qsub -V`).
+//! The connection file reaches them as a private file under the shared home (see
+//! `batch::job_connection`).
 
 use super::batch::{self, BatchJob, BatchOptions, Scheduler};
 use super::controller::start_controller;
 use super::mpi::MpiRun;
-use super::{own_exe, LaunchError, Launched, Recipe, CONNECTION_ENV};
+use super::{own_exe, LaunchError, Launched, Recipe};
 
 /// Starts a controller listening on `ip` and `n` engines as one Grid Engine job,
 /// and keeps `qsub -sync y` running until the job ends. `FERROCELL_QSUB` adds
@@ -29,6 +30,13 @@ pub async fn start_sge(
     let dir = launched.dir.path().to_path_buf();
     let name = batch::job_name(Scheduler::Sge);
     let output = batch::job_output(Scheduler::Sge, &name)?;
+    let connection = batch::job_connection(Scheduler::Sge, &name, &json)?;
+    let engine = [
+        own_exe()?.display().to_string(),
+        "engine".into(),
+        "--file".into(),
+        connection.display().to_string(),
+    ];
 
     // -S: the script's shell whatever the queue's; no login shell resets PATH.
     let mut directives = vec![format!("#$ -N {name}"), "#$ -S /bin/sh".into()];
@@ -41,14 +49,13 @@ pub async fn start_sge(
     if let Some(a) = &options.account {
         directives.push(format!("#$ -A {a}"));
     }
-    let exe = own_exe()?.display().to_string();
     let mut env = Vec::new();
     let (command, how) = match (mpi, &options.pe) {
         (Some(mpi), Some(pe)) => {
             directives.push(format!("#$ -pe {pe} {n}"));
             let mut command = vec![mpi.program.display().to_string()];
             command.extend(mpi.args);
-            command.extend([exe, "engine".into()]);
+            command.extend(engine);
             env = mpi.env;
             (
                 command,
@@ -56,9 +63,23 @@ pub async fn start_sge(
             )
         }
         _ => {
-            // Each task is one engine, ranked by its task id (SGE_TASK_ID − 1).
+            // Each task is one engine, ranked by its task id (SGE_TASK_ID − 1):
+            // ranks that `-V` brought from the kernel's own environment (a kernel
+            // started by mpirun or srun) would come first, so they go.
             directives.push(format!("#$ -t 1-{n}"));
-            (vec![exe, "engine".into()], format!("{n} array tasks"))
+            let mut command: Vec<String> = [
+                "env",
+                "-u",
+                "OMPI_COMM_WORLD_RANK",
+                "-u",
+                "PMI_RANK",
+                "-u",
+                "SLURM_PROCID",
+            ]
+            .map(String::from)
+            .into();
+            command.extend(engine);
+            (command, format!("{n} array tasks"))
         }
     };
     let script = dir.join("engines.sge");
@@ -83,14 +104,12 @@ pub async fn start_sge(
         scheduler: Scheduler::Sge,
         name,
         submit_log: log,
+        files: vec![connection],
     };
     batch::track(&dir, &job);
     recipe.batch = Some(job);
     recipe.more_log = Some(output);
     recipe.env = env;
-    recipe
-        .env
-        .push((CONNECTION_ENV.into(), batch::connection_env_value(&json)));
     launched.add(recipe)?;
     Ok(launched)
 }

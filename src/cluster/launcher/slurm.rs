@@ -22,6 +22,9 @@ pub async fn start_slurm(
         needs: "Slurm's srun and sbatch on PATH",
     })?;
     let allocation = std::env::var("SLURM_JOB_ID").ok();
+    if allocation.is_some() && (options.queue.is_some() || options.account.is_some()) {
+        return Err(LaunchError::InAllocation);
+    }
     if allocation.is_some() && is_loopback(ip) {
         let nodes = std::env::var("SLURM_JOB_NODELIST").unwrap_or_default();
         let here = crate::paths::hostname();
@@ -45,12 +48,6 @@ pub async fn start_slurm(
     step.extend(["--label".into(), exe, "engine".into()]);
     let mut recipe = match allocation {
         Some(job) => {
-            if options.queue.is_some() || options.account.is_some() {
-                return Err(LaunchError::Needs {
-                    launcher: "slurm",
-                    needs: "no --queue or --account inside an allocation (its own are used)",
-                });
-            }
             // The kernel may itself run in a step of the allocation: share its CPUs.
             let mut args = vec!["--overlap".to_string()];
             if let Some(w) = &options.walltime {
@@ -115,6 +112,7 @@ pub async fn start_slurm(
                 scheduler: Scheduler::Slurm,
                 name,
                 submit_log: log,
+                files: Vec::new(),
             };
             batch::track(&dir, &job);
             r.batch = Some(job);

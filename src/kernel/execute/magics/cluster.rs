@@ -119,7 +119,7 @@ pub fn parse(args: &[&str]) -> Result<ClusterCmd, String> {
                     "--ip" => ip = value()?.to_string(),
                     "--restart" => restart = true,
                     "--force" => force = true,
-                    other if BatchOptions::FLAGS.iter().any(|(f, _)| *f == other) => {
+                    other if BatchOptions::FLAGS.contains(&other) => {
                         batch.set(other, value()?)?;
                     }
                     other => return Err(format!("unknown option `{other}`: {USAGE}")),
@@ -137,10 +137,15 @@ pub fn parse(args: &[&str]) -> Result<ClusterCmd, String> {
                 ));
             }
             if !batch.is_empty() && !launcher.is_batch() {
-                let flags: Vec<&str> = BatchOptions::FLAGS.iter().map(|(f, _)| *f).collect();
+                return Err(
+                    "--queue, --walltime and --account are for the launchers that submit a \
+                     batch job (slurm, pbs, sge); --nodes for slurm and pbs; --pe for sge"
+                        .into(),
+                );
+            }
+            if batch.nodes.is_some_and(|k| k > engines) {
                 return Err(format!(
-                    "{} are for the launchers that submit a batch job (slurm, pbs, sge)",
-                    flags.join(", ")
+                    "--nodes asks for more machines than there are engines ({engines})"
                 ));
             }
             if batch.pe.is_some() && launcher != Launcher::Sge {
@@ -200,7 +205,7 @@ pub const SPEC: Spec = Spec {
     names: &["cluster"],
     spelling: Spelling::Line,
     usage: &[
-        "%cluster start -n N [--launcher local|mpi|ssh|slurm|pbs|sge] [--hosts H1,H2] [--ip ADDRESS] [--restart]",
+        "%cluster start -n N [--launcher local|ssh|mpi|slurm|pbs|sge] [--hosts H1,H2] [--ip ADDRESS] [--restart] [--force]",
         "  batch jobs: [--queue Q] [--walltime HH:MM:SS] [--account A] [--nodes K] [--pe NAME]",
         "%cluster status [--all] (every engine's row, not a summary), %cluster stop, %cluster connect FILE",
     ],
@@ -341,6 +346,7 @@ mod tests {
         assert!(parse(&["start", "--launcher", "sge", "--pe", "smp"]).is_ok());
         assert!(parse(&["start", "--launcher", "pbs", "--pe", "smp"]).is_err());
         assert!(parse(&["start", "--launcher", "sge", "--nodes", "2"]).is_err());
+        assert!(parse(&["start", "-n", "2", "--launcher", "pbs", "--nodes", "3"]).is_err());
         assert!(parse(&["frob"]).is_err());
         assert_eq!(parse_targets("0,2-4"), Ok(vec![0, 2, 3, 4]));
         assert!(parse_targets("x").is_err());
