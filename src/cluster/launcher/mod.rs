@@ -11,7 +11,7 @@
 //! - `controller`: starting the controller and the cluster's private directory;
 //! - `local`, `mpi`, `ssh`, `slurm`, `pbs`, `sge`: the launchers, one a file;
 //! - `batch`: what the batch launchers share: options, job scripts, the job's
-//!   state and deleting it;
+//!   state and deleting it; `qsub`: submitting a PBS or Grid Engine job;
 //! - `processes`: the processes a launcher started, their failures, and stopping
 //!   them;
 //! - `supervise`: starting ended processes again (`--restart`).
@@ -25,6 +25,7 @@ mod local;
 mod mpi;
 mod pbs;
 mod processes;
+mod qsub;
 mod recipe;
 mod sge;
 mod slurm;

@@ -5,10 +5,11 @@
 //! connection file reaches them as a private file under the shared home (see
 //! `batch::job_connection`).
 
-use super::batch::{self, BatchJob, BatchOptions, Scheduler};
+use super::batch::{self, BatchOptions, Scheduler};
 use super::controller::start_controller;
 use super::mpi::MpiRun;
-use super::{own_exe, LaunchError, Launched, Recipe};
+use super::qsub;
+use super::{own_exe, LaunchError, Launched};
 
 /// Starts a controller listening on `ip` and `n` engines as one PBS job, and
 /// keeps `qsub -W block=true` running until the job ends. `FERROCELL_QSUB` adds
@@ -36,9 +37,7 @@ pub async fn start_pbs(
         "--file".into(),
         connection.display().to_string(),
     ];
-    let extra: Vec<String> = std::env::var("FERROCELL_QSUB")
-        .map(|s| s.split_whitespace().map(String::from).collect())
-        .unwrap_or_default();
+    let extra = qsub::extra_options();
 
     let mut directives = vec![format!("#PBS -N {name}")];
     if !extra.iter().any(|a| a.contains("select=")) {
@@ -63,31 +62,17 @@ pub async fn start_pbs(
     let script = dir.join("engines.pbs");
     batch::job_script(&script, &directives, &command)?;
 
-    // The output options go on the command line: Slurm's qsub puts its own there,
-    // which would win over the script's.
-    let mut args: Vec<String> = ["-V", "-W", "block=true", "-j", "oe", "-o"]
-        .map(String::from)
-        .into();
-    args.push(output.display().to_string());
-    args.extend(extra);
-    args.push(script.display().to_string());
-    let log = dir.join("qsub.log");
-    let mut recipe = Recipe::new(
-        format!("PBS job {name} ({n} MPI ranks)"),
-        qsub,
-        args,
-        log.clone(),
-    );
-    let job = BatchJob {
+    let job = qsub::Job {
         scheduler: Scheduler::Pbs,
+        qsub,
+        options: ["-W", "block=true", "-j", "oe"],
+        label: format!("PBS job {name} ({n} MPI ranks)"),
         name,
-        submit_log: log,
-        files: vec![connection],
+        script,
+        output,
+        connection,
+        env: mpi.env,
     };
-    batch::track(&dir, &job);
-    recipe.batch = Some(job);
-    recipe.more_log = Some(output);
-    recipe.env = mpi.env;
-    launched.add(recipe)?;
+    qsub::submit(&mut launched, job)?;
     Ok(launched)
 }

@@ -4,10 +4,11 @@
 //! The connection file reaches them as a private file under the shared home (see
 //! `batch::job_connection`).
 
-use super::batch::{self, BatchJob, BatchOptions, Scheduler};
+use super::batch::{self, BatchOptions, Scheduler};
 use super::controller::start_controller;
 use super::mpi::MpiRun;
-use super::{own_exe, LaunchError, Launched, Recipe};
+use super::qsub;
+use super::{own_exe, LaunchError, Launched};
 
 /// Starts a controller listening on `ip` and `n` engines as one Grid Engine job,
 /// and keeps `qsub -sync y` running until the job ends. `FERROCELL_QSUB` adds
@@ -85,31 +86,17 @@ pub async fn start_sge(
     let script = dir.join("engines.sge");
     batch::job_script(&script, &directives, &command)?;
 
-    let mut args: Vec<String> = ["-V", "-sync", "y", "-j", "y", "-o"]
-        .map(String::from)
-        .into();
-    args.push(output.display().to_string());
-    if let Ok(extra) = std::env::var("FERROCELL_QSUB") {
-        args.extend(extra.split_whitespace().map(String::from));
-    }
-    args.push(script.display().to_string());
-    let log = dir.join("qsub.log");
-    let mut recipe = Recipe::new(
-        format!("Grid Engine job {name} ({how})"),
-        qsub,
-        args,
-        log.clone(),
-    );
-    let job = BatchJob {
+    let job = qsub::Job {
         scheduler: Scheduler::Sge,
+        qsub,
+        options: ["-sync", "y", "-j", "y"],
+        label: format!("Grid Engine job {name} ({how})"),
         name,
-        submit_log: log,
-        files: vec![connection],
+        script,
+        output,
+        connection,
+        env,
     };
-    batch::track(&dir, &job);
-    recipe.batch = Some(job);
-    recipe.more_log = Some(output);
-    recipe.env = env;
-    launched.add(recipe)?;
+    qsub::submit(&mut launched, job)?;
     Ok(launched)
 }
