@@ -39,11 +39,13 @@ def job_fields(slurm, job):
     return dict(re.findall(r"(\w[\w/:]*)=(\S*)", text))
 
 
-def wait_no_jobs(slurm, seconds=30):
+def wait_no_jobs(scheduler, seconds=30):
+    """The jobs a private Slurm or Grid Engine still has once they are gone, or
+    `seconds` have passed."""
     deadline = time.monotonic() + seconds
-    while slurm.jobs() and time.monotonic() < deadline:
+    while scheduler.jobs() and time.monotonic() < deadline:
         time.sleep(0.2)
-    return slurm.jobs()
+    return scheduler.jobs()
 
 
 def test_the_slurm_launcher_submits_a_batch_job(start_kernel, slurm):
@@ -262,10 +264,7 @@ def test_the_sge_launcher_runs_engines_as_an_array_job_and_shows_its_state(start
     ok(*run(kc, "%cluster stop"))
     assert not copy.exists()
     assert gone_within([p for _, p, _ in engines], 10)
-    deadline = time.monotonic() + 30
-    while sge.jobs() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert sge.jobs() == {}
+    assert wait_no_jobs(sge) == {}
 
 
 def test_the_sge_launcher_with_a_parallel_environment_starts_mpi_ranks(start_kernel, sge):
@@ -279,10 +278,7 @@ def test_the_sge_launcher_with_a_parallel_environment_starts_mpi_ranks(start_ker
     ok(reply, outputs)
     assert value(kc, "seen") == '[(0, "0", "2"), (1, "1", "2")]'
     ok(*run(kc, "%cluster stop"))
-    deadline = time.monotonic() + 30
-    while sge.jobs() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert sge.jobs() == {}
+    assert wait_no_jobs(sge) == {}
 
 
 def test_a_kernel_shut_down_deletes_its_sge_job_even_without_its_controller(start_kernel, sge):
@@ -292,10 +288,7 @@ def test_a_kernel_shut_down_deletes_its_sge_job_even_without_its_controller(star
     controller, path, engines = status(kc)
     os.kill(controller, signal.SIGKILL)
     km.shutdown_kernel(now=False)
-    deadline = time.monotonic() + 6
-    while sge.jobs() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert sge.jobs() == {}
+    assert wait_no_jobs(sge, 6) == {}
     assert not path.exists()
 
 
