@@ -57,7 +57,7 @@ impl Frontend {
 
     /// Runs a cell as a client that takes input would, and collects what it showed.
     async fn run(&mut self, code: &str) -> (ExecuteReply, Shown) {
-        let reply = self.executor.execute(Some(origin()), &request(code)).await;
+        let reply = self.executor.execute(origin(), &request(code)).await;
         let shown = self.shown().await;
         self.replied().await;
         (reply, shown)
@@ -93,6 +93,12 @@ fn take(shown: &mut Shown, ev: IopubEvent) {
 
 fn request(code: &str) -> ExecuteRequest {
     serde_json::from_value(serde_json::json!({"code": code, "allow_stdin": true}))
+        .expect("an execute request")
+}
+
+/// A request from a client that takes no input.
+fn no_stdin(code: &str) -> ExecuteRequest {
+    serde_json::from_value(serde_json::json!({"code": code, "allow_stdin": false}))
         .expect("an execute request")
 }
 
@@ -139,13 +145,13 @@ async fn input_requests_go_to_the_frontend_that_asked() {
     };
     let code = "let name = input(\"name? \");\nformat!(\"hello {name}\")";
     let req = request(code);
-    let (reply, ()) = tokio::join!(executor.execute(Some(origin()), &req), answer);
+    let (reply, ()) = tokio::join!(executor.execute(origin(), &req), answer);
     ok(&reply);
     assert_eq!(fe.shown().await.result.as_deref(), Some("\"hello Ferris\""));
     // A client that takes no input: the cell is told so, no question is asked.
     let reply = fe
         .executor
-        .execute(None, &request("input(\"again? \")"))
+        .execute(origin(), &no_stdin("input(\"again? \")"))
         .await;
     assert_eq!(reply.status, ReplyStatus::Error);
     assert!(fe.asks.try_recv().is_err());
@@ -176,7 +182,7 @@ async fn an_interrupt_stops_a_cell_and_the_session_goes_on() {
     let code = "println!(\"spinning\");\nloop { std::thread::sleep(std::time::Duration::from_millis(10)); }";
     let started = std::time::Instant::now();
     let req = request(code);
-    let (reply, ()) = tokio::join!(executor.execute(Some(origin()), &req), interrupt);
+    let (reply, ()) = tokio::join!(executor.execute(origin(), &req), interrupt);
     assert!(started.elapsed() < Duration::from_secs(60));
     let error = reply.error.expect("an interrupted cell fails");
     assert_eq!(error.ename, "KeyboardInterrupt", "{error:?}");

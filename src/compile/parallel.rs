@@ -32,6 +32,9 @@ pub struct Parallel {
     /// `--persist`: what the body binds stays on each engine for later
     /// `--persist` cells (the body runs there as a cell of its own).
     pub persist: bool,
+    /// `--noblock`: the cell returns at once and the run goes on in the
+    /// background (`%wait`, `%pending`).
+    pub noblock: bool,
 }
 
 impl Parallel {
@@ -47,6 +50,7 @@ impl Parallel {
             scaling: None,
             targets: None,
             persist: false,
+            noblock: false,
         }
     }
 }

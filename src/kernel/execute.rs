@@ -13,11 +13,13 @@
 //! - `tiers`: telling the session what ran long, and building hot cells at
 //!   level 3 while the kernel is idle;
 //! - `cluster`: `%cluster` and the relays to engines;
+//! - `background`: `--noblock` runs, `%wait` and `%pending`;
 //! - `sink` and `progress`: where outputs go, and in-place progress lines.
 //!
 //! This file holds the executor's state, its public accessors and the request's
 //! course from input to reply (history, user expressions).
 
+mod background;
 mod cell;
 mod cluster;
 mod dep;
@@ -85,6 +87,8 @@ pub struct Executor {
     /// The saver the runner was handed last and whose end has not been read yet
     /// (see [`Executor::finish_saving`]).
     saving: Option<snapshots::PendingSaver>,
+    /// `--noblock` runs, until `%wait` takes them.
+    background: background::Background,
     /// The cluster `%%parallel cluster` runs on (`%cluster start` or `connect`).
     cluster: Option<crate::cluster::client::Client>,
     /// Variables that `--persist` cells keep on the engines, with their types.
@@ -116,6 +120,7 @@ impl Executor {
             after_each_cell: std::env::var_os("FERROCELL_SNAPSHOTS").is_none_or(|v| v != "off"),
             unsaved: Vec::new(),
             saving: None,
+            background: Default::default(),
             cluster: None,
             engine_vars: Default::default(),
             tier_up: None,
@@ -177,6 +182,7 @@ impl Executor {
     /// Kills the runner (at shutdown).
     pub async fn stop(&mut self) {
         self.saving = None;
+        self.background = Default::default();
         if let Some(r) = self.runner.take() {
             r.kill().await;
         }
@@ -189,9 +195,9 @@ impl Executor {
     }
 
     /// Runs one execute request and returns its reply. Outputs go to IOPub as they
-    /// happen (none when silent); input requests go to `input`, the client that
-    /// asked (none when it does not take input).
-    pub async fn execute(&mut self, input: Option<Origin>, req: &ExecuteRequest) -> ExecuteReply {
+    /// happen (none when silent); input requests go to `origin`, the client that
+    /// asked, when the request allows stdin.
+    pub async fn execute(&mut self, origin: Origin, req: &ExecuteRequest) -> ExecuteReply {
         let mut irq = self.interrupts.clone();
         irq.borrow_and_update();
         let counts = req.store_history && !req.silent;
@@ -211,7 +217,7 @@ impl Executor {
         let mut sink = Sink::new(iopub, self.count);
         let mut payload = Vec::new();
         let outcome = self
-            .run_code(input.as_ref(), req, &mut sink, &mut payload, &mut irq)
+            .run_code(&origin, req, &mut sink, &mut payload, &mut irq)
             .await;
         if counts {
             let output = sink

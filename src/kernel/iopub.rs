@@ -59,6 +59,13 @@ pub enum IopubEvent {
         msg_type: &'static str,
         content: serde_json::Value,
     },
+    /// A message for an earlier request: a background run updating the display
+    /// under the cell that started it, after that cell went idle.
+    PublishTo {
+        parent: Header,
+        msg_type: &'static str,
+        content: serde_json::Value,
+    },
     /// Answered once everything sent before it is on the socket.
     Flush(oneshot::Sender<()>),
 }
@@ -81,7 +88,9 @@ impl Iopub {
     fn send(&self, ev: IopubEvent) {
         let weight = match &ev {
             IopubEvent::Stream { text, .. } => text.len(),
-            IopubEvent::Publish { content, .. } => weight(content),
+            IopubEvent::Publish { content, .. } | IopubEvent::PublishTo { content, .. } => {
+                weight(content)
+            }
             _ => 0,
         };
         self.queued.fetch_add(weight, Ordering::Relaxed);
@@ -123,6 +132,15 @@ impl Iopub {
     pub fn publish<C: Content>(&self, channel: Channel, content: &C) {
         self.send(IopubEvent::Publish {
             channel,
+            msg_type: C::MSG_TYPE,
+            content: serde_json::to_value(content).expect("content serializes"),
+        });
+    }
+
+    /// Publishes a message as the child of `parent`, whichever request is current.
+    pub fn publish_to<C: Content>(&self, parent: &Header, content: &C) {
+        self.send(IopubEvent::PublishTo {
+            parent: parent.clone(),
             msg_type: C::MSG_TYPE,
             content: serde_json::to_value(content).expect("content serializes"),
         });
@@ -243,6 +261,13 @@ impl Publisher {
                 let parent = self.parent(channel);
                 self.send_raw(msg_type, parent.as_ref(), &content, None)
                     .await;
+            }
+            IopubEvent::PublishTo {
+                parent,
+                msg_type,
+                content,
+            } => {
+                self.send_raw(msg_type, Some(&parent), &content, None).await;
             }
             IopubEvent::Flush(done) => {
                 let _ = done.send(());

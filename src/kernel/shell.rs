@@ -249,8 +249,10 @@ impl Shell {
 
     /// Returns the queued requests to answer as aborted.
     async fn execute(&mut self, msg: &Message, req: ExecuteRequest) -> Vec<Message> {
-        let input = req.allow_stdin.then(|| super::stdin::Origin::of(msg));
-        let reply = self.executor.execute(input, &req).await;
+        let reply = self
+            .executor
+            .execute(super::stdin::Origin::of(msg), &req)
+            .await;
         // Outputs of the cell are on IOPub before its reply.
         self.iopub.flush().await;
         let aborted = if reply.status == ReplyStatus::Error && req.stop_on_error {

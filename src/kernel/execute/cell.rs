@@ -5,6 +5,7 @@
 use super::warmup::BASE_WAIT;
 use super::{CellError, Executor, Sink};
 use crate::compile::session::Compiled;
+use crate::compile::BuiltCell;
 use crate::compile::{CompileError, Timing};
 use crate::kernel::stdin::Origin;
 use std::time::Duration;
@@ -27,21 +28,16 @@ fn format_seconds(s: f64) -> String {
 }
 
 impl Executor {
-    /// Compiles and runs a cell's Rust code (after its magic line, if any).
-    #[allow(clippy::too_many_arguments)]
-    pub(super) async fn run_rust(
+    /// Compiles a cell's Rust code in the session (`None`: it holds nothing to
+    /// run). A compile error of a `parallel` cell gets the hint that fits it.
+    pub(super) async fn build_rust(
         &mut self,
-        input: Option<&Origin>,
         sink: &mut Sink,
         irq: &mut watch::Receiver<u64>,
         code: &str,
         timing: Timing,
-        parallel: Option<Vec<String>>,
-    ) -> Result<(), CellError> {
-        if code.trim().is_empty() {
-            sink.finish();
-            return Ok(());
-        }
+        parallel: bool,
+    ) -> Result<Option<BuiltCell>, CellError> {
         let count = self.count;
         self.session(irq, Some(sink)).await?;
         self.take_base(BASE_WAIT, sink).await;
@@ -70,16 +66,14 @@ impl Executor {
             };
             sink.stdout(format!("Compile time: {took}{tier}\n").as_bytes());
         }
-        let compile_time = started.elapsed();
-        let built = match built {
-            Ok(Compiled::Empty) => return Ok(()),
-            Ok(Compiled::Cell(b)) => b,
+        match built {
+            Ok(Compiled::Empty) => Ok(None),
+            Ok(Compiled::Cell(b)) => Ok(Some(*b)),
             Err(CompileError::Code {
                 summary,
                 mut rendered,
             }) => {
                 if let Some(hint) = parallel
-                    .is_some()
                     .then(|| crate::compile::parallel::hint(&summary, &rendered))
                     .flatten()
                 {
@@ -93,10 +87,35 @@ impl Executor {
                     rendered.push(hint.note.to_string());
                 }
                 self.last_error_code = rendered.iter().find_map(|r| error_code(r));
-                return Err(CellError::Compile { summary, rendered });
+                Err(CellError::Compile { summary, rendered })
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Compiles and runs a cell's Rust code (after its magic line, if any).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn run_rust(
+        &mut self,
+        input: Option<&Origin>,
+        sink: &mut Sink,
+        irq: &mut watch::Receiver<u64>,
+        code: &str,
+        timing: Timing,
+        parallel: Option<Vec<String>>,
+    ) -> Result<(), CellError> {
+        if code.trim().is_empty() {
+            sink.finish();
+            return Ok(());
+        }
+        let started = std::time::Instant::now();
+        let Some(built) = self
+            .build_rust(sink, irq, code, timing, parallel.is_some())
+            .await?
+        else {
+            return Ok(());
         };
+        let compile_time = started.elapsed();
         let mut built = built;
         if let Some(args) = parallel {
             built.args = args;

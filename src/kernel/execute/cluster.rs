@@ -241,6 +241,7 @@ impl Executor {
         let body = crate::compile::parallel::persist_body(rest);
         let mut args = self.processes_setup(&body, sink, irq).await?;
         args.push(self.cluster_engines(p, sink).await?);
+        let _claim = self.claim_engines(&args, sink, irq).await?;
         let count = self.count;
         let session = self.session.as_mut().expect("set up above");
         session.set_portable(true);

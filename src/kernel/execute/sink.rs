@@ -52,6 +52,28 @@ impl Sink {
         }
     }
 
+    /// Stdout text as it is (already read for displays).
+    pub(super) fn text(&mut self, text: String) {
+        let p = self.stdout.feed(b"");
+        self.pieces(p);
+        if let Some(io) = &self.iopub {
+            io.stream(StreamName::Stdout, text);
+        }
+    }
+
+    /// A display without an id.
+    pub(super) fn show(&self, data: MimeBundle) {
+        let Some(io) = &self.iopub else { return };
+        io.publish(
+            Channel::Shell,
+            &DisplayData {
+                data,
+                metadata: Map::new(),
+                transient: Transient::default(),
+            },
+        );
+    }
+
     pub(super) fn stdout(&mut self, bytes: &[u8]) {
         let p = self.stdout.feed(bytes);
         self.pieces(p);

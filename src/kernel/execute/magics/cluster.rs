@@ -263,6 +263,10 @@ impl ClusterCmd {
                     return Ok(Then::Rest);
                 };
                 ex.engine_vars.clear();
+                ex.cancel_background(
+                    Some(crate::compile::parallel::Backend::Cluster),
+                    "the cluster was stopped",
+                );
                 c.stop().await?;
                 sink.stdout(b"Cluster stopped.\n");
                 Ok(Then::Rest)

@@ -7,6 +7,7 @@
 //! cell's magic line into one, and [`Executor::run_code`] applies it, then runs
 //! what is left of the cell as Rust.
 
+mod background;
 pub mod cluster;
 mod explain;
 mod help;
@@ -25,6 +26,8 @@ use crate::kernel::stdin::Origin;
 use crate::protocol::messages::ExecuteRequest;
 use serde_json::Value;
 use spec::{Line, Spec, Spelling};
+
+pub use background::{Pending, Wait};
 use std::borrow::Cow;
 use tokio::sync::watch;
 
@@ -56,6 +59,8 @@ pub const MAGICS: &[Spec] = &[
     help::EXIT,
     cluster::SPEC,
     parallel::SPEC,
+    background::WAIT,
+    background::PENDING,
     native::C,
     native::CPP,
     opencl::CELL,
@@ -146,6 +151,8 @@ pub enum Magic<'a> {
     Native(NativeCell<'a>),
     OpenCl(OpenClCell<'a>),
     Cluster(cluster::ClusterCmd),
+    Wait(Wait),
+    Pending(Pending),
 }
 
 /// What is left to do once a magic is applied.
@@ -159,9 +166,11 @@ pub(super) enum Then<'a> {
 }
 
 /// What a magic's `apply` works with, besides the executor: the request's origin
-/// (for stdin), where outputs go, the reply's payload and the interrupts.
+/// (for stdin, when it allows input), its header (the parent of what a background
+/// run shows later), where outputs go, the reply's payload and the interrupts.
 pub(super) struct Cx<'c> {
     input: Option<&'c Origin>,
+    parent: &'c crate::protocol::Header,
     sink: &'c mut Sink,
     payload: &'c mut Vec<Value>,
     irq: &'c mut watch::Receiver<u64>,
@@ -187,6 +196,8 @@ impl<'a> Magic<'a> {
             Magic::Native(m) => m.apply(ex, cx).await?,
             Magic::OpenCl(m) => m.apply(ex, cx).await?,
             Magic::Cluster(m) => m.apply(ex, cx).await?,
+            Magic::Wait(m) => m.apply(ex, cx).await?,
+            Magic::Pending(m) => m.apply(ex, cx),
         })
     }
 }
@@ -195,12 +206,13 @@ impl Executor {
     /// Runs a cell: its `:dep` lines, its magic line (if any), then its Rust code.
     pub(super) async fn run_code(
         &mut self,
-        input: Option<&Origin>,
+        origin: &Origin,
         req: &ExecuteRequest,
         sink: &mut Sink,
         payload: &mut Vec<Value>,
         irq: &mut watch::Receiver<u64>,
     ) -> Result<(), CellError> {
+        let input = req.allow_stdin.then_some(origin);
         let (dep_lines, code) = split_deps(&req.code);
         if !dep_lines.is_empty() {
             self.add_deps(&dep_lines, sink, irq).await?;
@@ -212,6 +224,7 @@ impl Executor {
             CellKind::Magic { magic, rest } => {
                 let mut cx = Cx {
                     input,
+                    parent: &origin.parent,
                     sink,
                     payload,
                     irq,

@@ -21,12 +21,14 @@ pub const SPEC: Spec = Spec {
     spelling: Spelling::Cell,
     usage: &[
         "%%parallel threads|processes|cluster [N] [--each EXPR] [--out NAME] [--group] [--scaling 1,2,4]",
+        "%%parallel processes|cluster [N] --noblock [--out NAME] [--each EXPR]",
     ],
     help: &[
         "run the cell on N threads, worker processes or engines at once",
         "(rank, size in scope); cluster: [--targets 0,2-3] [--persist]; --each:",
         "once per item (item in scope); --out: keep the values as a Vec;",
-        "--scaling: speed-up chart with Amdahl's law fitted",
+        "--scaling: speed-up chart with Amdahl's law fitted; --noblock: return at once,",
+        "the run goes on in the background (%wait NAME binds it, %pending lists runs)",
     ],
     read: |line| {
         Ok(Magic::Parallel(ParallelCell {
@@ -49,29 +51,37 @@ impl ParallelCell<'_> {
                 "%%parallel needs a body: the code each worker runs".into(),
             ));
         }
+        if p.noblock {
+            ex.start_background(&p, body, cx.sink, cx.irq, cx.parent)
+                .await?;
+            return Ok(Then::Done);
+        }
         if p.persist {
             ex.run_persist(cx.input, cx.sink, cx.irq, &p, body).await?;
             return Ok(Then::Done);
         }
         let code = crate::compile::parallel::cell_code(&p, body);
+        let mut claim = None;
         let args = match p.backend {
             Backend::Threads => vec![],
             Backend::Processes => ex.processes_setup(&code, cx.sink, cx.irq).await?,
             Backend::Cluster => {
                 let mut args = ex.processes_setup(&code, cx.sink, cx.irq).await?;
                 args.push(ex.cluster_engines(&p, cx.sink).await?);
+                claim = Some(ex.claim_engines(&args, cx.sink, cx.irq).await?);
                 args
             }
         };
         ex.run_rust(cx.input, cx.sink, cx.irq, &code, Timing::None, Some(args))
             .await?;
+        drop(claim);
         Ok(Then::Done)
     }
 }
 
 const USAGE: &str =
     "%%parallel threads|processes|cluster [N] [--each EXPR] [--out NAME] [--group] \
-                     [--scaling 1,2,4] [--targets 0,2-3] [--force]";
+                     [--scaling 1,2,4] [--targets 0,2-3] [--noblock] [--force]";
 
 /// Threads or worker processes per core beyond which a count is refused without
 /// `--force` (a typo such as `threads 100000` would exhaust the machine).
@@ -114,6 +124,7 @@ pub fn parse(args: &str) -> Result<Parallel, String> {
                 "--scaling",
                 "--targets",
                 "--persist",
+                "--noblock",
                 "--force",
             ]
             .iter()
@@ -128,6 +139,10 @@ pub fn parse(args: &str) -> Result<Parallel, String> {
             }
             "--force" => {
                 force = true;
+                rest = after;
+            }
+            "--noblock" => {
+                p.noblock = true;
                 rest = after;
             }
             "--scaling" => {
@@ -195,6 +210,16 @@ pub fn parse(args: &str) -> Result<Parallel, String> {
             ));
         }
     }
+    if p.noblock && backend == Backend::Threads {
+        return Err(
+            "--noblock runs the cell in a process of its own while the notebook goes on; \
+             threads share the session's variables in place, so they cannot: use processes"
+                .into(),
+        );
+    }
+    if p.noblock && (p.scaling.is_some() || p.persist) {
+        return Err("--noblock does not combine with --scaling or --persist".into());
+    }
     if p.persist && (p.each.is_some() || p.scaling.is_some() || p.out.is_some()) {
         return Err(
             "--persist runs the body once on each engine and keeps what it binds there; \
@@ -244,5 +269,12 @@ mod tests {
         );
         assert!(parse("threads --scaling 1,x").is_err());
         assert!(parse("").is_err());
+        let p = parse("processes 2 --noblock --out r").unwrap();
+        assert!(p.noblock && p.out.as_deref() == Some("r"));
+        let p = parse("cluster --each 0..4 --noblock").unwrap();
+        assert_eq!((p.each.as_deref(), p.noblock), (Some("0..4"), true));
+        assert!(parse("threads --noblock").is_err());
+        assert!(parse("processes --noblock --scaling 1,2").is_err());
+        assert!(parse("cluster --noblock --persist").is_err());
     }
 }

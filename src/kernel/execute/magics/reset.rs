@@ -25,6 +25,7 @@ impl Reset {
     ) -> Result<Then<'a>, CellError> {
         ex.saving = None;
         ex.tier_up = None;
+        ex.cancel_background(None, "the session was reset");
         if let Some(r) = ex.runner.take() {
             r.kill().await;
         }
