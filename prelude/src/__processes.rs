@@ -76,6 +76,57 @@ pub fn persist(opts: Options) -> Run<String> {
     run
 }
 
+/// `%%parallel cluster --persist --out NAME` and `%cluster pull`: as [`persist`],
+/// and the values are the engines' own, each serialised by the body
+/// ([`gathered`]) and read back here with `de`.
+pub fn persist_gather<T: Send>(
+    opts: Options,
+    repr: impl Fn(&T) -> String + Sync,
+    de: fn(&[u8]) -> Result<T, String>,
+) -> Run<T> {
+    let decode = |values: &Slots<T>, u: usize, bytes: &[u8]| -> Result<String, String> {
+        let v = match bytes.split_first() {
+            Some((1, b)) => de(b).map_err(|e| format!("its value did not come back: {e}"))?,
+            Some((0, why)) => return Err(String::from_utf8_lossy(why).into_owned()),
+            _ => return Err("the engine sent no value to gather".into()),
+        };
+        let shown = repr(&v);
+        // SAFETY: rank u's slot is written once, by rank u's thread.
+        unsafe { *values.slot(u) = Some(v) };
+        Ok(shown)
+    };
+    coordinate(None, opts, None, &|_| Ok(Vec::new()), &decode)
+}
+
+/// In a gathering `--persist` body on an engine: sends the body's value,
+/// serialised, to the kernel that gathers it.
+pub fn gathered(bytes: Result<Vec<u8>, String>) {
+    let payload = match bytes {
+        Ok(mut b) => {
+            b.insert(0, 1);
+            b
+        }
+        Err(why) => {
+            let mut p = vec![0];
+            p.extend_from_slice(format!("its value could not be sent: {why}").as_bytes());
+            p
+        }
+    };
+    crate::channel::send(crate::channel::tag::GATHERED, &payload);
+}
+
+/// `--scatter VAR`: this rank's part of `all`, split as evenly as it goes (the
+/// first `len % size` parts one longer), in order.
+pub fn part<T: Clone>(all: &[T], rank: usize, size: usize) -> Vec<T> {
+    let size = size.max(1);
+    let (each, extra) = (all.len() / size, all.len() % size);
+    let start = rank * each + rank.min(extra);
+    let len = each + usize::from(rank < extra);
+    all.get(start..(start + len).min(all.len()))
+        .unwrap_or(&[])
+        .to_vec()
+}
+
 /// The rank of this worker in the run it serves (for a `--persist` body).
 pub fn worker_rank() -> usize {
     crate::worker::place().0
@@ -135,4 +186,21 @@ where
         Ok(shown)
     };
     coordinate(size, opts, Some(total), &encode, &decode)
+}
+
+#[cfg(test)]
+mod scatter_tests {
+    use super::part;
+
+    #[test]
+    fn parts_cover_the_vec_in_order_and_differ_by_at_most_one() {
+        let all: Vec<u32> = (0..10).collect();
+        let parts: Vec<Vec<u32>> = (0..4).map(|r| part(&all, r, 4)).collect();
+        assert_eq!(
+            parts,
+            vec![vec![0, 1, 2], vec![3, 4, 5], vec![6, 7], vec![8, 9]]
+        );
+        assert_eq!(part(&all[..2], 3, 4), Vec::<u32>::new());
+        assert_eq!(part(&all, 0, 1), all);
+    }
 }

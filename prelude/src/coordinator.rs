@@ -157,12 +157,17 @@ impl Pooled<'_> {
     fn persist_lane(&self, rank: usize, shared: &Shared, size: usize) -> Done {
         let t0 = std::time::Instant::now();
         let mut shown = String::new();
+        let mut gathered: Option<Vec<u8>> = None;
         let outcome = self.setup.ready(rank, size, false).and_then(|mut p| {
             let end = p.pump(|t, payload| match t {
                 tag::RESULT => {
                     // `{"text/plain": "…"}` from the engine's runner.
                     let text = String::from_utf8_lossy(&payload);
                     shown = crate::json::json_field(&text, "text/plain");
+                    None
+                }
+                tag::GATHERED => {
+                    gathered = Some(payload);
                     None
                 }
                 tag::DONE => Some(Ok(())),
@@ -186,7 +191,11 @@ impl Pooled<'_> {
             }
         });
         shared.done.fetch_add(1, Ordering::Relaxed);
-        let shown = outcome.and_then(|()| (self.decode)(rank, shown.as_bytes()));
+        // A gathering body's value as it sent it, or else its value as shown.
+        let shown = outcome.and_then(|()| match &gathered {
+            Some(bytes) => (self.decode)(rank, bytes),
+            None => (self.decode)(rank, shown.as_bytes()),
+        });
         vec![(
             rank,
             Row {

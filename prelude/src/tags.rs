@@ -16,6 +16,9 @@ pub const CELL_ERROR: u8 = 11;
 pub const UNITS_DONE: u8 = 12;
 /// A frame for a cluster engine's worker: `[engine u32][tag][payload]`.
 pub const TO_ENGINE: u8 = 13;
+/// A `--persist` body's value, serialised for `--out` or `%cluster pull`:
+/// `[1][bytes]`, or `[0][why it could not be]`.
+pub const GATHERED: u8 = 14;
 
 pub const RUN: u8 = 101;
 pub const INPUT_REPLY: u8 = 102;

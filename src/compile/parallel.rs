@@ -35,6 +35,8 @@ pub struct Parallel {
     /// `--noblock`: the cell returns at once and the run goes on in the
     /// background (`%wait`, `%pending`).
     pub noblock: bool,
+    /// `--scatter VAR`: in the body, the session's `Vec` `VAR` is this rank's part.
+    pub scatter: Option<String>,
 }
 
 impl Parallel {
@@ -51,6 +53,7 @@ impl Parallel {
             targets: None,
             persist: false,
             noblock: false,
+            scatter: None,
         }
     }
 }
@@ -72,6 +75,59 @@ pub fn persist_code(p: &Parallel) -> String {
         p.group
     )
 }
+
+/// What a gathering body binds its value to on the engines (its type, which rustc
+/// names, is the type the kernel reads the values back as).
+pub const GATHERED: &str = "__fc_gathered";
+
+/// A `--persist --out` body: its value is bound to [`GATHERED`] and sent, serialised,
+/// to the kernel. The value keeps its line; the lines before it are as written.
+pub fn gather_body(body: &str) -> Result<String, String> {
+    let parsed = crate::compile::cell::parse(body).map_err(|e| e.message)?;
+    let Some(value) = &parsed.value else {
+        return Err("--out gathers the body's value, and this body has none (end it with an expression, without `;`)".into());
+    };
+    // Where the value starts: its line and (character) column.
+    let start: usize = body
+        .split_inclusive('\n')
+        .take(value.line - 1)
+        .map(str::len)
+        .sum::<usize>()
+        + body
+            .split_inclusive('\n')
+            .nth(value.line - 1)
+            .unwrap_or("")
+            .char_indices()
+            .nth(value.column)
+            .map_or(0, |(i, _)| i);
+    let (before, expr) = body.split_at(start);
+    Ok(format!(
+        "{before}let {GATHERED} = {expr}\n;{}",
+        send_value(GATHERED)
+    ))
+}
+
+/// A `--persist` body that sends the engine's `var`, serialised (`%cluster pull`).
+pub fn send_value(var: &str) -> String {
+    format!(
+        "::ferrocell::__processes::gathered(::__fc_bincode::serialize(&{var}).map_err(|e| e.to_string()));"
+    )
+}
+
+/// The kernel's cell for a gathering `--persist` run: the engines' values, read
+/// back as `ty`, bound to `name` in rank order and shown as a table.
+pub fn gather_code(p: &Parallel, name: &str, ty: &str) -> String {
+    format!(
+        "let {name} = ::ferrocell::__processes::persist_gather::<{ty}>(\
+         ::ferrocell::__parallel::Options {{ group: {} }}, {REPR}, \
+         |__fc_b| ::__fc_bincode::deserialize(__fc_b).map_err(|e| e.to_string())).show();",
+        p.group
+    )
+}
+
+/// How a value is shown in the table: its `Debug`, or its type's name.
+const REPR: &str = "|__fc_v| { use ::ferrocell::__value::{ViaDebug as _, ViaTypeName as _}; \
+                    (&::ferrocell::__value::Wrap(__fc_v)).__fc_repr() }";
 
 /// The cell code that runs `body` as the magic says: one ordinary Rust cell, so it is
 /// compiled once and session variables are captured by shared reference. The call
@@ -118,17 +174,25 @@ pub fn cell_code(p: &Parallel, body: &str) -> String {
         Some(name) => format!("let {name} = "),
         None => String::new(),
     };
-    let repr = "|__fc_v| { use ::ferrocell::__value::{ViaDebug as _, ViaTypeName as _}; \
-                (&::ferrocell::__value::Wrap(__fc_v)).__fc_repr() }";
+    let repr = REPR;
+    // On the body's first line, where the magic line was.
+    let part = match &p.scatter {
+        Some(var) => {
+            format!(" let {var} = ::ferrocell::__processes::part(&{var}, rank, size);")
+        }
+        None => String::new(),
+    };
     match &p.scaling {
         None => {
-            format!("{bind}::ferrocell::{call}{params} {{\n{body}\n}}, {repr}{codec}).show();")
+            format!(
+                "{bind}::ferrocell::{call}{params} {{{part}\n{body}\n}}, {repr}{codec}).show();"
+            )
         }
         // The body is one closure, run at each worker count.
         Some(counts) => {
             let counts: Vec<String> = counts.iter().map(|n| n.to_string()).collect();
             format!(
-                "{bind}{{ let __fc_body = {params} {{\n{body}\n}}; \
+                "{bind}{{ let __fc_body = {params} {{{part}\n{body}\n}}; \
                  ::ferrocell::__parallel::scaling(&[{}], |__fc_n| \
                  ::ferrocell::{call}&__fc_body, {repr}{codec})) }}.show();",
                 counts.join(", ")
@@ -218,5 +282,32 @@ mod tests {
         assert!(code.contains("|| 0..4, |item, rank: usize, size: usize| {"));
         assert!(code.contains("::__fc_bincode::deserialize"));
         assert_eq!(code.lines().nth(1), Some("item * 2"));
+        let p = Parallel {
+            scatter: Some("data".into()),
+            ..run(Backend::Cluster, 2)
+        };
+        let code = cell_code(&p, "data.len()");
+        assert!(code
+            .lines()
+            .next()
+            .unwrap()
+            .ends_with("{ let data = ::ferrocell::__processes::part(&data, rank, size);"));
+        assert_eq!(code.lines().nth(1), Some("data.len()"));
+    }
+
+    #[test]
+    fn a_gathering_body_binds_its_value_on_its_own_line() {
+        let g = gather_body("let a = 1;\n  a + rank").unwrap();
+        assert!(
+            g.starts_with("let a = 1;\n  let __fc_gathered = a + rank\n;"),
+            "{g}"
+        );
+        assert!(g.contains("gathered(::__fc_bincode::serialize(&__fc_gathered)"));
+        let g = gather_body("vec![\"é\"; 2]").unwrap();
+        assert!(
+            g.starts_with("let __fc_gathered = vec![\"é\"; 2]\n;"),
+            "{g}"
+        );
+        assert!(gather_body("let a = 1;").is_err());
     }
 }

@@ -229,7 +229,8 @@ impl Executor {
 impl Executor {
     /// `%%parallel cluster --persist`: the body is built as a cell of its own with
     /// the engines' variables in scope, and each engine runs it; what it binds is
-    /// recorded as the engines' once every engine has run it.
+    /// recorded as the engines' once every engine has run it. With `--out NAME` its
+    /// values are sent back, serialised, and bound to `NAME` in rank order.
     pub(super) async fn run_persist(
         &mut self,
         input: Option<&crate::kernel::stdin::Origin>,
@@ -238,28 +239,75 @@ impl Executor {
         p: &Parallel,
         rest: &str,
     ) -> Result<(), CellError> {
-        let body = crate::compile::parallel::persist_body(rest);
-        let mut args = self.processes_setup(&body, sink, irq).await?;
+        use crate::compile::parallel::{gather_body, gather_code, persist_body, GATHERED};
+        if let Some(name) = p.out.as_ref().filter(|n| self.engine_vars.contains_key(*n)) {
+            return Err(hides(name));
+        }
+        let rest = match &p.out {
+            Some(_) => std::borrow::Cow::Owned(gather_body(rest).map_err(CellError::Magic)?),
+            None => std::borrow::Cow::Borrowed(rest),
+        };
+        let body = persist_body(&rest);
+        let built = self.build_on_engines(&body, p, sink, irq).await?;
+        let Some((built, args)) = built else {
+            return Ok(());
+        };
+        let code = match &p.out {
+            Some(name) => {
+                let Some((_, v)) = built.vars.kept.iter().find(|(n, _)| n == GATHERED) else {
+                    return Err(CellError::Parallel {
+                        summary: format!("--out {name}: the body's value cannot be sent back (its type cannot be kept; see above)"),
+                        ranks: vec![],
+                    });
+                };
+                gather_code(p, name, &v.ty)
+            }
+            None => crate::compile::parallel::persist_code(p),
+        };
+        self.run_on_engines(&built, args, &code, input, sink, irq)
+            .await
+    }
+
+    /// Builds `body` for the engines, with their variables in scope, and returns it
+    /// with the arguments of the kernel's cell that runs it there.
+    async fn build_on_engines(
+        &mut self,
+        body: &str,
+        p: &Parallel,
+        sink: &mut Sink,
+        irq: &mut tokio::sync::watch::Receiver<u64>,
+    ) -> Result<Option<(crate::compile::BuiltCell, Vec<String>)>, CellError> {
+        let mut args = self.processes_setup(body, sink, irq).await?;
         args.push(self.cluster_engines(p, sink).await?);
-        let _claim = self.claim_engines(&args, sink, irq).await?;
         let count = self.count;
         let session = self.session.as_mut().expect("set up above");
         session.set_portable(true);
-        let built = match session
-            .build_in_scope(&body, count, &self.engine_vars)
-            .await
-        {
-            Ok(crate::compile::session::Compiled::Cell(b)) => b,
-            Ok(crate::compile::session::Compiled::Empty) => return Ok(()),
+        let built = match session.build_in_scope(body, count, &self.engine_vars).await {
+            Ok(crate::compile::session::Compiled::Cell(b)) => *b,
+            Ok(crate::compile::session::Compiled::Empty) => return Ok(None),
             Err(e) => return Err(e.into()),
         };
         args.push(format!("persist={}\n{}", built.lib.display(), built.symbol));
-        let code = crate::compile::parallel::persist_code(p);
+        Ok(Some((built, args)))
+    }
+
+    /// Runs `code`, the kernel's cell that has each engine run `built`, on the
+    /// engines; then records what `built` bound there as the engines' variables.
+    async fn run_on_engines(
+        &mut self,
+        built: &crate::compile::BuiltCell,
+        args: Vec<String>,
+        code: &str,
+        input: Option<&crate::kernel::stdin::Origin>,
+        sink: &mut Sink,
+        irq: &mut tokio::sync::watch::Receiver<u64>,
+    ) -> Result<(), CellError> {
+        let _claim = self.claim_engines(&args, sink, irq).await?;
         self.run_rust(
             input,
             sink,
             irq,
-            &code,
+            code,
             crate::compile::Timing::None,
             Some(args),
         )
@@ -273,7 +321,8 @@ impl Executor {
             self.engine_vars.remove(n);
         }
         for (n, v) in &built.vars.kept {
-            if n != "rank" && n != "size" && !session_vars.contains_key(n) {
+            let ours = ["rank", "size", crate::compile::parallel::GATHERED].contains(&n.as_str());
+            if !ours && !session_vars.contains_key(n) {
                 self.engine_vars.insert(n.clone(), v.clone());
             }
         }
@@ -282,6 +331,99 @@ impl Executor {
         }
         Ok(())
     }
+
+    /// `%cluster pull VAR --out NAME`: each engine's `VAR`, bound to `NAME` in rank
+    /// order (ipyparallel's `pull`).
+    pub(super) async fn pull(
+        &mut self,
+        var: &str,
+        name: &str,
+        sink: &mut Sink,
+        irq: &mut tokio::sync::watch::Receiver<u64>,
+    ) -> Result<(), CellError> {
+        let Some(v) = self.engine_vars.get(var).cloned() else {
+            return Err(cluster_error(format!(
+                "`{var}` is not a variable on the engines (a --persist cell binds them)"
+            )));
+        };
+        if self.engine_vars.contains_key(name) {
+            return Err(hides(name));
+        }
+        let p = Parallel {
+            out: Some(name.into()),
+            persist: true,
+            ..Parallel::on(crate::compile::parallel::Backend::Cluster)
+        };
+        let body =
+            crate::compile::parallel::persist_body(&crate::compile::parallel::send_value(var));
+        let Some((built, args)) = self.build_on_engines(&body, &p, sink, irq).await? else {
+            return Ok(());
+        };
+        let code = crate::compile::parallel::gather_code(&p, name, &v.ty);
+        self.run_on_engines(&built, args, &code, None, sink, irq)
+            .await
+    }
+
+    /// `%cluster push VAR [--as NAME]`: the session's `VAR` becomes `NAME` on each
+    /// engine (ipyparallel's `push`).
+    pub(super) async fn push(
+        &mut self,
+        var: &str,
+        name: &str,
+        sink: &mut Sink,
+        irq: &mut tokio::sync::watch::Receiver<u64>,
+    ) -> Result<(), CellError> {
+        let known = self
+            .session
+            .as_ref()
+            .is_some_and(|s| s.vars().contains_key(var));
+        if !known {
+            return Err(cluster_error(format!("`{var}` is not a session variable")));
+        }
+        if name != var
+            && self
+                .session
+                .as_ref()
+                .is_some_and(|s| s.vars().contains_key(name))
+        {
+            return Err(cluster_error(format!(
+                "`{name}` is a session variable: --persist cells would be sent it instead of the engines' `{name}`; push under another name"
+            )));
+        }
+        let p = Parallel {
+            persist: true,
+            ..Parallel::on(crate::compile::parallel::Backend::Cluster)
+        };
+        let body = crate::compile::parallel::persist_body(&format!(
+            "let mut {name} = ::std::clone::Clone::clone(&{var});"
+        ));
+        self.run_persist_body(&body, &p, sink, irq).await
+    }
+
+    /// Runs a `--persist` body the kernel wrote (not the user's cell).
+    async fn run_persist_body(
+        &mut self,
+        body: &str,
+        p: &Parallel,
+        sink: &mut Sink,
+        irq: &mut tokio::sync::watch::Receiver<u64>,
+    ) -> Result<(), CellError> {
+        let Some((built, args)) = self.build_on_engines(body, p, sink, irq).await? else {
+            return Ok(());
+        };
+        let code = crate::compile::parallel::persist_code(p);
+        self.run_on_engines(&built, args, &code, None, sink, irq)
+            .await
+    }
+}
+
+/// Why a gathered value may not be bound to `name`, a variable on the engines.
+fn hides(name: &str) -> CellError {
+    cluster_error(format!(
+        "`{name}` is a variable on the engines: a session variable of that name would hide it \
+         from --persist cells, which are sent the session's variables; gather into another name \
+         (--out {name}_all)"
+    ))
 }
 
 /// The next message from the cluster, if there is one (never, without a cluster).

@@ -57,6 +57,16 @@ pub enum ClusterCmd {
     },
     Stop,
     Connect(PathBuf),
+    /// `pull VAR --out NAME`: the engines' `VAR`, into the session, in rank order.
+    Pull {
+        var: String,
+        out: String,
+    },
+    /// `push VAR [--as NAME]`: the session's `VAR`, onto every engine.
+    Push {
+        var: String,
+        name: String,
+    },
 }
 
 /// Engines `%cluster start` starts without `--force`.
@@ -69,7 +79,8 @@ pub const MAX_TARGETS: usize = 65_536;
 const USAGE: &str =
     "%cluster start -n N [--launcher local|ssh|mpi|slurm|pbs|sge] [--hosts H1,H2] [--ip ADDRESS] [--restart] [--force] \
                      [--queue Q] [--walltime HH:MM:SS] [--account A] [--nodes K] [--pe NAME] \
-                     | %cluster status [--all] | %cluster stop | %cluster connect FILE";
+                     | %cluster status [--all] | %cluster stop | %cluster connect FILE \
+                     | %cluster pull VAR --out NAME | %cluster push VAR [--as NAME]";
 
 /// Reads what follows `%cluster`.
 pub fn parse(args: &[&str]) -> Result<ClusterCmd, String> {
@@ -78,6 +89,26 @@ pub fn parse(args: &[&str]) -> Result<ClusterCmd, String> {
         ["status", "--all"] => Ok(ClusterCmd::Status { all: true }),
         ["stop"] => Ok(ClusterCmd::Stop),
         ["connect", file] => Ok(ClusterCmd::Connect(PathBuf::from(file))),
+        ["pull", var, "--out", out] => Ok(ClusterCmd::Pull {
+            var: name(var)?,
+            out: name(out)?,
+        }),
+        ["pull", ..] => Err(
+            "%cluster pull VAR --out NAME: the engines' VAR, as a Vec in rank order, becomes the session's NAME"
+                .into(),
+        ),
+        ["push", var] => Ok(ClusterCmd::Push {
+            var: name(var)?,
+            name: name(var)?,
+        }),
+        ["push", var, "--as", to] => Ok(ClusterCmd::Push {
+            var: name(var)?,
+            name: name(to)?,
+        }),
+        ["push", ..] => Err(
+            "%cluster push VAR [--as NAME]: the session's VAR becomes NAME (VAR by default) on every engine"
+                .into(),
+        ),
         ["start", rest @ ..] => {
             let mut engines = None;
             let mut launcher = Launcher::Local;
@@ -172,6 +203,15 @@ pub fn parse(args: &[&str]) -> Result<ClusterCmd, String> {
     }
 }
 
+/// A variable name from the line, or why it is none.
+fn name(word: &str) -> Result<String, String> {
+    if super::parallel::is_name(word) {
+        Ok(word.to_string())
+    } else {
+        Err(format!("`{word}` is not a variable name"))
+    }
+}
+
 /// Reads `--targets 0,2-3` into engine ids.
 pub fn parse_targets(list: &str) -> Result<Vec<u32>, String> {
     let mut out = Vec::new();
@@ -208,6 +248,7 @@ pub const SPEC: Spec = Spec {
         "%cluster start -n N [--launcher local|ssh|mpi|slurm|pbs|sge] [--hosts H1,H2] [--ip ADDRESS] [--restart] [--force]",
         "  batch jobs: [--queue Q] [--walltime HH:MM:SS] [--account A] [--nodes K] [--pe NAME]",
         "%cluster status [--all] (every engine's row, not a summary), %cluster stop, %cluster connect FILE",
+        "%cluster pull VAR --out NAME (the engines' VAR as a Vec in rank order), %cluster push VAR [--as NAME]",
     ],
     help: &[
         "a controller and N engines for %%parallel cluster: here, as mpirun's",
@@ -271,6 +312,14 @@ impl ClusterCmd {
                 sink.stdout(b"Cluster stopped.\n");
                 Ok(Then::Rest)
             }
+            ClusterCmd::Pull { var, out } => {
+                ex.pull(&var, &out, sink, cx.irq).await?;
+                Ok(Then::Rest)
+            }
+            ClusterCmd::Push { var, name } => {
+                ex.push(&var, &name, sink, cx.irq).await?;
+                Ok(Then::Rest)
+            }
             ClusterCmd::Connect(path) => {
                 if ex.cluster.is_some() {
                     return Err(cluster_error(
@@ -295,6 +344,22 @@ mod tests {
     #[test]
     fn parses_the_subcommands() {
         assert_eq!(parse(&["status"]), Ok(ClusterCmd::Status { all: false }));
+        assert_eq!(
+            parse(&["pull", "x", "--out", "xs"]),
+            Ok(ClusterCmd::Pull {
+                var: "x".into(),
+                out: "xs".into()
+            })
+        );
+        assert!(parse(&["pull", "x"]).is_err());
+        assert_eq!(
+            parse(&["push", "d", "--as", "e"]),
+            Ok(ClusterCmd::Push {
+                var: "d".into(),
+                name: "e".into()
+            })
+        );
+        assert!(parse(&["push", "1d"]).is_err());
         assert_eq!(
             parse(&["status", "--all"]),
             Ok(ClusterCmd::Status { all: true })

@@ -22,10 +22,11 @@ pub const SPEC: Spec = Spec {
     usage: &[
         "%%parallel threads|processes|cluster [N] [--each EXPR] [--out NAME] [--group] [--scaling 1,2,4]",
         "%%parallel processes|cluster [N] --noblock [--out NAME] [--each EXPR]",
+        "%%parallel … --scatter VAR: in the body, VAR (a Vec) is this rank's part",
     ],
     help: &[
         "run the cell on N threads, worker processes or engines at once",
-        "(rank, size in scope); cluster: [--targets 0,2-3] [--persist]; --each:",
+        "(rank, size in scope); cluster: [--targets 0,2-3] [--persist [--out NAME]]; --each:",
         "once per item (item in scope); --out: keep the values as a Vec;",
         "--scaling: speed-up chart with Amdahl's law fitted; --noblock: return at once,",
         "the run goes on in the background (%wait NAME binds it, %pending lists runs)",
@@ -81,7 +82,7 @@ impl ParallelCell<'_> {
 
 const USAGE: &str =
     "%%parallel threads|processes|cluster [N] [--each EXPR] [--out NAME] [--group] \
-                     [--scaling 1,2,4] [--targets 0,2-3] [--noblock] [--force]";
+                     [--scaling 1,2,4] [--targets 0,2-3] [--persist] [--noblock] [--scatter VAR] [--force]";
 
 /// Threads or worker processes per core beyond which a count is refused without
 /// `--force` (a typo such as `threads 100000` would exhaust the machine).
@@ -125,6 +126,7 @@ pub fn parse(args: &str) -> Result<Parallel, String> {
                 "--targets",
                 "--persist",
                 "--noblock",
+                "--scatter",
                 "--force",
             ]
             .iter()
@@ -170,17 +172,15 @@ pub fn parse(args: &str) -> Result<Parallel, String> {
                 p.targets = Some(super::cluster::parse_targets(list)?);
                 rest = after.trim_start();
             }
-            "--out" => {
+            "--out" | "--scatter" => {
                 let (name, after) = after.split_once(char::is_whitespace).unwrap_or((after, ""));
-                let valid = name
-                    .chars()
-                    .next()
-                    .is_some_and(|c| c.is_alphabetic() || c == '_')
-                    && name.chars().all(|c| c.is_alphanumeric() || c == '_');
-                if !valid {
-                    return Err(format!("--out needs a variable name, not `{name}`"));
+                if !is_name(name) {
+                    return Err(format!("{flag} needs a variable name, not `{name}`"));
                 }
-                p.out = Some(name.to_string());
+                match flag {
+                    "--out" => p.out = Some(name.to_string()),
+                    _ => p.scatter = Some(name.to_string()),
+                }
                 rest = after.trim_start();
             }
             "--each" => {
@@ -220,14 +220,30 @@ pub fn parse(args: &str) -> Result<Parallel, String> {
     if p.noblock && (p.scaling.is_some() || p.persist) {
         return Err("--noblock does not combine with --scaling or --persist".into());
     }
-    if p.persist && (p.each.is_some() || p.scaling.is_some() || p.out.is_some()) {
+    if p.persist && (p.each.is_some() || p.scaling.is_some()) {
         return Err(
             "--persist runs the body once on each engine and keeps what it binds there; \
-             it does not combine with --each, --scaling or --out"
+             it does not combine with --each or --scaling"
+                .into(),
+        );
+    }
+    if p.scatter.is_some() && (p.each.is_some() || p.persist) {
+        return Err(
+            "--scatter gives each rank its part of a Vec; --each hands out items already, \
+             and --persist does not take it (yet): bind a part yourself there, \
+             as in `let mine = data[rank * data.len() / size..(rank + 1) * data.len() / size].to_vec();`"
                 .into(),
         );
     }
     Ok(p)
+}
+
+/// Whether `name` can name a variable.
+pub fn is_name(name: &str) -> bool {
+    name.chars()
+        .next()
+        .is_some_and(|c| c.is_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_alphanumeric() || c == '_')
 }
 
 #[cfg(test)]
@@ -276,5 +292,18 @@ mod tests {
         assert!(parse("threads --noblock").is_err());
         assert!(parse("processes --noblock --scaling 1,2").is_err());
         assert!(parse("cluster --noblock --persist").is_err());
+        assert_eq!(
+            parse("cluster --persist --out all").unwrap().out.as_deref(),
+            Some("all")
+        );
+        assert_eq!(
+            parse("processes --scatter data")
+                .unwrap()
+                .scatter
+                .as_deref(),
+            Some("data")
+        );
+        assert!(parse("cluster --scatter data --persist").is_err());
+        assert!(parse("cluster --scatter 1x").is_err());
     }
 }
