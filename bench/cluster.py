@@ -18,7 +18,10 @@ Figures, each side by side:
   cluster` with `rank`, and a DirectView `execute("pass")` (what `%%px pass` does);
 * items per second over 100 000 trivial items: `--each` and a LoadBalancedView
   map (by default on 2000 items, since it is slow, and chunked by hand on all);
-* the primes below LIMIT on 2 engines, split in halves of blocks dealt round-robin.
+* the primes below LIMIT on 2 engines, split in halves of blocks dealt round-robin;
+* how soon a background run hands back the notebook (median of REPS): request to
+  reply of `%%parallel cluster --noblock` (then `%wait`), and a DirectView
+  `execute(…, block=False)` returning its AsyncResult (then `get()`).
 
 When ipyparallel is not installed or fails, its column says "not measured" (the JSON
 document says why).
@@ -71,6 +74,16 @@ def ferrocell(limit: int, env: dict, reps: int, log) -> dict:
         run_cell(kc, primes)
         text = run_cell(kc, primes)
         f["primes"] = seconds_in(text, r"2 ranks on 2 engines in ")
+        background = "%%parallel cluster --noblock --out bg\nrank"
+        run_cell(kc, background)
+        run_cell(kc, "%wait bg")
+        returns = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            run_cell(kc, background)
+            returns.append(time.perf_counter() - t0)
+            run_cell(kc, "%wait bg")
+        f["noblock"] = statistics.median(returns)
         run_cell(kc, "%cluster stop")
     finally:
         stop(km, kc)
@@ -114,6 +127,13 @@ def ipyparallel_figures(limit: int, reps: int, log) -> dict:
         t0 = time.perf_counter()
         sum(view.map_sync(lambda part: count_blocks(part), halves(limit, 2)))  # noqa: F821
         f["primes"] = time.perf_counter() - t0
+        returns = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            ar = view.execute("rank = 0", block=False)
+            returns.append(time.perf_counter() - t0)
+            ar.get()
+        f["noblock"] = statistics.median(returns)
     finally:
         rc.close()
         cluster.stop_cluster_sync()
@@ -128,6 +148,8 @@ ROWS = [
     ("`--each` / LoadBalancedView map, trivial items, no chunking by the user", "items",
      "items/s", "higher"),
     ("primes below {limit:,} on 2 engines", "primes", "s", "lower"),
+    ("a background run hands back the notebook (`--noblock` / `block=False`, median of {reps})",
+     "noblock", "s", "lower"),
 ]
 PEER = "ipyparallel, 2 engines"
 CHUNKED = "ipyparallel, chunksize 5000"

@@ -190,14 +190,22 @@ def test_cluster_outputs(tmp_path):
         "[0] rank 0 holds 500000 squares", "[1] rank 1 holds 500000 squares"]
     sums = [int(v) for v in re.findall(r"^\s+\d\s+(\d+)\s", text(code_cells[11]), re.M)]
     assert sum(sums) == sum(n * n for n in range(1_000_000))
-    assert "Cluster stopped." in stdout(code_cells[12])
+    # Gathered: each engine's sum, typed, in the notebook.
+    assert result(code_cells[13]) == str(sum(n * n for n in range(1_000_000)))
+    # A background run: the cell hands back a handle, a cell runs meanwhile, %wait binds.
+    assert "background run `more_counts` on 2 engines" in text(code_cells[14])
+    assert result(code_cells[15]) == "4000"
+    assert "more_counts" in stdout(code_cells[16])
+    assert "4000 items on 2 engines" in text(code_cells[17])
+    assert result(code_cells[17]) == "283146"  # the primes below 4 000 000
+    assert "Cluster stopped." in stdout(code_cells[18])
     # MPI inside cells: four ranks of one mpirun reduce their shares to the same π.
-    assert "Cluster ready: 4 engines started by mpirun" in text(code_cells[13])
-    shares = re.findall(r"rank (\d) of 4: my share (\d\.\d+), pi = (\d\.\d+)", text(code_cells[15]))
-    assert sorted(r for r, _, _ in shares) == ["0", "1", "2", "3"], text(code_cells[15])
+    assert "Cluster ready: 4 engines started by mpirun" in text(code_cells[19])
+    shares = re.findall(r"rank (\d) of 4: my share (\d\.\d+), pi = (\d\.\d+)", text(code_cells[21]))
+    assert sorted(r for r, _, _ in shares) == ["0", "1", "2", "3"], text(code_cells[21])
     assert {pi for _, _, pi in shares} == {"3.1415926536"}
     assert abs(sum(float(s) for _, s, _ in shares) - 3.141592653589793) < 1e-5
-    assert "Cluster stopped." in stdout(code_cells[16])
+    assert "Cluster stopped." in stdout(code_cells[22])
 
 
 def test_native_outputs(tmp_path):
