@@ -391,6 +391,16 @@ pub fn main() {
             tag::UNITS | tag::NO_MORE_UNITS => crate::worker::push_work(t, payload),
             tag::VAR_BYTES => crate::worker::receive(payload),
             tag::FROM_ENGINE => crate::transport::from_engine(payload),
+            tag::NAMESPACE | tag::DROP_NAMESPACE if payload.len() == 4 => {
+                let ns = u32::from_le_bytes(payload[..4].try_into().expect("4 bytes"));
+                // Between cells: a cell that still runs keeps the store it had.
+                join_cell(&mut last_cell);
+                if t == tag::NAMESPACE {
+                    crate::store::switch(ns);
+                } else {
+                    crate::store::drop_namespace(ns);
+                }
+            }
             _ => {}
         }
     }

@@ -37,13 +37,49 @@ struct Store(HashMap<String, Erased>);
 // SAFETY: see above; access is serialised by the mutex and by cells running one at a time.
 unsafe impl Send for Store {}
 
-static STORE: Mutex<Option<Store>> = Mutex::new(None);
+/// The stores by namespace, and the one cells use now. A runner has one namespace;
+/// a cluster engine's worker one for each kernel that shares the engine, so that
+/// their `--persist` variables stay apart.
+struct Stores {
+    current: u32,
+    by_namespace: HashMap<u32, Store>,
+}
 
-/// Runs `f` on the variables, with the store locked.
+static STORE: Mutex<Option<Stores>> = Mutex::new(None);
+
+fn stores(guard: &mut Option<Stores>) -> &mut Stores {
+    guard.get_or_insert_with(|| Stores {
+        current: 0,
+        by_namespace: HashMap::new(),
+    })
+}
+
+/// Runs `f` on the variables of the current namespace, with the store locked.
 pub(crate) fn with<R>(f: impl FnOnce(&mut HashMap<String, Erased>) -> R) -> R {
     let mut guard = STORE.lock().unwrap_or_else(|e| e.into_inner());
-    let store = guard.get_or_insert_with(|| Store(HashMap::new()));
+    let stores = stores(&mut guard);
+    let current = stores.current;
+    let store = stores
+        .by_namespace
+        .entry(current)
+        .or_insert_with(|| Store(HashMap::new()));
     f(&mut store.0)
+}
+
+/// Makes `namespace` the one later cells use (a worker, between cells).
+pub(crate) fn switch(namespace: u32) {
+    let mut guard = STORE.lock().unwrap_or_else(|e| e.into_inner());
+    stores(&mut guard).current = namespace;
+}
+
+/// Drops a namespace's variables (its kernel is gone). Dropped outside the lock:
+/// a value's `Drop` may be anything.
+pub(crate) fn drop_namespace(namespace: u32) {
+    let gone = {
+        let mut guard = STORE.lock().unwrap_or_else(|e| e.into_inner());
+        stores(&mut guard).by_namespace.remove(&namespace)
+    };
+    drop(gone);
 }
 
 /// The store, locked (a saver forks while holding it).

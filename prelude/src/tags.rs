@@ -31,6 +31,11 @@ pub const NO_MORE_UNITS: u8 = 106;
 pub const FROM_ENGINE: u8 = 107;
 /// A session variable's serde bytes for a worker: `[name len u32][name][bytes]`.
 pub const VAR_BYTES: u8 = 108;
+/// On an engine's worker: whose variables the cells from here on use (the
+/// controller's number for the kernel, u32 LE); each kernel has a namespace of its own.
+pub const NAMESPACE: u8 = 109;
+/// On an engine's worker: that kernel is gone; its variables go (u32 LE).
+pub const DROP_NAMESPACE: u8 = 110;
 
 /// Inside `FROM_ENGINE`: the engine is gone (payload: why).
 pub const ENGINE_LOST: u8 = 250;

@@ -70,13 +70,57 @@ pub struct Status {
     pub versions: Option<Versions>,
 }
 
+/// The sending half of a connection, with the link that signs for it.
+struct Sender {
+    link: Arc<Link>,
+    send: DealerSendHalf,
+    pid: u32,
+    host: String,
+}
+
+impl Sender {
+    /// Sends to the controller. A DEALER waits for a peer when there is none, so a
+    /// dead controller would hang the kernel: the wait is bounded.
+    async fn post(&mut self, msg: Msg, payload: Option<Bytes>) -> Result<(), ClientError> {
+        let len = payload.as_ref().map_or(0, |p| p.len());
+        if !super::link::fits(len) {
+            return Err(ClientError::OverLimit { len });
+        }
+        for raw in self.link.encode_parts(&[], msg, payload) {
+            match tokio::time::timeout(SEND_TIMEOUT, self.send.send(raw)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(source)) => {
+                    return Err(ClientError::Unreachable {
+                        pid: self.pid,
+                        host: self.host.clone(),
+                        source,
+                    })
+                }
+                Err(_) => {
+                    return Err(ClientError::TakesNoMessages {
+                        pid: self.pid,
+                        host: self.host.clone(),
+                    })
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A kernel's connection to a controller (and the processes, if it started them).
 pub struct Client {
     pub path: PathBuf,
     pub file: ClusterFile,
-    link: Arc<Link>,
-    send: DealerSendHalf,
+    /// Signs and sends: one lock, so that messages go out in the order they
+    /// were signed (the controller drops a sequence number that goes back).
+    sender: Arc<tokio::sync::Mutex<Sender>>,
     rx: mpsc::UnboundedReceiver<(Msg, Bytes)>,
+    /// Beats to the controller every second while the client lives, so that the
+    /// controller frees the engines of a kernel that died.
+    beating: tokio::task::JoinHandle<()>,
+    /// The number of this connection's next run (its claims).
+    next_run: u64,
     last_heard: Arc<Mutex<Instant>>,
     pub launched: Option<Launched>,
     /// The libraries each engine has been sent, by file name.
@@ -122,12 +166,33 @@ impl Client {
                 }
             }
         });
+        let sender = Arc::new(tokio::sync::Mutex::new(Sender {
+            link,
+            send,
+            pid: file.controller_pid,
+            host: file.controller_host.clone(),
+        }));
+        let beats = Arc::downgrade(&sender);
+        let beating = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(super::controller::HEARTBEAT);
+            // The first beat after a second: the link is taught the controller's
+            // session by the first answer, and a beat before it would go unaddressed.
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(sender) = beats.upgrade() else {
+                    return;
+                };
+                let _ = sender.lock().await.post(Msg::Heartbeat, None).await;
+            }
+        });
         let mut c = Client {
             path: path.to_path_buf(),
-            link,
             file,
-            send,
+            sender,
             rx,
+            beating,
+            next_run: 0,
             last_heard,
             launched: None,
             shipped: Default::default(),
@@ -136,27 +201,64 @@ impl Client {
         Ok(c)
     }
 
-    /// Sends to the controller. A DEALER waits for a peer when there is none, so a
-    /// dead controller would hang the kernel: the wait is bounded.
     async fn post(&mut self, msg: Msg, payload: Option<Bytes>) -> Result<(), ClientError> {
-        let len = payload.as_ref().map_or(0, |p| p.len());
-        if !super::link::fits(len) {
-            return Err(ClientError::OverLimit { len });
-        }
-        for raw in self.link.encode_parts(&[], msg, payload) {
-            self.post_one(raw).await?;
-        }
-        Ok(())
+        self.sender.lock().await.post(msg, payload).await
     }
 
-    async fn post_one(&mut self, raw: zeromq::ZmqMessage) -> Result<(), ClientError> {
-        let pid = self.file.controller_pid;
-        let host = self.file.controller_host.clone();
-        match tokio::time::timeout(SEND_TIMEOUT, self.send.send(raw)).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(source)) => Err(ClientError::Unreachable { pid, host, source }),
-            Err(_) => Err(ClientError::TakesNoMessages { pid, host }),
+    /// Claims `engines` for a run (see `controller::leases`): returns once the
+    /// controller grants them; `queued` is told which kernel's run holds them while
+    /// the claim waits. Fails when the controller falls silent. The caller gives the
+    /// engines back with [`Client::release`], or by its next claim.
+    pub async fn claim(
+        &mut self,
+        engines: &[u32],
+        who: String,
+        mut queued: impl FnMut(&str),
+    ) -> Result<u64, ClientError> {
+        self.next_run += 1;
+        let run = self.next_run;
+        self.post(
+            Msg::Claim {
+                run,
+                engines: engines.to_vec(),
+                who,
+            },
+            None,
+        )
+        .await?;
+        let mut watch = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            tokio::select! {
+                m = self.rx.recv() => match m {
+                    Some((Msg::Granted { run: r }, _)) if r == run => return Ok(run),
+                    Some((Msg::Queued { run: r, behind }, _)) if r == run => queued(&behind),
+                    // What an earlier run left.
+                    Some(_) => {}
+                    None => return Err(ClientError::Closed),
+                },
+                _ = watch.tick() => {
+                    if self.silent_for() > super::controller::LOST_AFTER + Duration::from_millis(500) {
+                        return Err(ClientError::NoAnswer {
+                            endpoint: self.file.endpoint(self.file.client_port),
+                            secs: self.silent_for().as_secs(),
+                            pid: self.file.controller_pid,
+                            host: self.file.controller_host.clone(),
+                        });
+                    }
+                }
+            }
         }
+    }
+
+    /// The number of the last run claimed (a claim interrupted while it waits is
+    /// withdrawn by it).
+    pub fn last_run(&self) -> u64 {
+        self.next_run
+    }
+
+    /// Gives back the engines of run `run` (or withdraws its claim).
+    pub async fn release(&mut self, run: u64) -> Result<(), ClientError> {
+        self.post(Msg::Release { run }, None).await
     }
 
     /// Asks the controller for its engines. Frames left over from an earlier cell
@@ -272,6 +374,12 @@ impl Client {
             (Err(e), _) => Err(e),
             (Ok(()), false) => Err(ClientError::StopNotConfirmed),
         }
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.beating.abort();
     }
 }
 

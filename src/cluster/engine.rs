@@ -300,6 +300,8 @@ pub async fn run(cf: ClusterFile, probed: Option<crate::compile::Toolchain>) -> 
     };
     let (w_tx, mut w_rx) = mpsc::unbounded_channel();
     let mut worker: Option<Worker> = None;
+    // Whose namespace the worker uses now (0: none yet; kernels count from 1).
+    let mut namespace = 0u32;
     let mut watch = tokio::time::interval(HEARTBEAT);
     let mut heard = Instant::now();
     loop {
@@ -308,6 +310,7 @@ pub async fn run(cf: ClusterFile, probed: Option<crate::compile::Toolchain>) -> 
                 Ok(w) => {
                     send.post(Msg::WorkerStarted { pid: w.pid }, None).await?;
                     worker = Some(w);
+                    namespace = 0;
                 }
                 Err(e) => {
                     send.post(Msg::WorkerExited { how: e.to_string() }, None)
@@ -327,13 +330,24 @@ pub async fn run(cf: ClusterFile, probed: Option<crate::compile::Toolchain>) -> 
                             tracing::warn!("{e}");
                         }
                     }
-                    Msg::ToWorker { tag } => {
+                    Msg::ForgetKernel { kernel } => {
+                        let w = worker.as_mut().expect("started above");
+                        let ns = kernel.to_le_bytes();
+                        let _ = tokio::time::timeout(WORKER_TAKES, frames::write(&mut w.writer, frames::tag::DROP_NAMESPACE, &ns)).await;
+                    }
+                    Msg::ToWorker { tag, kernel } => {
                         let w = worker.as_mut().expect("started above");
                         let payload = if tag == frames::tag::RUN {
                             local_run(&libs, &payload)
                         } else {
                             payload.to_vec()
                         };
+                        // Each kernel's cells see its own variables.
+                        if kernel != namespace {
+                            namespace = kernel;
+                            let ns = kernel.to_le_bytes();
+                            let _ = tokio::time::timeout(WORKER_TAKES, frames::write(&mut w.writer, frames::tag::NAMESPACE, &ns)).await;
+                        }
                         // The worker reads its channel on a thread of its own, even
                         // while a cell runs: one that takes no frame for this long is
                         // wedged, and is replaced (the heartbeats, which go on meanwhile,

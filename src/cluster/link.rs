@@ -435,7 +435,10 @@ mod tests {
         }
         let run = controller.encode(
             &[Bytes::from_static(b"one")],
-            Msg::ToWorker { tag: 101 },
+            Msg::ToWorker {
+                tag: 101,
+                kernel: 1,
+            },
             Some(Bytes::from_static(b"code")),
         );
         let frames = run.into_vec();
@@ -578,7 +581,10 @@ mod tests {
         let mut frames = controller
             .encode(
                 &[],
-                Msg::ToWorker { tag: 101 },
+                Msg::ToWorker {
+                    tag: 101,
+                    kernel: 1,
+                },
                 Some(Bytes::from_static(b"a")),
             )
             .into_vec();

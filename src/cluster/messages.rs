@@ -133,9 +133,16 @@ pub enum Msg {
     Refused {
         why: String,
     },
-    /// A frame for the engine's worker (payload: the frame's bytes).
+    /// A frame for the engine's worker (payload: the frame's bytes), from the
+    /// controller's kernel number `kernel`: whose namespace the worker uses.
     ToWorker {
         tag: u8,
+        #[serde(default)]
+        kernel: u32,
+    },
+    /// Kernel number `kernel` is gone: its variables on the worker go.
+    ForgetKernel {
+        kernel: u32,
     },
     /// Kill the worker (it did not stop after an interrupt); a new one replaces it.
     KillWorker,
@@ -163,8 +170,28 @@ pub enum Msg {
         name: String,
     },
     StopCluster,
+    /// Hold `engines` for run `run` of this kernel (see `controller::leases`);
+    /// answered `Granted` at once, or `Queued` and later `Granted`. `who` is the
+    /// kernel in words, for the kernels that wait on it.
+    Claim {
+        run: u64,
+        engines: Vec<u32>,
+        who: String,
+    },
+    /// The kernel's run is over (or it no longer waits): its engines are free.
+    Release {
+        run: u64,
+    },
 
     // Controller → kernel.
+    Granted {
+        run: u64,
+    },
+    /// The claim waits for engines that another kernel's run holds.
+    Queued {
+        run: u64,
+        behind: String,
+    },
     StatusReply {
         engines: Vec<EngineInfo>,
         lost: Vec<EngineInfo>,

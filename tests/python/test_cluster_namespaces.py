@@ -57,8 +57,10 @@ def test_pull_and_push_move_values_between_session_and_engines(kc):
     reply, outputs = run(kc, "%cluster pull w --out ws", timeout=60)
     ok(reply, outputs)
     assert value(kc, "(&ws, &weights)") == "([[0.5, 2.0], [1.5, 2.0]], [0.5, 2.0])"
-    reply, _ = run(kc, "%cluster push missing")
+    reply, _ = run(kc, "%cluster push missing --as m")
     assert "not a session variable" in error_text(reply["content"])
+    reply, _ = run(kc, "%cluster push weights")
+    assert "--as NAME gives each engine a copy of its own" in error_text(reply["content"])
     reply, _ = run(kc, "%cluster push weights --as ws")
     assert "is a session variable" in error_text(reply["content"])
 

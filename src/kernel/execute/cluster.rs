@@ -302,16 +302,19 @@ impl Executor {
         sink: &mut Sink,
         irq: &mut tokio::sync::watch::Receiver<u64>,
     ) -> Result<(), CellError> {
-        let _claim = self.claim_engines(&args, sink, irq).await?;
-        self.run_rust(
-            input,
-            sink,
-            irq,
-            code,
-            crate::compile::Timing::None,
-            Some(args),
-        )
-        .await?;
+        let lease = self.claim_engines(&args, sink, irq).await?;
+        let ran = self
+            .run_rust(
+                input,
+                sink,
+                irq,
+                code,
+                crate::compile::Timing::None,
+                Some(args),
+            )
+            .await;
+        self.release_engines(lease).await;
+        ran?;
         let session_vars = self
             .session
             .as_ref()

@@ -1,5 +1,8 @@
-//! Which run holds which engine: an engine serves one run at a time, so a run
-//! whose engines another holds waits for them, in the order the runs asked.
+//! Which run of this kernel holds which engine: an engine serves one run at a
+//! time, so a run whose engines another holds waits for them. When engines are
+//! freed, every waiter is woken and the first to look takes them (no order among
+//! this kernel's own runs; the controller orders kernels' claims, see
+//! `cluster::controller::leases`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -21,12 +21,15 @@
 //! - `task`: the task that drives one run;
 //! - `shown`: the display, `%pending`'s table and `%wait`'s replay.
 
+mod bind;
 mod claims;
+mod lease;
 mod shown;
 mod state;
 mod task;
 
 pub(super) use claims::{ClaimGuard, Claims};
+use lease::kernel_words;
 
 use super::{CellError, Executor, Sink};
 use crate::compile::parallel::{Backend, Parallel};
@@ -35,7 +38,6 @@ use crate::compile::BuiltCell;
 use crate::protocol::Header;
 use state::{End, Phase, State};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 use task::{Control, Lib, OnCluster};
 use tokio::sync::{mpsc, watch};
 
@@ -68,18 +70,29 @@ struct Run {
     done: watch::Receiver<bool>,
     backend: Backend,
     task: tokio::task::JoinHandle<()>,
+    /// Where it holds engines, given back if it is dropped while it runs.
+    claims: Arc<Claims>,
 }
 
 impl Drop for Run {
     fn drop(&mut self) {
-        // Its runner goes with the task (a dropped runner kills its process group).
+        // Its runner goes with the task (a dropped runner kills its process group),
+        // and its connection: the controller frees its engines when it falls silent.
         self.task.abort();
+        self.claims.release(&self.name);
     }
 }
 
 impl Background {
-    /// Cancels the runs on `backend` (all of them when `None`), saying why. Their
-    /// ends stay for `%wait` to report.
+    /// Drops every run, running or ended (the session they came from is gone);
+    /// returns how many there were.
+    fn clear(&mut self) -> usize {
+        let n = self.runs.len();
+        self.runs.clear();
+        n
+    }
+
+    /// Cancels the runs on `backend`, saying why. Their ends stay for `%wait`.
     fn cancel(&self, backend: Option<Backend>, why: &str) {
         for r in &self.runs {
             if backend.is_none_or(|b| b == r.backend) {
@@ -152,6 +165,14 @@ impl Executor {
                 .map(|(_, v)| v.clone()),
             None => None,
         };
+        for note in &built.vars.notes {
+            sink.stderr(format!("ferrocell: {note}\n").as_bytes());
+        }
+        if let (None, Some(n)) = (&bind, &p.out) {
+            return Err(CellError::Vars(format!(
+                "--out {n}: the gathered values cannot be kept as a session variable (see above), so a background run could not bind them"
+            )));
+        }
         let saver = match (&bind, &p.out) {
             (Some(v), Some(n)) => match session.build_saver(&v.ty).await {
                 Ok(Some(b)) => Some(Lib {
@@ -206,17 +227,26 @@ impl Executor {
             },
         };
         let claims = self.background.claims();
+        let mut phase = Phase::Running;
         let cluster = match (&self.cluster, p.backend) {
-            (Some(c), Backend::Cluster) => Some(OnCluster {
-                path: c.path.clone(),
-                layers: session.layer_lib_paths(),
-                claimed: claims.try_claim(&engines, &name).is_ok(),
-                engines,
-                claims,
-            }),
+            (Some(c), Backend::Cluster) => {
+                let claimed = claims.try_claim(&engines, &name);
+                if let Err(holder) = &claimed {
+                    phase = Phase::Queued {
+                        behind: format!("`{holder}`"),
+                    };
+                }
+                Some(OnCluster {
+                    path: c.path.clone(),
+                    layers: session.layer_lib_paths(),
+                    claimed: claimed.is_ok(),
+                    engines,
+                    claims: claims.clone(),
+                })
+            }
             _ => None,
         };
-        let state = Arc::new(Mutex::new(State::new()));
+        let state = Arc::new(Mutex::new(State::new(phase)));
         let (control_tx, control) = mpsc::unbounded_channel();
         let (done_tx, done) = watch::channel(false);
         let display = shown::Display::new(
@@ -243,6 +273,7 @@ impl Executor {
             control,
             done: done_tx,
             refresh: Box::new(move |s| display.refresh(s)),
+            runner_killed: false,
         };
         let task = tokio::spawn(task::drive(job));
         self.background.runs.push(Run {
@@ -256,6 +287,7 @@ impl Executor {
             done,
             backend: p.backend,
             task,
+            claims,
         });
         Ok(())
     }
@@ -269,7 +301,7 @@ impl Executor {
         sink: &mut Sink,
         irq: &mut watch::Receiver<u64>,
     ) -> Result<(), CellError> {
-        let names: Vec<String> = if names.is_empty() {
+        let mut names: Vec<String> = if names.is_empty() {
             self.background
                 .runs
                 .iter()
@@ -278,6 +310,8 @@ impl Executor {
         } else {
             names.to_vec()
         };
+        let mut seen = std::collections::HashSet::new();
+        names.retain(|n| seen.insert(n.clone()));
         if names.is_empty() {
             sink.stdout(b"No background runs.\n");
             return Ok(());
@@ -290,8 +324,18 @@ impl Executor {
             }
         }
         for name in names {
-            let at = self.background.position(&name).expect("checked above");
+            let Some(at) = self.background.position(&name) else {
+                continue;
+            };
             let mut done = self.background.runs[at].done.clone();
+            if !*done.borrow() {
+                sink.stderr(
+                    format!(
+                        "ferrocell: waiting for background run `{name}` (an interrupt stops it)\n"
+                    )
+                    .as_bytes(),
+                );
+            }
             let mut asked = false;
             loop {
                 tokio::select! {
@@ -313,7 +357,11 @@ impl Executor {
     async fn end_of(&mut self, run: Run, irq: &mut watch::Receiver<u64>) -> Result<(), CellError> {
         let (end, kept) = {
             let s = run.state.lock().expect("state");
-            (s.end.clone().unwrap_or(End::Done), s.kept.clone())
+            // No end: its task itself failed.
+            let end = s.end.clone().unwrap_or_else(|| {
+                End::Died("lost: the task that drove it ended without an end".into())
+            });
+            (end, s.kept.clone())
         };
         let name = &run.name;
         let failed = match end {
@@ -345,61 +393,6 @@ impl Executor {
         self.bind_from(run.dir.path(), name, var, irq).await
     }
 
-    /// Makes `name` a session variable from the snapshot in `dir`: the snapshot
-    /// moves into the session's, and the session's runner restores it.
-    async fn bind_from(
-        &mut self,
-        dir: &std::path::Path,
-        name: &str,
-        var: &Var,
-        irq: &mut watch::Receiver<u64>,
-    ) -> Result<(), CellError> {
-        let lost = |why: String| CellError::Vars(format!("`{name}` could not be bound: {why}"));
-        // A saver of the session's own `name` finishes before its file is replaced.
-        let _ = self.finish_saving().await;
-        let main = self.snapshots.path().to_path_buf();
-        let deadline = std::time::Instant::now() + super::snapshots::SAVER_PATIENCE;
-        while crate::exec::savers::writing(&main, name) && std::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        std::fs::rename(dir.join(name), main.join(name)).map_err(|e| lost(e.to_string()))?;
-        self.unsaved.retain(|n| n != name);
-        let session = self.session.as_mut().expect("a session ran the cell");
-        session.commit_vars(&crate::compile::session::VarOutcome {
-            kept: vec![(name.to_string(), var.clone())],
-            ..Default::default()
-        });
-        let built = match session.build_restore(Some(&[name.to_string()])).await {
-            Ok(Some(b)) => b,
-            Ok(None) => {
-                session.forget_var(name);
-                return Err(lost("its snapshot is gone".into()));
-            }
-            Err(e) => {
-                session.forget_var(name);
-                return Err(lost(e.to_string()));
-            }
-        };
-        let ((ran, _), out) = self.run_internal(&built, irq).await;
-        let back = out
-            .result
-            .as_ref()
-            .and_then(|r| r.get("text/plain"))
-            .and_then(serde_json::Value::as_str)
-            .is_some_and(|t| t.contains(&format!("\"{name}\"")));
-        if let (Ok(()), true) = (&ran, back) {
-            return Ok(());
-        }
-        if let Some(s) = self.session.as_mut() {
-            s.forget_var(name);
-        }
-        let _ = std::fs::remove_file(main.join(name));
-        Err(lost(match ran {
-            Err(e) => e.to_string(),
-            Ok(()) => "its snapshot could not be read back".into(),
-        }))
-    }
-
     /// `%pending`: the runs not yet waited for, one line each.
     pub(super) fn pending_text(&self) -> String {
         let rows: Vec<shown::Row> = self
@@ -415,46 +408,15 @@ impl Executor {
         shown::pending(&rows)
     }
 
-    /// Cancels background runs (those on `backend`, or all): the cluster they use
-    /// is stopped, or the session they came from is reset.
-    pub(super) fn cancel_background(&mut self, backend: Option<Backend>, why: &str) {
-        self.background.cancel(backend, why);
+    /// Cancels the background runs on a cluster that is being stopped.
+    pub(super) fn cancel_cluster_runs(&mut self) {
+        self.background
+            .cancel(Some(Backend::Cluster), "the cluster was stopped");
     }
 
-    /// Holds a cluster cell's engines for the cell's run: waits (interruptibly)
-    /// while a background run holds any of them.
-    pub(super) async fn claim_engines(
-        &mut self,
-        args: &[String],
-        sink: &mut Sink,
-        irq: &mut watch::Receiver<u64>,
-    ) -> Result<ClaimGuard, CellError> {
-        let engines = super::cluster::engines_of(args);
-        let claims = self.background.claims();
-        let who = "this cell";
-        let mut told = false;
-        let acquire = claims.acquire(&engines, who, |behind| {
-            if !std::mem::replace(&mut told, true) {
-                sink.stderr(
-                    format!("ferrocell: waiting for engines that background run `{behind}` holds (%pending lists it; interrupt to stop waiting)\n")
-                        .as_bytes(),
-                );
-            }
-        });
-        tokio::select! {
-            () = acquire => Ok(ClaimGuard::new(claims, who)),
-            _ = irq.changed() => Err(CellError::Interrupted(" while it waited for its engines".into())),
-        }
-    }
-}
-
-/// The phase of a run in words, for `%pending`.
-fn phase_words(s: &State) -> String {
-    match (&s.phase, &s.end) {
-        (Phase::Queued { behind }, _) => format!("queued behind {behind}"),
-        (Phase::Running, _) => "running".into(),
-        (Phase::Ended, Some(End::Done)) => "done".into(),
-        (Phase::Ended, Some(e)) => format!("failed: {}", e.describe()),
-        (Phase::Ended, None) => "ended".into(),
+    /// Drops every background run (`%reset`): their values belong to the session
+    /// that is gone. Returns how many there were.
+    pub(super) fn drop_background(&mut self) -> usize {
+        self.background.clear()
     }
 }

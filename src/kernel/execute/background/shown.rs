@@ -10,8 +10,9 @@ use crate::protocol::Header;
 use serde_json::{Map, Value};
 use std::sync::{Arc, Mutex};
 
-/// Lines of output the display under the starting cell shows.
+/// Lines of output the display under the starting cell shows, and characters of each.
 const TAIL_LINES: usize = 12;
+const TAIL_WIDTH: usize = 200;
 
 /// The display under the cell that started a run.
 pub struct Display {
@@ -81,13 +82,14 @@ impl Display {
         };
         let head = match (&s.phase, &s.end) {
             (Phase::Queued { behind }, _) => format!(
-                "background run `{name}` on {}: queued behind `{behind}`, whose engines it needs ({how})",
+                "background run `{name}` on {}: queued behind {behind}, whose engines it needs ({how})",
                 self.on
             ),
+            // Whole seconds: the display changes at most once a second for the time.
             (Phase::Running, _) => format!(
-                "background run `{name}` on {}: running, {:.1} s ({how}; %pending lists runs)",
+                "background run `{name}` on {}: running, {} s ({how}; %pending lists runs)",
                 self.on,
-                s.took().as_secs_f64()
+                s.took().as_secs()
             ),
             (_, Some(End::Done)) => format!(
                 "background run `{name}` on {}: done in {:.2} s ({how})",
@@ -126,10 +128,18 @@ impl Display {
                 more.push('\n');
                 more.push_str(&p);
             }
-            let tail = s.tail(TAIL_LINES);
+            let tail: String = s
+                .tail(TAIL_LINES)
+                .lines()
+                .map(|l| match l.char_indices().nth(TAIL_WIDTH) {
+                    Some((at, _)) => format!("{}…\n", &l[..at]),
+                    None => format!("{l}\n"),
+                })
+                .collect();
+            let tail = tail.trim_end();
             if !tail.is_empty() {
                 more.push('\n');
-                more.push_str(&tail);
+                more.push_str(tail);
             }
             text.push_str(&more);
             html.push_str(&escape(&more));
@@ -182,6 +192,17 @@ pub fn replay(s: &State, sink: &mut Sink) {
     }
 }
 
+/// The phase of a run in words, for `%pending`.
+fn phase_words(s: &State) -> String {
+    match (&s.phase, &s.end) {
+        (Phase::Queued { behind }, _) => format!("queued behind {behind}"),
+        (Phase::Running, _) => "running".into(),
+        (Phase::Ended, Some(End::Done)) => "done".into(),
+        (Phase::Ended, Some(e)) => format!("failed: {}", e.describe()),
+        (Phase::Ended, None) => "ended".into(),
+    }
+}
+
 /// A line of `%pending`.
 pub struct Row<'a> {
     pub name: &'a str,
@@ -206,7 +227,7 @@ pub fn pending(rows: &[Row<'_>]) -> String {
         lines.push([
             r.name.to_string(),
             r.on.to_string(),
-            super::phase_words(&s),
+            phase_words(&s),
             format!("{:.1} s", s.took().as_secs_f64()),
             match s.phase {
                 Phase::Ended => "-".into(),

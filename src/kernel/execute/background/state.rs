@@ -16,9 +16,9 @@ use std::time::{Duration, Instant};
 /// oldest goes (a run that floods output does not fill the kernel's memory).
 const KEPT_OUTPUT: usize = 1 << 20;
 /// The most a display of a background run may hold; a larger one is kept as a note.
-const KEPT_DISPLAY: usize = 4 << 20;
+const KEPT_DISPLAY: usize = 1 << 20;
 /// The most displays a background run keeps (the newest).
-const KEPT_DISPLAYS: usize = 64;
+const KEPT_DISPLAYS: usize = 16;
 
 /// Where a background run is.
 #[derive(Debug, Clone, PartialEq)]
@@ -95,9 +95,9 @@ pub struct State {
 }
 
 impl State {
-    pub fn new() -> State {
+    pub fn new(phase: Phase) -> State {
         State {
-            phase: Phase::Running,
+            phase,
             created: Instant::now(),
             began: None,
             ended: None,
@@ -268,7 +268,7 @@ mod tests {
 
     #[test]
     fn output_past_the_bound_drops_the_oldest() {
-        let mut s = State::new();
+        let mut s = State::new(Phase::Running);
         let line = "x".repeat(1023) + "\n";
         for _ in 0..2048 {
             s.event(CellEvent::Stdout(line.clone().into_bytes()));
@@ -284,7 +284,7 @@ mod tests {
 
     #[test]
     fn displays_are_updated_in_place() {
-        let mut s = State::new();
+        let mut s = State::new(Phase::Running);
         let bundle = |t: &str| {
             let mut b = MimeBundle::new();
             b.insert("text/plain".into(), Value::String(t.into()));

@@ -68,6 +68,9 @@ pub(super) struct Job {
     pub done: watch::Sender<bool>,
     /// Called with the state whenever the display is to be brought up to date.
     pub refresh: Box<dyn Fn(&State) + Send + Sync>,
+    /// Its runner was killed while its cell ran (cancelled, or it did not obey an
+    /// interrupt): the engines' workers may still run the cell.
+    pub runner_killed: bool,
 }
 
 /// Drives the run to its end; the end is in the state when `done` turns true.
@@ -93,11 +96,7 @@ async fn run(job: &mut Job) -> End {
             let state = job.state.clone();
             let refresh = &job.refresh;
             let acquire = claims.acquire(&engines, &name, |behind| {
-                let mut s = state.lock().expect("state");
-                s.phase = Phase::Queued {
-                    behind: behind.to_string(),
-                };
-                refresh(&s);
+                queued(&state, refresh, &format!("`{behind}`"));
             });
             tokio::select! {
                 () = acquire => {}
@@ -105,6 +104,58 @@ async fn run(job: &mut Job) -> End {
             }
         }
     }
+    // A connection of its own, on which it waits for other kernels' runs.
+    let mut client = None;
+    if let Some(c) = &job.cluster {
+        let connected = tokio::select! {
+            r = crate::cluster::client::Client::connect(&c.path) => r,
+            c = job.control.recv() => return stopped_before_start(c),
+        };
+        let mut cl = match connected {
+            Ok(cl) => cl,
+            Err(e) => return End::NotStarted(format!("the cluster did not answer: {e}")),
+        };
+        let state = job.state.clone();
+        let refresh = &job.refresh;
+        let who = format!("background run `{}` of {}", job.name, super::kernel_words());
+        let claimed = tokio::select! {
+            r = cl.claim(&c.engines, who, |behind| queued(&state, refresh, behind)) => r,
+            c = job.control.recv() => {
+                let _ = cl.release(cl.last_run()).await;
+                return stopped_before_start(c);
+            }
+        };
+        if let Err(e) = claimed {
+            return End::NotStarted(format!("its engines could not be claimed: {e}"));
+        }
+        client = Some(cl);
+    }
+    let end = on_runner(job, &mut client).await;
+    if let (Some(cl), Some(c)) = (client.as_mut(), &job.cluster) {
+        // Workers left running a cell whose runner was killed are replaced, so
+        // the next run finds them free.
+        if job.runner_killed {
+            for e in &c.engines {
+                let _ = cl.kill_worker(*e).await;
+            }
+        }
+        let _ = cl.release(cl.last_run()).await;
+    }
+    end
+}
+
+/// The run's phase while it waits for engines, shown.
+fn queued(state: &Mutex<State>, refresh: &(dyn Fn(&State) + Send + Sync), behind: &str) {
+    let mut s = state.lock().expect("state");
+    s.phase = Phase::Queued {
+        behind: behind.to_string(),
+    };
+    refresh(&s);
+}
+
+/// The run in its runner: the variables its body uses loaded, the cell, then the
+/// saver of what it gathered.
+async fn on_runner(job: &mut Job, client: &mut Option<crate::cluster::client::Client>) -> End {
     job.state.lock().expect("state").start();
     (job.refresh)(&job.state.lock().expect("state"));
     let spawned = tokio::select! {
@@ -116,8 +167,7 @@ async fn run(job: &mut Job) -> End {
         Err(e) => return End::NotStarted(e.to_string()),
     };
     if let Some(restore) = job.restore.take() {
-        let mut sink = Quiet;
-        match step(job, &mut runner, &restore, &mut None, &mut sink).await {
+        match step(job, &mut runner, &restore, &mut None, &mut Quiet).await {
             End::Done => {}
             other => {
                 return End::NotStarted(format!(
@@ -127,27 +177,13 @@ async fn run(job: &mut Job) -> End {
             }
         }
     }
-    let mut client = match &job.cluster {
-        Some(c) => {
-            let connected = tokio::select! {
-                r = crate::cluster::client::Client::connect(&c.path) => r,
-                c = job.control.recv() => return stopped_before_start(c),
-            };
-            match connected {
-                Ok(client) => Some(client),
-                Err(e) => return End::NotStarted(format!("the cluster did not answer: {e}")),
-            }
-        }
-        None => None,
-    };
     let cell = Lib {
         lib: job.cell.lib.clone(),
         symbol: job.cell.symbol.clone(),
         args: job.cell.args.clone(),
     };
-    let state = job.state.clone();
-    let mut into_state = Into(state);
-    let end = step(job, &mut runner, &cell, &mut client, &mut into_state).await;
+    let mut into_state = IntoState(job.state.clone());
+    let end = step(job, &mut runner, &cell, client, &mut into_state).await;
     into_state.0.lock().expect("state").flush();
     if !matches!(end, End::Done) {
         return end;
@@ -183,8 +219,8 @@ impl Out for Quiet {
     fn event(&mut self, _: CellEvent) {}
 }
 
-struct Into(Arc<Mutex<State>>);
-impl Out for Into {
+struct IntoState(Arc<Mutex<State>>);
+impl Out for IntoState {
     fn event(&mut self, ev: CellEvent) {
         self.0.lock().expect("state").event(ev);
     }
@@ -232,6 +268,7 @@ async fn step(
                             _ => "the kernel is ending".into(),
                         };
                         cancelled = why;
+                        job.runner_killed = true;
                         break;
                     }
                 }
@@ -239,6 +276,7 @@ async fn step(
             }
             _ = grace => {
                 cancelled = "it did not stop within 1 s, so its runner was killed".into();
+                job.runner_killed = true;
                 break;
             }
             m = async {

@@ -62,7 +62,7 @@ pub enum ClusterCmd {
         var: String,
         out: String,
     },
-    /// `push VAR [--as NAME]`: the session's `VAR`, onto every engine.
+    /// `push VAR --as NAME`: the session's `VAR`, onto every engine, as `NAME`.
     Push {
         var: String,
         name: String,
@@ -80,7 +80,7 @@ const USAGE: &str =
     "%cluster start -n N [--launcher local|ssh|mpi|slurm|pbs|sge] [--hosts H1,H2] [--ip ADDRESS] [--restart] [--force] \
                      [--queue Q] [--walltime HH:MM:SS] [--account A] [--nodes K] [--pe NAME] \
                      | %cluster status [--all] | %cluster stop | %cluster connect FILE \
-                     | %cluster pull VAR --out NAME | %cluster push VAR [--as NAME]";
+                     | %cluster pull VAR --out NAME | %cluster push VAR --as NAME";
 
 /// Reads what follows `%cluster`.
 pub fn parse(args: &[&str]) -> Result<ClusterCmd, String> {
@@ -97,17 +97,16 @@ pub fn parse(args: &[&str]) -> Result<ClusterCmd, String> {
             "%cluster pull VAR --out NAME: the engines' VAR, as a Vec in rank order, becomes the session's NAME"
                 .into(),
         ),
-        ["push", var] => Ok(ClusterCmd::Push {
-            var: name(var)?,
-            name: name(var)?,
-        }),
+        ["push", var] => Err(format!(
+            "--persist cells are sent the session's `{var}` when they use it; \
+             %cluster push {var} --as NAME gives each engine a copy of its own, as NAME"
+        )),
         ["push", var, "--as", to] => Ok(ClusterCmd::Push {
             var: name(var)?,
             name: name(to)?,
         }),
         ["push", ..] => Err(
-            "%cluster push VAR [--as NAME]: the session's VAR becomes NAME (VAR by default) on every engine"
-                .into(),
+            "%cluster push VAR --as NAME: the session's VAR becomes NAME on every engine".into(),
         ),
         ["start", rest @ ..] => {
             let mut engines = None;
@@ -248,7 +247,7 @@ pub const SPEC: Spec = Spec {
         "%cluster start -n N [--launcher local|ssh|mpi|slurm|pbs|sge] [--hosts H1,H2] [--ip ADDRESS] [--restart] [--force]",
         "  batch jobs: [--queue Q] [--walltime HH:MM:SS] [--account A] [--nodes K] [--pe NAME]",
         "%cluster status [--all] (every engine's row, not a summary), %cluster stop, %cluster connect FILE",
-        "%cluster pull VAR --out NAME (the engines' VAR as a Vec in rank order), %cluster push VAR [--as NAME]",
+        "%cluster pull VAR --out NAME (the engines' VAR as a Vec in rank order), %cluster push VAR --as NAME",
     ],
     help: &[
         "a controller and N engines for %%parallel cluster: here, as mpirun's",
@@ -304,10 +303,7 @@ impl ClusterCmd {
                     return Ok(Then::Rest);
                 };
                 ex.engine_vars.clear();
-                ex.cancel_background(
-                    Some(crate::compile::parallel::Backend::Cluster),
-                    "the cluster was stopped",
-                );
+                ex.cancel_cluster_runs();
                 c.stop().await?;
                 sink.stdout(b"Cluster stopped.\n");
                 Ok(Then::Rest)

@@ -73,9 +73,13 @@ impl ParallelCell<'_> {
                 args
             }
         };
-        ex.run_rust(cx.input, cx.sink, cx.irq, &code, Timing::None, Some(args))
-            .await?;
-        drop(claim);
+        let ran = ex
+            .run_rust(cx.input, cx.sink, cx.irq, &code, Timing::None, Some(args))
+            .await;
+        if let Some(lease) = claim {
+            ex.release_engines(lease).await;
+        }
+        ran?;
         Ok(Then::Done)
     }
 }

@@ -25,7 +25,7 @@ impl Reset {
     ) -> Result<Then<'a>, CellError> {
         ex.saving = None;
         ex.tier_up = None;
-        ex.cancel_background(None, "the session was reset");
+        let dropped = ex.drop_background();
         if let Some(r) = ex.runner.take() {
             r.kill().await;
         }
@@ -47,6 +47,12 @@ impl Reset {
         }
         cx.sink
             .stdout(b"Session reset: every item and variable is gone.\n");
+        if dropped > 0 {
+            cx.sink.stdout(
+                format!("{dropped} background run(s) went with them (%pending is empty).\n")
+                    .as_bytes(),
+            );
+        }
         Ok(Then::Rest)
     }
 }

@@ -7,10 +7,14 @@
 //! cells will be compiled for, and watches heartbeats: an engine silent for
 //! [`LOST_AFTER`] is reported lost to the kernels.
 
+mod kernels;
+mod leases;
+
 use super::link::{Link, Received, Side};
 use super::messages::{ClusterFile, EngineInfo, Msg, Versions};
 use super::outbox::{Bound, Outboxes, Refused};
 use bytes::Bytes;
+use leases::{Claim, Leases, Outcome};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -20,6 +24,8 @@ use zeromq::{RouterRecvHalf, RouterSocket, Socket, SocketRecv};
 pub const HEARTBEAT: Duration = Duration::from_secs(1);
 /// Silence after which the other end is taken for gone.
 pub const LOST_AFTER: Duration = Duration::from_millis(2500);
+/// Silence after which a kernel that holds no engines is taken for gone.
+const KERNEL_GONE_AFTER: Duration = Duration::from_secs(10);
 /// What an engine's queue in the controller holds at most: heartbeats and a run's
 /// frames, which it reads as they come.
 const ENGINE_QUEUE: Bound = Bound {
@@ -66,6 +72,19 @@ struct Controller {
     /// What engines must match: the controller's own toolchain, or the first
     /// engine's when this host has no rustc.
     versions: Option<Versions>,
+    /// Which kernel's run each engine serves, and the claims that wait.
+    leases: Leases,
+    /// Said at the top of the loop, not where they arise (sending may fail and
+    /// forget a kernel, which grants claims, which sends): claims granted, and
+    /// kernels gone whose engines are to be freed.
+    granted: Vec<Claim>,
+    gone: Vec<Bytes>,
+    /// Each kernel's number, by its connection: the namespace its variables have
+    /// on the engines' workers.
+    kernel_numbers: HashMap<Bytes, u32>,
+    /// The last kernel number given (never given again: a gone kernel's number
+    /// names a namespace the engines are told to drop).
+    last_kernel: u32,
 }
 
 /// The versions of this ferrocell and the toolchain found here, if any.
@@ -165,6 +184,11 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         clients: Vec::new(),
         next_id: 0,
         versions: local_versions().await,
+        leases: Leases::default(),
+        granted: Vec::new(),
+        gone: Vec::new(),
+        kernel_numbers: HashMap::new(),
+        last_kernel: 0,
     };
     let result = c.serve().await;
     let _ = std::fs::remove_file(&opts.file);
@@ -181,6 +205,7 @@ impl Controller {
                 last_beat = Instant::now();
                 self.beat().await;
             }
+            self.settle().await;
             // Biased: what the sockets hold comes first, and the tick runs only once
             // both are read to the end. So silence is judged only when the
             // controller has caught up: an engine whose heartbeat waits in the
@@ -244,12 +269,7 @@ impl Controller {
             // No heartbeat goes to it either, so its cell fails as the controller
             // falls silent to it, rather than waiting for what was dropped; nor
             // what its engines answer, which would open its queue again.
-            self.clients.retain(|(c, _)| c != identity);
-            for e in self.engines.values_mut() {
-                if e.owner.as_ref() == Some(identity) {
-                    e.owner = None;
-                }
-            }
+            self.forget_client(identity);
         }
     }
 
@@ -279,6 +299,7 @@ impl Controller {
     }
 
     async fn check_heartbeats(&mut self) {
+        self.check_kernels();
         let silent: Vec<u32> = self
             .engines
             .iter()
@@ -304,6 +325,8 @@ impl Controller {
         let Some(mut e) = self.engines.remove(&id) else {
             return;
         };
+        let granted = self.leases.forget_engine(id);
+        self.grant(granted);
         self.by_identity.remove(&e.identity);
         self.to_engines.close(&e.identity);
         let owner = e.owner.clone();
@@ -461,6 +484,43 @@ impl Controller {
                 };
                 self.send_client(&identity, reply, None).await;
             }
+            Msg::Send { engine, .. }
+                if self
+                    .leases
+                    .holder(engine)
+                    .is_some_and(|c| c.client != identity) =>
+            {
+                let who = self.leases.holder(engine).map(|c| c.who.clone());
+                let why = format!(
+                    "engine {engine} serves a run of {} (a kernel claims engines before it sends them work)",
+                    who.unwrap_or_default()
+                );
+                let lost = Msg::Lost {
+                    engine,
+                    why,
+                    engine_gone: false,
+                };
+                self.send_client(&identity, lost, None).await;
+            }
+            Msg::Claim { run, engines, who } => {
+                let claim = Claim {
+                    client: identity.clone(),
+                    run,
+                    engines,
+                    who,
+                };
+                let (outcome, granted) = self.leases.claim(claim);
+                let reply = match outcome {
+                    Outcome::Granted => Msg::Granted { run },
+                    Outcome::Queued { behind } => Msg::Queued { run, behind },
+                };
+                self.send_client(&identity, reply, None).await;
+                self.grant(granted);
+            }
+            Msg::Release { .. } => {
+                let granted = self.leases.release(&identity);
+                self.grant(granted);
+            }
             Msg::Send { engine, tag } => match self.engines.get_mut(&engine) {
                 Some(e) => {
                     e.owner = Some(identity.clone());
@@ -469,7 +529,16 @@ impl Controller {
                         e.info.state = "busy".into();
                     }
                     let target = e.identity.clone();
-                    self.send_engine(&target, Msg::ToWorker { tag }, Some(m.payload))
+                    let last = &mut self.last_kernel;
+                    let kernel =
+                        *self
+                            .kernel_numbers
+                            .entry(identity.clone())
+                            .or_insert_with(|| {
+                                *last += 1;
+                                *last
+                            });
+                    self.send_engine(&target, Msg::ToWorker { tag, kernel }, Some(m.payload))
                         .await;
                 }
                 None => {
