@@ -20,11 +20,15 @@ Figures, each side by side:
   map (by default on 2000 items, since it is slow, and chunked by hand on all);
 * the primes below LIMIT on 2 engines, split in halves of blocks dealt round-robin;
 * how soon a background run hands back the notebook (median of REPS): request to
-  reply of `%%parallel cluster --noblock` (then `%wait`), and a DirectView
-  `execute(…, block=False)` returning its AsyncResult (then `get()`).
+  idle of the notebook cell `%%parallel cluster --noblock` (then `%wait`), and of the
+  cell `%%px --noblock` (then `%pxresult`) in an IPython kernel (the `python3`
+  kernelspec, ipykernel) whose own `ipp.Cluster(n=2)` is activated there; printed
+  after the table (and in the JSON document), ipyparallel's DirectView
+  `execute(…, block=False)` as a Python call, returning its AsyncResult (then `get()`).
 
 When ipyparallel is not installed or fails, its column says "not measured" (the JSON
-document says why).
+document says why); so does the background run's row alone when only the IPython
+kernel fails (the JSON figure's note says why).
 """
 
 from __future__ import annotations
@@ -133,11 +137,40 @@ def ipyparallel_figures(limit: int, reps: int, log) -> dict:
             ar = view.execute("rank = 0", block=False)
             returns.append(time.perf_counter() - t0)
             ar.get()
-        f["noblock"] = statistics.median(returns)
+        f["noblock_call"] = statistics.median(returns)
     finally:
         rc.close()
         cluster.stop_cluster_sync()
     log(f"  ipyparallel: {f}")
+    return f
+
+
+def ipyparallel_cells(env: dict, reps: int, log) -> dict:
+    """ipyparallel's background run as a notebook cell, measured like ferrocell's: an
+    IPython kernel (ipykernel) starts and activates its own cluster of 2 engines, then
+    `%%px --noblock` is timed request to idle, and `%pxresult` waits for its result."""
+    f = {}
+    km, kc, _ = start("python3", env)
+    try:
+        run_cell(kc, "import ipyparallel as ipp\ncluster = ipp.Cluster(n=2, log_level=40)")
+        try:
+            run_cell(kc, "rc = cluster.start_and_connect_sync()\n"
+                         "rc.wait_for_engines(2, timeout=120)\nrc.activate()")
+            background = "%%px --noblock\nrank = 0"
+            run_cell(kc, background)
+            run_cell(kc, "%pxresult")
+            returns = []
+            for _ in range(reps):
+                t0 = time.perf_counter()
+                run_cell(kc, background)
+                returns.append(time.perf_counter() - t0)
+                run_cell(kc, "%pxresult")
+            f["noblock"] = statistics.median(returns)
+        finally:
+            run_cell(kc, "cluster.stop_cluster_sync()")
+    finally:
+        stop(km, kc)
+    log(f"  ipyparallel in an IPython kernel: {f}")
     return f
 
 
@@ -148,23 +181,30 @@ ROWS = [
     ("`--each` / LoadBalancedView map, trivial items, no chunking by the user", "items",
      "items/s", "higher"),
     ("primes below {limit:,} on 2 engines", "primes", "s", "lower"),
-    ("a background run hands back the notebook (`--noblock` / `block=False`, median of {reps})",
-     "noblock", "s", "lower"),
+    ("a background run hands back the notebook: the cell `--noblock` / `%%px --noblock`, "
+     "request to idle (median of {reps})", "noblock", "s", "lower"),
 ]
 PEER = "ipyparallel, 2 engines"
 CHUNKED = "ipyparallel, chunksize 5000"
+CALL = "ipyparallel, execute(block=False) as a Python call"
 
 
-def write_json(path: str, fc: dict, ip: dict, limit: int, reps: int, reason: str | None) -> None:
+def write_json(path: str, fc: dict, ip: dict, limit: int, reps: int, reason: str | None,
+               cells_reason: str | None) -> None:
     figures = []
     for label, key, unit, better in ROWS:
-        peers = {PEER: ip.get(key)}
+        peers, note = {PEER: ip.get(key)}, None
         if key == "items":
             peers[CHUNKED] = ip.get("items_chunked")
+        if key == "noblock":
+            peers[CALL] = ip.get("noblock_call")
+            note = cells_reason
         figures.append(json_figure(label.format(limit=limit, reps=reps), unit, better,
-                                   fc.get(key), peers))
-    missing = {PEER: reason, CHUNKED: reason} if reason else {}
-    about = {PEER: version("ipyparallel"), CHUNKED: version("ipyparallel")}
+                                   fc.get(key), peers, note))
+    missing = {PEER: reason, CHUNKED: reason, CALL: reason} if reason else {}
+    ipp, ipykernel = version("ipyparallel"), version("ipykernel")
+    about = {PEER: f"{ipp} (`%%px` in {ipykernel})" if ipp and ipykernel else ipp,
+             CHUNKED: ipp, CALL: ipp}
     write_document(path, "cluster", "`%cluster` and `%%parallel cluster` with 2 engines "
                    "on this machine", figures, missing=missing, about=about)
 
@@ -175,18 +215,27 @@ def main() -> None:
     def log(text: str) -> None:
         print(text, file=sys.stderr, flush=True)
 
+    # The IPython kernel is started the way ferrocell's is, so the directory stays until then.
     root = Path(tempfile.mkdtemp(prefix="ferrocell-bench-cluster-"))
     try:
-        fc = ferrocell(limit, ferrocell_environment(root), reps, log)
+        env = ferrocell_environment(root)
+        fc = ferrocell(limit, env, reps, log)
+        cells_reason = None
+        if args.ferrocell_only:
+            ip, reason = {}, "left out with --ferrocell-only"
+        else:
+            ip, reason = peer_figures("ipyparallel",
+                                      lambda lim, lg: ipyparallel_figures(lim, reps, lg),
+                                      limit, log)
+            if not reason:
+                cells, cells_reason = peer_figures(
+                    "ipyparallel in an IPython kernel",
+                    lambda lim, lg: ipyparallel_cells(env, reps, lg), limit, log)
+                ip.update(cells)
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    if args.ferrocell_only:
-        ip, reason = {}, "left out with --ferrocell-only"
-    else:
-        ip, reason = peer_figures("ipyparallel",
-                                  lambda lim, lg: ipyparallel_figures(lim, reps, lg), limit, log)
     if args.json:
-        write_json(args.json, fc, ip, limit, reps, reason)
+        write_json(args.json, fc, ip, limit, reps, reason, cells_reason)
 
     def rate(v):
         return f"{v:,.0f} items/s"
@@ -205,6 +254,11 @@ def main() -> None:
         print(f"| {label.format(limit=limit, reps=reps)} | {ours} | {theirs} | {ratio} |")
     if "items_chunked" in ip:
         print(f"\nipyparallel's map chunked by hand (chunksize 5000): {rate(ip['items_chunked'])}.")
+    if "noblock_call" in ip:
+        print(f"ipyparallel's execute(block=False) as a Python call: "
+              f"{ip['noblock_call'] * 1000:.2f} ms.")
+    if cells_reason:
+        print(f"`%%px --noblock` not measured: {cells_reason}")
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ def test_two_kernels_share_a_cluster_one_run_per_engine(start_kernel, tmp_path):
     wait_for_text(a, first, "holding")
     # b's cell waits for the engines while a's run holds them, and says so.
     second = b.execute("%%parallel cluster --out theirs\nrank + 100")
-    wait_for_text(b, second, "waiting for engines that a run of kernel pid")
+    wait_for_text(b, second, "waiting for engines held by a run of kernel pid")
     gate.touch()
     reply, outs = kh.wait(a, first, timeout=60)
     ok(reply, outs)
@@ -67,7 +67,7 @@ def test_a_kernel_that_dies_frees_its_engines(start_kernel):
                                 "loop { std::thread::sleep(std::time::Duration::from_millis(10)); }")
     wait_for_text(doomed.kc, forever, "holding")
     waiting = owner.kc.execute("%%parallel cluster --out after\nrank * 3")
-    wait_for_text(owner.kc, waiting, "waiting for engines that a run of kernel pid")
+    wait_for_text(owner.kc, waiting, "waiting for engines held by a run of kernel pid")
     os.kill(kh.kernel_pid(doomed.km), signal.SIGKILL)
     t0 = time.monotonic()
     reply, outs = kh.wait(owner.kc, waiting, timeout=60)

@@ -40,7 +40,7 @@ impl Executor {
         let claim = client.claim(&engines, kernel_words(), |behind| {
             if !std::mem::replace(&mut told, true) {
                 sink.stderr(
-                    format!("ferrocell: waiting for engines that a run of {behind} holds (interrupt to stop waiting)\n")
+                    format!("ferrocell: waiting for engines held by a run of {behind} (interrupt to stop waiting)\n")
                         .as_bytes(),
                 );
             }
