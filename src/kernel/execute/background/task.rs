@@ -117,7 +117,11 @@ async fn run(job: &mut Job) -> End {
         };
         let state = job.state.clone();
         let refresh = &job.refresh;
-        let who = format!("{} (its background run `{}`)", super::kernel_words(), job.name);
+        let who = format!(
+            "{} (its background run `{}`)",
+            super::kernel_words(),
+            job.name
+        );
         let claimed = tokio::select! {
             r = cl.claim(&c.engines, who, |behind| queued(&state, refresh, behind)) => r,
             c = job.control.recv() => {
