@@ -395,6 +395,34 @@ def test_06_progress_updates_in_place_then_the_table(notebook: Session) -> None:
     notebook.shot("06b-progress-replaced")
 
 
+def test_06b_a_background_run_updates_its_cell_after_it_went_idle(notebook: Session) -> None:
+    """JupyterLab applies the display updates a `--noblock` run sends under the cell
+    that started it, while the notebook runs other cells and after that cell is done."""
+    started = run_cell(notebook, """
+        %%parallel processes 2 --noblock --out late
+        std::thread::sleep(std::time::Duration::from_millis(4000));
+        rank
+    """)
+    wait_done(notebook, started)
+    with notebook.about(started):
+        expect(outputs(started, "text/html")).to_contain_text("background run `late`")
+        expect(outputs(started, "text/html")).to_contain_text("running")
+    other = run_cell(notebook, "6 * 7")
+    wait_done(notebook, other)
+    with notebook.about(other):
+        assert result_text(other) == "42"
+    with notebook.about(started):
+        # Without %wait: the first cell's display turns to the run's end and table.
+        expect(outputs(started, "text/html")).to_contain_text("done in", timeout=CELL_MS)
+        expect(outputs(started, "text/html")).to_contain_text("2 ranks on 2 processes")
+        expect(started.locator(".jp-OutputArea-child")).to_have_count(1)
+    notebook.shot("06c-background-done")
+    waited = run_cell(notebook, "%wait late\nlate.len()")
+    wait_done(notebook, waited)
+    with notebook.about(waited):
+        assert result_text(waited) == "2"
+
+
 def test_07_scaling_chart(notebook: Session) -> None:
     # Fixed work (8 items), handed to 1 and then 2 threads: a real speed-up to chart.
     cell = run_cell(notebook, """

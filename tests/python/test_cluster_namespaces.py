@@ -81,4 +81,9 @@ def test_scatter_gives_each_rank_its_part(kc):
     ok(reply)
     assert value(kc, "firsts") == "[1, 6]"
     reply, _ = run(kc, "%%parallel cluster --persist --scatter data\n1")
-    assert "--persist does not take it" in error_text(reply["content"])
+    assert "%cluster scatter VAR --as NAME" in error_text(reply["content"])
+    # ipyparallel's scatter: each engine keeps its part, as a variable of its own.
+    ok(*run(kc, "%cluster scatter data --as mine", timeout=60))
+    ok(*run(kc, "%%parallel cluster --persist\nmine.push(0);", timeout=60))
+    ok(*run(kc, "%cluster pull mine --out parts", timeout=60))
+    assert value(kc, "parts") == "[[1, 2, 3, 4, 5, 0], [6, 7, 8, 9, 10, 0]]"

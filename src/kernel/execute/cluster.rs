@@ -367,12 +367,14 @@ impl Executor {
             .await
     }
 
-    /// `%cluster push VAR [--as NAME]`: the session's `VAR` becomes `NAME` on each
-    /// engine (ipyparallel's `push`).
+    /// `%cluster push VAR --as NAME`: the session's `VAR` becomes `NAME` on each
+    /// engine (ipyparallel's `push`); with `scatter`, each engine's part of it, in
+    /// rank order (ipyparallel's `scatter`).
     pub(super) async fn push(
         &mut self,
         var: &str,
         name: &str,
+        scatter: bool,
         sink: &mut Sink,
         irq: &mut tokio::sync::watch::Receiver<u64>,
     ) -> Result<(), CellError> {
@@ -397,9 +399,12 @@ impl Executor {
             persist: true,
             ..Parallel::on(crate::compile::parallel::Backend::Cluster)
         };
-        let body = crate::compile::parallel::persist_body(&format!(
-            "let mut {name} = ::std::clone::Clone::clone(&{var});"
-        ));
+        let value = if scatter {
+            format!("::ferrocell::__processes::part(&{var}, rank, size)")
+        } else {
+            format!("::std::clone::Clone::clone(&{var})")
+        };
+        let body = crate::compile::parallel::persist_body(&format!("let mut {name} = {value};"));
         self.run_persist_body(&body, &p, sink, irq).await
     }
 

@@ -62,10 +62,12 @@ pub enum ClusterCmd {
         var: String,
         out: String,
     },
-    /// `push VAR --as NAME`: the session's `VAR`, onto every engine, as `NAME`.
+    /// `push VAR --as NAME`: the session's `VAR`, onto every engine, as `NAME`;
+    /// `scatter VAR --as NAME`: each engine's part of the `Vec` `VAR`, as `NAME`.
     Push {
         var: String,
         name: String,
+        scatter: bool,
     },
 }
 
@@ -80,7 +82,7 @@ const USAGE: &str =
     "%cluster start -n N [--launcher local|ssh|mpi|slurm|pbs|sge] [--hosts H1,H2] [--ip ADDRESS] [--restart] [--force] \
                      [--queue Q] [--walltime HH:MM:SS] [--account A] [--nodes K] [--pe NAME] \
                      | %cluster status [--all] | %cluster stop | %cluster connect FILE \
-                     | %cluster pull VAR --out NAME | %cluster push VAR --as NAME";
+                     | %cluster pull VAR --out NAME | %cluster push|scatter VAR --as NAME";
 
 /// Reads what follows `%cluster`.
 pub fn parse(args: &[&str]) -> Result<ClusterCmd, String> {
@@ -101,10 +103,15 @@ pub fn parse(args: &[&str]) -> Result<ClusterCmd, String> {
             "--persist cells are sent the session's `{var}` when they use it; \
              %cluster push {var} --as NAME gives each engine a copy of its own, as NAME"
         )),
-        ["push", var, "--as", to] => Ok(ClusterCmd::Push {
+        [cmd @ ("push" | "scatter"), var, "--as", to] => Ok(ClusterCmd::Push {
             var: name(var)?,
             name: name(to)?,
+            scatter: *cmd == "scatter",
         }),
+        ["scatter", ..] => Err(
+            "%cluster scatter VAR --as NAME: each engine's part of the session's Vec VAR becomes its NAME"
+                .into(),
+        ),
         ["push", ..] => Err(
             "%cluster push VAR --as NAME: the session's VAR becomes NAME on every engine".into(),
         ),
@@ -248,6 +255,7 @@ pub const SPEC: Spec = Spec {
         "  batch jobs: [--queue Q] [--walltime HH:MM:SS] [--account A] [--nodes K] [--pe NAME]",
         "%cluster status [--all] (every engine's row, not a summary), %cluster stop, %cluster connect FILE",
         "%cluster pull VAR --out NAME (the engines' VAR as a Vec in rank order), %cluster push VAR --as NAME",
+        "%cluster scatter VAR --as NAME (each engine's part of the Vec VAR)",
     ],
     help: &[
         "a controller and N engines for %%parallel cluster: here, as mpirun's",
@@ -312,8 +320,8 @@ impl ClusterCmd {
                 ex.pull(&var, &out, sink, cx.irq).await?;
                 Ok(Then::Rest)
             }
-            ClusterCmd::Push { var, name } => {
-                ex.push(&var, &name, sink, cx.irq).await?;
+            ClusterCmd::Push { var, name, scatter } => {
+                ex.push(&var, &name, scatter, sink, cx.irq).await?;
                 Ok(Then::Rest)
             }
             ClusterCmd::Connect(path) => {
@@ -352,9 +360,19 @@ mod tests {
             parse(&["push", "d", "--as", "e"]),
             Ok(ClusterCmd::Push {
                 var: "d".into(),
-                name: "e".into()
+                name: "e".into(),
+                scatter: false
             })
         );
+        assert_eq!(
+            parse(&["scatter", "d", "--as", "e"]),
+            Ok(ClusterCmd::Push {
+                var: "d".into(),
+                name: "e".into(),
+                scatter: true
+            })
+        );
+        assert!(parse(&["scatter", "d"]).is_err());
         assert!(parse(&["push", "1d"]).is_err());
         assert_eq!(
             parse(&["status", "--all"]),

@@ -233,9 +233,9 @@ pub fn parse(args: &str) -> Result<Parallel, String> {
     }
     if p.scatter.is_some() && (p.each.is_some() || p.persist) {
         return Err(
-            "--scatter gives each rank its part of a Vec; --each hands out items already, \
-             and --persist does not take it (yet): bind a part yourself there, \
-             as in `let mine = data[rank * data.len() / size..(rank + 1) * data.len() / size].to_vec();`"
+            "--scatter gives one run each rank's part of a Vec; --each hands out items already, \
+             and --persist does not take it: `%cluster scatter VAR --as NAME` keeps each \
+             engine's part there, as NAME"
                 .into(),
         );
     }
