@@ -47,6 +47,20 @@ from parallel import (BLOCK, IS_PRIME_RS, count_blocks, halves, is_prime, peer_f
 from results import figure as json_figure, write as write_document
 
 
+def hands_back(kc, background: str, wait: str, reps: int) -> float:
+    """How soon the cell `background` hands back the notebook, request to idle (the
+    median of `reps`, after one warm-up); `wait` waits for its run each time."""
+    run_cell(kc, background)
+    run_cell(kc, wait)
+    returns = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        run_cell(kc, background)
+        returns.append(time.perf_counter() - t0)
+        run_cell(kc, wait)
+    return statistics.median(returns)
+
+
 def ferrocell(limit: int, env: dict, reps: int, log) -> dict:
     f = {}
     km, kc, _ = start("ferrocell", env)
@@ -78,16 +92,8 @@ def ferrocell(limit: int, env: dict, reps: int, log) -> dict:
         run_cell(kc, primes)
         text = run_cell(kc, primes)
         f["primes"] = seconds_in(text, r"2 ranks on 2 engines in ")
-        background = "%%parallel cluster --noblock --out bg\nrank"
-        run_cell(kc, background)
-        run_cell(kc, "%wait bg")
-        returns = []
-        for _ in range(reps):
-            t0 = time.perf_counter()
-            run_cell(kc, background)
-            returns.append(time.perf_counter() - t0)
-            run_cell(kc, "%wait bg")
-        f["noblock"] = statistics.median(returns)
+        f["noblock"] = hands_back(kc, "%%parallel cluster --noblock --out bg\nrank",
+                                  "%wait bg", reps)
         run_cell(kc, "%cluster stop")
     finally:
         stop(km, kc)
@@ -156,16 +162,7 @@ def ipyparallel_cells(env: dict, reps: int, log) -> dict:
         try:
             run_cell(kc, "rc = cluster.start_and_connect_sync()\n"
                          "rc.wait_for_engines(2, timeout=120)\nrc.activate()")
-            background = "%%px --noblock\nrank = 0"
-            run_cell(kc, background)
-            run_cell(kc, "%pxresult")
-            returns = []
-            for _ in range(reps):
-                t0 = time.perf_counter()
-                run_cell(kc, background)
-                returns.append(time.perf_counter() - t0)
-                run_cell(kc, "%pxresult")
-            f["noblock"] = statistics.median(returns)
+            f["noblock"] = hands_back(kc, "%%px --noblock\nrank = 0", "%pxresult", reps)
         finally:
             run_cell(kc, "cluster.stop_cluster_sync()")
     finally:
