@@ -346,6 +346,7 @@ pub fn main() {
     start_flusher();
     channel::send(tag::READY, std::process::id().to_string().as_bytes());
     let mut last_cell: Option<std::thread::JoinHandle<()>> = None;
+    let mut next_namespace: Option<u32> = None;
     while let Some((t, payload)) = channel::read_frame(&mut reader) {
         match t {
             // A worker runs one cell at a time: a RUN while one still runs (its
@@ -364,6 +365,9 @@ pub fn main() {
                 crate::process::set_cell(lib, symbol, parts.map(String::from).collect());
                 crate::worker::new_cell();
                 join_cell(&mut last_cell);
+                if let Some(ns) = next_namespace.take() {
+                    crate::store::switch(ns);
+                }
                 match load(lib, symbol) {
                     Ok(entry) => {
                         let spawned = std::thread::Builder::new()
@@ -391,15 +395,19 @@ pub fn main() {
             tag::UNITS | tag::NO_MORE_UNITS => crate::worker::push_work(t, payload),
             tag::VAR_BYTES => crate::worker::receive(payload),
             tag::FROM_ENGINE => crate::transport::from_engine(payload),
-            tag::NAMESPACE | tag::DROP_NAMESPACE if payload.len() == 4 => {
-                let ns = u32::from_le_bytes(payload[..4].try_into().expect("4 bytes"));
-                // Between cells: a cell that still runs keeps the store it had.
-                join_cell(&mut last_cell);
-                if t == tag::NAMESPACE {
-                    crate::store::switch(ns);
-                } else {
-                    crate::store::drop_namespace(ns);
-                }
+            // The namespace of the next cell, switched to when it comes (after the
+            // last cell's thread has ended), so that no cell sees another's store.
+            tag::NAMESPACE if payload.len() == 4 => {
+                next_namespace = Some(u32::from_le_bytes(
+                    payload[..4].try_into().expect("4 bytes"),
+                ));
+            }
+            // A gone kernel's variables: dropped at once unless its namespace is the
+            // one cells use now (a cell of its may still be ending).
+            tag::DROP_NAMESPACE if payload.len() == 4 => {
+                crate::store::drop_namespace(u32::from_le_bytes(
+                    payload[..4].try_into().expect("4 bytes"),
+                ));
             }
             _ => {}
         }

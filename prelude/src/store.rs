@@ -72,12 +72,17 @@ pub(crate) fn switch(namespace: u32) {
     stores(&mut guard).current = namespace;
 }
 
-/// Drops a namespace's variables (its kernel is gone). Dropped outside the lock:
-/// a value's `Drop` may be anything.
+/// Drops a namespace's variables (its kernel is gone), unless it is the current
+/// one, which a cell may still be using. Dropped outside the lock: a value's
+/// `Drop` may be anything; no cell of a namespace that is not current runs.
 pub(crate) fn drop_namespace(namespace: u32) {
     let gone = {
         let mut guard = STORE.lock().unwrap_or_else(|e| e.into_inner());
-        stores(&mut guard).by_namespace.remove(&namespace)
+        let stores = stores(&mut guard);
+        if stores.current == namespace {
+            return;
+        }
+        stores.by_namespace.remove(&namespace)
     };
     drop(gone);
 }

@@ -221,12 +221,16 @@ impl Client {
             Msg::Claim {
                 run,
                 engines: engines.to_vec(),
-                who,
+                who: who.clone(),
             },
             None,
         )
         .await?;
         let mut watch = tokio::time::interval(Duration::from_millis(500));
+        // Asked again now and then: a controller that took this kernel for gone
+        // (silent a while) has forgotten the claim; one that has it keeps its place.
+        let mut ask = tokio::time::interval(Duration::from_secs(5));
+        ask.tick().await;
         loop {
             tokio::select! {
                 m = self.rx.recv() => match m {
@@ -236,6 +240,10 @@ impl Client {
                     Some(_) => {}
                     None => return Err(ClientError::Closed),
                 },
+                _ = ask.tick() => {
+                    let again = Msg::Claim { run, engines: engines.to_vec(), who: who.clone() };
+                    self.post(again, None).await?;
+                }
                 _ = watch.tick() => {
                     if self.silent_for() > super::controller::LOST_AFTER + Duration::from_millis(500) {
                         return Err(ClientError::NoAnswer {

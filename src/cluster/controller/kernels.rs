@@ -12,9 +12,11 @@ impl Controller {
     /// fallen silent is gone, and its engines go to the next claim; one that holds
     /// nothing is given longer (its variables on the engines go).
     pub(super) fn check_kernels(&mut self) {
+        // A muted kernel is heard from no more than any other.
         let gone: Vec<Bytes> = self
             .clients
             .iter()
+            .chain(self.muted.iter())
             .filter(|(c, seen)| {
                 let holds = self.leases.has(c);
                 seen.elapsed() > if holds { LOST_AFTER } else { KERNEL_GONE_AFTER }
@@ -27,10 +29,28 @@ impl Controller {
         }
     }
 
-    /// A kernel that is gone (silent, or not reading): forgotten until it speaks
-    /// again. Its engines lose their owner, and are freed at the top of the loop.
+    /// A kernel that does not read: no more is sent to it, heartbeats included, so
+    /// that its cell fails as the controller falls silent to it, rather than waiting
+    /// for what was dropped; nor what its engines answer, which would open its
+    /// queue again. Its engines stay its own (and its variables there) until it
+    /// speaks again or falls silent itself.
+    pub(super) fn mute_client(&mut self, identity: &Bytes) {
+        self.clients.retain(|(c, _)| c != identity);
+        for e in self.engines.values_mut() {
+            if e.owner.as_ref() == Some(identity) {
+                e.owner = None;
+            }
+        }
+        self.muted
+            .push((identity.clone(), std::time::Instant::now()));
+    }
+
+    /// A kernel that is gone (silent): forgotten until it speaks again. Its
+    /// engines lose their owner, and are freed at the top of the loop.
     pub(super) fn forget_client(&mut self, identity: &Bytes) {
         self.clients.retain(|(c, _)| c != identity);
+        self.muted.retain(|(c, _)| c != identity);
+        self.to_clients.close(identity);
         for e in self.engines.values_mut() {
             if e.owner.as_ref() == Some(identity) {
                 e.owner = None;

@@ -44,6 +44,27 @@ impl Leases {
     /// back does not hold its engines for ever; the claims this frees come back
     /// granted too.
     pub fn claim(&mut self, c: Claim) -> (Outcome, Vec<Claim>) {
+        // The same claim again (a kernel that asks where its claim stands): its
+        // place is kept.
+        let same = |o: &Claim| o.client == c.client && o.run == c.run;
+        if self.held.values().any(same) {
+            return (Outcome::Granted, vec![]);
+        }
+        if let Some(at) = self.waiting.iter().position(same) {
+            let w = &self.waiting[at];
+            let behind = w
+                .engines
+                .iter()
+                .find_map(|e| self.held.get(e))
+                .or_else(|| {
+                    self.waiting
+                        .iter()
+                        .take(at)
+                        .find(|o| o.engines.iter().any(|e| w.engines.contains(e)))
+                })
+                .map_or_else(String::new, |b| b.who.clone());
+            return (Outcome::Queued { behind }, vec![]);
+        }
         let granted = self.release(&c.client);
         let blocked = c.engines.iter().find_map(|e| {
             self.held
@@ -163,6 +184,14 @@ mod tests {
             }
         );
         // Engine 3 nobody wants.
+        assert_eq!(l.claim(claim("d", 1, &[3])).0, Outcome::Granted);
+        // Asking again keeps a claim's place.
+        assert_eq!(
+            l.claim(claim("c", 1, &[2])).0,
+            Outcome::Queued {
+                behind: "kernel b".into()
+            }
+        );
         assert_eq!(l.claim(claim("d", 1, &[3])).0, Outcome::Granted);
         let (granted, freed) = l.release_with_engines(&Bytes::from_static(b"a"));
         assert_eq!(freed, vec![0, 1]);

@@ -79,6 +79,8 @@ struct Controller {
     /// kernels gone whose engines are to be freed.
     granted: Vec<Claim>,
     gone: Vec<Bytes>,
+    /// Kernels that do not read, sent nothing more, with when they last spoke.
+    muted: Vec<(Bytes, Instant)>,
     /// Each kernel's number, by its connection: the namespace its variables have
     /// on the engines' workers.
     kernel_numbers: HashMap<Bytes, u32>,
@@ -187,6 +189,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         leases: Leases::default(),
         granted: Vec::new(),
         gone: Vec::new(),
+        muted: Vec::new(),
         kernel_numbers: HashMap::new(),
         last_kernel: 0,
     };
@@ -269,7 +272,7 @@ impl Controller {
             // No heartbeat goes to it either, so its cell fails as the controller
             // falls silent to it, rather than waiting for what was dropped; nor
             // what its engines answer, which would open its queue again.
-            self.forget_client(identity);
+            self.mute_client(identity);
         }
     }
 
@@ -427,7 +430,8 @@ impl Controller {
             }
             (Msg::FromWorker { tag }, Some(id)) => {
                 if let Some(e) = self.engines.get_mut(&id) {
-                    if tag == crate::exec::frames::tag::DONE {
+                    use crate::exec::frames::tag as t;
+                    if [t::DONE, t::PANIC, t::CELL_ERROR, t::LOAD_ERROR].contains(&tag) {
                         e.info.state = "ready".into();
                     }
                 }
@@ -460,6 +464,8 @@ impl Controller {
         let Some(identity) = m.identities.first().cloned() else {
             return false;
         };
+        // A kernel that speaks is heard again (and sent to again, if it was muted).
+        self.muted.retain(|(c, _)| *c != identity);
         match self.clients.iter_mut().find(|(c, _)| *c == identity) {
             Some(c) => c.1 = Instant::now(),
             None => self.clients.push((identity.clone(), Instant::now())),
@@ -484,7 +490,17 @@ impl Controller {
                 };
                 self.send_client(&identity, reply, None).await;
             }
-            Msg::Send { engine, .. }
+            // Namespaces are the controller's to choose, never a kernel's.
+            Msg::Send { tag, .. }
+                if [
+                    crate::exec::frames::tag::NAMESPACE,
+                    crate::exec::frames::tag::DROP_NAMESPACE,
+                ]
+                .contains(&tag) =>
+            {
+                tracing::warn!("a kernel sent a namespace frame: dropped");
+            }
+            Msg::Send { engine, .. } | Msg::Kill { engine }
                 if self
                     .leases
                     .holder(engine)
