@@ -47,18 +47,20 @@ from parallel import (BLOCK, IS_PRIME_RS, count_blocks, halves, is_prime, peer_f
 from results import figure as json_figure, write as write_document
 
 
-def hands_back(kc, background: str, wait: str, reps: int) -> float:
-    """How soon the cell `background` hands back the notebook, request to idle (the
-    median of `reps`, after one warm-up); `wait` waits for its run each time."""
-    run_cell(kc, background)
-    run_cell(kc, wait)
-    returns = []
-    for _ in range(reps):
+def median_cell(kc, cell: str, reps: int, then: str | None = None) -> float:
+    """The median time of the cell `cell`, request to idle, over `reps` runs after
+    one warm-up; `then`, if given, runs after each, untimed (`%wait` for a
+    background run)."""
+    def once() -> float:
         t0 = time.perf_counter()
-        run_cell(kc, background)
-        returns.append(time.perf_counter() - t0)
-        run_cell(kc, wait)
-    return statistics.median(returns)
+        run_cell(kc, cell)
+        took = time.perf_counter() - t0
+        if then:
+            run_cell(kc, then)
+        return took
+
+    once()
+    return statistics.median([once() for _ in range(reps)])
 
 
 def ferrocell(limit: int, env: dict, reps: int, log) -> dict:
@@ -73,14 +75,7 @@ def ferrocell(limit: int, env: dict, reps: int, log) -> dict:
         t0 = time.perf_counter()
         run_cell(kc, "%cluster start -n 2")
         f["start"] = time.perf_counter() - t0
-        empty = "%%parallel cluster\nrank"
-        run_cell(kc, empty)
-        trips = []
-        for _ in range(reps):
-            t0 = time.perf_counter()
-            run_cell(kc, empty)
-            trips.append(time.perf_counter() - t0)
-        f["empty_trip"] = statistics.median(trips)
+        f["empty_trip"] = median_cell(kc, "%%parallel cluster\nrank", reps)
         items = "%%parallel cluster --each 0..100_000u64\nitem"
         run_cell(kc, items)
         text = run_cell(kc, items)
@@ -92,8 +87,8 @@ def ferrocell(limit: int, env: dict, reps: int, log) -> dict:
         run_cell(kc, primes)
         text = run_cell(kc, primes)
         f["primes"] = seconds_in(text, r"2 ranks on 2 engines in ")
-        f["noblock"] = hands_back(kc, "%%parallel cluster --noblock --out bg\nrank",
-                                  "%wait bg", reps)
+        f["noblock"] = median_cell(kc, "%%parallel cluster --noblock --out bg\nrank", reps,
+                                   then="%wait bg")
         run_cell(kc, "%cluster stop")
     finally:
         stop(km, kc)
@@ -162,7 +157,7 @@ def ipyparallel_cells(env: dict, reps: int, log) -> dict:
         try:
             run_cell(kc, "rc = cluster.start_and_connect_sync()\n"
                          "rc.wait_for_engines(2, timeout=120)\nrc.activate()")
-            f["noblock"] = hands_back(kc, "%%px --noblock\nrank = 0", "%pxresult", reps)
+            f["noblock"] = median_cell(kc, "%%px --noblock\nrank = 0", reps, then="%pxresult")
         finally:
             run_cell(kc, "cluster.stop_cluster_sync()")
     finally:

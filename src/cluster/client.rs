@@ -245,10 +245,10 @@ impl Client {
                     self.post(again, None).await?;
                 }
                 _ = watch.tick() => {
-                    if self.silent_for() > super::controller::LOST_AFTER + Duration::from_millis(500) {
+                    if let Some(silent) = self.fallen_silent() {
                         return Err(ClientError::NoAnswer {
                             endpoint: self.file.endpoint(self.file.client_port),
-                            secs: self.silent_for().as_secs(),
+                            secs: silent.as_secs(),
                             pid: self.file.controller_pid,
                             host: self.file.controller_host.clone(),
                         });
@@ -355,6 +355,13 @@ impl Client {
     /// How long the controller has been silent (it beats every second).
     pub fn silent_for(&self) -> Duration {
         self.last_heard.lock().expect("heard").elapsed()
+    }
+
+    /// How long the controller has been silent, once that is longer than its
+    /// heartbeats allow (with a margin): it is then taken for dead.
+    pub fn fallen_silent(&self) -> Option<Duration> {
+        let silent = self.silent_for();
+        (silent > super::controller::LOST_AFTER + Duration::from_millis(500)).then_some(silent)
     }
 
     /// Stops the cluster: engines, then the controller; waits for the processes this

@@ -145,6 +145,15 @@ pub fn settle(dir: &Path) {
     }
 }
 
+/// Waits, at most `patience`, until no saver is writing any of `names` (the files
+/// about to be read or replaced are whole).
+pub async fn written(dir: &Path, names: &[&str], patience: Duration) {
+    let deadline = Instant::now() + patience;
+    while names.iter().any(|n| writing(dir, n)) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Waits (up to `patience`) for the savers at work to finish. Returns whether they
 /// all did.
 pub async fn wait(dir: &Path, patience: Duration) -> bool {

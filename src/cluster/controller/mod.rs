@@ -279,6 +279,11 @@ impl Controller {
     /// Sends to the engine's owner, or to every kernel when it has none.
     async fn send_owner(&mut self, engine: u32, msg: Msg, payload: Option<Bytes>) {
         let owner = self.engines.get(&engine).and_then(|e| e.owner.clone());
+        self.send_to(owner, msg, payload).await;
+    }
+
+    /// Sends to `owner`, or to every kernel when there is none.
+    async fn send_to(&mut self, owner: Option<Bytes>, msg: Msg, payload: Option<Bytes>) {
         let targets: Vec<Bytes> = match owner {
             Some(o) => vec![o],
             None => self.clients.iter().map(|(c, _)| c.clone()).collect(),
@@ -340,13 +345,7 @@ impl Controller {
             why,
             engine_gone: true,
         };
-        let targets: Vec<Bytes> = match owner {
-            Some(o) => vec![o],
-            None => self.clients.iter().map(|(c, _)| c.clone()).collect(),
-        };
-        for t in targets {
-            self.send_client(&t, lost.clone(), None).await;
-        }
+        self.send_to(owner, lost, None).await;
     }
 
     async fn on_engine(&mut self, m: Received) {

@@ -28,14 +28,8 @@ impl Executor {
         let _ = self.finish_saving().await;
         let used = self.session.as_ref().expect("session").vars_used(code);
         let dir = self.snapshots.path().to_path_buf();
-        let deadline = std::time::Instant::now() + super::snapshots::SAVER_PATIENCE;
-        while used
-            .iter()
-            .any(|(n, _)| crate::exec::savers::writing(&dir, n))
-            && std::time::Instant::now() < deadline
-        {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let names: Vec<&str> = used.iter().map(|(n, _)| n.as_str()).collect();
+        crate::exec::savers::written(&dir, &names, super::snapshots::SAVER_PATIENCE).await;
         let session = self.session.as_ref().expect("session");
         if !session.snapshots() {
             return Err(CellError::Parallel {

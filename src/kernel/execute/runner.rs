@@ -143,12 +143,12 @@ impl Executor {
                     continue;
                 }
                 _ = watch_controller.tick(), if !engines.is_empty() => {
-                    let silent = self.cluster.as_ref().map(|c| c.silent_for());
-                    if silent.is_none_or(|s| s > crate::cluster::controller::LOST_AFTER + Duration::from_millis(500)) {
-                        let why = match silent {
-                            Some(s) => format!("the controller fell silent ({:.1} s without a heartbeat): it may have died; %cluster status says more", s.as_secs_f64()),
-                            None => "the cluster connection closed".to_string(),
-                        };
+                    let why = match self.cluster.as_ref().map(|c| c.fallen_silent()) {
+                        Some(None) => None,
+                        Some(Some(s)) => Some(format!("the controller fell silent ({:.1} s without a heartbeat): it may have died; %cluster status says more", s.as_secs_f64())),
+                        None => Some("the cluster connection closed".to_string()),
+                    };
+                    if let Some(why) = why {
                         for e in std::mem::take(&mut engines) {
                             let _ = runner.from_engine(e, crate::exec::frames::tag::ENGINE_LOST, why.as_bytes()).await;
                         }

@@ -4,7 +4,6 @@
 
 use super::super::{CellError, Executor};
 use crate::compile::vars::Var;
-use std::time::Duration;
 use tokio::sync::watch;
 
 impl Executor {
@@ -21,10 +20,7 @@ impl Executor {
         // A saver of the session's own `name` finishes before its file is replaced.
         let _ = self.finish_saving().await;
         let main = self.snapshots.path().to_path_buf();
-        let deadline = std::time::Instant::now() + super::super::snapshots::SAVER_PATIENCE;
-        while crate::exec::savers::writing(&main, name) && std::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        crate::exec::savers::written(&main, &[name], super::super::snapshots::SAVER_PATIENCE).await;
         // The session's own `name`, if it has one, stays until the new one is in.
         let backup = main.join(format!(".{name}.before-wait"));
         let had = std::fs::rename(main.join(name), &backup).is_ok();

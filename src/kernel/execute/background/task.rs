@@ -299,12 +299,9 @@ async fn step(
                 continue;
             }
             _ = tick.tick() => {
-                if let Some(c) = client.as_ref() {
-                    let silent = c.silent_for();
-                    if silent > crate::cluster::controller::LOST_AFTER + Duration::from_millis(500) {
-                        let why = format!("the controller fell silent ({:.1} s without a heartbeat)", silent.as_secs_f64());
-                        lose(runner, &mut engines, &why).await;
-                    }
+                if let Some(silent) = client.as_ref().and_then(|c| c.fallen_silent()) {
+                    let why = format!("the controller fell silent ({:.1} s without a heartbeat)", silent.as_secs_f64());
+                    lose(runner, &mut engines, &why).await;
                 }
                 (job.refresh)(&job.state.lock().expect("state"));
                 continue;
